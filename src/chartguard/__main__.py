@@ -1,0 +1,5 @@
+import sys
+
+from chartguard.cli import main
+
+sys.exit(main())

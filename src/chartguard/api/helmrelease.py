@@ -1,0 +1,600 @@
+"""HelmRelease (helm.toolkit.fluxcd.io): a chart installed with values into a namespace.
+
+Defaults as Flux's helm-controller applies them (``GetTimeout`` 5m0s, ``GetMaxHistory`` 5,
+``UsePersistentClient`` true, ``GetReleaseName`` ``[targetNamespace-]name`` shortened to 53
+characters with a SHA-256 suffix, upgrade remediation strategy ``rollback``, uninstall deletion
+propagation ``background``, chart interval = release interval).
+
+Fields of the newest Flux that chartguard does not implement are listed in
+``NOT_SUPPORTED_YET`` and rejected with a message saying so, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import MappingProxyType
+from typing import Any
+
+from chartguard.api._fields import Fields, Frozen, dns_label_problem, dns_subdomain_problem
+from chartguard.api.helmchart import (
+    RECONCILE_STRATEGIES,
+    check_chart_version,
+    check_verify_source,
+)
+from chartguard.api.helmchart import SOURCE_KINDS as CHART_SOURCE_KINDS
+from chartguard.api.meta import HELM_GROUP, HELM_VERSIONS, ObjectMeta, finish, start_document
+from chartguard.api.verification import Verification, parse_verification
+
+KIND = "HelmRelease"
+CHART_REF_KINDS = ("OCIRepository", "HelmChart")
+CRDS_POLICIES = ("Skip", "Create", "CreateReplace")
+DEFAULT_TIMEOUT = timedelta(minutes=5)
+DEFAULT_MAX_HISTORY = 5
+MAX_RELEASE_NAME = 53
+
+#: Spec fields of Flux's current HelmRelease CRD that chartguard accepts in its schema (so the
+#: API server keeps them) but does not implement; a document using one is rejected.
+NOT_SUPPORTED_YET = (
+    "spec.commonMetadata",
+    "spec.healthCheckExprs",
+    "spec.waitStrategy",
+    "spec.kubeConfig.configMapRef",
+    "spec.dependsOn[].readyExpr",
+    "spec.install.strategy",
+    "spec.install.serverSideApply",
+    "spec.upgrade.strategy",
+    "spec.upgrade.serverSideApply",
+    "spec.rollback.serverSideApply",
+)
+_WHY = "not supported by chartguard yet; remove it (see README, 'Not supported yet')"
+
+_SPEC_FIELDS = (
+    "chart", "chartRef", "interval", "kubeConfig", "suspend", "releaseName", "targetNamespace",
+    "storageNamespace", "dependsOn", "timeout", "maxHistory", "serviceAccountName",
+    "persistentClient", "driftDetection", "install", "upgrade", "test", "rollback", "uninstall",
+    "valuesFrom", "values", "postRenderers", "commonMetadata", "healthCheckExprs", "waitStrategy",
+)
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class CrossNamespaceSourceReference:
+    """``chart.spec.sourceRef`` or ``chartRef``; ``namespace`` empty means the release's."""
+
+    kind: str
+    name: str
+    namespace: str = ""
+    api_version: str = ""
+
+
+@dataclass(frozen=True)
+class HelmChartTemplateSpec:
+    chart: str
+    source_ref: CrossNamespaceSourceReference
+    version: str = "*"
+    interval: timedelta | None = None
+    reconcile_strategy: str = "ChartVersion"
+    values_files: tuple[str, ...] = ()
+    values_file: str = ""
+    ignore_missing_values_files: bool = False
+    verify: Verification | None = None
+
+
+@dataclass(frozen=True)
+class HelmChartTemplate:
+    spec: HelmChartTemplateSpec
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True)
+class Remediation:
+    retries: int = 0
+    ignore_test_failures: bool | None = None
+    remediate_last_failure: bool | None = None
+    #: upgrade only; install remediation always uninstalls
+    strategy: str = "rollback"
+
+
+@dataclass(frozen=True)
+class Install:
+    timeout: timedelta | None = None
+    remediation: Remediation = Remediation(strategy="uninstall")
+    create_namespace: bool = False
+    crds: str = "Create"
+    skip_crds: bool = False
+    replace: bool = False
+    disable_wait: bool = False
+    disable_wait_for_jobs: bool = False
+    disable_hooks: bool = False
+    disable_openapi_validation: bool = False
+    disable_schema_validation: bool = False
+    disable_take_ownership: bool = False
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    timeout: timedelta | None = None
+    remediation: Remediation = Remediation()
+    crds: str = "Skip"
+    force: bool = False
+    preserve_values: bool = False
+    cleanup_on_fail: bool = False
+    disable_wait: bool = False
+    disable_wait_for_jobs: bool = False
+    disable_hooks: bool = False
+    disable_openapi_validation: bool = False
+    disable_schema_validation: bool = False
+    disable_take_ownership: bool = False
+
+
+@dataclass(frozen=True)
+class TestFilter:
+    name: str
+    exclude: bool = False
+
+
+@dataclass(frozen=True)
+class Test:
+    enable: bool = False
+    timeout: timedelta | None = None
+    ignore_failures: bool = False
+    filters: tuple[TestFilter, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rollback:
+    timeout: timedelta | None = None
+    disable_wait: bool = False
+    disable_wait_for_jobs: bool = False
+    disable_hooks: bool = False
+    recreate: bool = False
+    force: bool = False
+    cleanup_on_fail: bool = False
+
+
+@dataclass(frozen=True)
+class Uninstall:
+    timeout: timedelta | None = None
+    disable_hooks: bool = False
+    keep_history: bool = False
+    disable_wait: bool = False
+    deletion_propagation: str = "background"
+
+
+@dataclass(frozen=True)
+class ValuesReference:
+    kind: str
+    name: str
+    values_key: str = "values.yaml"
+    target_path: str = ""
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class DependencyReference:
+    name: str
+    namespace: str = ""
+
+
+@dataclass(frozen=True)
+class KubeConfigReference:
+    secret_name: str
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class HelmReleaseSpec:
+    interval: timedelta
+    chart: HelmChartTemplate | None = None
+    chart_ref: CrossNamespaceSourceReference | None = None
+    release_name: str = ""
+    target_namespace: str = ""
+    storage_namespace: str = ""
+    suspend: bool = False
+    timeout: timedelta = DEFAULT_TIMEOUT
+    max_history: int = DEFAULT_MAX_HISTORY
+    service_account_name: str = ""
+    persistent_client: bool = True
+    kube_config: KubeConfigReference | None = None
+    depends_on: tuple[DependencyReference, ...] = ()
+    drift_detection_mode: str = "disabled"
+    drift_detection_ignore: Frozen = ()
+    install: Install = Install()
+    upgrade: Upgrade = Upgrade()
+    test: Test = Test()
+    rollback: Rollback = Rollback()
+    uninstall: Uninstall = Uninstall()
+    values_from: tuple[ValuesReference, ...] = ()
+    #: ``spec.values`` frozen; ``chartguard.api.thaw`` gives a plain dict for helm
+    values: Frozen = field(default_factory=lambda: MappingProxyType({}))
+    post_renderers: Frozen = ()
+
+
+@dataclass(frozen=True)
+class HelmRelease:
+    metadata: ObjectMeta
+    api_version: str
+    spec: HelmReleaseSpec
+
+    @property
+    def subject(self) -> str:
+        return f"{KIND} {self.metadata.namespace}/{self.metadata.name}"
+
+    @property
+    def release_name(self) -> str:
+        """``spec.releaseName`` or Flux's ``[targetNamespace-]name``, at most 53 characters."""
+        if self.spec.release_name:
+            return self.spec.release_name
+        name = self.metadata.name
+        if self.spec.target_namespace:
+            name = f"{self.spec.target_namespace}-{name}"
+        return shorten_release_name(name)
+
+    @property
+    def release_namespace(self) -> str:
+        return self.spec.target_namespace or self.metadata.namespace
+
+    @property
+    def storage_namespace(self) -> str:
+        return self.spec.storage_namespace or self.metadata.namespace
+
+    @property
+    def helmchart_name(self) -> str:
+        """Name of the HelmChart this release's ``spec.chart`` implies: ``<namespace>-<name>``."""
+        return f"{self.metadata.namespace}-{self.metadata.name}"
+
+    @property
+    def helmchart_namespace(self) -> str:
+        """Namespace of that HelmChart: the source's, else the release's."""
+        if self.spec.chart is not None and self.spec.chart.spec.source_ref.namespace:
+            return self.spec.chart.spec.source_ref.namespace
+        return self.metadata.namespace
+
+    @classmethod
+    def from_object(
+        cls, body: Mapping[str, Any], *, default_namespace: str = "default"
+    ) -> HelmRelease:
+        """Parse and validate; raises ``InvalidSpecError`` listing every problem."""
+        meta, api_version, spec = start_document(
+            body, KIND, HELM_GROUP, HELM_VERSIONS, default_namespace
+        )
+        parsed = _spec(spec)
+        if spec.has("chart") and meta.name:
+            implied = f"{meta.namespace}-{meta.name}"
+            if problem := dns_subdomain_problem(implied):
+                spec.error("chart", f"the HelmChart this release implies is named {implied!r} "
+                                    f"(<namespace>-<name>), which {problem}; shorten the name")
+        release = finish(spec, f"{KIND} {meta.namespace}/{meta.name}", parsed)
+        return cls(metadata=meta, api_version=api_version, spec=release)
+
+
+def shorten_release_name(name: str) -> str:
+    """Flux's ``ShortenName``: names over 53 characters become ``name[:40]-sha256[:12]``."""
+    if len(name) <= MAX_RELEASE_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return f"{name[:MAX_RELEASE_NAME - 13]}-{digest[:12]}"
+
+
+def _spec(spec: Fields) -> HelmReleaseSpec | None:
+    spec.reject_unknown(_SPEC_FIELDS, KIND)
+    spec.reject_present(("commonMetadata", "healthCheckExprs", "waitStrategy"), _WHY)
+    # the CEL rule of Flux's CRD, checked here because the API server may not
+    if spec.has("chart") == spec.has("chartRef"):
+        spec.error("", "either chart or chartRef must be set (exactly one of them)")
+    interval = spec.duration("interval", required=True)
+    target_namespace = _namespace(spec, "targetNamespace")
+    install = spec.section("install")
+    upgrade = spec.section("upgrade")
+    rollback = spec.section("rollback")
+    drift = spec.section("driftDetection")
+    if drift is not None:
+        drift.reject_unknown(("mode", "ignore"), "driftDetection")
+    result = HelmReleaseSpec(
+        interval=interval or timedelta(0),
+        chart=_chart_template(spec),
+        chart_ref=_chart_ref(spec),
+        release_name=spec.string("releaseName", min_length=1, max_length=MAX_RELEASE_NAME) or "",
+        target_namespace=target_namespace,
+        storage_namespace=_namespace(spec, "storageNamespace"),
+        suspend=spec.boolean("suspend"),
+        timeout=spec.duration("timeout") or DEFAULT_TIMEOUT,
+        max_history=_max_history(spec),
+        service_account_name=spec.string("serviceAccountName", min_length=1,
+                                         max_length=253) or "",
+        persistent_client=spec.boolean("persistentClient", default=True),
+        kube_config=_kube_config(spec),
+        depends_on=spec.each("dependsOn", _dependency),
+        drift_detection_mode=(drift.string("mode", default="disabled",
+                                           enum=("enabled", "warn", "disabled"))
+                              if drift else None) or "disabled",
+        drift_detection_ignore=_drift_ignore(drift) if drift else (),
+        install=_install(install) if install else Install(),
+        upgrade=_upgrade(upgrade) if upgrade else Upgrade(),
+        test=_test(spec),
+        rollback=_rollback(rollback) if rollback else Rollback(),
+        uninstall=_uninstall(spec),
+        values_from=spec.each("valuesFrom", _values_reference),
+        values=_values(spec),
+        post_renderers=_post_renderers(spec),
+    )
+    return None if spec.errors else result
+
+
+_SELECTOR = ("annotationSelector", "group", "kind", "labelSelector", "name", "namespace",
+             "version")
+
+
+def _target(parent: Fields) -> None:
+    target = parent.section("target")
+    if target is not None:
+        target.reject_unknown(_SELECTOR, "a target selector")
+        for key in _SELECTOR:
+            target.string(key)
+
+
+def _drift_ignore(drift: Fields) -> Frozen:
+    for rule in drift.sections("ignore"):
+        rule.reject_unknown(("paths", "target"), "a driftDetection ignore rule")
+        if not rule.has("paths"):
+            rule.error("paths", "required field is missing")
+        rule.strings("paths")
+        _target(rule)
+    return drift.raw("ignore") or ()
+
+
+def _post_renderers(spec: Fields) -> Frozen:
+    """Checked for shape only; applying them is the reconciler's business."""
+    for item in spec.sections("postRenderers"):
+        item.reject_unknown(("kustomize",), "a postRenderers entry")
+        kustomize = item.section("kustomize")
+        if kustomize is None:
+            continue
+        kustomize.reject_unknown(("patches", "images"), "a kustomize post-renderer")
+        for patch in kustomize.sections("patches"):
+            patch.reject_unknown(("patch", "target"), "a kustomize patch")
+            patch.string("patch", required=True)
+            _target(patch)
+        for image in kustomize.sections("images"):
+            image.reject_unknown(("name", "newName", "newTag", "digest"), "a kustomize image")
+            image.string("name", required=True)
+            for key in ("newName", "newTag", "digest"):
+                image.string(key)
+    return spec.raw("postRenderers") or ()
+
+
+def _namespace(spec: Fields, key: str) -> str:
+    value = spec.string(key, min_length=1, max_length=63) or ""
+    if value and (problem := dns_label_problem(value)):
+        spec.error(key, problem)
+    return value
+
+
+def _max_history(spec: Fields) -> int:
+    value = spec.integer("maxHistory", DEFAULT_MAX_HISTORY)
+    if value is not None and value < 0:
+        spec.error("maxHistory", "must be 0 (unlimited) or more")
+    return DEFAULT_MAX_HISTORY if value is None else value
+
+
+def _chart_template(spec: Fields) -> HelmChartTemplate | None:
+    chart = spec.section("chart")
+    if chart is None:
+        return None
+    chart.reject_unknown(("metadata", "spec"), "spec.chart")
+    labels: Mapping[str, str] = _EMPTY
+    annotations: Mapping[str, str] = _EMPTY
+    if (md := chart.section("metadata")) is not None:
+        md.reject_unknown(("labels", "annotations"), "spec.chart.metadata")
+        labels, annotations = md.string_map("labels"), md.string_map("annotations")
+    tmpl = chart.section("spec", required=True)
+    if tmpl is None:
+        return None
+    tmpl.reject_unknown(
+        ("chart", "version", "sourceRef", "interval", "reconcileStrategy", "valuesFiles",
+         "valuesFile", "ignoreMissingValuesFiles", "verify"), "spec.chart.spec")
+    name = tmpl.string("chart", required=True, min_length=1, max_length=2048)
+    source_ref = _reference(tmpl, "sourceRef", CHART_SOURCE_KINDS, required=True)
+    parsed = HelmChartTemplateSpec(
+        chart=name or "",
+        source_ref=source_ref or CrossNamespaceSourceReference("", ""),
+        version=check_chart_version(tmpl, source_ref.kind if source_ref else None),
+        interval=tmpl.duration("interval"),
+        reconcile_strategy=tmpl.string("reconcileStrategy", default="ChartVersion",
+                                       enum=RECONCILE_STRATEGIES) or "ChartVersion",
+        values_files=tmpl.strings("valuesFiles"),
+        values_file=tmpl.string("valuesFile") or "",
+        ignore_missing_values_files=tmpl.boolean("ignoreMissingValuesFiles"),
+        verify=parse_verification(tmpl),
+    )
+    # the implied HelmChart would be refused by the API server (Flux's CEL rule on HelmChart)
+    check_verify_source(tmpl, parsed.verify, source_ref.kind if source_ref else None)
+    return HelmChartTemplate(spec=parsed, labels=labels, annotations=annotations)
+
+
+def _chart_ref(spec: Fields) -> CrossNamespaceSourceReference | None:
+    return _reference(spec, "chartRef", CHART_REF_KINDS, required=False)
+
+
+def _reference(
+    parent: Fields, key: str, kinds: tuple[str, ...], *, required: bool
+) -> CrossNamespaceSourceReference | None:
+    ref = parent.section(key, required=required)
+    if ref is None:
+        return None
+    ref.reject_unknown(("apiVersion", "kind", "name", "namespace"), f"a {key}")
+    # Flux's CRD does not mark sourceRef.kind required, but nothing can be fetched without it
+    kind = ref.string("kind", required=True, enum=kinds)
+    name = ref.string("name", required=True, min_length=1, max_length=253)
+    if name and (problem := dns_subdomain_problem(name)):
+        ref.error("name", problem)
+    namespace = ref.string("namespace", min_length=1, max_length=63) or ""
+    if namespace and (problem := dns_label_problem(namespace)):
+        ref.error("namespace", problem)
+    if kind is None or name is None:
+        return None
+    return CrossNamespaceSourceReference(kind=kind, name=name, namespace=namespace,
+                                         api_version=ref.string("apiVersion") or "")
+
+
+def _kube_config(spec: Fields) -> KubeConfigReference | None:
+    section = spec.section("kubeConfig")
+    if section is None:
+        return None
+    section.reject_unknown(("secretRef", "configMapRef"), "spec.kubeConfig")
+    section.reject_present(("configMapRef",), _WHY)
+    ref = section.section("secretRef", required=not section.has("configMapRef"))
+    if ref is None:
+        return None
+    ref.reject_unknown(("name", "key"), "spec.kubeConfig.secretRef")
+    name = ref.string("name", required=True, min_length=1)
+    return KubeConfigReference(name, ref.string("key") or "") if name else None
+
+
+def _dependency(item: Fields) -> DependencyReference | None:
+    item.reject_unknown(("name", "namespace", "readyExpr"), "a dependsOn entry")
+    item.reject_present(("readyExpr",), _WHY)
+    name = item.string("name", required=True, min_length=1)
+    namespace = item.string("namespace") or ""
+    return DependencyReference(name, namespace) if name else None
+
+
+def _remediation(section: Fields | None, *, upgrade: bool) -> Remediation:
+    if section is None:
+        return Remediation() if upgrade else Remediation(strategy="uninstall")
+    known = ["retries", "ignoreTestFailures", "remediateLastFailure"]
+    section.reject_unknown([*known, "strategy"] if upgrade else known, "remediation")
+    strategy = "uninstall"
+    if upgrade:
+        strategy = section.string("strategy", default="rollback",
+                                  enum=("rollback", "uninstall")) or "rollback"
+    return Remediation(
+        retries=section.integer("retries", 0) or 0,
+        ignore_test_failures=section.optional_boolean("ignoreTestFailures"),
+        remediate_last_failure=section.optional_boolean("remediateLastFailure"),
+        strategy=strategy,
+    )
+
+
+_ACTION_FLAGS = ("disableWait", "disableWaitForJobs", "disableHooks", "disableOpenAPIValidation",
+                 "disableSchemaValidation", "disableTakeOwnership")
+
+
+def _install(s: Fields) -> Install:
+    s.reject_unknown(("timeout", "remediation", "createNamespace", "crds", "skipCRDs", "replace",
+                      "serverSideApply", "strategy", *_ACTION_FLAGS), "spec.install")
+    s.reject_present(("strategy", "serverSideApply"), _WHY)
+    return Install(
+        timeout=s.duration("timeout"),
+        remediation=_remediation(s.section("remediation"), upgrade=False),
+        create_namespace=s.boolean("createNamespace"),
+        crds=s.string("crds", default="Create", enum=CRDS_POLICIES) or "Create",
+        skip_crds=s.boolean("skipCRDs"),
+        replace=s.boolean("replace"),
+        disable_wait=s.boolean("disableWait"),
+        disable_wait_for_jobs=s.boolean("disableWaitForJobs"),
+        disable_hooks=s.boolean("disableHooks"),
+        disable_openapi_validation=s.boolean("disableOpenAPIValidation"),
+        disable_schema_validation=s.boolean("disableSchemaValidation"),
+        disable_take_ownership=s.boolean("disableTakeOwnership"),
+    )
+
+
+def _upgrade(s: Fields) -> Upgrade:
+    s.reject_unknown(("timeout", "remediation", "crds", "force", "preserveValues",
+                      "cleanupOnFail", "serverSideApply", "strategy", *_ACTION_FLAGS),
+                     "spec.upgrade")
+    s.reject_present(("strategy", "serverSideApply"), _WHY)
+    return Upgrade(
+        timeout=s.duration("timeout"),
+        remediation=_remediation(s.section("remediation"), upgrade=True),
+        crds=s.string("crds", default="Skip", enum=CRDS_POLICIES) or "Skip",
+        force=s.boolean("force"),
+        preserve_values=s.boolean("preserveValues"),
+        cleanup_on_fail=s.boolean("cleanupOnFail"),
+        disable_wait=s.boolean("disableWait"),
+        disable_wait_for_jobs=s.boolean("disableWaitForJobs"),
+        disable_hooks=s.boolean("disableHooks"),
+        disable_openapi_validation=s.boolean("disableOpenAPIValidation"),
+        disable_schema_validation=s.boolean("disableSchemaValidation"),
+        disable_take_ownership=s.boolean("disableTakeOwnership"),
+    )
+
+
+def _test(spec: Fields) -> Test:
+    s = spec.section("test")
+    if s is None:
+        return Test()
+    s.reject_unknown(("enable", "timeout", "ignoreFailures", "filters"), "spec.test")
+
+    def one(item: Fields) -> TestFilter | None:
+        item.reject_unknown(("name", "exclude"), "a test filter")
+        name = item.string("name", required=True, min_length=1, max_length=253)
+        return TestFilter(name, item.boolean("exclude")) if name else None
+
+    return Test(enable=s.boolean("enable"), timeout=s.duration("timeout"),
+                ignore_failures=s.boolean("ignoreFailures"), filters=s.each("filters", one))
+
+
+def _rollback(s: Fields) -> Rollback:
+    s.reject_unknown(("timeout", "disableWait", "disableWaitForJobs", "disableHooks", "recreate",
+                      "force", "cleanupOnFail", "serverSideApply"), "spec.rollback")
+    s.reject_present(("serverSideApply",), _WHY)
+    return Rollback(
+        timeout=s.duration("timeout"),
+        disable_wait=s.boolean("disableWait"),
+        disable_wait_for_jobs=s.boolean("disableWaitForJobs"),
+        disable_hooks=s.boolean("disableHooks"),
+        recreate=s.boolean("recreate"),
+        force=s.boolean("force"),
+        cleanup_on_fail=s.boolean("cleanupOnFail"),
+    )
+
+
+def _uninstall(spec: Fields) -> Uninstall:
+    s = spec.section("uninstall")
+    if s is None:
+        return Uninstall()
+    s.reject_unknown(("timeout", "disableHooks", "keepHistory", "disableWait",
+                      "deletionPropagation"), "spec.uninstall")
+    return Uninstall(
+        timeout=s.duration("timeout"),
+        disable_hooks=s.boolean("disableHooks"),
+        keep_history=s.boolean("keepHistory"),
+        disable_wait=s.boolean("disableWait"),
+        deletion_propagation=s.string("deletionPropagation", default="background",
+                                      enum=("background", "foreground", "orphan"))
+        or "background",
+    )
+
+
+_VALUES_KEY = re.compile(r"^[\-._a-zA-Z0-9]+$")
+_TARGET_PATH = re.compile(r"^([a-zA-Z0-9_\-.\\\/]|\[[0-9]{1,5}\])+$")
+
+
+def _values_reference(item: Fields) -> ValuesReference | None:
+    item.reject_unknown(("kind", "name", "valuesKey", "targetPath", "optional"),
+                        "a valuesFrom entry")
+    kind = item.string("kind", required=True, enum=("Secret", "ConfigMap"))
+    name = item.string("name", required=True, min_length=1, max_length=253)
+    key = item.string("valuesKey", default="values.yaml", max_length=253, pattern=_VALUES_KEY)
+    target = item.string("targetPath", default="", max_length=250, pattern=_TARGET_PATH)
+    if kind is None or name is None:
+        return None
+    return ValuesReference(kind=kind, name=name, values_key=key or "values.yaml",
+                           target_path=target or "", optional=item.boolean("optional"))
+
+
+def _values(spec: Fields) -> Frozen:
+    values = spec.data.get("values")
+    if values is None:
+        return MappingProxyType({})
+    if not isinstance(values, Mapping):
+        spec.error("values", f"must be an object (a map of Helm values), got {values!r}")
+        return MappingProxyType({})
+    return spec.raw("values")

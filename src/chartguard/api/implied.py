@@ -1,0 +1,56 @@
+"""The HelmChart a HelmRelease's ``spec.chart`` implies, built exactly as helm-controller does.
+
+Name ``<release namespace>-<release name>``, namespace of the source (``sourceRef.namespace``,
+else the release's), labels/annotations from ``spec.chart.metadata``, interval from
+``spec.chart.spec.interval`` else the release's. ``verify`` is copied whole, including the
+chartguard extensions (``matchOIDCIdentity``, ``trustedRootSecretRef``) that Flux's template
+lacks. Two labels name the owning release, because a cross-namespace owner reference is not
+allowed and the chart must still be found and garbage-collected.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from chartguard.api.helmchart import HelmChart, HelmChartSpec, SourceReference
+from chartguard.api.helmrelease import HelmRelease
+from chartguard.api.meta import SOURCE_GROUP, SOURCE_VERSIONS, ObjectMeta
+
+OWNER_NAME_LABEL = "helm.toolkit.fluxcd.io/name"
+OWNER_NAMESPACE_LABEL = "helm.toolkit.fluxcd.io/namespace"
+
+
+def implied_helmchart(release: HelmRelease) -> HelmChart:
+    """The HelmChart to create or update for ``release``; ``ValueError`` if it uses chartRef."""
+    template = release.spec.chart
+    if template is None:
+        raise ValueError(f"{release.subject} uses spec.chartRef: it implies no HelmChart")
+    spec = template.spec
+    labels = {
+        **template.labels,
+        OWNER_NAME_LABEL: release.metadata.name,
+        OWNER_NAMESPACE_LABEL: release.metadata.namespace,
+    }
+    meta = ObjectMeta(
+        name=release.helmchart_name,
+        namespace=release.helmchart_namespace,
+        labels=MappingProxyType(labels),
+        annotations=template.annotations,
+    )
+    values_files = spec.values_files
+    return HelmChart(
+        metadata=meta,
+        api_version=f"{SOURCE_GROUP}/{SOURCE_VERSIONS[0]}",
+        spec=HelmChartSpec(
+            chart=spec.chart,
+            version=spec.version,
+            # kind and name only, as helm-controller's buildHelmChartFromTemplate copies it
+            source_ref=SourceReference(kind=spec.source_ref.kind, name=spec.source_ref.name),
+            interval=spec.interval or release.spec.interval,
+            reconcile_strategy=spec.reconcile_strategy,
+            values_files=values_files,
+            values_file=spec.values_file,
+            ignore_missing_values_files=spec.ignore_missing_values_files,
+            verify=spec.verify,
+        ),
+    )

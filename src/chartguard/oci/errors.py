@@ -1,0 +1,92 @@
+"""The errors of :mod:`chartguard.oci`: one base, each kind saying what to fix.
+
+Exception tree::
+
+    OCIError                         base; ``retryable`` tells the caller whether to try again
+    ├── InvalidReferenceError        not ``oci://host[:port]/path`` + chart name (fix the spec)
+    ├── InvalidConstraintError       the version is not a Helm semver constraint (fix the spec)
+    ├── CredentialsError             a credentials/TLS Secret is malformed (fix the Secret)
+    ├── VersionNotFoundError         no tag matches the version or constraint
+    ├── ManifestNotFoundError        no manifest for that tag or digest
+    ├── BlobNotFoundError            a manifest names a blob the registry does not have
+    ├── AuthenticationError          the registry refused the credentials (or needs some)
+    ├── RegistryUnreachableError     connection refused/timed out, or 5xx after the retries
+    ├── TLSVerificationError         the registry's certificate is not trusted / handshake failed
+    ├── RegistryResponseError        the registry answered something the protocol does not allow
+    ├── DigestMismatchError          bytes whose sha256 is not the digest they were asked by
+    ├── SizeLimitExceededError       a manifest or blob is larger than the configured cap
+    └── UnsupportedMediaTypeError    not a Helm chart manifest (or an unknown layer type)
+
+Messages name the reference or digest and never contain credentials.
+"""
+
+from __future__ import annotations
+
+
+class OCIError(Exception):
+    """Base of every error raised by :mod:`chartguard.oci`."""
+
+    #: True when the same call may succeed later without any change to the spec.
+    retryable: bool = False
+
+
+class InvalidReferenceError(OCIError):
+    """The repository URL or chart name is not a valid OCI reference."""
+
+
+class InvalidConstraintError(OCIError):
+    """The version is neither an exact semver version nor a semver constraint."""
+
+
+class CredentialsError(OCIError):
+    """A Secret meant to hold registry credentials or TLS material cannot be used."""
+
+
+class VersionNotFoundError(OCIError):
+    """No tag of the chart satisfies the requested version."""
+
+    retryable = True  # the version may be pushed later
+
+
+class ManifestNotFoundError(OCIError):
+    """The registry has no manifest for the tag or digest."""
+
+    retryable = True
+
+
+class BlobNotFoundError(OCIError):
+    """The registry has no blob for a digest a manifest names."""
+
+    retryable = True
+
+
+class AuthenticationError(OCIError):
+    """The registry refused the request for lack of (valid) credentials."""
+
+
+class RegistryUnreachableError(OCIError):
+    """The registry could not be reached, or kept failing, within the bounded retries."""
+
+    retryable = True
+
+
+class TLSVerificationError(OCIError):
+    """The TLS handshake failed: the certificate is not trusted by the configured CA."""
+
+
+class RegistryResponseError(OCIError):
+    """The registry answered in a way the distribution protocol does not allow."""
+
+    retryable = True
+
+
+class DigestMismatchError(OCIError):
+    """Downloaded bytes do not hash to the digest they were requested by."""
+
+
+class SizeLimitExceededError(OCIError):
+    """A manifest or blob is larger than the configured limit."""
+
+
+class UnsupportedMediaTypeError(OCIError):
+    """The manifest or one of its parts is not what a Helm chart is made of."""

@@ -1,0 +1,106 @@
+"""Glue between what :mod:`chartguard.oci` found and what :mod:`chartguard.verify` checks.
+
+Used by ``chartguard verify`` now and by the HelmChart reconciler: the same signature
+artifacts (from a registry or an OCI layout) become the verifier's inputs the same way, and
+"no signature" says where it was looked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from chartguard.oci import SignatureArtifacts
+from chartguard.verify import (
+    COSIGN_SIGN_PREDICATE,
+    BundleCandidate,
+    InvalidPolicyError,
+    LegacySignature,
+    NoSignatureError,
+    OIDCIdentity,
+    PublicKey,
+    TrustRoot,
+    VerificationPolicy,
+    VerificationResult,
+    Verifier,
+)
+
+__all__ = [
+    "NoSignatureFoundError",
+    "build_policy",
+    "signature_inputs",
+    "verify_artifacts",
+]
+
+
+class NoSignatureFoundError(NoSignatureError):
+    """No signature for the digest, and the places that were looked at."""
+
+    def __init__(self, digest: str, looked_at: tuple[str, ...]) -> None:
+        self.looked_at = looked_at
+        super().__init__(digest)
+
+    def _message(self) -> str:
+        places = list(self.looked_at)
+        where = (" and ".join(places) if len(places) <= 2
+                 else ", ".join(places[:-1]) + " and " + places[-1])
+        return f"no signature for {self.digest}" + (f" (looked at {where})" if where else "")
+
+
+def signature_inputs(
+    artifacts: SignatureArtifacts,
+) -> tuple[tuple[LegacySignature, ...], tuple[BundleCandidate, ...]]:
+    """Every legacy layer and every bundle layer, each named by where it came from.
+
+    Nothing is filtered here: a layer of an unexpected type is still handed over so that it
+    fails with its own reason instead of disappearing from the failure list.
+    """
+    legacy = tuple(
+        LegacySignature(payload=layer.data, annotations=dict(layer.annotations),
+                        source=layer.source)
+        for layer in artifacts.legacy)
+    bundles = tuple(
+        BundleCandidate(data=layer.data, source=layer.source or referrer.source)
+        for referrer in artifacts.referrers for layer in referrer.layers)
+    return legacy, bundles
+
+
+def verify_artifacts(verifier: Verifier, artifacts: SignatureArtifacts) -> VerificationResult:
+    """Verify ``artifacts.digest``; raise ``VerificationFailedError`` (one reason per try)."""
+    legacy, bundles = signature_inputs(artifacts)
+    try:
+        return verifier.verify(artifacts.digest, legacy, bundles)
+    except NoSignatureError as err:
+        if isinstance(err, NoSignatureFoundError):
+            raise
+        raise NoSignatureFoundError(err.digest, tuple(artifacts.looked_at)) from None
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise InvalidPolicyError(f"{what} {path}: cannot be read ({err.strerror})") from None
+
+
+def build_policy(*, key_files: Sequence[Path] = (),
+                 identities: Sequence[tuple[str, str]] = (),
+                 trusted_root: Path | None = None,
+                 require_identity: bool = False,
+                 bundle_predicate_types: Sequence[str] = ()) -> VerificationPolicy:
+    """A policy from command-line style inputs: key files, (issuer, subject) regexps, a root.
+
+    Keys are named by their file name, as failures and results show them.
+    ``bundle_predicate_types`` are in-toto predicate types accepted in bundles besides cosign's
+    signature type (e.g. an attestation type meant to approve the artifact). Raises
+    ``VerificationError`` subclasses (bad file, bad expression, keys with identities).
+    """
+    keys = tuple(PublicKey.from_pem(_read(path, "public key"), path.name) for path in key_files)
+    ids = tuple(OIDCIdentity(issuer=issuer, subject=subject) for issuer, subject in identities)
+    root = (TrustRoot.from_json(_read(trusted_root, "trusted root"), trusted_root.name)
+            if trusted_root is not None else None)
+    predicates = (COSIGN_SIGN_PREDICATE,
+                  *(t for t in bundle_predicate_types if t != COSIGN_SIGN_PREDICATE))
+    return VerificationPolicy(keys=keys, identities=ids, trust_root=root,
+                              require_identity=require_identity,
+                              bundle_predicate_types=predicates)

@@ -1,0 +1,149 @@
+"""Pieces shared by the legacy and bundle paths: rejection reasons, decoding, claims."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any
+
+from chartguard.verify.model import SIMPLE_SIGNING_TYPE
+
+# Used with fullmatch: `$` would also accept a trailing newline.
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+_IN_TOTO_STATEMENT_TYPES = ("https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1")
+
+
+class Rejected(Exception):  # noqa: N818 - an outcome, not a programming error
+    """One signature did not verify; `lines` are the reasons, already prefixed by source."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def b64decode(value: Any, what: str) -> bytes:
+    """Strict base64 (cosign writes standard, padded base64); Rejected when it is not."""
+    if not isinstance(value, str):
+        raise Rejected(f"{what} is missing or not a string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise Rejected(f"{what} is not valid base64") from None
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook refusing a key given twice (Python keeps the last one silently)."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKeyError(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def json_object(data: bytes | str, what: str) -> dict[str, Any]:
+    """Parse a JSON object; invalid JSON and duplicate keys are Rejected.
+
+    A key given twice in signed JSON would make two parsers read two different documents
+    from the same signed bytes; sigstore-go's protojson refuses that too.
+    """
+    if isinstance(data, bytes):
+        try:
+            # JSON in signatures is UTF-8; Python would also guess UTF-16/32 from the bytes.
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Rejected(f"{what} is not valid JSON (not UTF-8)") from None
+    try:
+        parsed = json.loads(data, object_pairs_hook=_unique_keys)
+    except _DuplicateKeyError as exc:
+        raise Rejected(f"{what} has the key {exc.key!r} more than once") from None
+    except ValueError:
+        raise Rejected(f"{what} is not valid JSON") from None
+    except RecursionError:
+        raise Rejected(f"{what} is nested too deeply") from None
+    if not isinstance(parsed, dict):
+        raise Rejected(f"{what} is not a JSON object")
+    return parsed
+
+
+def check_simple_signing_claims(payload: bytes, digest: str) -> None:
+    """The payload's critical claims must name `digest` and cosign's signature type."""
+    document = json_object(payload, "signed payload")
+    critical = document.get("critical")
+    if not isinstance(critical, dict):
+        raise Rejected("signed payload has no 'critical' section (not a cosign signature)")
+    _no_keys_equal_but_for_case(document, critical, critical.get("image"))
+    kind = critical.get("type")
+    if kind != SIMPLE_SIGNING_TYPE:
+        raise Rejected(
+            f"signed payload type is {kind!r}, not {SIMPLE_SIGNING_TYPE!r} "
+            "(not a cosign image signature)"
+        )
+    image = critical.get("image")
+    signed = image.get("docker-manifest-digest") if isinstance(image, dict) else None
+    if signed != digest:
+        raise Rejected(
+            f"signed payload is for {signed or '(no digest)'}, not {digest} "
+            "(signature copied from another artifact)"
+        )
+
+
+def _no_keys_equal_but_for_case(*objects: object) -> None:
+    """cosign reads these objects into Go structs, whose field names encoding/json matches
+    case-insensitively (the last of `docker-manifest-digest` and `Docker-Manifest-Digest`
+    wins there, the exact one here): refuse the ambiguity. `optional` is a free map in Go
+    (case-sensitive) and is not checked."""
+    for obj in objects:
+        if not isinstance(obj, dict):
+            continue
+        seen: set[str] = set()
+        for key in obj:
+            if key.lower() in seen:
+                raise Rejected(f"signed payload has the key {key!r} more than once")
+            seen.add(key.lower())
+
+
+def check_in_toto_subject(
+    payload_type: str, payload: bytes, digest: str, predicate_types: tuple[str, ...]
+) -> None:
+    """A DSSE payload must be an in-toto statement of an accepted predicate type with
+    `digest` among its subjects (any of them, as sigstore-go's artifact digest check)."""
+    if payload_type != IN_TOTO_PAYLOAD_TYPE:
+        raise Rejected(f"DSSE payload type is {payload_type!r}, not {IN_TOTO_PAYLOAD_TYPE!r}")
+    statement = json_object(payload, "in-toto statement")
+    if statement.get("_type") not in _IN_TOTO_STATEMENT_TYPES:
+        raise Rejected(f"in-toto statement type {statement.get('_type')!r} is not known")
+    predicate_type = statement.get("predicateType")
+    if predicate_type not in predicate_types:
+        raise Rejected(
+            f"bundle predicate type is {predicate_type!r}, not "
+            f"{' or '.join(map(repr, predicate_types))} (an attestation, not a signature; "
+            "accept its type in the policy if it is meant to approve the artifact)"
+        )
+    algorithm, _, hexdigest = digest.partition(":")
+    subjects = statement.get("subject")
+    found: list[str] = []
+    for subject in subjects if isinstance(subjects, list) else ():
+        digests = subject.get("digest") if isinstance(subject, dict) else None
+        if isinstance(digests, dict) and isinstance(digests.get(algorithm), str):
+            found.append(f"{algorithm}:{digests[algorithm]}")
+    if f"{algorithm}:{hexdigest}" not in found:
+        shown = ", ".join(found) or "(no sha256 subject)"
+        raise Rejected(
+            f"bundle subject is {shown}, not {digest} (bundle made for another artifact)"
+        )
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE's pre-authentication encoding: what a DSSE signature is made over."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)

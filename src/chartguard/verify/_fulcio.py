@@ -1,0 +1,146 @@
+"""Fulcio signing certificates: chain to the trust root at a given time, SCT, profile, identity.
+
+The chain is built with cryptography's X.509 verifier, exactly as sigstore's bundle verifier
+does (every CA certificate of the trust root is an anchor; code-signing EKU allowed). The
+embedded SCT is checked with sigstore's `verify_sct` (private, pinned by `sigstore~=4.5.1`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+from sigstore._internal.sct import verify_sct
+from sigstore.errors import Error as SigstoreError
+
+from chartguard.verify._common import Rejected
+from chartguard.verify.errors import InvalidTrustRootError
+from chartguard.verify.trust import TrustRoot
+
+_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw string
+_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # DER UTF8String
+_FULCIO_USERNAME = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")  # otherName SAN
+
+
+def _der_utf8(value: bytes) -> str:
+    """Decode a DER UTF8String (tag 0x0c) as Fulcio writes its v2 extensions."""
+    if len(value) < 2 or value[0] != 0x0C:
+        raise ValueError("not a DER UTF8String")
+    length, offset = value[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(value[2 : 2 + count], "big")
+        offset = 2 + count
+    return value[offset : offset + length].decode()
+
+
+def certificate_identity(cert: x509.Certificate) -> tuple[str, tuple[str, ...]]:
+    """The OIDC issuer and every subject alternative name, as cosign reads them."""
+    issuer = ""
+    for ext in cert.extensions:
+        if ext.oid == _ISSUER_V2 and isinstance(ext.value, x509.UnrecognizedExtension):
+            issuer = _der_utf8(ext.value.value)
+            break
+        if ext.oid == _ISSUER_V1 and isinstance(ext.value, x509.UnrecognizedExtension):
+            issuer = ext.value.value.decode()
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return issuer, ()
+    subjects: list[str] = [
+        *san.get_values_for_type(x509.RFC822Name),
+        *san.get_values_for_type(x509.UniformResourceIdentifier),
+        *san.get_values_for_type(x509.DNSName),
+        *(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
+    ]
+    for other in san.get_values_for_type(x509.OtherName):
+        if other.type_id == _FULCIO_USERNAME:
+            subjects.append(_der_utf8(other.value))
+    return issuer, tuple(subjects)
+
+
+class FulcioChecker:
+    """Everything about a signing certificate except the identity policy."""
+
+    def __init__(self, trust_root: TrustRoot) -> None:
+        self._root = trust_root
+        if not trust_root.certificate_authorities:
+            raise InvalidTrustRootError(
+                f"{trust_root.name} has no certificate authority (Fulcio): it cannot verify "
+                "keyless signatures"
+            )
+        certs = [c for ca in trust_root.certificate_authorities for c in ca.certificates]
+        self._store = Store(certs)
+        self._ca_of = {
+            cert: ca for ca in trust_root.certificate_authorities for cert in ca.certificates
+        }
+        # Fulcio leaves carry code-signing, not client-auth: allow any EKU here, then
+        # require code-signing explicitly below (sigstore's bundle verifier does the same).
+        self._ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+            x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+        )
+        self._ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+            x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+        )
+
+    def check(
+        self, leaf: x509.Certificate, intermediates: list[x509.Certificate], at: datetime
+    ) -> None:
+        if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
+            raise Rejected(
+                f"certificate valid {leaf.not_valid_before_utc.isoformat()} to "
+                f"{leaf.not_valid_after_utc.isoformat()} was expired at the Rekor "
+                f"integrated time {at.isoformat()}"
+            )
+        verifier = (
+            PolicyBuilder()
+            .store(self._store)
+            .time(at)
+            .extension_policies(ca_policy=self._ca_policy, ee_policy=self._ee_policy)
+            .build_client_verifier()
+        )
+        try:
+            chain = verifier.verify(leaf, intermediates).chain[1:]
+        except (VerificationError, x509.UnsupportedGeneralNameType, ValueError) as exc:
+            if not any(ca_cert.subject == leaf.issuer for ca_cert in self._ca_of):
+                raise Rejected(
+                    f"certificate does not chain to a Fulcio CA of {self._root.name}: its "
+                    f"issuer {leaf.issuer.rfc4514_string()} is not one of them (another "
+                    "Sigstore instance? give its trusted root)"
+                ) from None
+            raise Rejected(
+                f"certificate does not chain to a Fulcio CA of {self._root.name} "
+                f"at {at.isoformat()}: {exc}"
+            ) from None
+        if not any(
+            ca.valid.contains(at) for cert in chain if (ca := self._ca_of.get(cert)) is not None
+        ):
+            raise Rejected(
+                f"the Fulcio CA of {self._root.name} that issued the certificate was not "
+                f"valid at {at.isoformat()}"
+            )
+        try:
+            verify_sct(leaf, chain, self._root.ct_keyring)
+        except (SigstoreError, ValueError) as exc:
+            raise Rejected(f"certificate transparency (SCT) check failed: {exc}") from None
+        _check_profile(leaf)
+
+
+def _check_profile(cert: x509.Certificate) -> None:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        extended = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound as exc:
+        raise Rejected(f"certificate is not a Fulcio signing certificate: {exc}") from None
+    if not usage.digital_signature:
+        raise Rejected("certificate key usage lacks digitalSignature")
+    if ExtendedKeyUsageOID.CODE_SIGNING not in extended:
+        raise Rejected("certificate extended key usage lacks code signing")

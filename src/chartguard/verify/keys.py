@@ -1,0 +1,149 @@
+"""Public keys as cosign uses them: loading PEM, fingerprints, and raw signature checks.
+
+cosign signs with ECDSA (P-256/P-384/P-521), RSA (PKCS#1 v1.5 or PSS) and Ed25519. Its hash
+for ECDSA changed over time (older releases: always SHA-256; current: the curve's hash), so
+both are accepted, as cosign's own verifier does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from chartguard.verify.errors import InvalidKeyError
+
+_SupportedKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+_CURVE_HASHES: dict[str, tuple[type[hashes.HashAlgorithm], ...]] = {
+    "secp256r1": (hashes.SHA256,),
+    "secp384r1": (hashes.SHA384, hashes.SHA256),
+    "secp521r1": (hashes.SHA512, hashes.SHA256),
+}
+
+# The smallest RSA modulus accepted: anything weaker is refused at load time.
+_MIN_RSA_BITS = 2048
+
+
+def spki_fingerprint(key: _SupportedKey) -> str:
+    """sha256 of the key's SubjectPublicKeyInfo DER, hex (what `cosign public-key` pins)."""
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def signature_matches(key: PublicKeyTypes, signature: bytes, data: bytes) -> bool:
+    """True when `signature` over `data` verifies with `key` under a scheme cosign uses.
+
+    `key` may be any type (a certificate annotation can carry DSA, Ed448, ...): those match
+    nothing instead of raising.
+    """
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            # cosign verifies pure Ed25519 for images (DESIGN §5).
+            key.verify(signature, data)
+            return True
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            for algorithm in _CURVE_HASHES.get(key.curve.name, ()):
+                try:
+                    key.verify(signature, data, ec.ECDSA(algorithm()))
+                    return True
+                except InvalidSignature:
+                    continue
+            return False
+        if not isinstance(key, rsa.RSAPublicKey):
+            # e.g. a DSA or Ed448 key in a certificate annotation: no scheme cosign uses.
+            return False
+        for pad in (
+            padding.PKCS1v15(),
+            padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO),
+        ):
+            try:
+                key.verify(signature, data, pad, hashes.SHA256())
+                return True
+            except InvalidSignature:
+                continue
+        return False
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
+        # Malformed signatures (bad DER, wrong length) are simply non-matching.
+        return False
+
+
+def load_public_key(pem: bytes, name: str) -> _SupportedKey:
+    """Load a PEM public key of a type cosign signs with, or raise InvalidKeyError."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm, TypeError) as exc:
+        raise InvalidKeyError(
+            f"key {name}: not a PEM public key ({exc}); give the cosign.pub written by "
+            "`cosign generate-key-pair` or `cosign public-key`"
+        ) from None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in _CURVE_HASHES:
+            raise InvalidKeyError(
+                f"key {name}: ECDSA curve {key.curve.name} is not one cosign uses "
+                "(P-256, P-384, P-521)"
+            )
+        return key
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < _MIN_RSA_BITS:
+            raise InvalidKeyError(
+                f"key {name}: RSA key of {key.key_size} bits is too weak (at least {_MIN_RSA_BITS})"
+            )
+        return key
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key
+    raise InvalidKeyError(
+        f"key {name}: {type(key).__name__} is not a key type cosign signs with "
+        "(ECDSA P-256/P-384/P-521, RSA, Ed25519)"
+    )
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A named public key; `fingerprint` is the sha256 of its SPKI DER, hex."""
+
+    name: str
+    fingerprint: str
+    _key: _SupportedKey = field(repr=False, compare=False)
+
+    @classmethod
+    def from_pem(cls, pem: bytes, name: str) -> PublicKey:
+        key = load_public_key(pem, name)
+        return cls(name=name, fingerprint=spki_fingerprint(key), _key=key)
+
+    @property
+    def label(self) -> str:
+        """How results and failures name this key: its name and a short fingerprint."""
+        return f"{self.name} (sha256:{self.fingerprint[:16]})"
+
+    def matches(self, signature: bytes, data: bytes) -> bool:
+        return signature_matches(self._key, signature, data)
+
+    def same_key(self, other: _SupportedKey) -> bool:
+        """True when `other` is this very key (compared by SPKI)."""
+        return spki_fingerprint(other) == self.fingerprint
+
+
+def public_keys_from_secret(data: Mapping[str, bytes]) -> tuple[PublicKey, ...]:
+    """Every key of a Secret whose name ends in `.pub` (Flux semantics), named by its key.
+
+    The keys come back sorted by name so that results and messages are stable. A Secret
+    without any `.pub` entry is an error: an empty key list would mean keyless verification.
+    """
+    keys = tuple(
+        PublicKey.from_pem(data[name], name) for name in sorted(data) if name.endswith(".pub")
+    )
+    if not keys:
+        shown = ", ".join(sorted(data)) or "none"
+        raise InvalidKeyError(
+            f"no public key in the Secret (keys: {shown}); store each cosign public key "
+            "under a name ending in .pub, e.g. cosign.pub"
+        )
+    return keys

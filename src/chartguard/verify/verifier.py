@@ -1,0 +1,125 @@
+"""The verifier: built once per policy, then asked about one digest at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from sigstore.errors import Error as SigstoreError
+from sigstore.verify import Verifier as SigstoreVerifier
+
+from chartguard.verify import _bundle, _legacy
+from chartguard.verify._common import DIGEST_RE, Rejected
+from chartguard.verify._fulcio import FulcioChecker
+from chartguard.verify.errors import (
+    InvalidTrustRootError,
+    NoSignatureError,
+    VerificationError,
+    VerificationFailedError,
+)
+from chartguard.verify.model import BundleCandidate, LegacySignature, VerificationResult
+from chartguard.verify.policy import VerificationPolicy
+from chartguard.verify.trust import TrustRoot
+
+_log = logging.getLogger(__name__)
+
+
+class Verifier:
+    """Verifies cosign signatures of one digest against one policy; fails closed.
+
+    Construction loads the trust material (and sigstore's verifier for keyless policies), so
+    build it once and reuse it: each `verify` then costs only the signature checks.
+    """
+
+    def __init__(self, policy: VerificationPolicy) -> None:
+        self.policy = policy
+        # Key-based policies still check a layer's Rekor SET when its log is known; the
+        # production root serves when none is given.
+        self._trust_root = policy.trust_root or TrustRoot.production()
+        self._keyless: _KeylessMaterial | None = None
+        if policy.keyless:
+            try:
+                _ = self._trust_root.ct_keyring
+                self._keyless = _KeylessMaterial(
+                    FulcioChecker(self._trust_root),
+                    SigstoreVerifier(trusted_root=self._trust_root.sigstore_root),
+                )
+            except (SigstoreError, ValueError) as exc:
+                raise InvalidTrustRootError(
+                    f"{self._trust_root.name} cannot verify keyless signatures: {exc}"
+                ) from None
+
+    @property
+    def trust_root(self) -> TrustRoot:
+        return self._trust_root
+
+    def verify(
+        self,
+        digest: str,
+        legacy: Sequence[LegacySignature],
+        bundles: Sequence[BundleCandidate],
+    ) -> VerificationResult:
+        """The first signature that verifies, or VerificationFailedError with every reason."""
+        if not DIGEST_RE.fullmatch(digest):
+            raise VerificationError(f"{digest!r} is not a sha256 manifest digest (sha256:<hex>)")
+        if not legacy and not bundles:
+            raise NoSignatureError(digest)
+        failures: list[str] = []
+        for sig in legacy:
+            outcome = self._attempt(sig.source, partial(self._legacy, sig, digest))
+            if isinstance(outcome, VerificationResult):
+                return outcome
+            failures.extend(outcome)
+        for candidate in bundles:
+            outcome = self._attempt(candidate.source, partial(self._bundle, candidate, digest))
+            if isinstance(outcome, VerificationResult):
+                return outcome
+            failures.extend(outcome)
+        raise VerificationFailedError(digest, tuple(failures))
+
+    @staticmethod
+    def _attempt(
+        source: str, check: Callable[[], VerificationResult]
+    ) -> VerificationResult | tuple[str, ...]:
+        try:
+            return check()
+        except Rejected as exc:
+            return exc.lines
+        except Exception as exc:  # fail closed: a library surprise rejects this signature only
+            _log.warning("verifying %s raised %s", source, type(exc).__name__, exc_info=True)
+            return (f"{source}: could not be verified ({type(exc).__name__}: {exc})",)
+
+    def _legacy(self, sig: LegacySignature, digest: str) -> VerificationResult:
+        if self._keyless is None:
+            return _legacy.verify_with_keys(sig, digest, self.policy.keys, self._trust_root)
+        return _legacy.verify_keyless(
+            sig, digest, self.policy.identities, self._trust_root, self._keyless.fulcio
+        )
+
+    def _bundle(self, candidate: BundleCandidate, digest: str) -> VerificationResult:
+        if self._keyless is None:
+            return _bundle.verify_with_keys(
+                candidate,
+                digest,
+                self.policy.keys,
+                self._trust_root,
+                self.policy.bundle_predicate_types,
+            )
+        return _bundle.verify_keyless(
+            candidate,
+            digest,
+            self.policy.identities,
+            self._keyless.sigstore,
+            self._keyless.fulcio,
+            self.policy.bundle_predicate_types,
+        )
+
+
+@dataclass(frozen=True)
+class _KeylessMaterial:
+    """What a keyless policy needs, built once: our Fulcio checks and sigstore's verifier."""
+
+    fulcio: FulcioChecker
+    sigstore: SigstoreVerifier

@@ -1,0 +1,57 @@
+"""Fixtures for real components: a registry, helm with a private home, charts pushed by helm.
+
+Every process is started on 127.0.0.1 on a free port and stopped by PID; every temporary
+directory is removed. A missing tool is an error (``make tools``), never a skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chartguard.testing.apiserver import KubeAPI, run_apiserver
+from chartguard.testing.charts import HelmEnv
+from chartguard.testing.registry import Registry, run_registry
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    """A plain-HTTP registry of this test's own."""
+    with run_registry(workdir=tmp_path) as reg:
+        yield reg
+
+
+@pytest.fixture
+def auth_registry(tmp_path: Path) -> Iterator[Registry]:
+    """A registry behind htpasswd (bcrypt) basic auth: user ``chartguard``."""
+    with run_registry(auth=("chartguard", "s3cret-Passw0rd"), workdir=tmp_path) as reg:
+        yield reg
+
+
+@pytest.fixture
+def tls_registry(tmp_path: Path) -> Iterator[Registry]:
+    """A registry serving TLS with a CA generated for this test."""
+    with run_registry(tls=True, workdir=tmp_path) as reg:
+        yield reg
+
+
+@pytest.fixture
+def helm_env(tmp_path: Path) -> HelmEnv:
+    """The real helm with HELM_*_HOME of this test's own."""
+    return HelmEnv(tmp_path / "helm")
+
+
+@pytest.fixture
+def kube_api(tmp_path: Path) -> Iterator[KubeAPI]:
+    """The Kubernetes API emulator (test equipment) as a subprocess of this test's own.
+
+    ``.kubeconfig`` points at it, ``.url`` is ``http://127.0.0.1:PORT``, ``.env`` is
+    os.environ plus KUBECONFIG and a private kubectl discovery cache; stopped by PID.
+    """
+    with run_apiserver(tmp_path / "kube-api") as api:
+        yield api
