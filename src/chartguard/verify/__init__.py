@@ -9,6 +9,7 @@ manifest and the Sigstore bundles found for one digest and says whether any veri
 sigstore and cryptography stay inside this package; their exceptions become failure reasons.
 """
 
+from chartguard.verify.cache import VerifiedCache
 from chartguard.verify.errors import (
     InvalidKeyError,
     InvalidPolicyError,
@@ -47,6 +48,7 @@ __all__ = [
     "VerificationFailedError",
     "VerificationPolicy",
     "VerificationResult",
+    "VerifiedCache",
     "Verifier",
     "public_keys_from_secret",
 ]

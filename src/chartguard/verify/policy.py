@@ -11,8 +11,11 @@ for Flux behave the same; anchor with `^...$` for an exact match.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from chartguard.verify.errors import InvalidPolicyError
 from chartguard.verify.keys import PublicKey
@@ -128,3 +131,23 @@ class VerificationPolicy:
     @property
     def keyless(self) -> bool:
         return not self.keys
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """``sha256:…`` naming everything that decides a verification under this policy.
+
+        Equal fingerprints mean equal decisions for the same signatures, so a result may be
+        reused for a digest already verified (see :class:`chartguard.verify.VerifiedCache`).
+        Keys count by their SPKI fingerprint (not their names), the trust root by the sha256
+        of its JSON (the default, production, included); order and duplicates do not count.
+        """
+        root = self.trust_root.raw if self.trust_root is not None else None
+        doc = {
+            "keys": sorted({key.fingerprint for key in self.keys}),
+            "identities": sorted({(i.issuer, i.subject) for i in self.identities}),
+            "trust_root": hashlib.sha256(root).hexdigest() if root is not None else "default",
+            "require_identity": self.require_identity,
+            "bundle_predicate_types": sorted(set(self.bundle_predicate_types)),
+        }
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return "sha256:" + hashlib.sha256(canonical).hexdigest()
