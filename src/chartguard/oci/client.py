@@ -39,8 +39,8 @@ from chartguard.oci.errors import (
 from chartguard.oci.reference import ChartReference
 from chartguard.oci.signatures import SignatureArtifacts, discover_signatures
 from chartguard.oci.versions import (
-    Constraint,
     is_exact_version,
+    parse_constraint,
     select_version,
     tag_for_version,
 )
@@ -192,7 +192,8 @@ class RegistryClient:
 
     def resolve(self, ref: ChartReference, version: str = "*") -> ResolvedChart:
         """The tag and manifest digest ``version`` (exact, or a constraint) resolves to."""
-        wanted = (version or "*").strip() or "*"
+        # "" (or None) means any version, as in Helm and Flux; whitespace-only is malformed
+        wanted = version.strip() if version else "*"
         if is_exact_version(wanted):
             tag = tag_for_version(wanted)
             digest = self._head_digest(ref, tag)
@@ -201,7 +202,7 @@ class RegistryClient:
                     f"chart {ref} has no version {wanted} (no tag {tag}): push that version "
                     "or change the version in the spec")
             return ResolvedChart(version=tag.replace("_", "+"), tag=tag, digest=digest)
-        Constraint.parse(wanted)  # a malformed constraint fails before any request
+        parse_constraint(wanted or version)  # a malformed constraint fails before any request
         tags = self.list_tags(ref)
         try:
             tag = select_version(tags, wanted)

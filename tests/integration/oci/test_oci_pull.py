@@ -64,6 +64,8 @@ def _helm_pull(helm: HelmEnv, registry: Registry, version: str, dest: Path) -> P
     ("1.2.x", "1.2.9"),
     ("<1 || >=2.1", "2.1.0"),
     (">=2.0.0-0 <2.0.0-z", "2.0.0-rc.1"),  # prerelease only when the constraint names one
+    (">=1.3.0-0 <2.0.0", "2.0.0-rc.1"),  # ...anywhere in its "and" group (Masterminds 3.4)
+    ("<1 || >=1.3 <2.0.0", "1.10.0+build.5"),  # a group naming none admits none
     ("1.10.0+build.5", "1.10.0+build.5"),  # '+' is '_' in the tag
 ])
 def test_cli_pull_writes_what_helm_pull_writes(

@@ -111,11 +111,18 @@ def test_underscore_in_tags_means_plus() -> None:
     assert select_version(tags, "=1.0.1+build.7") == "1.0.1_build.7"
 
 
-def test_each_condition_admits_prereleases_only_if_it_names_one() -> None:
-    # Masterminds checks the prerelease rule per condition: '<2.0.0' refuses 2.0.0-rc.1
-    # even when '>=2.0.0-0' admits it, so this range matches nothing (as in Helm and Flux)
-    with pytest.raises(VersionNotFoundError):
-        select_version(["1.9.0-rc.1", "2.0.0-rc.1"], ">=1.9.0-0 <2.0.0")
+@pytest.mark.parametrize(("constraint", "expected"), [
+    # Masterminds 3.4 (Helm 4.1.4, measured with `helm pull`): a prerelease named anywhere in
+    # an "and" group admits prereleases for the whole group...
+    (">=1.9.0-0 <2.0.0", "2.0.0-rc.1"),
+    (">=1.0.0 <2.0.0-z", "2.0.0-rc.1"),
+    # ...and only for that group of an "or"
+    ("1.x || >=2.0.0-0 <3", "2.0.0-rc.1"),
+    ("1.x || >=2.0.0 <3", "1.8.0"),
+])
+def test_a_prerelease_named_in_a_group_admits_prereleases_for_that_group(
+        constraint: str, expected: str) -> None:
+    assert select_version(["1.8.0", "1.9.0-rc.1", "2.0.0-rc.1"], constraint) == expected
 
 
 def test_build_metadata_ties_resolve_independently_of_listing_order() -> None:
