@@ -15,9 +15,6 @@ from chartguard.testing.apiserver import KubeAPI, run_apiserver
 from chartguard.testing.charts import HelmEnv
 from chartguard.testing.registry import Registry, run_registry
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
