@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 MAX_CONSTRAINT_LENGTH = 1024
 _MAX_PART = 2**64 - 1  # Masterminds parses parts as uint64
@@ -246,9 +247,14 @@ class Constraint:
     alternatives: tuple[tuple[Condition, ...], ...]
 
     def allows(self, version: Version) -> bool:
-        return any(
-            all(c.check(version, any(d.con.pre for d in group)) for c in group)
-            for group in self.alternatives)
+        return any(all(c.check(version, group_pre) for c in group)
+                   for group, group_pre in zip(self.alternatives, self._group_prerelease,
+                                               strict=True))
+
+    @cached_property
+    def _group_prerelease(self) -> tuple[bool, ...]:
+        # per "and" group: does any condition name a prerelease (Masterminds 3.4)?
+        return tuple(any(c.con.pre for c in group) for group in self.alternatives)
 
     def __str__(self) -> str:
         return " || ".join(" ".join(str(c) for c in group) for group in self.alternatives)

@@ -202,10 +202,11 @@ class RegistryClient:
                     f"chart {ref} has no version {wanted} (no tag {tag}): push that version "
                     "or change the version in the spec")
             return ResolvedChart(version=tag.replace("_", "+"), tag=tag, digest=digest)
-        parse_constraint(wanted or version)  # a malformed constraint fails before any request
+        # parsed once, before any request: a malformed (or whitespace-only) one fails here
+        constraint = parse_constraint(wanted or version)
         tags = self.list_tags(ref)
         try:
-            tag = select_version(tags, wanted)
+            tag = select_version(tags, constraint)
         except VersionNotFoundError as err:
             raise VersionNotFoundError(f"chart {ref}: {err}") from None
         digest = self._head_digest(ref, tag)

@@ -57,15 +57,17 @@ def version_of_tag(tag: str) -> Version | None:
     return Version.parse_strict(tag.replace("_", "+"))
 
 
-def select_version(tags: Iterable[str], constraint: str) -> str:
+def select_version(tags: Iterable[str], constraint: str | Constraint) -> str:
     """The tag holding the highest version that satisfies ``constraint``.
 
     ``""`` means any version (``*``), as in Helm and Flux; a whitespace-only constraint is
     malformed, as it is for them. Raises InvalidConstraintError for a malformed constraint and
     VersionNotFoundError when no tag matches. Ties (versions equal but for build metadata) go to
     the tag that sorts last, so the choice does not depend on the registry's listing order.
+    A constraint already parsed (``parse_constraint``) is used as it is.
     """
-    parsed = parse_constraint(constraint or "*")
+    parsed = (constraint if isinstance(constraint, Constraint)
+              else parse_constraint(constraint or "*"))
     best: tuple[Version, str] | None = None
     seen = 0
     for tag in tags:
@@ -83,6 +85,6 @@ def select_version(tags: Iterable[str], constraint: str) -> str:
             best = (version, tag)
     if best is None:
         raise VersionNotFoundError(
-            f"no tag matches version {constraint!r} ({seen} semver tags found): push a "
+            f"no tag matches version {parsed.text!r} ({seen} semver tags found): push a "
             "matching chart version or change the version constraint")
     return best[1]
