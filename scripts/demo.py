@@ -18,11 +18,11 @@ from pathlib import Path
 import yaml
 
 from chartguard.api import HelmRelease, implied_helmchart, parse_resource
-from chartguard.testing import cosign_signer, registry_signer, tools
-from chartguard.testing.apiserver import run_apiserver
-from chartguard.testing.charts import HelmEnv
-from chartguard.testing.registry import Registry, run_registry
-from chartguard.testing.sigstore_local import LocalSigstore
+from chartguard_testing import cosign_signer, registry_signer, tools
+from chartguard_testing.apiserver import run_apiserver
+from chartguard_testing.charts import HelmEnv
+from chartguard_testing.registry import Registry, run_registry
+from chartguard_testing.sigstore_local import LocalSigstore
 
 CHARTGUARD = str(Path(sys.executable).with_name("chartguard"))
 KUBECTL = tools.kubectl()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from chartguard.testing.apiserver import KubeAPI, run_apiserver
-from chartguard.testing.charts import HelmEnv
-from chartguard.testing.registry import Registry, run_registry
+from chartguard_testing.apiserver import KubeAPI, run_apiserver
+from chartguard_testing.charts import HelmEnv
+from chartguard_testing.registry import Registry, run_registry
 
 
 @pytest.fixture

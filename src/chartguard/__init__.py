@@ -8,9 +8,9 @@ Layers (checked by import-linter, see pyproject.toml):
     verify | oci        cosign verification on bytes | the OCI registry client
     api                 typed views of the Flux kinds, conditions and reasons
 
-``chartguard.testing`` is test equipment (a local registry, a chart factory, a Kubernetes
-API emulator, a local Sigstore instance) used by the tests and the demo, never by the
-operator itself.
+Test equipment (a local registry, a chart factory, a Kubernetes API emulator, a local
+Sigstore instance) is the separate ``chartguard_testing`` distribution in ``testing/``: the
+product never imports it (an import-linter contract) and never ships it.
 """
 
 __version__ = "0.1.0"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from chartguard.testing import tools
-from chartguard.testing.apiserver.kubectl import Kubectl
+from chartguard_testing import tools
+from chartguard_testing.apiserver.kubectl import Kubectl
 
 
 @dataclass(frozen=True)

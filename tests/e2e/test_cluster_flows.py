@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from chartguard.testing.apiserver.kubectl import Kubectl
-from chartguard.testing.charts import HelmEnv
+from chartguard_testing.apiserver.kubectl import Kubectl
+from chartguard_testing.charts import HelmEnv
 
 pytestmark = pytest.mark.e2e
 

@@ -14,9 +14,9 @@ import yaml
 
 from chartguard.api import HelmRelease, implied_helmchart
 from chartguard.api import conditions as c
-from chartguard.testing import tools
-from chartguard.testing.apiserver import KubeAPI
-from chartguard.testing.apiserver.kubectl import Kubectl
+from chartguard_testing import tools
+from chartguard_testing.apiserver import KubeAPI
+from chartguard_testing.apiserver.kubectl import Kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 FLUX_DATA = REPO / "tests" / "data" / "flux"

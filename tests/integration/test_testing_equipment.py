@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from chartguard.testing.charts import HelmEnv
-from chartguard.testing.registry import Registry, run_registry
+from chartguard_testing.charts import HelmEnv
+from chartguard_testing.registry import Registry, run_registry
 
 
 def test_helm_push_then_pull_round_trips_bytes(registry: Registry, helm_env: HelmEnv,

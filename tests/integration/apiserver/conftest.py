@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from chartguard.testing import tools
-from chartguard.testing.apiserver import KubeAPI
-from chartguard.testing.apiserver.kubectl import Kubectl
-from chartguard.testing.charts import HelmEnv
+from chartguard_testing import tools
+from chartguard_testing.apiserver import KubeAPI
+from chartguard_testing.apiserver.kubectl import Kubectl
+from chartguard_testing.charts import HelmEnv
 
 # the kubectl every machine has, and the newest one from `make tools`
 KUBECTLS = {"kubectl-system": "/usr/bin/kubectl", "kubectl-1.35": str(tools.TOOLS_DIR / "kubectl")}

@@ -1,4 +1,4 @@
-"""`chartguard dev-apiserver`: says it is test equipment, writes a kubeconfig, stops cleanly."""
+"""The emulator (`python -m chartguard_testing.apiserver`): test equipment, clean stop."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from pathlib import Path
 import requests
 import yaml
 
-from chartguard.testing import procs
+from chartguard_testing import procs
 
-CHARTGUARD = str(Path(sys.executable).with_name("chartguard"))
+EMULATOR = [sys.executable, "-m", "chartguard_testing.apiserver"]
 
 
 def test_help_says_it_is_test_equipment_and_what_it_does_not_do() -> None:
-    out = subprocess.run([CHARTGUARD, "dev-apiserver", "--help"], capture_output=True,
+    out = subprocess.run([*EMULATOR, "--help"], capture_output=True,
                          text=True, timeout=30, check=True).stdout
     text = " ".join(out.split())
     assert "test equipment" in text
@@ -30,10 +30,10 @@ def test_help_says_it_is_test_equipment_and_what_it_does_not_do() -> None:
 def test_serves_until_sigterm_even_with_a_watch_open(tmp_path: Path) -> None:
     config = tmp_path / "kubeconfig"
     port = procs.free_port()
-    proc = subprocess.Popen([CHARTGUARD, "dev-apiserver", "--kubeconfig", str(config),
+    proc = subprocess.Popen([*EMULATOR, "--kubeconfig", str(config),
                              "--port", str(port)])
     try:
-        procs.wait_until(config.exists, timeout=20, what="dev-apiserver", proc=proc)
+        procs.wait_until(config.exists, timeout=20, what="apiserver emulator", proc=proc)
         server = yaml.safe_load(config.read_text())["clusters"][0]["cluster"]["server"]
         assert server == f"http://127.0.0.1:{port}"
         assert requests.get(server + "/version", timeout=5).json()["major"] == "1"
@@ -52,7 +52,7 @@ def test_busy_port_is_one_line_saying_what_to_do(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run([CHARTGUARD, "dev-apiserver", "--kubeconfig",
+        proc = subprocess.run([*EMULATOR, "--kubeconfig",
                                str(tmp_path / "kc"), "--port", str(port)],
                               capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1

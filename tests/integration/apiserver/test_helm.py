@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from chartguard.testing import tools
-from chartguard.testing.apiserver import KubeAPI
-from chartguard.testing.apiserver.kubectl import Kubectl
-from chartguard.testing.charts import HelmEnv
+from chartguard_testing import tools
+from chartguard_testing.apiserver import KubeAPI
+from chartguard_testing.apiserver.kubectl import Kubectl
+from chartguard_testing.charts import HelmEnv
 
 
 def _release_secrets(kubectl: Kubectl) -> dict[str, str]:

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
-from chartguard.testing import procs, tools
-from chartguard.testing.apiserver import KubeAPI
-from chartguard.testing.apiserver.kubectl import Kubectl
+from chartguard_testing import procs, tools
+from chartguard_testing.apiserver import KubeAPI
+from chartguard_testing.apiserver.kubectl import Kubectl
 
 GADGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",

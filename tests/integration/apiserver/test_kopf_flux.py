@@ -12,10 +12,10 @@ import kopf
 import yaml
 from kopf.testing import KopfRunner
 
-from chartguard.testing import procs, tools
-from chartguard.testing.apiserver import KubeAPI
-from chartguard.testing.apiserver.kubectl import Kubectl
-from chartguard.testing.charts import HelmEnv
+from chartguard_testing import procs, tools
+from chartguard_testing.apiserver import KubeAPI
+from chartguard_testing.apiserver.kubectl import Kubectl
+from chartguard_testing.charts import HelmEnv
 
 CRDS = Path(tools.REPO_ROOT) / "crds"
 SOURCE, HELM = "source.toolkit.fluxcd.io", "helm.toolkit.fluxcd.io"

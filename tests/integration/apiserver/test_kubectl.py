@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from chartguard.testing import procs
-from chartguard.testing.apiserver.kubectl import Kubectl
+from chartguard_testing import procs
+from chartguard_testing.apiserver.kubectl import Kubectl
 
 WIDGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",

@@ -7,7 +7,7 @@ import json
 
 from test_kubectl import WIDGET_CRD, widget  # a sibling module (pytest prepends this dir)
 
-from chartguard.testing.apiserver.kubectl import Kubectl
+from chartguard_testing.apiserver.kubectl import Kubectl
 
 
 def _names(kubectl: Kubectl, *args: str) -> list[str]:

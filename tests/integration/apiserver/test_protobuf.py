@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from chartguard.testing.apiserver import protobuf
-from chartguard.testing.apiserver.resources import ApiError
+from chartguard_testing.apiserver import protobuf
+from chartguard_testing.apiserver.resources import ApiError
 
 
 def _varint(n: int) -> bytes:

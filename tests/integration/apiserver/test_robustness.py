@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import requests
 
-from chartguard.testing import procs
-from chartguard.testing.apiserver import KubeAPI, run_apiserver
-from chartguard.testing.apiserver.resources import Catalog
-from chartguard.testing.apiserver.server import start
-from chartguard.testing.apiserver.storage import OVERFLOW, Store
+from chartguard_testing import procs
+from chartguard_testing.apiserver import KubeAPI, run_apiserver
+from chartguard_testing.apiserver.resources import Catalog
+from chartguard_testing.apiserver.server import start
+from chartguard_testing.apiserver.storage import OVERFLOW, Store
 
 CM = "/api/v1/namespaces/default/configmaps"
 DEPLOY = "/apis/apps/v1/namespaces/default/deployments"

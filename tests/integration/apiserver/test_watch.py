@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from chartguard.testing.apiserver import KubeAPI, run_apiserver
+from chartguard_testing.apiserver import KubeAPI, run_apiserver
 
 CM = "/api/v1/namespaces/default/configmaps"
 

@@ -11,7 +11,7 @@ from custom_registries import ClientCert, TokenService, run_mtls_registry, run_t
 from oci_helpers import PaginatingProxy, RawRegistry, RedirectingProxy, client_for
 
 from chartguard.oci import RegistryClient
-from chartguard.testing.registry import Registry, TLSFiles
+from chartguard_testing.registry import Registry, TLSFiles
 
 
 @pytest.fixture

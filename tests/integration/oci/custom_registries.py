@@ -1,4 +1,4 @@
-"""Registries configured beyond what ``chartguard.testing.registry`` offers.
+"""Registries configured beyond what ``chartguard_testing.registry`` offers.
 
 - bearer-token auth (docker's token spec), as ghcr.io or Docker Hub run it: Debian's
   docker-registry is configured with ``auth: token`` and trusts one self-signed certificate;
@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from chartguard.testing import procs, tools
-from chartguard.testing.registry import Registry, TLSFiles, make_tls
+from chartguard_testing import procs, tools
+from chartguard_testing.registry import Registry, TLSFiles, make_tls
 
 SERVICE = "chartguard-token-registry"
 ISSUER = "chartguard-test-token-issuer"

@@ -23,8 +23,8 @@ from chartguard.oci import (
     RegistryCredentials,
     TLSConfig,
 )
-from chartguard.testing.charts import HelmEnv, PushedChart
-from chartguard.testing.registry import Registry, TLSFiles
+from chartguard_testing.charts import HelmEnv, PushedChart
+from chartguard_testing.registry import Registry, TLSFiles
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -26,8 +26,8 @@ from chartguard.oci import (
     credentials_from_secret,
     tls_from_secret,
 )
-from chartguard.testing.charts import HelmEnv
-from chartguard.testing.registry import Registry
+from chartguard_testing.charts import HelmEnv
+from chartguard_testing.registry import Registry
 
 FAST = 3.0  # seconds: every failure here must be reported at least this quickly
 

@@ -29,8 +29,8 @@ from chartguard.oci import (
     UnsupportedMediaTypeError,
     sha256_digest,
 )
-from chartguard.testing.charts import HelmEnv
-from chartguard.testing.registry import Registry, make_tls
+from chartguard_testing.charts import HelmEnv
+from chartguard_testing.registry import Registry, make_tls
 
 FAST = 3.0  # seconds
 PASSWORD = "s3cret-Passw0rd"  # the auth_registry fixture's

@@ -29,9 +29,9 @@ from chartguard.oci import (
     UnsupportedMediaTypeError,
     VersionNotFoundError,
 )
-from chartguard.testing import procs
-from chartguard.testing.charts import HelmEnv, PushedChart
-from chartguard.testing.registry import Registry
+from chartguard_testing import procs
+from chartguard_testing.charts import HelmEnv, PushedChart
+from chartguard_testing.registry import Registry
 
 FAST = 3.0  # seconds
 

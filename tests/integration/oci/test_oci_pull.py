@@ -18,9 +18,9 @@ from chartguard.oci import (
     RegistryResponseError,
     VersionNotFoundError,
 )
-from chartguard.testing import procs
-from chartguard.testing.charts import HelmEnv
-from chartguard.testing.registry import Registry, run_registry
+from chartguard_testing import procs
+from chartguard_testing.charts import HelmEnv
+from chartguard_testing.registry import Registry, run_registry
 
 VERSIONS = ["0.9.0", "1.2.0", "1.2.3", "1.2.9", "1.3.0", "1.10.0+build.5", "2.0.0-rc.1",
             "2.0.0", "2.1.0"]

@@ -19,8 +19,8 @@ from chartguard.oci import (
     DigestMismatchError,
     RegistryClient,
 )
-from chartguard.testing.charts import HelmEnv, PushedChart
-from chartguard.testing.registry import Registry
+from chartguard_testing.charts import HelmEnv, PushedChart
+from chartguard_testing.registry import Registry
 
 BUNDLE = json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
                      "dsseEnvelope": {"payload": "e30=", "signatures": []}}).encode()

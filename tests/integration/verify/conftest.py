@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from verify_support import Signing
 
-from chartguard.testing.charts import HelmEnv
-from chartguard.testing.registry import Registry
-from chartguard.testing.sigstore_local import LocalSigstore
+from chartguard_testing.charts import HelmEnv
+from chartguard_testing.registry import Registry
+from chartguard_testing.sigstore_local import LocalSigstore
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 
 from chartguard.oci import DigestMismatchError, SizeLimitExceededError
 from chartguard.oci.layout import LayoutError, LocalImage, read_layout_signatures
-from chartguard.testing import registry_signer as rs
+from chartguard_testing import registry_signer as rs
 
 SIGNED = rs.Artifact(rs.Blob(json.dumps({
     "schemaVersion": 2, "mediaType": rs.OCI_MANIFEST,

@@ -11,8 +11,8 @@ import json
 
 from verify_support import Signing
 
-from chartguard.testing import cosign_signer as cs
-from chartguard.testing import registry_signer as rs
+from chartguard_testing import cosign_signer as cs
+from chartguard_testing import registry_signer as rs
 
 EMPTY_CONFIG = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 

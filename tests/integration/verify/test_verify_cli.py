@@ -18,10 +18,10 @@ import pytest
 from verify_support import IDENTITY, ISSUER, Signing
 
 from chartguard.cli import main
-from chartguard.testing import cosign_signer as cs
-from chartguard.testing import registry_signer as rs
-from chartguard.testing.charts import HelmEnv
-from chartguard.testing.registry import Registry
+from chartguard_testing import cosign_signer as cs
+from chartguard_testing import registry_signer as rs
+from chartguard_testing.charts import HelmEnv
+from chartguard_testing.registry import Registry
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -17,8 +17,8 @@ from verify_support import Policy, Signing
 from chartguard.cli import main
 from chartguard.oci import OCIError
 from chartguard.oci.layout import read_layout_signatures
-from chartguard.testing import cosign_signer as cs
-from chartguard.testing import registry_signer as rs
+from chartguard_testing import cosign_signer as cs
+from chartguard_testing import registry_signer as rs
 
 REAL = Path(__file__).resolve().parents[2] / "fixtures" / "cosign-real"
 GITHUB = "https://github.com/login/oauth"

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from verify_support import IDENTITY, ISSUER, Outcome, Policy, Signing
 
-from chartguard.testing import cosign_signer as cs
+from chartguard_testing import cosign_signer as cs
 
 
 @dataclass(frozen=True)

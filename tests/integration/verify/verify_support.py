@@ -17,17 +17,17 @@ import pytest
 from chartguard.cli import main
 from chartguard.oci import ChartReference, RegistryClient, SignatureArtifacts
 from chartguard.reconcile.verification import build_policy, verify_artifacts
-from chartguard.testing import cosign_signer as cs
-from chartguard.testing import registry_signer as rs
-from chartguard.testing.charts import HelmEnv, PushedChart
-from chartguard.testing.registry import Registry
-from chartguard.testing.sigstore_local import LocalSigstore
 from chartguard.verify import (
     LegacySignature,
     VerificationFailedError,
     VerificationResult,
     Verifier,
 )
+from chartguard_testing import cosign_signer as cs
+from chartguard_testing import registry_signer as rs
+from chartguard_testing.charts import HelmEnv, PushedChart
+from chartguard_testing.registry import Registry
+from chartguard_testing.sigstore_local import LocalSigstore
 
 IDENTITY = "signer@example.com"
 ISSUER = "https://accounts.example.com"

@@ -18,7 +18,7 @@ import pytest
 from chartguard.api.constraints import ConstraintSyntaxError, Version, check_version_constraint
 from chartguard.oci import InvalidConstraintError, VersionNotFoundError, select_version
 from chartguard.oci.versions import is_exact_version, parse_constraint
-from chartguard.testing.charts import HelmEnv
+from chartguard_testing.charts import HelmEnv
 
 # the union of the constraints in tests/unit/oci/test_oci_versions.py and
 # tests/unit/api/test_api_models.py, valid and invalid, plus the cases the two parsers disagreed on

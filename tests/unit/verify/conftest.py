@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from verify_helpers import IDENTITY, ISSUER
 
-from chartguard.testing.sigstore_local import LocalSigstore
 from chartguard.verify import OIDCIdentity, TrustRoot, VerificationPolicy, Verifier
+from chartguard_testing.sigstore_local import LocalSigstore
 
 
 @pytest.fixture(scope="session")

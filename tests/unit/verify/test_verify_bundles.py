@@ -9,12 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from verify_helpers import DIGEST, IDENTITY, ISSUER, OTHER_DIGEST
 
-from chartguard.testing.cosign_signer import (
-    generate_key_pair,
-    sign_bundle_keyless,
-    sign_bundle_with_key,
-)
-from chartguard.testing.sigstore_local import LocalSigstore
 from chartguard.verify import (
     BundleCandidate,
     PublicKey,
@@ -23,6 +17,12 @@ from chartguard.verify import (
     VerificationPolicy,
     Verifier,
 )
+from chartguard_testing.cosign_signer import (
+    generate_key_pair,
+    sign_bundle_keyless,
+    sign_bundle_with_key,
+)
+from chartguard_testing.sigstore_local import LocalSigstore
 
 
 def _failure(verifier: Verifier, data: bytes) -> str:
@@ -111,7 +111,7 @@ def test_keyless_bundle_is_refused_by_a_key_policy(local_sigstore: LocalSigstore
 def test_legacy_and_bundle_failures_are_all_reported(
     local_sigstore: LocalSigstore, local_root: TrustRoot, keyless_verifier: Verifier
 ) -> None:
-    from chartguard.testing.cosign_signer import sign_legacy_keyless, simple_signing_payload
+    from chartguard_testing.cosign_signer import sign_legacy_keyless, simple_signing_payload
 
     legacy = sign_legacy_keyless(
         local_sigstore, simple_signing_payload("r", OTHER_DIGEST), source="tag sha256-x.sig"
@@ -174,7 +174,7 @@ def test_statement_with_a_duplicate_subject_key_fails(local_sigstore: LocalSigst
     """Duplicate keys in signed JSON: two parsers could read two statements from one signature."""
     import base64 as b64
 
-    from chartguard.testing.cosign_signer import KeyPair
+    from chartguard_testing.cosign_signer import KeyPair
 
     pair: KeyPair = generate_key_pair("ecdsa-p256")
     key = PublicKey.from_pem(pair.public_pem, "k.pub")

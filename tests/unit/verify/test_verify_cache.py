@@ -7,8 +7,6 @@ import threading
 import pytest
 from verify_helpers import DIGEST, OTHER_DIGEST
 
-from chartguard.testing import cosign_signer
-from chartguard.testing.sigstore_local import LocalSigstore
 from chartguard.verify import (
     OIDCIdentity,
     PublicKey,
@@ -17,6 +15,8 @@ from chartguard.verify import (
     VerificationResult,
     VerifiedCache,
 )
+from chartguard_testing import cosign_signer
+from chartguard_testing.sigstore_local import LocalSigstore
 
 
 def _key(name: str, kind: cosign_signer.KeyKind = "ecdsa-p256") -> PublicKey:

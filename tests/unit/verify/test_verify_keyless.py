@@ -12,12 +12,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from verify_helpers import DIGEST, IDENTITY, ISSUER, OTHER_DIGEST, REPOSITORY
 
-from chartguard.testing.cosign_signer import (
-    hashedrekord_body,
-    sign_legacy_keyless,
-    simple_signing_payload,
-)
-from chartguard.testing.sigstore_local import LocalSigstore
 from chartguard.verify import (
     InvalidPolicyError,
     LegacySignature,
@@ -28,6 +22,12 @@ from chartguard.verify import (
     VerificationPolicy,
     Verifier,
 )
+from chartguard_testing.cosign_signer import (
+    hashedrekord_body,
+    sign_legacy_keyless,
+    simple_signing_payload,
+)
+from chartguard_testing.sigstore_local import LocalSigstore
 
 PAYLOAD = simple_signing_payload(REPOSITORY, DIGEST)
 

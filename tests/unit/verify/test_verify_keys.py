@@ -10,18 +10,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from verify_helpers import DIGEST, REPOSITORY
 
-from chartguard.testing.cosign_signer import (
-    KEY_KINDS,
-    KeyKind,
-    KeyPair,
-    encrypt_cosign_key,
-    generate_key_pair,
-    load_cosign_key,
-    sign_bundle_with_key,
-    sign_legacy_with_key,
-    simple_signing_payload,
-)
-from chartguard.testing.sigstore_local import LocalSigstore
 from chartguard.verify import (
     BundleCandidate,
     InvalidKeyError,
@@ -33,6 +21,18 @@ from chartguard.verify import (
     Verifier,
     public_keys_from_secret,
 )
+from chartguard_testing.cosign_signer import (
+    KEY_KINDS,
+    KeyKind,
+    KeyPair,
+    encrypt_cosign_key,
+    generate_key_pair,
+    load_cosign_key,
+    sign_bundle_with_key,
+    sign_legacy_with_key,
+    simple_signing_payload,
+)
+from chartguard_testing.sigstore_local import LocalSigstore
 
 PAYLOAD = simple_signing_payload(REPOSITORY, DIGEST)
 

@@ -9,7 +9,6 @@ import pytest
 from sigstore.models import TrustedRoot as SigstoreTrustedRoot
 from verify_helpers import DIGEST
 
-from chartguard.testing.sigstore_local import LocalSigstore
 from chartguard.verify import (
     InvalidPolicyError,
     InvalidTrustRootError,
@@ -20,6 +19,7 @@ from chartguard.verify import (
     VerificationPolicy,
     Verifier,
 )
+from chartguard_testing.sigstore_local import LocalSigstore
 
 
 def test_production_root_loads_offline_from_the_wheel() -> None:
@@ -76,7 +76,7 @@ def test_empty_identity_expression_is_refused() -> None:
 
 
 def test_keys_and_identities_together_are_refused() -> None:
-    from chartguard.testing.cosign_signer import generate_key_pair
+    from chartguard_testing.cosign_signer import generate_key_pair
 
     key = PublicKey.from_pem(generate_key_pair().public_pem, "cosign.pub")
     with pytest.raises(InvalidPolicyError, match="either public keys or identities"):
@@ -95,7 +95,7 @@ def test_a_malformed_digest_is_refused_before_any_signature_is_tried(
 def test_result_summary_is_one_line(
     keyless_verifier: Verifier, local_sigstore: LocalSigstore
 ) -> None:
-    from chartguard.testing.cosign_signer import sign_legacy_keyless, simple_signing_payload
+    from chartguard_testing.cosign_signer import sign_legacy_keyless, simple_signing_payload
 
     sig = sign_legacy_keyless(local_sigstore, simple_signing_payload("r", DIGEST))
     summary = keyless_verifier.verify(DIGEST, [sig], []).summary()

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from chartguard.testing.apiserver.resources import ApiError, Obj, ResourceType
-from chartguard.testing.apiserver.storage import OVERFLOW, STOP, Event, Store
+from chartguard_testing.apiserver.resources import ApiError, Obj, ResourceType
+from chartguard_testing.apiserver.storage import OVERFLOW, STOP, Event, Store
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Write cosign's signature formats into a real registry and into OCI image layouts.
 
 Test equipment: the signatures themselves come from the test signer
-(:mod:`chartguard.testing.cosign_signer`); this module only *stores* them the way cosign does,
+(:mod:`chartguard_testing.cosign_signer`); this module only *stores* them the way cosign does,
 so the production code reads them through the same paths as cosign-made ones:
 
 - legacy signatures: an OCI manifest at tag ``sha256-<hex>.sig`` whose layers are
@@ -34,7 +34,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from chartguard.testing.registry import Registry
+from chartguard_testing.registry import Registry
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

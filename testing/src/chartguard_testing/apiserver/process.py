@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from chartguard.testing import procs
+from chartguard_testing import procs
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class KubeAPI:
 @contextmanager
 def run_apiserver(workdir: Path, *, history: int | None = None,
                   timeout: float = 20.0) -> Iterator[KubeAPI]:
-    """Start ``python -m chartguard.testing.apiserver`` in ``workdir``; stop it on exit."""
+    """Start ``python -m chartguard_testing.apiserver`` in ``workdir``; stop it on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     api = _start(workdir, history, timeout)
     try:
@@ -49,7 +49,7 @@ def _start(workdir: Path, history: int | None, timeout: float) -> KubeAPI:
     for _ in range(3):
         # a free port can be taken by a parallel test before we bind it: try another one
         port = procs.free_port()
-        argv = [sys.executable, "-m", "chartguard.testing.apiserver",
+        argv = [sys.executable, "-m", "chartguard_testing.apiserver",
                 "--kubeconfig", str(config), "--port", str(port)]
         if history is not None:
             argv += ["--history", str(history)]

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-# src/chartguard/testing/tools.py -> repository root
+# testing/src/chartguard_testing/tools.py -> repository root
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TOOLS_DIR = Path(os.environ.get("CHARTGUARD_TOOLS_DIR", REPO_ROOT / ".tools"))
 

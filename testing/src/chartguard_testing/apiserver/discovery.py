@@ -6,7 +6,7 @@ documents with ``Content-Type: application/json`` and fall back to legacy discov
 
 from __future__ import annotations
 
-from chartguard.testing.apiserver.resources import Catalog, Obj, ResourceType
+from chartguard_testing.apiserver.resources import Catalog, Obj, ResourceType
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from chartguard.testing import tools
-from chartguard.testing.registry import Registry
+from chartguard_testing import tools
+from chartguard_testing.registry import Registry
 
 _DIGEST = re.compile(r"^Digest:\s*(sha256:[0-9a-f]{64})\s*$", re.MULTILINE)
 

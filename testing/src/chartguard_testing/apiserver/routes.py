@@ -16,10 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from chartguard.testing.apiserver import discovery, patching, protobuf, selectors, tables
-from chartguard.testing.apiserver.resources import ApiError, Obj, ResourceType
-from chartguard.testing.apiserver.storage import Store
-from chartguard.testing.apiserver.watch import WatchRequest, serve_watch
+from chartguard_testing.apiserver import discovery, patching, protobuf, selectors, tables
+from chartguard_testing.apiserver.resources import ApiError, Obj, ResourceType
+from chartguard_testing.apiserver.storage import Store
+from chartguard_testing.apiserver.watch import WatchRequest, serve_watch
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORE: web.AppKey[Store] = web.AppKey("store", Store)

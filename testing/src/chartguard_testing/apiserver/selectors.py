@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from chartguard.testing.apiserver.resources import ApiError, Obj
+from chartguard_testing.apiserver.resources import ApiError, Obj
 
 Predicate = Callable[[Obj], bool]
 

@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from chartguard.testing.apiserver.resources import Obj, ResourceType, now
+from chartguard_testing.apiserver.resources import Obj, ResourceType, now
 
 RS_KEY = ("apps", "replicasets")
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from chartguard.testing.apiserver.resources import Obj, ResourceType
+from chartguard_testing.apiserver.resources import Obj, ResourceType
 
 _NAME_COLUMN: Obj = {"name": "Name", "type": "string", "format": "name", "priority": 0,
                      "description": "Name must be unique within a namespace."}

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from chartguard.testing import procs, tools
+from chartguard_testing import procs, tools
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from chartguard.testing.apiserver.resources import ApiError, Obj
+from chartguard_testing.apiserver.resources import ApiError, Obj
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"

@@ -26,7 +26,7 @@ Modules: ``resources`` (kinds served), ``storage`` (objects, resourceVersions, d
 ``process`` (run as a subprocess for tests: :func:`run_apiserver`).
 """
 
-from chartguard.testing.apiserver.process import KubeAPI, run_apiserver
-from chartguard.testing.apiserver.server import kubeconfig, serve
+from chartguard_testing.apiserver.process import KubeAPI, run_apiserver
+from chartguard_testing.apiserver.server import kubeconfig, serve
 
 __all__ = ["KubeAPI", "kubeconfig", "run_apiserver", "serve"]

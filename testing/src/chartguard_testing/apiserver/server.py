@@ -13,11 +13,11 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from chartguard.testing import procs
-from chartguard.testing.apiserver.resources import Catalog
-from chartguard.testing.apiserver.routes import build_app
-from chartguard.testing.apiserver.storage import Store
-from chartguard.testing.apiserver.watch import stop_all
+from chartguard_testing import procs
+from chartguard_testing.apiserver.resources import Catalog
+from chartguard_testing.apiserver.routes import build_app
+from chartguard_testing.apiserver.storage import Store
+from chartguard_testing.apiserver.watch import stop_all
 
 CONTEXT = "chartguard-test-apiserver"
 
@@ -98,13 +98,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve in the foreground; exit codes as every chartguard command."""
     if args.history < 1:
-        print("chartguard dev-apiserver: --history must be at least 1", file=sys.stderr)
+        print("chartguard_testing.apiserver: --history must be at least 1", file=sys.stderr)
         return 1
     port = args.port or procs.free_port()
     try:
         asyncio.run(serve(port, args.kubeconfig, history=args.history))
     except OSError as exc:
-        print(f"chartguard dev-apiserver: cannot listen on 127.0.0.1:{port} ({exc.strerror});"
+        print(f"chartguard_testing.apiserver: cannot listen on 127.0.0.1:{port} ({exc.strerror});"
               " pick another --port", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m chartguard.testing.apiserver", description=DESCRIPTION,
+        prog="python -m chartguard_testing.apiserver", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chartguard.testing.apiserver.resources import ApiError, Obj, ResourceType
+from chartguard_testing.apiserver.resources import ApiError, Obj, ResourceType
 
 _STRINGS = ("name", "generateName", "namespace", "resourceVersion", "uid")
 _MAPS = ("labels", "annotations")

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chartguard.testing.apiserver import patching, validation, workloads
-from chartguard.testing.apiserver.resources import (
+from chartguard_testing.apiserver import patching, validation, workloads
+from chartguard_testing.apiserver.resources import (
     CRD_KEY,
     NAMESPACE_KEY,
     ApiError,

@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from nacl.secret import SecretBox
 
-from chartguard.testing.sigstore_local import LocalSigstore
 from chartguard.verify.model import (
     BUNDLE_ANNOTATION,
     BUNDLE_MEDIA_TYPE,
@@ -34,6 +33,7 @@ from chartguard.verify.model import (
     SIMPLE_SIGNING_TYPE,
     LegacySignature,
 )
+from chartguard_testing.sigstore_local import LocalSigstore
 
 KeyKind = Literal["ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa", "rsa-pss", "ed25519"]
 KEY_KINDS: tuple[KeyKind, ...] = (

@@ -14,7 +14,7 @@ import base64
 import datetime as dt
 from typing import Any
 
-from chartguard.testing.apiserver.resources import ApiError, Obj
+from chartguard_testing.apiserver.resources import ApiError, Obj
 
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
