@@ -23,6 +23,7 @@ from typing import Any
 import requests
 import requests.utils
 
+from chartguard.digest import DIGEST
 from chartguard.oci import mediatypes as mt
 from chartguard.oci._transport import Transport, container, read_limited, status_error
 from chartguard.oci.credentials import RegistryCredentials, TLSConfig
@@ -46,7 +47,6 @@ from chartguard.oci.versions import (
 )
 
 MiB = 1024 * 1024
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _MAX_TAG_PAGES = 1000  # a registry whose Link headers never end is broken, not big
 _REFERRERS_FALLBACK = frozenset({400, 404, 405, 406})

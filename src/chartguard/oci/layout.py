@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chartguard.digest import DIGEST as _DIGEST
 from chartguard.oci.errors import (
     DigestMismatchError,
     ManifestNotFoundError,
@@ -38,7 +39,6 @@ from chartguard.oci.signatures import (
 
 __all__ = ["LayoutError", "LocalImage", "read_layout_signatures"]
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # fullmatch: `$` would allow a final newline
 _INDEX_TYPES = frozenset({"application/vnd.oci.image.index.v1+json",
                           "application/vnd.docker.distribution.manifest.list.v2+json"})
 _REF_NAME = "org.opencontainers.image.ref.name"

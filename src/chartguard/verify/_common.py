@@ -5,13 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from typing import Any
 
 from chartguard.verify.model import SIMPLE_SIGNING_TYPE
 
 # Used with fullmatch: `$` would also accept a trailing newline.
-DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 _IN_TOTO_STATEMENT_TYPES = ("https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1")
 

@@ -10,8 +10,9 @@ from functools import partial
 from sigstore.errors import Error as SigstoreError
 from sigstore.verify import Verifier as SigstoreVerifier
 
+from chartguard.digest import DIGEST as DIGEST_RE
 from chartguard.verify import _bundle, _legacy
-from chartguard.verify._common import DIGEST_RE, Rejected
+from chartguard.verify._common import Rejected
 from chartguard.verify._fulcio import FulcioChecker
 from chartguard.verify.errors import (
     InvalidTrustRootError,
