@@ -19,6 +19,7 @@ from sigstore.errors import Error as SigstoreError
 from sigstore.models import Bundle
 from sigstore.verify import Verifier as SigstoreVerifier
 
+from chartguard.identity import IdentityMatcher
 from chartguard.verify._common import (
     Rejected,
     b64decode,
@@ -30,7 +31,7 @@ from chartguard.verify._fulcio import FulcioChecker, certificate_identity
 from chartguard.verify._rekor import check_dsse_body, entry_from_bundle, known_log, verify_set
 from chartguard.verify.keys import PublicKey
 from chartguard.verify.model import BundleCandidate, VerificationResult
-from chartguard.verify.policy import OIDCIdentity, match_identity
+from chartguard.verify.policy import match_identity
 from chartguard.verify.trust import TrustRoot
 
 
@@ -79,7 +80,7 @@ def _diagnose(bundle: Bundle, fulcio: FulcioChecker) -> None:
 def verify_keyless(
     candidate: BundleCandidate,
     digest: str,
-    identities: tuple[OIDCIdentity, ...],
+    identities: tuple[IdentityMatcher, ...],
     verifier: SigstoreVerifier,
     fulcio: FulcioChecker,
     predicate_types: tuple[str, ...],

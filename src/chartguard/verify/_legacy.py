@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cryptography import x509
 
+from chartguard.identity import IdentityMatcher
 from chartguard.verify._common import Rejected, b64decode, check_simple_signing_claims
 from chartguard.verify._fulcio import FulcioChecker, certificate_identity
 from chartguard.verify._rekor import (
@@ -27,7 +28,7 @@ from chartguard.verify.model import (
     LegacySignature,
     VerificationResult,
 )
-from chartguard.verify.policy import OIDCIdentity, match_identity
+from chartguard.verify.policy import match_identity
 from chartguard.verify.trust import TrustRoot
 
 
@@ -83,7 +84,7 @@ def _check_optional_set(
 def verify_keyless(
     sig: LegacySignature,
     digest: str,
-    identities: tuple[OIDCIdentity, ...],
+    identities: tuple[IdentityMatcher, ...],
     trust_root: TrustRoot,
     fulcio: FulcioChecker,
 ) -> VerificationResult:
@@ -96,7 +97,7 @@ def verify_keyless(
 def _verify_keyless(
     sig: LegacySignature,
     digest: str,
-    identities: tuple[OIDCIdentity, ...],
+    identities: tuple[IdentityMatcher, ...],
     trust_root: TrustRoot,
     fulcio: FulcioChecker,
 ) -> VerificationResult:
