@@ -1,8 +1,10 @@
 """Fulcio signing certificates: chain to the trust root at a given time, SCT, profile, identity.
 
 The chain is built with cryptography's X.509 verifier, exactly as sigstore's bundle verifier
-does (every CA certificate of the trust root is an anchor; code-signing EKU allowed). The
-embedded SCT is checked with sigstore's `verify_sct` (private, pinned by `sigstore~=4.5.1`).
+does (every CA certificate of the trust root is an anchor; code-signing EKU allowed); then the
+CA that issued it and the CT log that signed its embedded SCT must both have been valid (their
+`validFor` in the trust root) at the given time, which sigstore itself does not check. The SCT
+is checked with sigstore's `verify_sct` (private: see `_sigstore_compat`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from cryptography.x509.verification import (
     Store,
     VerificationError,
 )
-from sigstore._internal.sct import verify_sct
 from sigstore.errors import Error as SigstoreError
 
+from chartguard.untrusted import escape
+from chartguard.verify import _sigstore_compat as compat
 from chartguard.verify._common import Rejected
 from chartguard.verify.errors import InvalidTrustRootError
 from chartguard.verify.trust import TrustRoot
@@ -94,6 +97,10 @@ class FulcioChecker:
     def check(
         self, leaf: x509.Certificate, intermediates: list[x509.Certificate], at: datetime
     ) -> None:
+        """Chain, CA window, SCT from a CT log valid at ``at``, profile; Rejected otherwise.
+
+        ``at`` must be an authenticated time (the Rekor integrated time of a verified SET).
+        """
         if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
             raise Rejected(
                 f"certificate valid {leaf.not_valid_before_utc.isoformat()} to "
@@ -113,12 +120,12 @@ class FulcioChecker:
             if not any(ca_cert.subject == leaf.issuer for ca_cert in self._ca_of):
                 raise Rejected(
                     f"certificate does not chain to a Fulcio CA of {self._root.name}: its "
-                    f"issuer {leaf.issuer.rfc4514_string()} is not one of them (another "
-                    "Sigstore instance? give its trusted root)"
+                    f"issuer {escape(leaf.issuer.rfc4514_string())} is not one of them "
+                    "(another Sigstore instance? give its trusted root)"
                 ) from None
             raise Rejected(
                 f"certificate does not chain to a Fulcio CA of {self._root.name} "
-                f"at {at.isoformat()}: {exc}"
+                f"at {at.isoformat()}: {escape(exc)}"
             ) from None
         if not any(
             ca.valid.contains(at) for cert in chain if (ca := self._ca_of.get(cert)) is not None
@@ -127,10 +134,19 @@ class FulcioChecker:
                 f"the Fulcio CA of {self._root.name} that issued the certificate was not "
                 f"valid at {at.isoformat()}"
             )
+        keyring = self._root.ct_keyring_at(at)
+        if keyring is None:
+            raise Rejected(
+                f"no certificate transparency log of {self._root.name} was valid at "
+                f"{at.isoformat()}: the SCT cannot be checked"
+            )
         try:
-            verify_sct(leaf, chain, self._root.ct_keyring)
+            compat.verify_sct(leaf, chain, keyring)
         except (SigstoreError, ValueError) as exc:
-            raise Rejected(f"certificate transparency (SCT) check failed: {exc}") from None
+            raise Rejected(
+                f"certificate transparency (SCT) check failed with the CT logs of "
+                f"{self._root.name} valid at {at.isoformat()}: {escape(exc)}"
+            ) from None
         _check_profile(leaf)
 
 
@@ -139,7 +155,7 @@ def _check_profile(cert: x509.Certificate) -> None:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
         extended = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound as exc:
-        raise Rejected(f"certificate is not a Fulcio signing certificate: {exc}") from None
+        raise Rejected(f"certificate is not a Fulcio signing certificate: {escape(exc)}") from None
     if not usage.digital_signature:
         raise Rejected("certificate key usage lacks digitalSignature")
     if ExtendedKeyUsageOID.CODE_SIGNING not in extended:
