@@ -1,7 +1,8 @@
 """Every private piece of sigstore-python that chartguard.verify uses, in one place.
 
 sigstore's ``_internal``/``_utils`` modules, its ``_inner`` attributes and the constructors it
-marks "@api private" carry no stability promise; ``sigstore~=4.5.1`` pins the minor and
+marks "@api private" carry no stability promise (nor do the ``sigstore_models`` types behind
+``_inner``, a distribution sigstore pins); ``sigstore~=4.5.1`` pins the minor and
 ``tests/unit/verify/test_verify_sigstore_compat.py`` has one test per symbol below, named for
 it, so an upgrade that moves or reshapes one fails by name. Nothing else in chartguard reaches
 into sigstore's privates (a test greps for it).
@@ -17,6 +18,7 @@ from sigstore._internal.trust import CTKeyring, Keyring
 from sigstore._internal.tuf import DEFAULT_TUF_URL
 from sigstore._utils import read_embedded
 from sigstore.models import Bundle, TrustedRoot
+from sigstore_models.common.v1 import TimeRange as TimeRangeModel
 from sigstore_models.trustroot.v1 import CertificateAuthority as CertificateAuthorityModel
 from sigstore_models.trustroot.v1 import TransparencyLogInstance
 from sigstore_models.trustroot.v1 import TrustedRoot as TrustedRootModel
@@ -24,6 +26,7 @@ from sigstore_models.trustroot.v1 import TrustedRoot as TrustedRootModel
 __all__ = [
     "CTKeyring",
     "CertificateAuthorityModel",
+    "TimeRangeModel",
     "TransparencyLogInstance",
     "bundle_log_index",
     "certificate_authorities",

@@ -19,7 +19,6 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from sigstore.models import TrustedRoot
-from sigstore_models.common import v1 as common_v1
 
 from chartguard.untrusted import UntrustedInputError, escape, loads_json
 from chartguard.verify import _sigstore_compat as compat
@@ -62,7 +61,7 @@ def _time(value: datetime | None, default: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _range(valid_for: common_v1.TimeRange | None) -> TimeRange:
+def _range(valid_for: compat.TimeRangeModel | None) -> TimeRange:
     if valid_for is None:
         return TimeRange(_FAR_PAST, _FAR_FUTURE)
     return TimeRange(_time(valid_for.start, _FAR_PAST), _time(valid_for.end, _FAR_FUTURE))

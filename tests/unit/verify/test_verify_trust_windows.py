@@ -1,0 +1,129 @@
+"""Trust-root validity windows: a retired Fulcio CA, Rekor key or CT log key proves nothing.
+
+sigstore's bundle verifier accepts every CA and log key of the trust root whatever its
+`validFor` says; chartguard judges the windows at the Rekor integrated time on both paths, so a
+signature fails or passes the same as a legacy `.sig` layer and as a bundle.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import pytest
+from verify_helpers import DIGEST, IDENTITY, ISSUER, REPOSITORY
+
+from chartguard.verify import (
+    BundleCandidate,
+    OIDCIdentity,
+    TrustRoot,
+    VerificationFailedError,
+    VerificationPolicy,
+    VerificationResult,
+    Verifier,
+)
+from chartguard_testing.cosign_signer import (
+    sign_bundle_keyless,
+    sign_legacy_keyless,
+    simple_signing_payload,
+)
+from chartguard_testing.sigstore_local import LocalSigstore
+
+Format = Literal["legacy", "bundle"]
+Piece = Literal["certificateAuthorities", "tlogs", "ctlogs"]
+FORMATS: tuple[Format, ...] = ("legacy", "bundle")
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _root(sigstore: LocalSigstore, piece: Piece | None, start: datetime | None = None,
+          end: datetime | None = None) -> TrustRoot:
+    """The local trusted root with the window of one piece (its only entry) replaced."""
+    document = json.loads(sigstore.trusted_root_json())
+    if piece is not None:
+        window = {"start": _stamp(start or sigstore.valid_from)}
+        if end is not None:
+            window["end"] = _stamp(end)
+        entry = document[piece][0]
+        (entry if piece == "certificateAuthorities" else entry["publicKey"])["validFor"] = window
+    return TrustRoot.from_json(json.dumps(document).encode(), name="windowed root")
+
+
+def _verify(sigstore: LocalSigstore, root: TrustRoot, fmt: Format) -> VerificationResult:
+    """A fresh keyless signature of DIGEST, made now, in the given format."""
+    policy = VerificationPolicy(identities=(OIDCIdentity(f"^{ISSUER}$", f"^{IDENTITY}$"),),
+                                trust_root=root)
+    if fmt == "legacy":
+        sig = sign_legacy_keyless(sigstore, simple_signing_payload(REPOSITORY, DIGEST),
+                                  source="sig")
+        return Verifier(policy).verify(DIGEST, [sig], [])
+    bundle = BundleCandidate(sign_bundle_keyless(sigstore, DIGEST), "sig")
+    return Verifier(policy).verify(DIGEST, [], [bundle])
+
+
+def _failure(sigstore: LocalSigstore, root: TrustRoot, fmt: Format) -> str:
+    with pytest.raises(VerificationFailedError) as err:
+        _verify(sigstore, root, fmt)
+    (line,) = err.value.failures
+    return line
+
+
+RETIRED = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+LATER = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_within_every_window_both_formats_verify(local_sigstore: LocalSigstore,
+                                                 fmt: Format) -> None:
+    for piece in ("certificateAuthorities", "tlogs", "ctlogs"):
+        current = _root(local_sigstore, piece, end=LATER)  # ends later: still valid now
+        assert _verify(local_sigstore, current, fmt).format == fmt
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_signature_from_a_retired_fulcio_ca_fails_in_both_formats(
+    local_sigstore: LocalSigstore, fmt: Format
+) -> None:
+    root = _root(local_sigstore, "certificateAuthorities", end=RETIRED)
+    assert _failure(local_sigstore, root, fmt).startswith(
+        "sig: the Fulcio CA of windowed root that issued the certificate was not valid at ")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_signature_logged_under_a_retired_rekor_key_fails_in_both_formats(
+    local_sigstore: LocalSigstore, fmt: Format
+) -> None:
+    root = _root(local_sigstore, "tlogs", end=RETIRED)
+    assert _failure(local_sigstore, root, fmt).startswith(
+        "sig: Rekor log https://rekor.chartguard.test key was not valid at the integrated time ")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_sct_from_a_retired_ct_log_fails_in_both_formats(
+    local_sigstore: LocalSigstore, fmt: Format
+) -> None:
+    root = _root(local_sigstore, "ctlogs", end=RETIRED)
+    assert _failure(local_sigstore, root, fmt).startswith(
+        "sig: no certificate transparency log of windowed root was valid at ")
+
+
+def test_a_retired_ct_log_beside_a_current_one_is_not_used(
+    local_sigstore: LocalSigstore,
+) -> None:
+    """The SCT's log is retired; another log, current, did not sign it: no SCT check passes."""
+    from dataclasses import replace
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    other = replace(local_sigstore, ct_key=ec.generate_private_key(ec.SECP256R1()))
+    document = json.loads(local_sigstore.trusted_root_json())
+    current_ct = json.loads(other.trusted_root_json())["ctlogs"][0]
+    document["ctlogs"][0]["publicKey"]["validFor"]["end"] = _stamp(RETIRED)
+    document["ctlogs"].append(current_ct)
+    root = TrustRoot.from_json(json.dumps(document).encode(), name="windowed root")
+    for fmt in FORMATS:
+        assert "certificate transparency (SCT) check failed with the CT logs of windowed root " \
+            "valid at" in _failure(local_sigstore, root, fmt)
