@@ -127,3 +127,21 @@ def test_a_retired_ct_log_beside_a_current_one_is_not_used(
     for fmt in FORMATS:
         assert "certificate transparency (SCT) check failed with the CT logs of windowed root " \
             "valid at" in _failure(local_sigstore, root, fmt)
+
+
+def test_a_retired_intermediate_fails_though_its_root_is_in_a_current_ca(
+    local_sigstore: LocalSigstore,
+) -> None:
+    """A rotation that keeps the root: the old intermediate's CA retired, the root listed again
+    in a current CA. The CA that issued the certificate decides, not any CA on the chain."""
+    document = json.loads(local_sigstore.trusted_root_json())
+    retired = document["certificateAuthorities"][0]
+    retired["validFor"]["end"] = _stamp(RETIRED)
+    current = json.loads(json.dumps(retired))
+    current["validFor"] = {"start": retired["validFor"]["start"]}
+    current["certChain"]["certificates"] = current["certChain"]["certificates"][1:]  # root only
+    document["certificateAuthorities"].append(current)
+    root = TrustRoot.from_json(json.dumps(document).encode(), name="windowed root")
+    for fmt in FORMATS:
+        assert "the Fulcio CA of windowed root that issued the certificate was not valid" in \
+            _failure(local_sigstore, root, fmt)
