@@ -75,7 +75,10 @@ def _rekor_entry(document: dict[str, Any]) -> RekorEntry | None:
     entries = document["verificationMaterial"].get("tlogEntries")
     if not isinstance(entries, list) or len(entries) != 1:
         raise Rejected("bundle does not hold exactly one transparency log entry")
-    return entry_from_bundle(entries[0])
+    entry = entry_from_bundle(entries[0])
+    if entry is not None:
+        json_object(entry.body, "Rekor entry body")  # depth-guarded before sigstore parses it
+    return entry
 
 
 def _check_windows(
@@ -147,7 +150,7 @@ def verify_keyless(
         identity=matched.identity,
         rekor_log_index=log_index,
         identity_unchecked=not identities,
-        source=candidate.source,
+        source=escape(candidate.source),
     )
 
 
@@ -194,7 +197,7 @@ def verify_with_keys(
         format="bundle",
         key=key.label,
         rekor_log_index=log_index,
-        source=candidate.source,
+        source=escape(candidate.source),
     )
 
 

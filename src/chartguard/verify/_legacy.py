@@ -60,7 +60,7 @@ def verify_with_keys(
         format="legacy",
         key=key.label,
         rekor_log_index=log_index,
-        source=sig.source,
+        source=escape(sig.source),
     )
 
 
@@ -149,5 +149,5 @@ def _verify_keyless(
         identity=matched.identity,
         rekor_log_index=entry.log_index,
         identity_unchecked=not identities,
-        source=sig.source,
+        source=escape(sig.source),
     )

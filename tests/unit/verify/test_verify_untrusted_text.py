@@ -155,6 +155,18 @@ def test_a_100000_deep_bundle_is_a_reason_for_keyless_and_key_policies(
         assert line == "b: bundle is nested deeper than 64 levels"
 
 
+def test_a_100000_deep_rekor_entry_body_in_a_bundle_is_a_reason(
+    local_sigstore: LocalSigstore, keyless_verifier: Verifier
+) -> None:
+    import base64
+
+    document = json.loads(sign_bundle_keyless(local_sigstore, DIGEST))
+    entry = document["verificationMaterial"]["tlogEntries"][0]
+    entry["canonicalizedBody"] = base64.b64encode(_deep_object("kind")).decode()
+    line = _one_line(keyless_verifier, [], [BundleCandidate(json.dumps(document).encode(), "b")])
+    assert line == "b: Rekor entry body is nested deeper than 64 levels"
+
+
 def test_a_100000_deep_rekor_annotation_is_a_reason(
     local_sigstore: LocalSigstore, keyless_verifier: Verifier
 ) -> None:
