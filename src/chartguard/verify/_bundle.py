@@ -97,7 +97,7 @@ def _check_windows(
             "(give the trusted root of the Sigstore instance that signed it)"
         )
     verify_set(entry, log, trust_root)
-    fulcio.check(bundle.signing_certificate, [], entry.integrated_at)
+    fulcio.check_windows(bundle.signing_certificate, entry.integrated_at)
 
 
 def _diagnose(entry: RekorEntry | None, bundle: Bundle, fulcio: FulcioChecker) -> None:

@@ -9,7 +9,6 @@ so both the legacy and the bundle path judge the windows here, at the Rekor inte
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -126,32 +125,17 @@ class TrustRoot:
         return _log_keys(compat.rekor_logs(self._sigstore))
 
     @cached_property
-    def ct_logs(self) -> tuple[tuple[compat.TransparencyLogInstance, TimeRange], ...]:
-        """Every CT log with its key's window (sigstore loads the keys themselves)."""
-        return tuple(
-            (log, _range(log.public_key.valid_for)) for log in compat.ct_logs(self._sigstore)
-        )
-
-    def ct_keyring_at(self, when: datetime) -> compat.CTKeyring | None:
-        """The keys of the CT logs valid at ``when``; None when there is none."""
-        valid = tuple(i for i, (_, window) in enumerate(self.ct_logs) if window.contains(when))
-        if not valid:
-            return None
-        with _KEYRINGS_LOCK:
-            cache = self._ct_keyrings
-            keyring = cache.get(valid)
-            if keyring is None:
-                keyring = cache[valid] = compat.ct_keyring([self.ct_logs[i][0] for i in valid])
-        return keyring
+    def ct_logs(self) -> dict[bytes, TimeRange]:
+        """Every CT log's key window, by log ID (the key ID an SCT names)."""
+        return {
+            bytes(log.log_id.key_id): _range(log.public_key.valid_for)
+            for log in compat.ct_logs(self._sigstore)
+        }
 
     @cached_property
-    def _ct_keyrings(self) -> dict[tuple[int, ...], compat.CTKeyring]:
-        # one keyring per set of valid logs: a root has few windows, verifications many
-        return {}
-
-
-# cached_property is not thread-safe for the dict it returns; keyrings are built rarely
-_KEYRINGS_LOCK = threading.Lock()
+    def ct_keyring(self) -> compat.CTKeyring:
+        """Every CT log's key, as sigstore's SCT check takes them (windows judged apart)."""
+        return compat.ct_keyring(compat.ct_logs(self._sigstore))
 
 
 def _log_keys(logs: list[compat.TransparencyLogInstance]) -> dict[bytes, LogKey]:

@@ -45,7 +45,7 @@ class Verifier:
         self._trust_root = policy.trust_root or TrustRoot.production()
         self._keyless: _KeylessMaterial | None = None
         if policy.keyless:
-            if not self._trust_root.ct_logs:
+            if not self._trust_root.ct_logs:  # sigstore's verifier would refuse it less clearly
                 raise InvalidTrustRootError(
                     f"{self._trust_root.name} has no certificate transparency log: it cannot "
                     "verify keyless signatures"

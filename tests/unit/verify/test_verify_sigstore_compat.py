@@ -10,6 +10,8 @@ import inspect
 import re
 from pathlib import Path
 
+import pytest
+
 from chartguard.verify import TrustRoot, _sigstore_compat
 from chartguard_testing.cosign_signer import sign_bundle_keyless
 from chartguard_testing.sigstore_local import LocalSigstore
@@ -33,6 +35,35 @@ def test_sigstore_private_internal_trust_keyring_is_built_from_public_keys() -> 
     assert _parameters(Keyring.__init__) == ["self", "public_keys"]
     assert _parameters(Keyring.verify) == ["self", "key_id", "signature", "data"]
     assert CTKeyring(Keyring([])) is not None  # a NewType over Keyring
+
+
+def test_sigstore_private_keyring_verify_tries_only_the_key_its_key_id_names() -> None:
+    """chartguard judges a CT log's window by the log ID an SCT names: that holds only while
+    sigstore's keyring, given a known key ID, tries that key alone."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sigstore._internal.trust import Keyring
+    from sigstore.errors import VerificationError
+    from sigstore_models.common.v1 import PublicKey, PublicKeyDetails
+
+    named, signer = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def public(key: ec.EllipticCurvePrivateKey) -> tuple[PublicKey, bytes]:
+        der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+        model = PublicKey(raw_bytes=base64.b64encode(der),  # the model decodes base64 itself
+                          key_details=PublicKeyDetails.PKIX_ECDSA_P256_SHA_256)
+        return model, hashlib.sha256(der).digest()
+
+    (named_key, named_id), (signer_key, signer_id) = public(named), public(signer)
+    keyring = Keyring([named_key, signer_key])
+    signature = signer.sign(b"data", ec.ECDSA(hashes.SHA256()))
+    keyring.verify(key_id=signer_id, signature=signature, data=b"data")
+    with pytest.raises(VerificationError):
+        keyring.verify(key_id=named_id, signature=signature, data=b"data")
 
 
 def test_sigstore_private_internal_tuf_default_tuf_url_names_the_embedded_root() -> None:
