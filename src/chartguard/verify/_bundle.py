@@ -86,10 +86,15 @@ def _check_windows(
 ) -> None:
     """What sigstore leaves out: each trust root piece valid at the Rekor integrated time.
 
-    A bundle timed only by a TSA has no integrated time; sigstore judges its TSA's window.
+    A bundle timed only by a timestamp authority (no inclusion promise, e.g. Rekor v2) has no
+    integrated time to judge the windows at: refused, so that verification fails closed.
     """
     if entry is None or not entry.integrated_time:
-        return
+        raise Rejected(
+            "bundle has no Rekor inclusion promise with an integrated time (timed by a "
+            "timestamp authority only): not supported yet, the trust root's validity windows "
+            "cannot be judged"
+        )
     log = known_log(entry, trust_root)
     if log is None:
         raise Rejected(

@@ -142,3 +142,19 @@ def test_a_retired_intermediate_fails_though_its_root_is_in_a_current_ca(
     for fmt in FORMATS:
         assert "the Fulcio CA of windowed root that issued the certificate was not valid" in \
             _failure(local_sigstore, root, fmt)
+
+
+def test_a_bundle_without_an_integrated_time_is_refused_not_waved_through(
+    local_sigstore: LocalSigstore, local_root: TrustRoot
+) -> None:
+    """A TSA-timed bundle (no inclusion promise) reaches this check only after sigstore verified
+    it, which needs a timestamp authority the local Sigstore lacks: the check is called as is."""
+    from sigstore.models import Bundle
+
+    from chartguard.verify import _bundle
+    from chartguard.verify._common import Rejected
+    from chartguard.verify._fulcio import FulcioChecker
+
+    bundle = Bundle.from_json(sign_bundle_keyless(local_sigstore, DIGEST))
+    with pytest.raises(Rejected, match="timed by a timestamp authority only"):
+        _bundle._check_windows(None, bundle, local_root, FulcioChecker(local_root))
