@@ -9,6 +9,7 @@ manifest and the Sigstore bundles found for one digest and says whether any veri
 sigstore and cryptography stay inside this package; their exceptions become failure reasons.
 """
 
+from chartguard.identity import IdentityMatcher
 from chartguard.verify.cache import VerifiedCache
 from chartguard.verify.errors import (
     InvalidKeyError,
@@ -36,6 +37,7 @@ __all__ = [
     "COSIGN_SIGN_PREDICATE",
     "SIMPLE_SIGNING_MEDIA_TYPE",
     "BundleCandidate",
+    "IdentityMatcher",
     "InvalidKeyError",
     "InvalidPolicyError",
     "InvalidTrustRootError",

@@ -315,7 +315,7 @@ def test_signed_payload_that_is_not_utf8_is_refused(pairs: dict[KeyKind, KeyPair
     with pytest.raises(VerificationFailedError) as err:
         _verifier(pairs["ecdsa-p256"]).verify(DIGEST, [sig], [])
     assert err.value.failures == (
-        "layer 0: key ecdsa-p256.pub: signed payload is not valid JSON (not UTF-8)",
+        "layer 0: key ecdsa-p256.pub: signed payload is not UTF-8 JSON",
     )
 
 
@@ -377,5 +377,5 @@ def test_deeply_nested_payload_is_a_failure_reason_not_a_crash(
     with pytest.raises(VerificationFailedError) as err:
         _verifier(pairs["ecdsa-p256"]).verify(DIGEST, [sig], [])
     assert err.value.failures == (
-        "layer 0: key ecdsa-p256.pub: signed payload is nested too deeply",
+        "layer 0: key ecdsa-p256.pub: signed payload is nested deeper than 64 levels",
     )
