@@ -16,7 +16,6 @@ from chartguard.oci import (
     COSIGN_SIGNATURE_LAYER,
     OCI_EMPTY,
     ChartReference,
-    DigestMismatchError,
     RegistryClient,
 )
 from chartguard_testing.charts import HelmEnv, PushedChart
@@ -126,7 +125,7 @@ def test_legacy_cosign_signature_tag_is_read_layer_by_layer(
     assert found.referrers == ()
 
 
-def test_altered_signature_bytes_fail_closed(
+def test_altered_signature_bytes_are_a_failure_of_that_candidate_only(
         registry: Registry, helm_env: HelmEnv, raw_registry: RawRegistry,
         make_client: Callable[..., RegistryClient]) -> None:
     chart = helm_env.make_chart(registry, "demo", "1.0.0")
@@ -137,8 +136,12 @@ def test_altered_signature_bytes_fail_closed(
     layer_digest = raw_registry.manifest("charts/demo", desc["digest"])["layers"][0]["digest"]
     path = registry.blob_path(layer_digest)
     path.write_bytes(path.read_bytes().replace(b"e30=", b"e31="))
-    with pytest.raises(DigestMismatchError, match=layer_digest):
-        make_client(registry).find_signatures(reference(chart), chart.digest)
+    found = make_client(registry).find_signatures(reference(chart), chart.digest)
+    assert found.referrers[0].layers == ()  # the altered layer is not handed to verification
+    (failure,) = found.failures
+    assert failure.startswith(f"referrers tag {chart.digest.replace(':', '-')} referrer ")
+    assert f"blob {layer_digest}" in failure
+    assert "altered or corrupted" in failure
 
 
 def test_unsigned_digest_has_nothing_and_says_where_it_looked(
