@@ -19,7 +19,7 @@ import base64
 import hashlib
 import json
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,7 +172,7 @@ class MemoryRegistry:
             "layers": [{"mediaType": mt.HELM_CHART_LAYER, **content}]})
 
     def push_artifact(self, repository: str, tag: str | None, *, artifact_type: str,
-                      layers: list[tuple[str, bytes, dict[str, str]]],
+                      layers: Sequence[tuple[str, bytes, Mapping[str, str]]],
                       subject: str | None = None) -> tuple[str, dict[str, Any]]:
         """A signature-like manifest; returns its digest and its index descriptor."""
         doc: dict[str, Any] = {
@@ -180,7 +180,7 @@ class MemoryRegistry:
             "artifactType": artifact_type,
             "config": {"mediaType": mt.OCI_EMPTY, **self.push_blob(b"{}")},
             "layers": [{"mediaType": kind, **self.push_blob(data),
-                        **({"annotations": ann} if ann else {})}
+                        **({"annotations": dict(ann)} if ann else {})}
                        for kind, data, ann in layers]}
         if subject is not None:
             doc["subject"] = {"mediaType": mt.OCI_MANIFEST, "digest": subject,
