@@ -33,6 +33,7 @@ from chartguard.oci.errors import (
     Hint,
     OCIError,
     RegistryResponseError,
+    RegistryServerError,
     RegistryUnreachableError,
     SizeLimitExceededError,
     TLSVerificationError,
@@ -389,7 +390,7 @@ def status_error(response: Response, what: str) -> OCIError:
             f"registry denied access to {what} ({code}{detail}): grant the credentials pull "
             "access to this repository", hints=(Hint.CREDENTIALS,))
     if code in _RETRY_STATUSES:
-        return RegistryUnreachableError(
+        return RegistryServerError(
             f"registry failed on {what} ({code}{detail}) after retries: the registry is "
             "unhealthy; it is retried later")
     return RegistryResponseError(

@@ -11,6 +11,7 @@ Exception tree::
     ├── BlobNotFoundError            a manifest names a blob the registry does not have
     ├── AuthenticationError          the registry refused the credentials (or needs some)
     ├── RegistryUnreachableError     connection refused/timed out, or 5xx after the retries
+    │   ├── RegistryServerError      5xx/429 for one request, still after the retries
     │   └── DeadlineExceededError    the operation did not finish within its total deadline
     ├── TLSVerificationError         the registry's certificate is not trusted / handshake failed
     ├── RegistryResponseError        the registry answered something the protocol does not allow
@@ -96,6 +97,10 @@ class RegistryUnreachableError(OCIError):
     """The registry could not be reached, or kept failing, within the bounded retries."""
 
     retryable = True
+
+
+class RegistryServerError(RegistryUnreachableError):
+    """The registry kept answering 5xx (or 429) for one request, retries included."""
 
 
 class DeadlineExceededError(RegistryUnreachableError):

@@ -27,6 +27,7 @@ from chartguard.oci.errors import (
     InvalidReferenceError,
     ManifestNotFoundError,
     RegistryResponseError,
+    RegistryServerError,
     SizeLimitExceededError,
     UnsupportedMediaTypeError,
 )
@@ -46,11 +47,12 @@ if TYPE_CHECKING:
 __all__ = ["BUNDLE_ARTIFACT_TYPE", "Referrer", "SignatureArtifacts", "SignatureLayer",
            "SignatureSource", "discover_signatures"]
 
-# What one candidate's failure looks like; anything else (unreachable, deadline, auth) ends
-# the operation, since every further request would fail the same way.
+# What one candidate's failure looks like (a 5xx too: storage may be broken for one manifest);
+# anything else (unreachable, deadline, auth) ends the operation, since every further request
+# would fail the same way.
 _CANDIDATE_ERRORS = (BlobNotFoundError, DigestMismatchError, InvalidReferenceError,
-                     ManifestNotFoundError, RegistryResponseError, SizeLimitExceededError,
-                     UnsupportedMediaTypeError)
+                     ManifestNotFoundError, RegistryResponseError, RegistryServerError,
+                     SizeLimitExceededError, UnsupportedMediaTypeError)
 _FAILURE_TEXT = 400  # characters of one failure reason kept
 
 
