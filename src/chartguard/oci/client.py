@@ -33,6 +33,7 @@ from chartguard.oci.errors import (
     DigestMismatchError,
     InvalidReferenceError,
     ManifestNotFoundError,
+    OCIError,
     RegistryResponseError,
     SizeLimitExceededError,
     UnsupportedMediaTypeError,
@@ -42,7 +43,7 @@ from chartguard.oci.limits import Limits, MiB
 from chartguard.oci.manifest import Manifest, sha256_digest
 from chartguard.oci.reference import ChartReference
 from chartguard.oci.signatures import SignatureArtifacts, discover_signatures
-from chartguard.oci.transport import Deadline, Transport
+from chartguard.oci.transport import Deadline, Response, Transport
 from chartguard.oci.versions import (
     is_exact_version,
     parse_constraint,
@@ -326,16 +327,10 @@ class RegistryClient:
         what = f"manifest {host}/{repository}@{reference}" if by_digest else (
             f"manifest {host}/{repository}:{reference}")
         with self._operation() as deadline:
-            session = self._session(host)
-            url = session.url(f"/v2/{repository}/manifests/{reference}")
-            response = session.request(url, deadline=deadline,
-                                       headers={"Accept": mt.MANIFEST_ACCEPT})
-            if response.status_code == 404:
-                response.close()
-                raise ManifestNotFoundError(
-                    f"{what} does not exist in the registry: check the version or digest")
-            if response.status_code != 200:
-                raise status_error(response, what)
+            response = self._get(host, f"/v2/{repository}/manifests/{reference}", deadline,
+                                 what, ManifestNotFoundError(
+                                     f"{what} does not exist in the registry: check the "
+                                     "version or digest"), {"Accept": mt.MANIFEST_ACCEPT})
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
             claimed = response.headers.get("Docker-Content-Digest", "")
             raw = read_limited(response, self.limits.max_manifest_bytes, what,
@@ -377,15 +372,9 @@ class RegistryClient:
                 f"{what} is {size} bytes by its descriptor, over the limit of {limit} bytes: "
                 "raise the limit if this is expected, or check what was pushed")
         with self._operation() as deadline:
-            session = self._session(host)
-            response = session.request(session.url(f"/v2/{repository}/blobs/{digest}"),
-                                       deadline=deadline)
-            if response.status_code == 404:
-                response.close()
-                raise BlobNotFoundError(
-                    f"{what} is missing from the registry: push the artifact again")
-            if response.status_code != 200:
-                raise status_error(response, what)
+            response = self._get(host, f"/v2/{repository}/blobs/{digest}", deadline, what,
+                                 BlobNotFoundError(f"{what} is missing from the registry: "
+                                                   "push the artifact again"))
             data = read_limited(response, limit, what, expected=size, deadline=deadline)
         actual = sha256_digest(data)
         if actual != digest:
@@ -397,6 +386,18 @@ class RegistryClient:
                 f"{what} is {len(data)} bytes but its descriptor says {size}: the manifest "
                 "is inconsistent; push the artifact again")
         return data
+
+    def _get(self, host: str, path: str, deadline: Deadline, what: str, missing: OCIError,
+             headers: dict[str, str] | None = None) -> Response:
+        """A GET answered 200 (to be read by the caller); 404 raises ``missing``."""
+        session = self._session(host)
+        response = session.request(session.url(path), deadline=deadline, headers=headers)
+        if response.status_code == 404:
+            response.close()
+            raise missing
+        if response.status_code != 200:
+            raise status_error(response, what)
+        return response
 
     def _split(self, repository: str, host: str | None,
                ref: ChartReference | None) -> tuple[str, str]:

@@ -155,18 +155,21 @@ class _Discovery:
                                       annotations=annotations, source=where))
         return tuple(out)
 
-    def legacy(self) -> tuple[SignatureLayer, ...]:
-        tag = signature_tag(self.digest)
-        source = f"tag {tag}"
+    def tagged(self, tag: str, source: str) -> Manifest | None:
+        """The manifest at ``tag``; None when there is none or it cannot be read (recorded)."""
         self.looked_at.append(source)
         try:
-            manifest = self.client.get_manifest(self.ref.repository, tag, ref=self.ref)
+            return self.client.get_manifest(self.ref.repository, tag, ref=self.ref)
         except ManifestNotFoundError:
-            return ()
+            return None
         except _CANDIDATE_ERRORS as err:
             self.failures.append(failure_line(source, err))
-            return ()
-        return self.layers(manifest, source)
+            return None
+
+    def legacy(self) -> tuple[SignatureLayer, ...]:
+        tag = signature_tag(self.digest)
+        manifest = self.tagged(tag, f"tag {tag}")
+        return () if manifest is None else self.layers(manifest, f"tag {tag}")
 
     def referrers_index(self) -> tuple[Manifest | None, str]:
         self.looked_at.append("referrers API")
@@ -180,15 +183,8 @@ class _Discovery:
             return index, "referrers API"
         tag = referrers_tag(self.digest)
         source = f"referrers tag {tag}"
-        self.looked_at.append(source)
-        try:
-            index = self.client.get_manifest(self.ref.repository, tag, ref=self.ref)
-        except ManifestNotFoundError:
-            return None, source
-        except _CANDIDATE_ERRORS as err:
-            self.failures.append(failure_line(source, err))
-            return None, source
-        if index.media_type not in (OCI_INDEX, DOCKER_MANIFEST_LIST):
+        index = self.tagged(tag, source)
+        if index is None or index.media_type not in (OCI_INDEX, DOCKER_MANIFEST_LIST):
             return None, source  # something else holds the tag: it lists no referrers
         return index, source
 
