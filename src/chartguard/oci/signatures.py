@@ -201,14 +201,11 @@ class _Discovery:
             self.failures.append(failure_line(where, err))
             return None
         artifact_type = _artifact_type(manifest)
-        # the index is only a hint: the manifest itself must point at the signed digest
+        # the index is only a hint: the manifest itself must point at the signed digest; one
+        # that does not (a signature of another chart, copied here) is no signature of this
+        # digest, not a broken one
         if artifact_type not in self.artifact_types or _subject_digest(
                 manifest) != self.digest:
-            if declared:  # the index promised a signature of this digest; it is not one
-                self.failures.append(
-                    f"{where}: listed as {escape(declared, 80)} but the manifest is "
-                    f"{escape(artifact_type or 'untyped', 80)} with subject "
-                    f"{escape(_subject_digest(manifest) or 'none', 80)}; ignored")
             return None
         return Referrer(artifact_type=artifact_type, manifest_digest=manifest.digest,
                         layers=self.layers(manifest, where), source=source)

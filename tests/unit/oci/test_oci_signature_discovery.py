@@ -90,7 +90,7 @@ def test_broken_referrers_are_recorded_and_the_good_one_kept() -> None:
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         # listed as a bundle, but the registry has no such manifest
         {"mediaType": "x", "digest": FAKE, "size": 10, "artifactType": BUNDLE_ARTIFACT_TYPE},
-        # listed as a bundle, but it is a chart with no subject (the registry lies)
+        # listed as a bundle, but it is a chart with no subject: not a signature of it
         {"mediaType": "x", "digest": digest, "size": 10,
          "artifactType": BUNDLE_ARTIFACT_TYPE},
         {"mediaType": "x", "digest": good, "size": 10, "artifactType": BUNDLE_ARTIFACT_TYPE},
@@ -99,10 +99,9 @@ def test_broken_referrers_are_recorded_and_the_good_one_kept() -> None:
         200, json.dumps(index).encode(), headers={"Content-Type": OCI_INDEX})
     found = _client(registry).find_signatures(ref, digest)
     assert [r.manifest_digest for r in found.referrers] == [good]
-    assert len(found.failures) == 2
-    assert f"referrer {FAKE}: manifest" in found.failures[0]
-    assert "does not exist" in found.failures[0]
-    assert "listed as application/vnd.dev.sigstore.bundle" in found.failures[1]
+    (failure,) = found.failures
+    assert f"referrer {FAKE}: manifest" in failure
+    assert "does not exist" in failure
 
 
 def test_failure_text_from_the_registry_is_escaped() -> None:
