@@ -117,7 +117,8 @@ class _Adapter(requests.adapters.HTTPAdapter):
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **kwargs)
-        if hasattr(manager, "pool_classes_by_scheme"):
+        # SOCKS proxies bring connection classes of their own: those keep per-read timeouts
+        if not proxy.lower().startswith("socks"):
             manager.pool_classes_by_scheme = _POOLS
         return manager
 

@@ -24,9 +24,11 @@ from chartguard.oci import (
     RegistryResponseError,
     RegistryUnreachableError,
     SizeLimitExceededError,
+    TLSVerificationError,
     UnsupportedMediaTypeError,
     VersionNotFoundError,
 )
+from chartguard.oci.transport import ConnectError, TLSError
 from chartguard_testing.memory_registry import (
     FakeClock,
     MemoryRegistry,
@@ -315,3 +317,41 @@ def test_tls_material_and_a_transport_of_ones_own_do_not_mix() -> None:
     with pytest.raises(ValueError, match="configure TLS in the transport"):
         RegistryClient(transport=MockTransport(MemoryRegistry().handle),
                        tls=TLSConfig(ca_pem=b"x"))
+
+
+# -- hints: what the caller (CLI flag, spec field) may change ---------------------------------
+
+
+def _failing(error: Exception) -> MockTransport:
+    def handle(_request: Any) -> MockResponse:
+        raise error
+    return MockTransport(handle)
+
+
+@pytest.mark.parametrize(("error", "kind", "hints"), [
+    (TLSError("CERTIFICATE_VERIFY_FAILED"), TLSVerificationError,
+     (Hint.CA_CERTIFICATE, Hint.USE_PLAIN_HTTP)),
+    (TLSError("TLSV13_ALERT_CERTIFICATE_REQUIRED", client_certificate_refused=True),
+     TLSVerificationError, (Hint.CLIENT_CERTIFICATE,)),
+    (ConnectError("connection failed"), RegistryUnreachableError, ()),
+])
+def test_transport_failures_become_typed_errors_with_hints(
+        error: Exception, kind: type[Exception], hints: tuple[Hint, ...]) -> None:
+    clock = FakeClock()
+    client = RegistryClient(transport=_failing(error), clock=clock, sleep=clock.sleep)
+    with pytest.raises(kind) as caught:
+        client.resolve(ChartReference.parse("oci://registry.test/charts", "demo"), "1.0.0")
+    assert getattr(caught.value, "hints", None) == hints
+    assert "--" not in str(caught.value)  # flags are the CLI's words, not the library's
+
+
+def test_plain_http_to_a_tls_registry_hints_at_tls() -> None:
+    def handle(request: Any) -> MockResponse:
+        if request.url.endswith("/v2/"):
+            return MockResponse(400, b"Client sent an HTTP request to an HTTPS server.\n")
+        return MockResponse(400, b"")
+
+    client = RegistryClient(plain_http=True, transport=MockTransport(handle))
+    with pytest.raises(RegistryResponseError, match="serves HTTPS") as caught:
+        client.resolve(ChartReference.parse("oci://registry.test/charts", "demo"), "1.0.0")
+    assert caught.value.hints == (Hint.USE_TLS, Hint.CA_CERTIFICATE)
