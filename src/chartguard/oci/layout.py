@@ -285,11 +285,12 @@ class OCILayout:
               walked: list[int], depth: int) -> None:
         if depth > _MAX_NESTING:
             raise LayoutError(f"{self.root}: indexes nested deeper than {_MAX_NESTING}")
+        # counted before any is opened: a list past the cap is refused, not walked
+        walked[0] += len(descriptors)
+        if walked[0] > _MAX_DESCRIPTORS:
+            raise LayoutError(f"{self.root}: its indexes list more than "
+                              f"{_MAX_DESCRIPTORS} manifests")
         for desc in descriptors:
-            walked[0] += 1
-            if walked[0] > _MAX_DESCRIPTORS:
-                raise LayoutError(f"{self.root}: its indexes list more than "
-                                  f"{_MAX_DESCRIPTORS} manifests")
             if not isinstance(desc, dict) or "digest" not in desc:
                 raise LayoutError(f"{self.root}: index entry without a digest: "
                                   f"{escape(desc)}")
