@@ -40,9 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(args_in)
+        args, extra = parser.parse_known_args(args_in)
     except CommandLineError as err:
         return Reporter(err.parser, json_output=wants_json(args_in)).usage(str(err))
+    if extra:  # reported with the sub-command's usage, not the top-level one
+        return Reporter(args.parser, json_output=wants_json(args_in)).usage(
+            f"unrecognized arguments: {' '.join(extra)}")
     code: int = args.handler(args)
     return code
 
