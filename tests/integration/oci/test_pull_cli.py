@@ -62,6 +62,7 @@ def test_chart_layer_altered_in_the_registry_is_not_written(
     code, out, err = _pull(capsys, f"{chart.url}/demo", "--version", "1.0.0", "-d",
                            str(out_dir), "--plain-http")
     assert code == 1
+    assert out == ""
     assert f"the chart layer {layer} does not match its digest" in err
     assert list(out_dir.iterdir()) == []
 
