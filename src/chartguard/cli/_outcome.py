@@ -76,6 +76,9 @@ class Reporter:
     def __init__(self, parser: argparse.ArgumentParser, *, json_output: bool = False) -> None:
         self.parser = parser
         self.json_output = json_output
+        # what every JSON failure of this command carries (e.g. verify's "verified": false),
+        # also for argparse's own errors, raised before the command's handler runs
+        self.failure_fields: Mapping[str, Any] = parser.get_default("failure_fields") or {}
 
     @property
     def prog(self) -> str:
@@ -112,4 +115,5 @@ class Reporter:
 
     def _json(self, code: int, message: str, fields: Mapping[str, Any]) -> None:
         if self.json_output:
-            print(json.dumps({**fields, "error": message, "exitCode": code}, indent=2))
+            print(json.dumps({**self.failure_fields, **fields, "error": message,
+                              "exitCode": code}, indent=2))

@@ -92,7 +92,7 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     reg.add_argument("--password-stdin", action="store_true",
                      help="read the registry password from stdin")
     p.add_argument("--output", choices=("text", "json"), default="text")
-    p.set_defaults(handler=run, parser=p)
+    p.set_defaults(handler=run, parser=p, failure_fields={"verified": False})
 
 
 def _identities(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         _check_target(args)
         policy = _policy(args)
     except UsageError as err:
-        return out.usage(str(err), verified=False)
+        return out.usage(str(err))
     local: LocalImage | None = args.local_image
     subject = _Subject(str(local.path) if local else str(args.chart_ref))
     try:
@@ -218,22 +218,22 @@ def run(args: argparse.Namespace) -> int:
         result = verify_artifacts(verifier, artifacts)
     except (UsageError, LayoutNotFoundError) as err:
         where = "--local-image " if isinstance(err, LayoutError) else ""
-        return out.usage(f"{where}{err}", verified=False)
+        return out.usage(f"{where}{err}")
     except VerificationFailedError as err:
         failures = [str(err)] if isinstance(err, NoSignatureError) else list(err.failures)
-        fields: dict[str, Any] = {"verified": False, "target": subject.target,
-                                  "digest": err.digest, "failures": [line(f) for f in failures]}
+        fields: dict[str, Any] = {"target": subject.target, "digest": err.digest,
+                                  "failures": [line(f) for f in failures]}
         if isinstance(err, NoSignatureError):
             return out.failure(f"{subject.target}: {err}", **fields)
         return out.failure(f"{subject.target}: not verified; each signature tried:",
                            details=failures, **fields)
     except (OCIError, VerificationError) as err:
-        return out.failure(f"{subject.target}: {hinted(err, _HINTS)}", verified=False,
+        return out.failure(f"{subject.target}: {hinted(err, _HINTS)}",
                            target=subject.target, digest=subject.digest, failures=[])
     except OSError as err:  # an unreadable file of a --local-image layout
         return out.failure(f"{subject.target}: cannot read {err.filename or 'a file'}: "
-                           f"{err.strerror}", verified=False, target=subject.target,
-                           digest=subject.digest, failures=[])
+                           f"{err.strerror}", target=subject.target, digest=subject.digest,
+                           failures=[])
     if result.identity_unchecked:
         out.warning(f"{result.digest} was signed keyless and ANY Fulcio identity was "
                     "accepted; pin one with --certificate-identity-regexp and "
