@@ -3,7 +3,7 @@
 ::
 
     chartguard verify oci://HOST/PATH/CHART --version V [policy] [registry flags]
-    chartguard verify --local-image DIR[@sha256:DIGEST] [policy]
+    chartguard verify --local-image DIR[@sha256:DIGEST|:TAG] [policy]
 
 policy: ``--key FILE`` (repeatable: any key may match), or keyless with
 ``--certificate-identity-regexp R --certificate-oidc-issuer-regexp R`` (or the exact
@@ -123,7 +123,7 @@ def _check_target(args: argparse.Namespace) -> None:
         raise UsageError("give either a chart URL or --local-image, not both")
     if not args.local_image and not args.chart:
         raise UsageError("give a chart as oci://HOST/PATH/CHART --version V, "
-                         "or --local-image DIR[@sha256:DIGEST]")
+                         "or --local-image DIR[@sha256:DIGEST|:TAG]")
     if args.chart and not args.chart_version:
         raise UsageError(f"{args.chart}: --version is required")
     if args.local_image:

@@ -8,8 +8,9 @@ containerd exports or ``cosign save`` wrote:
   holds a full reference. A name selects by its tag or in full.
 - the image verified is the one named by ``DIR@sha256:<hex>`` or ``DIR:NAME``, or else the
   layout's only image. Signatures and attestations (recognised by what their layers are, not
-  by annotations) are not images; every other manifest is, so a second image, or an image
-  that carries a ``subject``, makes "the only image" ambiguous and is refused with the list;
+  by annotations) are not images, nor is what cosign attaches under a ``sha256-<hex>.<ext>``
+  name unless it is a chart; every other manifest is, so a second image, or an image that
+  carries a ``subject``, makes "the only image" ambiguous and is refused with the list;
 - its legacy signature is the manifest named ``sha256-<hex>.sig``, or the one ``cosign save``
   marks ``kind: dev.cosignproject.cosign/sigs``; its bundles are the manifests whose
   ``subject`` is the signed digest: listed (also inside a copied ``sha256-<hex>`` referrers
@@ -61,6 +62,8 @@ _SIGNATURE_TYPES = frozenset({
     "application/vnd.dsse.envelope.v1+json", "application/vnd.in-toto+json",
     "application/vnd.dev.cosign.artifact.sig.v1+json",
 })
+# cosign's attachment tags (.sig/.att/.sbom) and the referrers fallback tag
+_ATTACHED_TAG = re.compile(r"sha256-[0-9a-f]{64}(\.[a-z]+)?")
 _MAX_NESTING = 8  # indexes inside indexes
 _MAX_DESCRIPTORS = 10_000  # index entries walked in all, each distinct digest read once
 _MAX_SCANNED = 10_000  # files of blobs/ looked at for unlisted referrers (cosign save)
@@ -167,6 +170,12 @@ class _Entry:
         types = [layer.get("mediaType") for layer in layers if isinstance(layer, dict)
                  ] if isinstance(layers, list) else []
         return bool(types) and all(t in _SIGNATURE_TYPES for t in types)
+
+    @property
+    def is_attachment(self) -> bool:
+        """Named as cosign names what it attaches to a digest (an SBOM...) and not a chart."""
+        return self.artifact_type != mt.HELM_CONFIG and any(
+            _ATTACHED_TAG.fullmatch(_tag_of(name) or "") for name in self.names)
 
     def tagged(self, tag: str) -> bool:
         return any(_tag_of(name) == tag for name in self.names)
@@ -333,7 +342,7 @@ class OCILayout:
             raise LayoutError(f"{self.root}: {len(named)} manifests are named "
                               f"{escape(image.name)!r} ({_listed(named)}); name the one to "
                               "verify as DIR@sha256:<digest>")
-        images = [e for e in entries if not e.is_signature]
+        images = [e for e in entries if not e.is_signature and not e.is_attachment]
         if len(images) == 1:
             return images[0].digest
         if not images:

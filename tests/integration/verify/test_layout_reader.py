@@ -212,3 +212,23 @@ def test_tag_of_a_ref_name(name: str, tag: str | None, tmp_path: Path) -> None:
     (entry,) = layout.entries()
     assert entry.tagged(tag) if tag else not any(entry.tagged(t) for t in ("1.0.0", "latest"))
     assert entry.named(name)
+
+
+def test_cosign_attachments_are_not_images_unless_they_are_charts(tmp_path: Path) -> None:
+    writer = _layout(tmp_path)
+    writer.add(SIGNED, annotations={rs.REF_NAME: "registry.example/charts/demo:1.0.0"})
+    sbom = rs.Artifact(rs.Blob(json.dumps({
+        "schemaVersion": 2, "mediaType": rs.OCI_MANIFEST,
+        "config": {"mediaType": rs.OCI_CONFIG, "digest": "sha256:" + "2" * 64, "size": 2},
+        "layers": [{"mediaType": "text/spdx+json", "digest": "sha256:" + "3" * 64,
+                    "size": 2}]}).encode(), rs.OCI_MANIFEST))
+    tag = f"registry.example/charts/demo:{rs.referrers_tag(DIGEST)}.sbom"
+    writer.add(sbom, annotations={rs.REF_NAME: tag})
+    root = writer.write()
+    assert OCILayout(root).select(LocalImage(root)) == DIGEST
+    # a chart named like an attachment is still an image: both are listed, none is chosen
+    writer.add(rs.Artifact(rs.Blob(SIGNED.manifest.data + b" ", rs.OCI_MANIFEST)),
+               annotations={rs.REF_NAME: f"{rs.referrers_tag(DIGEST)}.sig"})
+    root = writer.write()
+    with pytest.raises(LayoutError, match="holds 2 images"):
+        OCILayout(root).select(LocalImage(root))
