@@ -167,8 +167,8 @@ class _Entry:
         if self.artifact_type in _SIGNATURE_TYPES:
             return True
         layers = self.doc.get("layers")
-        types = [layer.get("mediaType") for layer in layers if isinstance(layer, dict)
-                 ] if isinstance(layers, list) else []
+        types = [_text(layer.get("mediaType")) if isinstance(layer, dict) else ""
+                 for layer in layers] if isinstance(layers, list) else []
         return bool(types) and all(t in _SIGNATURE_TYPES for t in types)
 
     @property

@@ -232,3 +232,17 @@ def test_cosign_attachments_are_not_images_unless_they_are_charts(tmp_path: Path
     root = writer.write()
     with pytest.raises(LayoutError, match="holds 2 images"):
         OCILayout(root).select(LocalImage(root))
+
+
+def test_odd_json_values_in_a_manifest_are_handled_not_crashed_on(tmp_path: Path) -> None:
+    writer = _layout(tmp_path)
+    writer.add(SIGNED)
+    odd = rs.Artifact(rs.Blob(json.dumps({
+        "schemaVersion": 2, "mediaType": rs.OCI_MANIFEST, "artifactType": ["x"],
+        "subject": {"digest": {"not": "a string"}},
+        "layers": [{"mediaType": {"a": 1}}, 5]}).encode(), rs.OCI_MANIFEST))
+    writer.add(odd)
+    root = writer.write()
+    with pytest.raises(LayoutError, match="holds 2 images"):
+        OCILayout(root).select(LocalImage(root))
+    assert read_layout_signatures(LocalImage(root, DIGEST)).referrers == ()
