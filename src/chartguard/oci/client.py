@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from chartguard.digest import DIGEST
 from chartguard.oci import mediatypes as mt
 from chartguard.oci._requests_transport import RequestsTransport, system_ca_bundle
 from chartguard.oci._transport import HostSession, read_limited, status_error
+from chartguard.oci.chart import read_chart
 from chartguard.oci.credentials import RegistryCredentials, TLSConfig
 from chartguard.oci.errors import (
     BlobNotFoundError,
@@ -423,51 +423,13 @@ class RegistryClient:
 
     def _fetch_chart(self, ref: ChartReference, digest: str) -> ChartArtifact:
         manifest = self.get_manifest(ref.repository, digest, ref=ref)
-        where = f"manifest {digest} of {ref}"
-        if manifest.media_type != mt.OCI_MANIFEST:
-            raise UnsupportedMediaTypeError(
-                f"{where} has media type {escape(repr(manifest.media_type or 'none'), 100)}, "
-                f"not a Helm chart ({mt.OCI_MANIFEST}): point the spec at a chart pushed with "
-                "`helm push`")
-        config = _descriptor(manifest.data.get("config"), f"{where}: config")
-        if config["mediaType"] != mt.HELM_CONFIG:
-            raise UnsupportedMediaTypeError(
-                f"{where} has config media type {escape(repr(config['mediaType']), 100)}, "
-                f"not {mt.HELM_CONFIG}: it is not a Helm chart; point the spec at a chart "
-                "pushed with `helm push`")
-        layers = manifest.data.get("layers")
-        if not isinstance(layers, list):
-            raise UnsupportedMediaTypeError(f"{where} has no layers list: not a Helm chart")
-        charts = []
-        for n, item in enumerate(layers):
-            layer = _descriptor(item, f"{where}: layer {n}")
-            if layer["mediaType"] in mt.HELM_CHART_LAYERS:
-                charts.append(layer)
-            elif layer["mediaType"] != mt.HELM_PROVENANCE_LAYER:
-                raise UnsupportedMediaTypeError(
-                    f"{where} has layer {n} of media type "
-                    f"{escape(repr(layer['mediaType']), 100)}, which a Helm chart does not "
-                    "have: point the spec at a chart pushed with `helm push`")
-        if len(charts) != 1:
-            raise UnsupportedMediaTypeError(
-                f"{where} has {len(charts)} chart layers, a Helm chart has exactly one "
-                f"({mt.HELM_CHART_LAYER}): point the spec at a chart pushed with `helm push`")
-        (chart,) = charts
-        # sizes are checked against the caps before a byte of either blob is downloaded
-        for desc, limit, kind in ((config, self.limits.max_config_bytes, "config"),
-                                  (chart, self.limits.max_layer_bytes, "chart layer")):
-            if desc["size"] > limit:
-                raise SizeLimitExceededError(
-                    f"{where}: the {kind} {desc['digest']} is {desc['size']} bytes, over the "
-                    f"limit of {limit} bytes: raise the limit if this chart is expected to be "
-                    "that large")
-        config_bytes = self.get_blob(ref.repository, config["digest"], config["size"],
-                                     self.limits.max_config_bytes, ref=ref)
-        layer_bytes = self.get_blob(ref.repository, chart["digest"], chart["size"],
-                                    self.limits.max_layer_bytes, ref=ref)
-        name, version = _chart_meta(config_bytes, where)
-        return ChartArtifact(name=name, version=version, digest=digest, manifest=manifest.raw,
-                             config=config_bytes, layer=layer_bytes)
+        def get_blob(blob: str, size: int, limit: int) -> bytes:
+            return self.get_blob(ref.repository, blob, size, limit, ref=ref)
+
+        parts = read_chart(manifest.media_type, manifest.data, f"manifest {digest} of {ref}",
+                           self.limits, get_blob)
+        return ChartArtifact(name=parts.name, version=parts.version, digest=digest,
+                             manifest=manifest.raw, config=parts.config, layer=parts.layer)
 
     # -- signatures ------------------------------------------------------------------------
 
@@ -535,26 +497,3 @@ def _next_page(current: str, link: str) -> str | None:
     match = _NEXT_LINK.search(link)
     return urllib.parse.urljoin(current, match.group(1)) if match else None
 
-
-def _descriptor(value: object, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise UnsupportedMediaTypeError(f"{what} is not a descriptor: not a Helm chart")
-    media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
-    if not isinstance(media_type, str) or not isinstance(digest, str) or not DIGEST.fullmatch(
-            digest) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise UnsupportedMediaTypeError(
-            f"{what} lacks a mediaType, a sha256 digest or a size: check what was pushed")
-    return value
-
-
-def _chart_meta(config: bytes, where: str) -> tuple[str, str]:
-    try:
-        doc = loads_json(config, what=f"{where}: the Helm config")
-    except UntrustedInputError as err:
-        raise UnsupportedMediaTypeError(f"{err}: check what was pushed") from None
-    name = doc.get("name") if isinstance(doc, dict) else None
-    version = doc.get("version") if isinstance(doc, dict) else None
-    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
-        raise UnsupportedMediaTypeError(
-            f"{where}: the Helm config has no chart name and version: check what was pushed")
-    return name, version

@@ -11,6 +11,7 @@ could not even be read (``SignatureArtifacts.failures``) are listed after the on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,23 @@ def _read(path: Path, what: str) -> bytes:
         raise InvalidPolicyError(f"{what} {path}: cannot be read ({err.strerror})") from None
 
 
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
+
+
+def _keys_in_file(path: Path) -> tuple[PublicKey, ...]:
+    """Every public key of a PEM file (``name``, or ``name#1``, ``name#2``... when several).
+
+    A file may hold several keys (a rotation); each is used, none is silently dropped. A file
+    with no PEM block is handed over whole, so the key loader says what is wrong with it.
+    """
+    data = _read(path, "public key")
+    blocks = [m.group(0) for m in _PEM_BLOCK.finditer(data)]
+    if len(blocks) <= 1:
+        return (PublicKey.from_pem(blocks[0] if blocks else data, path.name),)
+    return tuple(PublicKey.from_pem(block, f"{path.name}#{n}")
+                 for n, block in enumerate(blocks, 1))
+
+
 def build_policy(*, key_files: Sequence[Path] = (),
                  identities: Sequence[tuple[str, str]] = (),
                  trusted_root: Path | None = None,
@@ -152,7 +170,7 @@ def build_policy(*, key_files: Sequence[Path] = (),
     signature type (e.g. an attestation type meant to approve the artifact). Raises
     ``VerificationError`` subclasses (bad file, bad expression, keys with identities).
     """
-    keys = tuple(PublicKey.from_pem(_read(path, "public key"), path.name) for path in key_files)
+    keys = tuple(key for path in key_files for key in _keys_in_file(path))
     ids = tuple(OIDCIdentity(issuer=issuer, subject=subject) for issuer, subject in identities)
     root = (TrustRoot.from_json(_read(trusted_root, "trusted root"), trusted_root.name)
             if trusted_root is not None else None)
