@@ -7,8 +7,8 @@
   ``exitCode`` and the command's fields), so stdout always holds exactly one document.
 - Every line printed here is escaped (:func:`chartguard.untrusted.escape`): text from a
   registry, a layout or a signed payload cannot forge lines or drive the terminal.
-- Library errors do not name flags (the operator has none); each command maps error types
-  to hints about its own flags with :func:`hinted`.
+- Library errors do not name flags (the operator has none); they carry neutral hints, which
+  each command words in terms of its own flags with :func:`hinted`.
 """
 
 from __future__ import annotations
@@ -54,13 +54,14 @@ def line(text: object) -> str:
     return escape(text, limit=_MAX_LINE)
 
 
-def hinted(err: BaseException, hints: Mapping[type[BaseException], str]) -> str:
-    """The error's message, followed by the command's hint for its type (if any)."""
-    for cls in type(err).__mro__:
-        hint = hints.get(cls)
-        if hint:
-            return f"{err}; {hint}"
-    return str(err)
+def hinted(err: BaseException, words: Mapping[object, str]) -> str:
+    """The error's message, followed by the command's words for each hint the error carries.
+
+    Library errors carry neutral hints (``chartguard.oci.Hint``); each command says them in
+    terms of its own flags.
+    """
+    said = [words[hint] for hint in getattr(err, "hints", ()) if hint in words]
+    return "; ".join([str(err), *dict.fromkeys(said)])
 
 
 def wants_json(argv: Sequence[str]) -> bool:

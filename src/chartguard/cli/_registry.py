@@ -11,13 +11,12 @@ from pathlib import Path
 
 from chartguard.cli._outcome import UsageError
 from chartguard.oci import (
-    AuthenticationError,
     ChartReference,
     InvalidConstraintError,
     InvalidReferenceError,
     RegistryCredentials,
-    TLSVerificationError,
 )
+from chartguard.oci.errors import Hint
 from chartguard.oci.versions import is_exact_version, parse_constraint
 
 
@@ -44,14 +43,17 @@ def password_credentials(username: str | None, prog: str) -> RegistryCredentials
     return RegistryCredentials(username, password)
 
 
-def registry_hints(*, client_cert: bool) -> Mapping[type[BaseException], str]:
-    """Which of the command's flags fix which registry error."""
-    cert = " (and --cert-file/--key-file if it wants a client certificate)" if client_cert else ""
-    return {
-        TLSVerificationError: f"pass --ca-file F if its CA is private{cert}, or --plain-http "
-                              "if it serves plain HTTP",
-        AuthenticationError: "pass --username U --password-stdin with credentials it accepts",
+def registry_hints(*, client_cert: bool) -> Mapping[object, str]:
+    """The command's flags that act on each hint a registry error carries."""
+    words: dict[object, str] = {
+        Hint.CA_CERTIFICATE: "pass --ca-file F if its CA is private",
+        Hint.USE_PLAIN_HTTP: "pass --plain-http if it serves plain HTTP",
+        Hint.USE_TLS: "drop --plain-http: it serves HTTPS",
+        Hint.CREDENTIALS: "pass --username U --password-stdin with credentials it accepts",
     }
+    if client_cert:
+        words[Hint.CLIENT_CERTIFICATE] = "pass --cert-file F --key-file F for a client certificate"
+    return words
 
 
 def read_flag_file(path: Path | None, flag: str) -> bytes | None:

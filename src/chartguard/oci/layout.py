@@ -18,7 +18,7 @@ containerd exports or ``cosign save`` wrote:
 - the chart itself (manifest, config, chart layer) is checked as the registry client checks
   it (:mod:`chartguard.oci.chart`).
 
-Every file is read with the registry's size caps (:class:`chartguard.oci.client.Limits`),
+Every file is read with the registry's size caps (:class:`chartguard.oci.limits.Limits`),
 checked against its sha256 and descriptor size, and parsed with the depth-guarded JSON parser;
 nested indexes are walked once each, bounded in depth and in the number of descriptors.
 """
@@ -35,14 +35,16 @@ from typing import Any
 from chartguard.digest import is_digest
 from chartguard.oci import mediatypes as mt
 from chartguard.oci.chart import read_chart
-from chartguard.oci.client import ChartArtifact, Limits
+from chartguard.oci.client import ChartArtifact
 from chartguard.oci.errors import (
     DigestMismatchError,
     ManifestNotFoundError,
     OCIError,
     SizeLimitExceededError,
 )
+from chartguard.oci.limits import Limits
 from chartguard.oci.signatures import Referrer, SignatureArtifacts, SignatureLayer
+from chartguard.oci.tags import is_attached_tag, signature_tag
 from chartguard.untrusted import UntrustedInputError, escape, loads_json
 
 __all__ = ["LayoutError", "LayoutNotFoundError", "LocalImage", "OCILayout",
@@ -63,7 +65,6 @@ _SIGNATURE_TYPES = frozenset({
     "application/vnd.dev.cosign.artifact.sig.v1+json",
 })
 # cosign's attachment tags (.sig/.att/.sbom) and the referrers fallback tag
-_ATTACHED_TAG = re.compile(r"sha256-[0-9a-f]{64}(\.[a-z]+)?")
 _MAX_NESTING = 8  # indexes inside indexes
 _MAX_DESCRIPTORS = 10_000  # index entries walked in all, each distinct digest read once
 _MAX_SCANNED = 10_000  # files of blobs/ looked at for unlisted referrers (cosign save)
@@ -123,11 +124,6 @@ def _digest_of(name: str) -> str | None:
     return digest if sep and is_digest(digest) else None
 
 
-def _signature_tag(digest: str) -> str:
-    # cosign's legacy tag; switch to chartguard.oci.tags.signature_tag once it lands
-    return digest.replace(":", "-", 1) + ".sig"
-
-
 @dataclass
 class _Entry:
     """A manifest listed by the layout, with every name and annotation its indexes gave it."""
@@ -175,7 +171,7 @@ class _Entry:
     def is_attachment(self) -> bool:
         """Named as cosign names what it attaches to a digest (an SBOM...) and not a chart."""
         return self.artifact_type != mt.HELM_CONFIG and any(
-            _ATTACHED_TAG.fullmatch(_tag_of(name) or "") for name in self.names)
+            is_attached_tag(_tag_of(name) or "") for name in self.names)
 
     def tagged(self, tag: str) -> bool:
         return any(_tag_of(name) == tag for name in self.names)
@@ -378,7 +374,7 @@ class OCILayout:
             mt.BUNDLE_ARTIFACT_TYPE,)) -> SignatureArtifacts:
         """The legacy signature layers and bundle referrers of ``digest`` in the layout."""
         entries = self.entries()
-        sig_tag = _signature_tag(digest)
+        sig_tag = signature_tag(digest)
         cosign_images = {e.digest for e in entries if e.kind in _COSIGN_IMAGE_KINDS}
         legacy: list[SignatureLayer] = []
         referrers: list[Referrer] = []

@@ -46,7 +46,7 @@ def test_tls_failure_names_pulls_own_flags(tls_registry: Registry, helm_env: Hel
     assert code == 1
     assert out == ""
     assert err.startswith("chartguard pull: ")
-    assert "pass --ca-file F if its CA is private (and --cert-file/--key-file" in err
+    assert "pass --ca-file F if its CA is private; pass --plain-http" in err
     assert err.count("\n") == 1
 
 

@@ -249,7 +249,7 @@ def test_tls_registry_needs_its_ca_file(tls_registry: Registry, helm_env: HelmEn
     code, _, err = _run(capsys, url, "--version", "1.0.0", "--key", str(pub))
     assert code == 1
     assert tls_registry.host in err
-    assert "pass --ca-file F if its CA is private, or --plain-http" in err  # the CLI's hint
+    assert "pass --ca-file F if its CA is private; pass --plain-http" in err  # the CLI's hint
     assert err.count("\n") == 1
 
 

@@ -9,13 +9,18 @@ import pytest
 from chartguard.cli import EXIT_FAILED, EXIT_USAGE, main
 from chartguard.cli._outcome import hinted, line, wants_json
 from chartguard.oci import AuthenticationError, OCIError, TLSVerificationError
+from chartguard.oci.errors import Hint
 
 
-def test_hint_follows_the_error_type_and_its_bases() -> None:
-    hints: dict[type[BaseException], str] = {TLSVerificationError: "pass --plain-http"}
-    assert hinted(TLSVerificationError("TLS failed"), hints) == "TLS failed; pass --plain-http"
-    assert hinted(AuthenticationError("refused"), hints) == "refused"
-    assert hinted(AuthenticationError("refused"), {OCIError: "check it"}) == "refused; check it"
+def test_the_command_words_each_hint_the_error_carries_once() -> None:
+    words: dict[object, str] = {Hint.USE_PLAIN_HTTP: "pass --plain-http",
+                                Hint.CA_CERTIFICATE: "pass --ca-file F"}
+    tls = TLSVerificationError("TLS failed", hints=(Hint.CA_CERTIFICATE, Hint.USE_PLAIN_HTTP))
+    assert hinted(tls, words) == "TLS failed; pass --ca-file F; pass --plain-http"
+    # a hint the command has no flag for adds nothing; an error without hints is as it is
+    assert hinted(AuthenticationError("refused", hints=(Hint.CREDENTIALS,)), words) == "refused"
+    assert hinted(OCIError("broken"), words) == "broken"
+    assert hinted(ValueError("plain"), words) == "plain"
 
 
 def test_line_escapes_what_could_forge_lines_or_drive_a_terminal() -> None:
