@@ -11,7 +11,6 @@ could not even be read (``SignatureArtifacts.failures``) are listed after the on
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from chartguard.verify import (
     VerificationPolicy,
     VerificationResult,
     Verifier,
+    public_keys_from_pem,
 )
 
 __all__ = [
@@ -141,21 +141,9 @@ def _read(path: Path, what: str) -> bytes:
         raise InvalidPolicyError(f"{what} {path}: cannot be read ({err.strerror})") from None
 
 
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
-
-
 def _keys_in_file(path: Path) -> tuple[PublicKey, ...]:
-    """Every public key of a PEM file (``name``, or ``name#1``, ``name#2``... when several).
-
-    A file may hold several keys (a rotation); each is used, none is silently dropped. A file
-    with no PEM block is handed over whole, so the key loader says what is wrong with it.
-    """
-    data = _read(path, "public key")
-    blocks = [m.group(0) for m in _PEM_BLOCK.finditer(data)]
-    if len(blocks) <= 1:
-        return (PublicKey.from_pem(blocks[0] if blocks else data, path.name),)
-    return tuple(PublicKey.from_pem(block, f"{path.name}#{n}")
-                 for n, block in enumerate(blocks, 1))
+    """Every public key of a PEM file (a rotation may hold several; none is dropped)."""
+    return public_keys_from_pem(_read(path, "public key"), path.name)
 
 
 def build_policy(*, key_files: Sequence[Path] = (),

@@ -19,7 +19,7 @@ from chartguard.verify.errors import (
     VerificationError,
     VerificationFailedError,
 )
-from chartguard.verify.keys import PublicKey, public_keys_from_secret
+from chartguard.verify.keys import PublicKey, public_keys_from_pem, public_keys_from_secret
 from chartguard.verify.model import (
     BUNDLE_MEDIA_TYPE,
     COSIGN_SIGN_PREDICATE,
@@ -52,5 +52,6 @@ __all__ = [
     "VerificationResult",
     "VerifiedCache",
     "Verifier",
+    "public_keys_from_pem",
     "public_keys_from_secret",
 ]
