@@ -127,6 +127,7 @@ def _referrers(client: RegistryClient, ref: ChartReference, digest: str,
     looked_at.append("referrers API")
     index = client.referrers_api(ref, digest)
     source = "referrers API"
+    from_api = index is not None
     if index is None:
         tag = _hex_tag(digest)
         source = f"referrers tag {tag}"
@@ -145,8 +146,13 @@ def _referrers(client: RegistryClient, ref: ChartReference, digest: str,
             continue
         seen.add(entry_digest)
         declared = entry.get("artifactType")
-        if isinstance(declared, str) and declared and declared not in artifact_types:
-            continue  # the index says what it is: no need to fetch it
+        # The registry's own index says what each referrer is: others need not be fetched.
+        # A fallback tag index is written by clients and may not: cosign v2.6's
+        # --new-bundle-format lists its bundles there as the config's media type
+        # (application/vnd.oci.empty.v1+json), so there every listed manifest is looked at.
+        if (from_api and isinstance(declared, str) and declared
+                and declared not in artifact_types):
+            continue
         manifest = client.get_manifest(ref.repository, entry_digest, ref=ref)
         artifact_type = _artifact_type(manifest)
         # the index is only a hint: the manifest itself must point at the signed digest
