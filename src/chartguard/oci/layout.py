@@ -7,7 +7,9 @@ For air-gapped verification of what ``oras copy -r --to-oci-layout`` or ``cosign
 - its legacy signature is the manifest tagged ``sha256-<hex>.sig`` (``org.opencontainers.image
   .ref.name``), or the one ``cosign save`` marks ``kind: dev.cosignproject.cosign/sigs``;
 - its bundles are the manifests whose ``subject`` is the signed digest, found among every
-  manifest the layout lists (also inside a copied ``sha256-<hex>`` referrers index).
+  manifest the layout lists (also inside a copied ``sha256-<hex>`` referrers index) and
+  among the manifests stored in ``blobs/sha256`` without being listed: cosign v3 ``save``
+  stores bundle referrers that way, and its ``verify --local-image`` scans the blobs for them.
 
 The answer is the same :class:`SignatureArtifacts` the registry client returns, so verification
 cannot tell where the bytes came from. Every blob read is checked against its sha256 and size
@@ -176,6 +178,27 @@ class _Layout:
                 continue
             found[digest] = _Entry(digest, media_type, annotations, doc)
 
+    def unlisted_referrers(self, listed: set[str]) -> list[_Entry]:
+        """Manifests with a ``subject`` stored in ``blobs/sha256`` but listed nowhere."""
+        blobs = self.root / "blobs" / "sha256"
+        out: list[_Entry] = []
+        for path in sorted(blobs.iterdir()) if blobs.is_dir() else ():
+            digest = f"sha256:{path.name}"
+            if (digest in listed or not _DIGEST.fullmatch(digest) or not path.is_file()
+                    or path.stat().st_size > _MAX_MANIFEST):
+                continue
+            with path.open("rb") as f:
+                if f.read(1) != b"{":  # a chart tarball or other binary blob
+                    continue
+            try:
+                doc = _json(self.blob(digest, limit=_MAX_MANIFEST, what="manifest"),
+                            f"{self.root} blob {digest}")
+            except LayoutError:
+                continue  # JSON that is not a manifest (a config, a bundle)
+            if isinstance(doc.get("subject"), dict) and isinstance(doc.get("layers"), list):
+                out.append(_Entry(digest, str(doc.get("mediaType", "")), {}, doc))
+        return out
+
     def layers(self, entry: _Entry, source: str) -> tuple[SignatureLayer, ...]:
         out = []
         layers = _list(entry.doc.get("layers"), f"{self.root}: manifest {entry.digest} layers")
@@ -254,7 +277,8 @@ def read_layout_signatures(image: LocalImage | str, *,
     cosign_image_matches = any(e.kind == _COSIGN_IMAGE and e.digest == digest for e in entries)
     legacy: list[SignatureLayer] = []
     referrers: list[Referrer] = []
-    for entry in entries:
+    unlisted = layout.unlisted_referrers({e.digest for e in entries})
+    for entry in [*entries, *unlisted]:
         # `cosign save` writes one image per layout: its sigs belong to that image only
         cosign_sigs = entry.kind == _COSIGN_SIGS and (cosign_image_matches
                                                       or not has_cosign_image)
