@@ -426,6 +426,40 @@ def test_difference_p384_signature_hash(bench: Bench) -> None:
     assert [v.accepted for v in verdicts] == [True, True, True], verdicts
 
 
+# --- air-gapped: what ``cosign save`` writes ---------------------------------------------------
+
+
+@pytest.mark.parametrize("signer", ["v2-legacy", "v3-legacy", "v2-bundle", "v3-bundle"])
+def test_cosign_save_layout_agreement(bench: Bench, signer: Signer,
+                                      record_property: Callable[[str, object], None]) -> None:
+    """``cosign save`` (by the cosign that signed) writes an OCI layout; ``cosign verify
+    --local-image`` and ``chartguard verify --local-image`` agree on it with the right key and
+    with a wrong one. cosign v3 leaves bundle referrers unlisted in blobs/ (found by both);
+    cosign v2.6 ``save`` does not copy bundles at all, so there both find no signature."""
+    keys = bench.keys("ecdsa-p256", "signer")
+    wrong = bench.keys("ecdsa-p256", "other")
+    bench.sign(signer, keys)
+    cli = bench.v2 if signer.startswith("v2") else bench.v3
+    layout = bench.tmp / "layout"
+    cli.run("save", "--dir", str(layout), *cli.registry_flags(), bench.by_digest(), check=True)
+    expected = signer != "v2-bundle"
+    for pub, accept in ((keys.public, expected), (wrong.public, False)):
+        fmt = NEW_BUNDLE_FORMAT[signer][0] if cli.major == 2 else None
+        theirs = cli.run("verify", "--key", str(pub), "--insecure-ignore-tlog=true",
+                         "--trusted-root", str(cli.trusted_root),
+                         *([f"--new-bundle-format={str(fmt).lower()}"] if fmt else []),
+                         "--local-image", str(layout))
+        code = main(["verify", "--local-image", str(layout), "--key", str(pub)])
+        out = bench.capsys.readouterr()
+        row = {"case": f"cosign save ({signer}), {'right' if pub == keys.public else 'wrong'}"
+                       " key, --local-image", "expected": "accept" if accept else "refuse",
+               f"cosign {cli.version_text}": "accept" if theirs.ok else "refuse",
+               "chartguard verify": "accept" if code == 0 else "refuse"}
+        record_property("cosign_agreement", row)
+        assert theirs.ok is accept, theirs.describe()
+        assert (code == 0) is accept, out.out + out.err
+
+
 # --- chartguard verify as a separate process ------------------------------------------------
 
 
