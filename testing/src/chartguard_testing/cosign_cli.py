@@ -11,21 +11,29 @@ to anything but a loopback address (Go never proxies those) fails at once instea
 reaching Sigstore's public services; every command is given the flags that make it need
 none (no Rekor upload, no signing config, no TSA, transparency log ignored on verify).
 
-Offline flags (measured with cosign v2.6.5 and v3.1.3):
+Offline flags (measured with cosign v2.6.5 and v3.1.3; no Rekor, Fulcio, TSA or TUF):
 
-- v2 sign:   ``sign --key K --tlog-upload=false --yes`` (legacy ``.sig``)
-- v3 sign:   ``sign --key K --tlog-upload=false --use-signing-config=false --yes``
-  (bundle v0.3 as an OCI referrer; ``--new-bundle-format=false`` writes a legacy ``.sig``)
-- attest:    as sign, plus ``--predicate FILE --type URI``
-- verify:    ``verify --key K --insecure-ignore-tlog=true`` (v3 also
-  ``--use-signed-timestamps=false``), ``verify-attestation`` likewise with ``--type``
-- registry:  ``--allow-insecure-registry --allow-http-registry`` for a plain-HTTP registry
+- v2 sign:   ``sign --key K --tlog-upload=false --yes`` writes a legacy ``.sig``;
+  add ``--new-bundle-format=true`` for a bundle v0.3 referrer
+- v3 sign:   ``sign --key K --signing-config NO-SERVICES.json --yes`` writes a bundle v0.3
+  referrer (``--tlog-upload=false --use-signing-config=false`` works too but is deprecated);
+  ``--tlog-upload=false --use-signing-config=false --new-bundle-format=false`` (deprecated
+  flags) writes a legacy ``.sig``
+- attest:    as sign, plus ``--predicate FILE --type URI`` (v2 legacy: ``sha256-<hex>.att``)
+- verify:    ``verify --key PUB --insecure-ignore-tlog=true --trusted-root EMPTY.json``
+  (a trusted root that trusts nothing: without one cosign fetches the public-good root
+  through TUF, and bundles cannot be verified at all: "trusted root is required");
+  ``--new-bundle-format=true|false`` picks the format to look for; ``verify-attestation``
+  likewise with ``--type URI``
+- registry:  ``--allow-insecure-registry --allow-http-registry`` for a plain-HTTP registry;
+  the referrers (bundles) land in the ``sha256-<hex>`` fallback tag index
 
 The key password is a throwaway one, passed only through ``COSIGN_PASSWORD`` (never argv).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -45,6 +53,12 @@ _THROWAWAY_PASSWORD = "throwaway-test-password"  # protects throwaway test keys 
 # a trusted root that trusts nothing: key-based verification needs no Sigstore service, and
 # given one, cosign does not fetch the public-good root through TUF
 _EMPTY_TRUSTED_ROOT = '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}\n'
+# a signing config naming no service at all (cosign v3): key-signed bundles, nothing uploaded
+_NO_SERVICES_SIGNING_CONFIG = json.dumps({
+    "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+    "caUrls": [], "oidcUrls": [], "rekorTlogUrls": [], "tsaUrls": [],
+    "rekorTlogConfig": {"selector": "ANY"}, "tsaConfig": {"selector": "ANY"},
+}) + "\n"
 
 
 
@@ -101,6 +115,8 @@ class CosignCLI:
         self.keys_dir = dirs["keys"]
         self.trusted_root = root / "trusted_root.json"
         self.trusted_root.write_text(_EMPTY_TRUSTED_ROOT)
+        self.signing_config = root / "signing_config.json"
+        self.signing_config.write_text(_NO_SERVICES_SIGNING_CONFIG)
         self.work_dir = dirs["work"]
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -156,18 +172,18 @@ class CosignCLI:
         return ["--allow-insecure-registry", "--allow-http-registry"] if self.plain_http else []
 
     def _offline_sign_flags(self, bundle: bool | None) -> list[str]:
-        flags = ["--tlog-upload=false", "--yes"]
         if self.major >= 3:
-            flags.append("--use-signing-config=false")
+            if bundle is False:  # the legacy format is only reachable with deprecated flags
+                return ["--tlog-upload=false", "--use-signing-config=false",
+                        "--new-bundle-format=false", "--yes"]
+            return ["--signing-config", str(self.signing_config), "--yes"]
+        flags = ["--tlog-upload=false", "--yes"]
         if bundle is not None:
             flags.append(f"--new-bundle-format={str(bundle).lower()}")
         return flags
 
     def _offline_verify_flags(self) -> list[str]:
-        flags = ["--insecure-ignore-tlog=true", "--trusted-root", str(self.trusted_root)]
-        if self.major >= 3:
-            flags.append("--use-signed-timestamps=false")
-        return flags
+        return ["--insecure-ignore-tlog=true", "--trusted-root", str(self.trusted_root)]
 
     # -- keys -------------------------------------------------------------------------------
 
