@@ -378,16 +378,18 @@ def test_agreement(bench: Bench, case: Case, record_property: Callable[[str, obj
 # --- where the tools legitimately differ ------------------------------------------------------
 
 
+@pytest.mark.parametrize("signer", ["v2-attest-bundle", "v3-attest"])
 def test_difference_attestation_bundle_approves_only_when_its_type_is_accepted(
-        bench: Bench) -> None:
-    """A v3 ``cosign attest`` bundle (predicate type REVIEW_TYPE) is an attestation: cosign
+        bench: Bench, signer: Signer) -> None:
+    """A ``cosign attest`` bundle (predicate type REVIEW_TYPE) is an attestation: cosign
     checks it with ``verify-attestation --type``; chartguard refuses it as a signature unless
     ``--bundle-predicate-type`` names its type (README, chartguard verify)."""
     keys = bench.keys("ecdsa-p256", "signer")
-    bench.sign("v3-attest", keys)
-    assert bench.v3.verify_attestation(bench.by_tag, keys.public, REVIEW_TYPE).ok
+    bench.sign(signer, keys)
+    cli = bench.v2 if signer.startswith("v2") else bench.v3
+    assert cli.verify_attestation(bench.by_tag, keys.public, REVIEW_TYPE, bundle=True).ok
     # cosign verify takes it for a signature (any predicate type): chartguard does not
-    assert bench.v3.verify(bench.by_tag, keys.public).ok
+    assert cli.verify(bench.by_tag, keys.public, bundle=True).ok
     refused = bench.chartguard_verdicts(keys.public)
     assert [v.accepted for v in refused] == [False, False, False], refused
     assert all("an attestation, not a signature" in v.detail for v in refused), refused
