@@ -52,7 +52,7 @@ from chartguard_testing.registry_signer import RegistryWriter, repository_path, 
 REVIEW_TYPE = "https://chartguard.example/chart-review/v1"
 Signer = Literal["v2-legacy", "v2-bundle", "v3-bundle", "v3-legacy", "v2-attest",
                  "v2-attest-bundle", "v3-attest", "none"]
-KeyKind = Literal["ecdsa-p256", "ecdsa-p384", "rsa-3072", "ed25519"]
+KeyKind = Literal["ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa-3072", "ed25519"]
 # which signature format each signer writes: "legacy" (.sig), "bundle" (referrer), an
 # attestation, or nothing
 FORMAT: dict[Signer, str] = {
@@ -75,6 +75,8 @@ def private_pem(kind: KeyKind) -> bytes:
         key = ec.generate_private_key(ec.SECP256R1())
     elif kind == "ecdsa-p384":
         key = ec.generate_private_key(ec.SECP384R1())
+    elif kind == "ecdsa-p521":
+        key = ec.generate_private_key(ec.SECP521R1())
     elif kind == "rsa-3072":
         key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
     else:
@@ -293,6 +295,10 @@ CASES = [
          cosign_flags=("--signature-digest-algorithm", "sha384")),
     Case("v3-bundle P-384 key", "v3-bundle", True, key="ecdsa-p384",
          cosign_flags=("--signature-digest-algorithm", "sha384")),
+    Case("v2-legacy P-521 key", "v2-legacy", True, key="ecdsa-p521",
+         cosign_flags=("--signature-digest-algorithm", "sha512")),
+    Case("v3-bundle P-521 key", "v3-bundle", True, key="ecdsa-p521",
+         cosign_flags=("--signature-digest-algorithm", "sha512")),
     Case("v2-legacy RSA-3072 key", "v2-legacy", True, key="rsa-3072"),
     Case("v3-bundle RSA-3072 key", "v3-bundle", True, key="rsa-3072"),
     # cosign (v2.6 and v3.1) signs with an Ed25519 key using Ed25519ph and verifies pure
