@@ -133,7 +133,6 @@ class CosignCLI:
             "https_proxy": _NO_NETWORK_PROXY,
             "NO_PROXY": "",
             "no_proxy": "",
-            "COSIGN_EXPERIMENTAL": "0",
         }
         self.version = self._version()
 
@@ -244,9 +243,3 @@ class CosignCLI:
         return self.run("verify-attestation", "--key", str(public_key), "--type",
                         predicate_type, *self._offline_verify_flags(), *extra,
                         *self.registry_flags(), image)
-
-    def triangulate(self, image: str, kind: str = "signature") -> str:
-        """Where cosign stores ``kind`` (signature, attestation, ...) of ``image``."""
-        res = self.run("triangulate", "--type", kind, *self.registry_flags()[:1], image,
-                       check=True)
-        return res.stdout.strip()
