@@ -52,3 +52,30 @@ def kube_api(tmp_path: Path) -> Iterator[KubeAPI]:
     """
     with run_apiserver(tmp_path / "kube-api") as api:
         yield api
+
+
+# --- the cosign agreement table (tests/integration/verify/test_real_cosign.py) -----------------
+# Rows come from record_property("cosign_agreement", {...}), which reaches this process from
+# pytest-xdist workers too; the table is printed once at the end of the run.
+
+_AGREEMENT: list[dict[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _AGREEMENT.extend(value for name, value in report.user_properties  # type: ignore[misc]
+                          if name == "cosign_agreement")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _AGREEMENT:
+        return
+    columns = list(dict.fromkeys(key for row in _AGREEMENT for key in row))
+    widths = {c: max(len(c), *(len(str(row.get(c, "-"))) for row in _AGREEMENT))
+              for c in columns}
+    terminalreporter.section("cosign verify vs chartguard verify: agreement")
+    for line in ([columns, ["-" * widths[c] for c in columns]]
+                 + [[str(row.get(c, "-")) for c in columns]
+                    for row in sorted(_AGREEMENT, key=lambda r: r["case"])]):
+        terminalreporter.write_line("  ".join(v.ljust(widths[c]) for c, v in
+                                              zip(columns, line, strict=True)).rstrip())

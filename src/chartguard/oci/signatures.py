@@ -106,6 +106,9 @@ class SignatureSource(Protocol):
     def referrers_api(self, ref: ChartReference, digest: str) -> Manifest | None: ...
 
 
+_API = "referrers API"
+
+
 def failure_line(source: str, err: Exception) -> str:
     """One failure reason: where, and the error's text, escaped and capped."""
     return f"{source}: {escape(str(err), _FAILURE_TEXT)}"
@@ -172,15 +175,15 @@ class _Discovery:
         return () if manifest is None else self.layers(manifest, f"tag {tag}")
 
     def referrers_index(self) -> tuple[Manifest | None, str]:
-        self.looked_at.append("referrers API")
+        self.looked_at.append(_API)
         try:
             index = self.client.referrers_api(self.ref, self.digest)
         except _CANDIDATE_ERRORS as err:
             # a broken API answer: the referrers tag may still list them
-            self.failures.append(failure_line("referrers API", err))
+            self.failures.append(failure_line(_API, err))
             index = None
         if index is not None:
-            return index, "referrers API"
+            return index, _API
         tag = referrers_tag(self.digest)
         source = f"referrers tag {tag}"
         index = self.tagged(tag, source)
@@ -188,11 +191,16 @@ class _Discovery:
             return None, source  # something else holds the tag: it lists no referrers
         return index, source
 
-    def referrer(self, entry: dict[str, Any], source: str) -> Referrer | None:
+    def referrer(self, entry: dict[str, Any], source: str, *, from_api: bool) -> Referrer | None:
         entry_digest = entry.get("digest")
         declared = entry.get("artifactType")
-        if isinstance(declared, str) and declared and declared not in self.artifact_types:
-            return None  # the index says what it is: no need to fetch it
+        # The registry's own index says what each referrer is: others need not be fetched.
+        # A fallback tag index is written by clients and may not: cosign v2.6's
+        # --new-bundle-format lists its bundles there as the config's media type
+        # (application/vnd.oci.empty.v1+json), so there every listed manifest is looked at.
+        if (from_api and isinstance(declared, str) and declared
+                and declared not in self.artifact_types):
+            return None
         where = f"{source} referrer {escape(entry_digest, 80)}"
         try:
             manifest = self.client.get_manifest(self.ref.repository, str(entry_digest),
@@ -227,7 +235,7 @@ class _Discovery:
             if not isinstance(entry_digest, str) or entry_digest in seen:
                 continue
             seen.add(entry_digest)
-            referrer = self.referrer(entry, source)
+            referrer = self.referrer(entry, source, from_api=source == _API)
             if referrer is not None:
                 found.append(referrer)
         return tuple(found)

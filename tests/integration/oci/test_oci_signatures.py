@@ -243,3 +243,20 @@ def test_broken_referrers_are_reasons_when_nothing_verifies(
     assert "500" in failures[1]  # distribution cannot parse what its storage now holds
     assert failures[2].startswith(f"referrers tag {hex_tag} referrer ")
     assert "altered or corrupted" in failures[2]
+
+
+def test_fallback_index_listing_a_bundle_as_the_empty_config_type_is_still_read(
+        registry: Registry, helm_env: HelmEnv, raw_registry: RawRegistry,
+        make_client: Callable[..., RegistryClient]) -> None:
+    """cosign v2.6 ``sign --new-bundle-format`` (go-containerregistry) lists its bundle in the
+    ``sha256-<hex>`` index with artifactType ``application/vnd.oci.empty.v1+json`` (the
+    config's media type), while the manifest says it is a bundle: the client-written index is
+    no reason to skip it (real cosign: tests/integration/verify/test_real_cosign.py)."""
+    chart = helm_env.make_chart(registry, "demo", "1.0.0")
+    digest, desc = raw_registry.push_artifact(
+        "charts/demo", "bundle", config_type=OCI_EMPTY, artifact_type=BUNDLE_ARTIFACT_TYPE,
+        layers=[(BUNDLE_ARTIFACT_TYPE, BUNDLE, {})], subject=_subject(raw_registry, chart))
+    _push_referrers_tag(raw_registry, chart, [{**desc, "artifactType": OCI_EMPTY}])
+    found = make_client(registry).find_signatures(reference(chart), chart.digest)
+    assert [(r.manifest_digest, r.artifact_type) for r in found.referrers] == [
+        (digest, BUNDLE_ARTIFACT_TYPE)]

@@ -246,3 +246,21 @@ def test_odd_json_values_in_a_manifest_are_handled_not_crashed_on(tmp_path: Path
     with pytest.raises(LayoutError, match="holds 2 images"):
         OCILayout(root).select(LocalImage(root))
     assert read_layout_signatures(LocalImage(root, DIGEST)).referrers == ()
+
+
+def test_unlisted_referrers_in_the_blobs_are_found_as_cosign_v3_save_leaves_them(
+        tmp_path: Path) -> None:
+    """cosign v3 ``save`` lists only the image (and legacy .sig) in index.json and leaves
+    bundle referrers as bare blobs; ``cosign verify --local-image`` scans the blobs for
+    manifests whose subject is the image (real cosign: test_real_cosign.py)."""
+    writer = _layout(tmp_path)
+    writer.add(SIGNED, annotations={"kind": "dev.cosignproject.cosign/image"})
+    bundle = rs.bundle_referrer_artifact(b'{"mediaType":"x"}', SIGNED.manifest.descriptor())
+    writer.add(bundle, listed=False)
+    other = rs.bundle_referrer_artifact(b'{"mediaType":"y"}', {
+        "mediaType": rs.OCI_MANIFEST, "digest": "sha256:" + "1" * 64, "size": 1})
+    writer.add(other, listed=False)  # a referrer of another manifest: not this image's
+    found = read_layout_signatures(str(writer.write()))
+    assert found.digest == DIGEST
+    assert [r.manifest_digest for r in found.referrers] == [bundle.manifest.digest]
+    assert found.referrers[0].layers[0].data == b'{"mediaType":"x"}'
