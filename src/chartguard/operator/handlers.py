@@ -10,6 +10,7 @@ annotation). Per-object intervals, retries and triggers are the operator's own w
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -17,7 +18,7 @@ import kopf
 from chartguard.api.meta import SOURCE_GROUP
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import Kube, load_config
-from chartguard.operator.runtime import CHARTS, FINALIZER, REPOSITORIES, Runtime
+from chartguard.operator.runtime import CHARTS, REPOSITORIES, Runtime
 from chartguard.operator.selectors import label_filter
 
 ANNOTATION_PREFIX = "chartguard.fluxcd.io"
@@ -28,9 +29,16 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     labels = label_filter(config.selector) or None
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # a registry of our own has none of kopf's default login handlers
+        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        return info
+
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-        settings.persistence.finalizer = FINALIZER
+        # kopf's own finalizer stays kopf's: with no deletion handlers kopf removes that name
+        # from every object it sees, so it must never be Flux's finalizers.fluxcd.io
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
             prefix=ANNOTATION_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -74,6 +82,8 @@ def run(config: OperatorConfig) -> None:
     """Run the operator until SIGTERM/SIGINT (kopf's signal handling stops it cleanly)."""
     kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json"
                    else kopf.LogFormat.FULL)
+    # kopf logs every handler call at INFO; ours are queue feeders, not worth a line each
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     liveness = (f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None)
     kopf.run(registry=build_registry(config), standalone=True,
              clusterwide=not config.namespaces, namespaces=list(config.namespaces),

@@ -43,7 +43,7 @@ def load_config(pool_size: int) -> kubernetes.client.ApiClient:
         kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
     else:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            client_configuration=config)
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=config)
     config.connection_pool_maxsize = pool_size
     return kubernetes.client.ApiClient(config)
 
