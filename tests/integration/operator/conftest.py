@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from operator_support import Charts, Cluster, CountingProxy, Operator
+from operator_support import Charts, Cluster, Operator
 
 from chartguard_testing import tools
 from chartguard_testing.apiserver import KubeAPI
 from chartguard_testing.apiserver.kubectl import Kubectl
 from chartguard_testing.charts import HelmEnv
+from chartguard_testing.proxy import CountingProxy
 from chartguard_testing.registry import Registry
 from chartguard_testing.sigstore_local import LocalSigstore
 

@@ -1,19 +1,16 @@
-"""Support for the operator tests: ``chartguard run`` as a process, a request-counting proxy in
-front of the registry, and charts pushed by real helm and signed by the test signer."""
+"""Support for the operator tests: ``chartguard run`` as a process, charts pushed by real helm
+and signed by the test signer, and kubectl reads the tests repeat."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,70 +26,6 @@ from chartguard_testing.sigstore_local import LocalSigstore
 SOURCE = "source.toolkit.fluxcd.io"
 IDENTITY = "https://github.com/example/charts/.github/workflows/release.yaml@refs/heads/main"
 ISSUER = "https://token.actions.githubusercontent.com"
-
-
-class CountingProxy:
-    """A reverse proxy to ``registry`` on its own port that records every request and can
-    play "registry down" (connections closed without an answer)."""
-
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self.requests: list[tuple[str, str]] = []
-        self.down = False
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                with proxy._lock:
-                    proxy.requests.append((self.command, self.path))
-                if proxy.down:
-                    self.close_connection = True
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                upstream = http.client.HTTPConnection(proxy.registry.host, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                response = upstream.getresponse()
-                data = response.read()
-                self.send_response(response.status)
-                for key, value in response.getheaders():
-                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                upstream.close()
-
-            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward  # noqa: N815
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def oci(self, path: str = "charts") -> str:
-        return f"oci://{self.host}/{path}"
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests.clear()
-
-    def seen(self, fragment: str) -> list[tuple[str, str]]:
-        with self._lock:
-            return [r for r in self.requests if fragment in r[1]]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @dataclass

@@ -11,13 +11,14 @@ from operator_support import (
     ISSUER,
     Charts,
     Cluster,
-    CountingProxy,
     Operator,
     helmchart,
     repository,
     secret,
     wait_for,
 )
+
+from chartguard_testing.proxy import CountingProxy
 
 NS = "flux-system"
 SEED_KEYS = {"lastTransitionTime", "message", "observedGeneration", "reason", "status", "type"}

@@ -10,7 +10,6 @@ from operator_support import (
     ISSUER,
     Charts,
     Cluster,
-    CountingProxy,
     Operator,
     helmchart,
     repository,
@@ -19,6 +18,7 @@ from operator_support import (
 )
 
 from chartguard_testing.charts import HelmEnv
+from chartguard_testing.proxy import CountingProxy
 from chartguard_testing.registry import Registry
 
 NS = "flux-system"

@@ -9,13 +9,14 @@ import time
 from operator_support import (
     Charts,
     Cluster,
-    CountingProxy,
     Operator,
     helmchart,
     repository,
     secret,
     wait_for,
 )
+
+from chartguard_testing.proxy import CountingProxy
 
 NS = "flux-system"
 KEY = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}

@@ -13,7 +13,6 @@ import pytest
 from operator_support import (
     Charts,
     Cluster,
-    CountingProxy,
     Operator,
     helmchart,
     repository,
@@ -21,6 +20,7 @@ from operator_support import (
 )
 
 from chartguard_testing import procs
+from chartguard_testing.proxy import CountingProxy
 
 NS = "flux-system"
 
