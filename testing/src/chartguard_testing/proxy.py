@@ -39,6 +39,12 @@ class CountingProxy:
             def log_message(self, *_: Any) -> None:
                 pass
 
+            def finish(self) -> None:
+                upstream = getattr(self, "_upstream", None)
+                if upstream is not None:
+                    upstream.close()
+                super().finish()
+
             def _forward(self) -> None:
                 with proxy._lock:
                     proxy.requests.append((self.command, self.path))

@@ -110,3 +110,40 @@ def test_rotating_the_key_in_the_secret_verifies_again_at_once(
     charts.sign_with_key(chart, "new")
     _verified(cluster, operator, "rotated")
     assert operator.stop() == 0
+
+
+def test_repository_changes_reach_their_charts_at_once_and_suspend_stops_everything(
+        cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
+    charts.sign_with_key(charts.push("moving", "1.0.0"), "good")
+    cluster.kubectl.apply(
+        secret("cosign-pub", NS, {"cosign.pub": charts.key("good").public_pem}),
+        repository("charts", NS, proxy.oci()),
+        helmchart("moving", NS, "moving", ">=1.0.0", "charts", KEY))  # interval 10m
+    operator.start()
+    _verified(cluster, operator, "moving")
+
+    # the repository moves to a path without the chart: its chart notices without waiting
+    cluster.kubectl("patch", "helmrepository", "-n", NS, "charts", "--type=merge",
+                    "-p", f'{{"spec":{{"url":"{proxy.oci("elsewhere")}"}}}}')
+    wait_for(lambda: cluster.condition("helmchart", NS, "moving", "FetchFailed").get(
+        "status") == "True", "chart follows its repository", operator=operator)
+    cluster.kubectl("patch", "helmrepository", "-n", NS, "charts", "--type=merge",
+                    "-p", f'{{"spec":{{"url":"{proxy.oci()}"}}}}')
+    wait_for(lambda: cluster.condition("helmchart", NS, "moving", "Ready").get(
+        "status") == "True", "chart back with its repository", operator=operator)
+
+    # suspended: neither a new version nor a requested reconcile is acted on
+    cluster.kubectl("patch", "helmchart", "-n", NS, "moving", "--type=merge",
+                    "-p", '{"spec":{"suspend":true}}')
+    newer = charts.push("moving", "1.1.0")
+    charts.sign_with_key(newer, "good")
+    time.sleep(1.0)
+    stamp = cluster.request_reconcile("helmchart", NS, "moving")
+    time.sleep(2.0)
+    assert cluster.revision(NS, "moving").startswith("1.0.0@")
+    assert cluster.status("helmchart", NS, "moving").get("lastHandledReconcileAt") != stamp
+    cluster.kubectl("patch", "helmchart", "-n", NS, "moving", "--type=merge",
+                    "-p", '{"spec":{"suspend":false}}')
+    wait_for(lambda: cluster.revision(NS, "moving") == f"1.1.0@{newer.digest}",
+             "resumed: the new version", operator=operator)
+    assert operator.stop() == 0
