@@ -35,7 +35,7 @@ from chartguard.operator.kube import Kube, KubeError
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
-from chartguard.reconcile.outcome import safe
+from chartguard.reconcile.outcome import INVALID_SPEC, invalid_spec_conditions, safe
 from chartguard.reconcile.seams import Event, utcnow
 from chartguard.reconcile.shared import RegistryClients, Verifiers
 from chartguard.store import ArtifactStore
@@ -44,7 +44,6 @@ from chartguard.verify import VerifiedCache
 FINALIZER = "finalizers.fluxcd.io"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 CHARTS, REPOSITORIES = "helmcharts", "helmrepositories"
-INVALID_SPEC = "InvalidSpec"
 _MAX_BACKOFF = 300.0
 
 _log = logging.getLogger("chartguard")
@@ -270,12 +269,7 @@ class Runtime:
     def _write_invalid(self, key: Key, body: dict[str, Any], conditions: Any, message: str,
                        requested: str) -> None:
         gen = body.get("metadata", {}).get("generation", 0)
-        now = utcnow()
-        text = f"invalid spec: {safe(message)}; fix the spec"
-        conds = c.set_condition(conditions, c.STALLED, c.TRUE, INVALID_SPEC, text,
-                                observed_generation=gen, now=now)
-        conds = c.set_condition(conds, c.READY, c.FALSE, INVALID_SPEC, text,
-                                observed_generation=gen, now=now)
+        text, conds = invalid_spec_conditions(conditions, message, generation=gen, now=utcnow())
         status: dict[str, Any] = {**(body.get("status") or {}), "conditions": conds,
                                   "observedGeneration": gen}
         if requested:

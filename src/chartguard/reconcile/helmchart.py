@@ -315,7 +315,7 @@ def _fetch(s: _Scratch) -> None:
         raise StepFailedError(c.STORAGE_OPERATION_FAILED, c.ARCHIVE_OPERATION_FAILED,
                       f"unable to copy Helm chart to storage: {safe(err)}") from None
     s.actions.append("fetched")
-    s.chart_name = chart.name
+    s.chart_name = safe(chart.name)  # from the registry: outside text
     path = s.env.store.relative_path(digest)
     old = s.status.artifact
     if old is not None and old.digest == digest and old.revision == _revision(s.resolved):

@@ -8,9 +8,15 @@ says what to fix, already escaped for logs, Events and status.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from chartguard.api import conditions as c
 from chartguard.untrusted import escape
+
+INVALID_SPEC = "InvalidSpec"
 
 #: outside text quoted in a message: long enough for every signature's reason
 MESSAGE_LIMIT = 2000
@@ -37,3 +43,16 @@ class StepFailedError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def invalid_spec_conditions(conditions: Sequence[Mapping[str, Any]], error: object, *,
+                            generation: int, now: datetime) -> tuple[str, list[dict[str, Any]]]:
+    """A spec chartguard cannot use (the API server may not validate it): Stalled and Ready
+    False, reason ``InvalidSpec``, the message naming every bad field; no retry until it
+    changes. Returns the message and the new conditions."""
+    message = f"invalid spec: {safe(error)}; fix the spec"
+    conds = c.set_condition(conditions, c.STALLED, c.TRUE, INVALID_SPEC, message,
+                            observed_generation=generation, now=now)
+    conds = c.set_condition(conds, c.READY, c.FALSE, INVALID_SPEC, message,
+                            observed_generation=generation, now=now)
+    return message, conds

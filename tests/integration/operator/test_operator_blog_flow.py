@@ -94,6 +94,13 @@ def test_blog_v1beta2_and_current_v1_manifests_reconcile_to_the_blogs_condition(
                for e in cluster.events(NS)}
     assert ("flux-system-nginx", "ChartPullSucceeded", "Normal") in reasons
 
+    # a spec the API server let through but chartguard cannot use: Stalled, saying which field
+    broken = helmchart("broken", NS, "nginx", "not a version!", "developer-guy-charts", None)
+    cluster.kubectl.apply(broken)
+    wait_for(lambda: cluster.condition("helmchart", NS, "broken", "Stalled").get(
+        "reason") == "InvalidSpec", "invalid spec stalled", operator=operator)
+    assert "spec.version" in cluster.condition("helmchart", NS, "broken", "Ready")["message"]
+
     # deleting the chart: our finalizer goes, the object goes
     cluster.kubectl("delete", "helmchart", "-n", NS, "flux-system-nginx", "--timeout=30s")
     assert operator.stop() == 0

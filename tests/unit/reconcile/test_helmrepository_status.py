@@ -12,6 +12,7 @@ from chartguard.api import HelmRepository
 from chartguard.api import conditions as c
 from chartguard.api.status import HelmRepositoryStatus
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
+from chartguard.reconcile.outcome import invalid_spec_conditions
 from chartguard.reconcile.seams import SecretNotFoundError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -72,3 +73,28 @@ def test_password_never_reaches_the_status() -> None:
                                       secrets, now=NOW)
     assert ready(result.status)[0] == "True"
     assert "hunter2" not in repr(result)
+
+
+def test_http_index_repositories_stall_as_not_served_yet() -> None:
+    http = HelmRepository.from_object({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "bitnami", "namespace": "default", "generation": 1},
+        "spec": {"url": "https://charts.bitnami.com/bitnami", "interval": "10m"}})
+    result = reconcile_helmrepository(http, HelmRepositoryStatus(), Secrets({}), now=NOW)
+    status, reason, message = ready(result.status)
+    assert (status, reason) == ("False", "UnsupportedRepositoryType")
+    assert "not served by chartguard yet" in message
+    stalled = c.get_condition(result.status.conditions, "Stalled")
+    assert stalled is not None
+    assert stalled["status"] == "True"
+    assert result.requeue_after is None  # nothing to retry until the spec changes
+
+
+def test_invalid_spec_stalls_naming_the_field_without_a_newline_from_outside() -> None:
+    message, conds = invalid_spec_conditions(
+        [], "spec.version: 'x\nForged: line' is not a semver constraint", generation=2,
+        now=NOW)
+    assert "\n" not in message
+    assert message.startswith("invalid spec: spec.version")
+    assert [(x["type"], x["status"], x["reason"]) for x in conds] == [
+        ("Ready", "False", "InvalidSpec"), ("Stalled", "True", "InvalidSpec")]
