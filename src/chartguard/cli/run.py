@@ -54,6 +54,9 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     p.add_argument("--log-format", choices=("text", "json"), default=None)
     p.add_argument("--health-port", type=int, default=None, metavar="PORT",
                    help="serve liveness/readiness on http://0.0.0.0:PORT/healthz")
+    p.add_argument("--gc-interval", type=float, default=None, metavar="SECONDS",
+                   help="how often store files no HelmChart refers to are removed (default "
+                        "300; the first pass waits as long, so every object has been seen)")
     p.set_defaults(handler=main)
 
 
@@ -94,6 +97,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         selector=selector,
         log_format=log_format,
         health_port=pick(args.health_port, "health-port", int, 0),
+        gc_interval=pick(args.gc_interval, "gc-interval", float, defaults.gc_interval),
     )
 
 

@@ -147,3 +147,24 @@ def test_repository_changes_reach_their_charts_at_once_and_suspend_stops_everyth
     wait_for(lambda: cluster.revision(NS, "moving") == f"1.1.0@{newer.digest}",
              "resumed: the new version", operator=operator)
     assert operator.stop() == 0
+
+
+def test_store_files_nobody_refers_to_are_collected(
+        cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
+    for name in ("kept", "dropped"):
+        charts.sign_with_key(charts.push(name, "1.0.0"), "good")
+    cluster.kubectl.apply(
+        secret("cosign-pub", NS, {"cosign.pub": charts.key("good").public_pem}),
+        repository("charts", NS, proxy.oci()),
+        *(helmchart(n, NS, n, "1.0.0", "charts", KEY) for n in ("kept", "dropped")))
+    operator.start("--gc-interval", "1")
+    for name in ("kept", "dropped"):
+        _verified(cluster, operator, name)
+    files = {name: operator.artifacts / cluster.status("helmchart", NS, name)["artifact"]["path"]
+             for name in ("kept", "dropped")}
+    cluster.kubectl("delete", "helmchart", "-n", NS, "dropped", "--timeout=30s")
+    wait_for(lambda: not files["dropped"].exists(), "unreferenced file removed",
+             operator=operator)
+    time.sleep(1.5)  # another pass
+    assert files["kept"].is_file()
+    assert operator.stop() == 0
