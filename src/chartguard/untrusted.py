@@ -24,7 +24,9 @@ MAX_JSON_DEPTH = 64
 # What a message quotes of outside text at the most.
 MAX_ESCAPED = 200
 
-_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+# A string token written as an "unrolled loop" (runs of plain bytes between escapes): the same
+# tokens as "(?:[^"\\]|\\.)*", scanned about twice as fast (signatures hold long base64 strings).
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 # C0 controls, DEL, C1 controls, bidi embeddings/overrides/isolates, line/paragraph
 # separators, BOM, and lone surrogates (from surrogateescape decoding).
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff"

@@ -1,41 +1,31 @@
 """``verify``: how a chart's signature must be checked (HelmChart ``spec.verify`` and the
 HelmRelease ``spec.chart.spec.verify`` template).
 
-Identity matchers are regular expressions (Go RE2 in Flux). They are compiled here, once, so a
-bad pattern is reported at its field path before anything is fetched; constructs RE2 rejects
-(look-around, back-references) are refused too, so a manifest that works here also works in Flux.
-Matching is unanchored, as Go's ``MatchString`` is: write ``^...$`` to pin a value.
+Identity matchers are Go regular expressions (RE2), as in Flux. They are compiled here, once,
+by the same :class:`chartguard.identity.IdentityMatcher` the verifier runs, so a bad pattern is
+reported at its field path before anything is fetched, and constructs Go refuses (look-around,
+back-references) are refused too. Matching is unanchored, as Go's ``MatchString`` is: write
+``^...$`` to pin a value.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from chartguard.api._fields import Fields
 from chartguard.api.meta import LocalObjectReference, local_reference
+from chartguard.identity import IdentityExpressionError, IdentityMatcher, identity_set
 
 COSIGN = "cosign"
 NOTATION = "notation"
 #: the enum of Flux's CRD (both accepted by the schema)
 PROVIDERS = (COSIGN, NOTATION)
 
-_NOT_RE2 = re.compile(r"\(\?(?:=|!|<=|<!)|\\[1-9]|\(\?P=")
-
-
-@dataclass(frozen=True)
-class OIDCIdentityMatch:
-    """One keyless identity matcher: both regular expressions must match."""
-
-    issuer: str
-    subject: str
-    issuer_re: re.Pattern[str] = field(compare=False, repr=False)
-    subject_re: re.Pattern[str] = field(compare=False, repr=False)
-
-    def matches(self, issuer: str, subject: str) -> bool:
-        return bool(self.issuer_re.search(issuer)) and bool(self.subject_re.search(subject))
+#: One keyless identity matcher (issuer and subject expressions; both must match). The name
+#: of the api model; the class is the verifier's too.
+OIDCIdentityMatch = IdentityMatcher
 
 
 @dataclass(frozen=True)
@@ -66,41 +56,41 @@ class Verification:
         return out
 
 
+def policy_digest(document: object) -> str:
+    """``sha256:<hex>`` of ``document`` as canonical JSON: the one rule naming a policy.
+
+    Used by :func:`verify_policy_digest` (the spec) and by
+    ``chartguard.verify.VerificationPolicy.fingerprint`` (the loaded policy).
+    """
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def verify_policy_digest(verification: Verification | None) -> str:
-    """``sha256:<hex>`` naming a verify policy, so a reconciler can tell "policy unchanged".
+    """``sha256:<hex>`` naming a verify *spec*, so a reconciler can tell "spec unchanged".
 
     Stable across processes and releases of chartguard (canonical JSON, versioned). The order and
     repetition of ``matchOIDCIdentity`` entries do not count (any one must match, so the policy is
     the same set). ``None`` (no verification) has its own digest. Only the spec is covered: the
     *contents* of the referenced Secrets are not, so a reconciler that caches a verdict must also
     key it on those Secrets (e.g. their resourceVersion).
+
+    Why two names exist: this one is computable from the spec alone, before any Secret is read
+    (for status and "did the spec change"); ``VerificationPolicy.fingerprint`` names the loaded
+    policy (keys by SPKI, the trust root's bytes) and is the only key under which a
+    verification result may be reused. Both are :func:`policy_digest` of a document listing
+    identities by :func:`chartguard.identity.identity_set`.
     """
     policy: dict[str, object] | None = None
     if verification is not None:
         policy = {
             "provider": verification.provider,
             "secretRef": verification.secret_ref.name if verification.secret_ref else None,
-            "matchOIDCIdentity": sorted({(m.issuer, m.subject)
-                                         for m in verification.match_oidc_identity}),
+            "matchOIDCIdentity": identity_set(verification.match_oidc_identity),
             "trustedRootSecretRef": (verification.trusted_root_secret_ref.name
                                      if verification.trusted_root_secret_ref else None),
         }
-    canonical = json.dumps({"v": 1, "verify": policy}, sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def compile_identity_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a matcher; ``ValueError`` says why it is not a usable (RE2-compatible) regex."""
-    if not pattern:
-        raise ValueError("must not be empty: use '.*' to accept any value, or better, pin it")
-    if _NOT_RE2.search(pattern):
-        raise ValueError(f"invalid regular expression {pattern!r}: look-around and "
-                         "back-references are not supported by Go's RE2 syntax")
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    return policy_digest({"v": 1, "verify": policy})
 
 
 def parse_verification(parent: Fields, key: str = "verify") -> Verification | None:
@@ -124,22 +114,15 @@ def parse_verification(parent: Fields, key: str = "verify") -> Verification | No
     )
 
 
-def _identity(item: Fields) -> OIDCIdentityMatch | None:
+def _identity(item: Fields) -> IdentityMatcher | None:
     item.reject_unknown(("issuer", "subject"), "a matchOIDCIdentity entry")
-    compiled: dict[str, tuple[str, re.Pattern[str]]] = {}
-    for key in ("issuer", "subject"):
-        text = item.string(key, required=True)
-        if text is None:
-            continue
-        try:
-            compiled[key] = (text, compile_identity_pattern(text))
-        except ValueError as exc:
-            item.error(key, str(exc))
-    if len(compiled) != 2:
+    issuer = item.string("issuer", required=True)
+    subject = item.string("subject", required=True)
+    if issuer is None or subject is None:
         return None
-    return OIDCIdentityMatch(
-        issuer=compiled["issuer"][0],
-        subject=compiled["subject"][0],
-        issuer_re=compiled["issuer"][1],
-        subject_re=compiled["subject"][1],
-    )
+    try:
+        return IdentityMatcher(issuer=issuer, subject=subject)
+    except IdentityExpressionError as exc:
+        for key, reason in exc.problems:
+            item.error(key, reason)
+        return None

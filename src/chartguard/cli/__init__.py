@@ -1,25 +1,32 @@
 """``chartguard``: the command line. Each sub-command lives in its own module here.
 
 Exit codes are the same for every command: 0 success, 1 failure (one line on stderr saying
-what to fix), 2 usage error (argparse's own).
+what to fix), 2 usage error (the usage line and what to change). They, the printing of
+usage errors and failures, and the flag hints live in one place: :mod:`._outcome`.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
 from chartguard import __version__
 from chartguard.cli import pull, run, verify
+from chartguard.cli._outcome import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ArgumentParser,
+    CommandLineError,
+    Reporter,
+    wants_json,
+)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="chartguard",
         description="Install only Helm charts whose cosign signatures are verified.")
     parser.add_argument("--version", action="version", version=f"chartguard {__version__}")
@@ -30,8 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(args_in)
+    except CommandLineError as err:
+        return Reporter(err.parser, json_output=wants_json(args_in)).usage(str(err))
+    if extra:  # reported with the sub-command's usage, not the top-level one
+        return Reporter(args.parser, json_output=wants_json(args_in)).usage(
+            f"unrecognized arguments: {' '.join(extra)}")
     code: int = args.handler(args)
     return code
 

@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from chartguard.oci import (
-    ChartReference,
-    OCIError,
-    RegistryClient,
-    RegistryCredentials,
-    TLSConfig,
+from chartguard.cli._outcome import Reporter, UsageError, hinted
+from chartguard.cli._registry import (
+    chart_reference,
+    password_credentials,
+    read_flag_file,
+    registry_hints,
 )
+from chartguard.oci import ChartReference, OCIError, RegistryClient, TLSConfig
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-_PROG = "chartguard pull"
+_HINTS = registry_hints(client_cert=True)
 
 
 def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
@@ -51,27 +50,15 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     p.set_defaults(handler=run, parser=p)
 
 
-def _usage(args: argparse.Namespace) -> str | None:
+def _check_flags(args: argparse.Namespace) -> ChartReference:
+    """The chart reference, once the flags make a valid invocation (else UsageError)."""
     if args.password_stdin != bool(args.username):
-        return "--username and --password-stdin go together"
+        raise UsageError("--username and --password-stdin go together")
     if args.plain_http and (args.ca_file or args.cert_file or args.key_file):
-        return "--plain-http does not go with --ca-file/--cert-file/--key-file"
+        raise UsageError("--plain-http does not go with --ca-file/--cert-file/--key-file")
     if bool(args.cert_file) != bool(args.key_file):
-        return "--cert-file and --key-file go together"
-    return None
-
-
-def _read(path: Path | None, flag: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise _UsageError(f"{flag} {path}: cannot be read ({err.strerror})") from None
-
-
-class _UsageError(Exception):
-    """Flags that do not make a valid invocation (exit 2)."""
+        raise UsageError("--cert-file and --key-file go together")
+    return chart_reference(args.chart, args.chart_version)
 
 
 def _write_atomically(directory: Path, name: str, data: bytes) -> Path:
@@ -89,48 +76,31 @@ def _write_atomically(directory: Path, name: str, data: bytes) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = _usage(args)
-    if problem:
-        args.parser.print_usage(sys.stderr)
-        print(f"{_PROG}: error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
+    out = Reporter(args.parser)
     try:
+        ref = _check_flags(args)
         tls = None
         if args.ca_file or args.cert_file:
-            tls = TLSConfig(ca_pem=_read(args.ca_file, "--ca-file"),
-                            cert_pem=_read(args.cert_file, "--cert-file"),
-                            key_pem=_read(args.key_file, "--key-file"))
-    except _UsageError as err:
-        print(f"{_PROG}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    credentials = None
-    if args.username:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            print(f"{_PROG}: error: --password-stdin read no password: pipe it in "
-                  "(echo \"$PASSWORD\" | chartguard pull ...)", file=sys.stderr)
-            return EXIT_USAGE
-        credentials = RegistryCredentials(args.username, password)
-    if not args.destination.is_dir():
-        print(f"Error: destination {args.destination} is not a directory: create it first",
-              file=sys.stderr)
-        return EXIT_FAILED
+            tls = TLSConfig(ca_pem=read_flag_file(args.ca_file, "--ca-file"),
+                            cert_pem=read_flag_file(args.cert_file, "--cert-file"),
+                            key_pem=read_flag_file(args.key_file, "--key-file"))
+        if not args.destination.is_dir():
+            raise UsageError(f"-d {args.destination}: not a directory; create it first")
+        credentials = password_credentials(args.username, out.prog)
+    except UsageError as err:
+        return out.usage(str(err))
     try:
-        ref = ChartReference.parse_chart_url(args.chart)
         with RegistryClient(plain_http=args.plain_http, tls=tls,
                             credentials=credentials) as client:
             resolved = client.resolve(ref, args.chart_version)
             chart = client.fetch_chart(ref, resolved.digest)
     except OCIError as err:
-        print(f"Error: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return out.failure(hinted(err, _HINTS))
     try:
         # helm names the file after the reference: chart name, resolved tag with _ back to +
         _write_atomically(args.destination, f"{ref.name}-{resolved.version}.tgz", chart.layer)
     except OSError as err:
-        print(f"Error: cannot write into {args.destination} ({err.strerror}): check the "
-              "directory's permissions and free space", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"Pulled: {ref.host}/{ref.repository}:{resolved.tag}")
-    print(f"Digest: {resolved.digest}")
-    return EXIT_OK
+        return out.failure(f"cannot write into {args.destination} ({err.strerror}): check "
+                           "the directory's permissions and free space")
+    return out.result(None, [f"Pulled: {ref.host}/{ref.repository}:{resolved.tag}",
+                             f"Digest: {resolved.digest}"])

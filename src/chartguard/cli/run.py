@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chartguard.cli._outcome import Reporter
 from chartguard.operator import OperatorConfig, SelectorError, label_filter, run
 
 ENV_PREFIX = "CHARTGUARD_"
@@ -57,7 +58,7 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     p.add_argument("--gc-interval", type=float, default=None, metavar="SECONDS",
                    help="how often store files no HelmChart refers to are removed (default "
                         "300; the first pass waits as long, so every object has been seen)")
-    p.set_defaults(handler=main)
+    p.set_defaults(handler=main, parser=p)
 
 
 def config_from(args: argparse.Namespace) -> OperatorConfig:
@@ -105,8 +106,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         config = config_from(args)
     except (ValueError, SelectorError) as err:
-        print(f"chartguard run: {err}", file=sys.stderr)
-        return 2
+        return Reporter(args.parser).usage(str(err))
     run(config)
     # kopf has stopped its watches and our workers; a registry call still in flight in a
     # worker thread would hold the interpreter's exit for its timeout. Nothing is lost by not

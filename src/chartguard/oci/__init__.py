@@ -3,22 +3,20 @@
 - :mod:`.reference`   ``oci://host[:port]/path`` + chart name -> :class:`ChartReference`
 - :mod:`.versions`    Helm/Flux version selection (Masterminds semver constraints)
 - :mod:`.credentials` credentials and TLS material from Secret data (never ~/.docker)
-- :mod:`.client`      :class:`RegistryClient`: resolve, fetch by digest, checked and capped
+- :mod:`.client`      :class:`RegistryClient`: resolve, fetch by digest, checked, capped, timed
+- :mod:`.transport`   the client's HTTP seam (one exchange) and the operation :class:`Deadline`
+- :mod:`.limits`      :class:`Limits`: every size and count cap, for registries and layouts
+- :mod:`.tags`        the ``sha256-<hex>.sig`` / ``sha256-<hex>`` tags derived from a digest
+- :mod:`.manifest`    :class:`Manifest` and :func:`sha256_digest`
 - :mod:`.signatures`  legacy ``.sig`` tag and OCI 1.1 referrers of a digest
 - :mod:`.layout`      the same signatures read from an OCI image layout on disk
-- :mod:`.errors`      the exception tree (base :class:`OCIError`)
+- :mod:`.errors`      the exception tree (base :class:`OCIError`) and the :class:`Hint` s
+                      callers turn into their own words
 
-oras is used underneath (``._transport``) and never leaves this package.
+requests is used underneath (``._requests_transport``) and never leaves this package.
 """
 
-from chartguard.oci.client import (
-    ChartArtifact,
-    Limits,
-    Manifest,
-    RegistryClient,
-    ResolvedChart,
-    sha256_digest,
-)
+from chartguard.oci.client import ChartArtifact, RegistryClient, ResolvedChart
 from chartguard.oci.credentials import (
     RegistryCredentials,
     TLSConfig,
@@ -29,12 +27,15 @@ from chartguard.oci.errors import (
     AuthenticationError,
     BlobNotFoundError,
     CredentialsError,
+    DeadlineExceededError,
     DigestMismatchError,
+    Hint,
     InvalidConstraintError,
     InvalidReferenceError,
     ManifestNotFoundError,
     OCIError,
     RegistryResponseError,
+    RegistryServerError,
     RegistryUnreachableError,
     SizeLimitExceededError,
     TLSVerificationError,
@@ -42,6 +43,8 @@ from chartguard.oci.errors import (
     VersionNotFoundError,
 )
 from chartguard.oci.layout import LayoutError, LocalImage, read_layout_signatures
+from chartguard.oci.limits import Limits
+from chartguard.oci.manifest import Manifest, sha256_digest
 from chartguard.oci.mediatypes import (
     BUNDLE_ARTIFACT_TYPE,
     COSIGN_BUNDLE_ANNOTATION,
@@ -59,6 +62,8 @@ from chartguard.oci.mediatypes import (
 )
 from chartguard.oci.reference import ChartReference
 from chartguard.oci.signatures import Referrer, SignatureArtifacts, SignatureLayer
+from chartguard.oci.tags import is_attached_tag, referrers_tag, signature_tag
+from chartguard.oci.transport import Deadline, Request, Response, Transport, TransportError
 from chartguard.oci.versions import is_exact_version, select_version, tag_for_version
 
 __all__ = [
@@ -80,7 +85,10 @@ __all__ = [
     "ChartArtifact",
     "ChartReference",
     "CredentialsError",
+    "Deadline",
+    "DeadlineExceededError",
     "DigestMismatchError",
+    "Hint",
     "InvalidConstraintError",
     "InvalidReferenceError",
     "LayoutError",
@@ -93,20 +101,28 @@ __all__ = [
     "RegistryClient",
     "RegistryCredentials",
     "RegistryResponseError",
+    "RegistryServerError",
     "RegistryUnreachableError",
+    "Request",
     "ResolvedChart",
+    "Response",
     "SignatureArtifacts",
     "SignatureLayer",
     "SizeLimitExceededError",
     "TLSConfig",
     "TLSVerificationError",
+    "Transport",
+    "TransportError",
     "UnsupportedMediaTypeError",
     "VersionNotFoundError",
     "credentials_from_secret",
+    "is_attached_tag",
     "is_exact_version",
     "read_layout_signatures",
+    "referrers_tag",
     "select_version",
     "sha256_digest",
+    "signature_tag",
     "tag_for_version",
     "tls_from_secret",
 ]

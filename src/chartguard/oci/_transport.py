@@ -1,52 +1,52 @@
-"""oras' Registry with a request loop we can trust: bounded retries, our auth, our errors.
+"""One registry host: bounded retries, redirects, our own auth, typed errors, a total deadline.
 
-oras 0.2.43 is used for what it does right (its requests session, blob download, tag
-pagination over ``Link`` headers) and wrapped against its traps (DESIGN.md §5):
+Everything here runs over a :class:`~chartguard.oci.transport.Transport` (one HTTP exchange),
+so it is unit-tested with answers from memory. What it does against the traps of ready-made
+clients (DESIGN.md §5):
 
-- its ``do_request`` retries every exception with sleeps of 3+5+11+29+83 s: replaced here by
-  a bounded loop (``retries`` attempts, sub-second backoff) that retries only what may heal
-  (refused/timed-out connections, 429 and 5xx answers);
-- its auth backends read ~/.docker/config.json and ORAS_USER/ORAS_PASS and mishandle Basic
-  registries: replaced by :class:`_NoImplicitAuth` and our own answer to the registry's
-  ``WWW-Authenticate`` challenge (Basic, or the Bearer token flow, anonymous or with the
-  credentials passed in);
-- ``REQUESTS_CA_BUNDLE`` makes requests ignore a session's ``verify``: ours is passed on
-  every request;
-- requests adds ~/.netrc credentials to any request without auth, and again after every
-  redirect: the session gets a no-op auth and redirects are followed here, so the
-  Authorization header goes to the registry's own origin only (blob GETs redirected to
-  storage on another host get no credentials and the system's CA trust).
-
-Every response is streamed so callers can cap sizes before reading a body.
+- retries are bounded (``retries`` attempts, sub-second backoff) and only for what may heal
+  (refused/timed-out connections, 429 and 5xx answers); nothing outlives the operation's
+  :class:`~chartguard.oci.transport.Deadline`;
+- credentials come from the arguments only (never ~/.docker, ~/.netrc or the environment) and
+  answer the registry's own ``WWW-Authenticate`` challenge (Basic, or the Bearer token flow,
+  anonymous or with the credentials);
+- redirects are followed here, so the Authorization header goes to the registry's own origin
+  only (blob GETs redirected to storage on another host get no credentials and the system's
+  CA trust);
+- every JSON document (token answers, error bodies) is parsed with a depth guard.
 """
 
 from __future__ import annotations
 
 import base64
-import json as jsonlib
 import logging
 import re
 import time
 import urllib.parse
-from typing import Any
+from collections.abc import Callable
 
-import oras.auth.base
-import oras.container
-import oras.provider
-import requests
-
-from chartguard import __version__
 from chartguard.oci.credentials import RegistryCredentials
 from chartguard.oci.errors import (
     AuthenticationError,
+    DeadlineExceededError,
     DigestMismatchError,
+    Hint,
     OCIError,
     RegistryResponseError,
+    RegistryServerError,
     RegistryUnreachableError,
     SizeLimitExceededError,
     TLSVerificationError,
-    VersionNotFoundError,
 )
+from chartguard.oci.transport import (
+    Deadline,
+    Request,
+    Response,
+    TLSError,
+    Transport,
+    TransportError,
+)
+from chartguard.untrusted import UntrustedInputError, escape, loads_json
 
 log = logging.getLogger(__name__)
 
@@ -56,29 +56,10 @@ _BACKOFF = 0.2  # seconds, doubled per attempt: 0.2, 0.4, 0.8 ...
 _CHUNK = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
+_MAX_ERROR_BODY = 64 * 1024
 _ERROR_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
 _REPOSITORY_IN_PATH = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags|referrers)/")
-
-
-class _NoImplicitAuth(oras.auth.base.AuthBackend):  # type: ignore[misc]
-    """An oras auth backend that knows nothing: no ~/.docker, no ORAS_USER, no helpers."""
-
-    def load_configs(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
-
-    def get_auth_header(self) -> dict[str, str]:
-        return {}
-
-    def authenticate_request(self, *_args: Any, **_kwargs: Any) -> tuple[dict[str, str], bool]:
-        return {}, False
-
-
-class _NoNetrc(requests.auth.AuthBase):
-    """Session auth that adds nothing: its presence stops requests reading ~/.netrc."""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        return request
 
 
 def _challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -88,22 +69,20 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-def container(host: str, repository: str, tag: str | None = None) -> oras.container.Container:
-    """An oras Container for ``host/repository`` (set outright: oras guesses registries)."""
-    c = oras.container.Container(f"{host}/{repository}" + (f":{tag}" if tag else ""))
-    c.registry = host
-    namespace, _, name = repository.rpartition("/")
-    c.namespace = namespace or None
-    c.repository = name
-    return c
+def deadline_error(what: str, deadline: Deadline) -> DeadlineExceededError:
+    return DeadlineExceededError(
+        f"{what} did not finish within {deadline.seconds:g} s (the deadline of the "
+        "operation): the registry is too slow or stalled; it is retried later",
+        deadline=deadline.seconds)
 
 
-def read_limited(response: requests.Response, limit: int, what: str,
-                 expected: int | None = None) -> bytes:
+def read_limited(response: Response, limit: int, what: str, expected: int | None = None,
+                 deadline: Deadline | None = None) -> bytes:
     """The body of a streamed response, refused as soon as it exceeds ``limit`` bytes.
 
     With ``expected`` (the size a descriptor gives), more bytes than that are refused too,
-    as soon as the Content-Length or the stream shows them.
+    as soon as the Content-Length or the stream shows them. With ``deadline``, reading stops
+    when it passes.
     """
     try:
         try:
@@ -118,7 +97,7 @@ def read_limited(response: requests.Response, limit: int, what: str,
             raise _oversize(what, length, expected)
         chunks: list[bytes] = []
         total = 0
-        for chunk in response.iter_content(_CHUNK):
+        for chunk in response.iter_bytes(_CHUNK):
             total += len(chunk)
             if total > limit:
                 raise SizeLimitExceededError(
@@ -127,11 +106,15 @@ def read_limited(response: requests.Response, limit: int, what: str,
             if expected is not None and total > expected:
                 raise _oversize(what, total, expected)
             chunks.append(chunk)
+            if deadline is not None and deadline.expired():
+                raise deadline_error(f"reading {what}", deadline)
         return b"".join(chunks)
-    except requests.RequestException as err:
+    except TransportError as err:
+        if deadline is not None and deadline.expired():
+            raise deadline_error(f"reading {what}", deadline) from None
         raise RegistryUnreachableError(
-            f"reading {what} failed ({type(err).__name__}): the connection to the registry "
-            "broke; try again (the operator retries by itself)") from None
+            f"reading {what} failed ({escape(err)}): the connection to the registry broke; "
+            "try again (the operator retries by itself)") from None
     finally:
         response.close()
 
@@ -142,168 +125,158 @@ def _oversize(what: str, seen: int, expected: int) -> DigestMismatchError:
         "serves other bytes than the manifest names; they are not used. Push it again")
 
 
-class Transport(oras.provider.Registry):  # type: ignore[misc]
-    """One registry host, over oras' session, with bounded retries and our own auth."""
+def read_json(response: Response, limit: int, what: str, deadline: Deadline | None,
+              ) -> object:
+    """A JSON body, capped and depth-guarded; None when it is not JSON at all."""
+    body = read_limited(response, limit, what, deadline=deadline)
+    try:
+        return loads_json(body, what=what)
+    except UntrustedInputError as err:
+        raise RegistryResponseError(
+            f"{err}: the registry answered something that is not the document asked for; "
+            "check the registry") from None
 
-    def __init__(self, host: str, *, plain_http: bool, verify: bool | str,
-                 cert: tuple[str, str] | None, credentials: RegistryCredentials | None,
-                 timeout: float, retries: int, foreign_verify: bool | str = True) -> None:
-        super().__init__(hostname=host, insecure=plain_http, tls_verify=verify,
-                         auth_backend="basic")
-        self.auth = _NoImplicitAuth()
+
+class HostSession:
+    """One registry host: its scheme, credentials and auth state, over a transport.
+
+    Thread safety: shared by concurrent reconciles; the auth state (scheme and bearer tokens
+    by repository) is replaced whole, never half-written.
+    """
+
+    def __init__(self, host: str, *, plain_http: bool, transport: Transport,
+                 credentials: RegistryCredentials | None, timeout: float, retries: int,
+                 max_token_bytes: int, sleep: Callable[[float], None] = time.sleep) -> None:
         self.host = host
-        self._verify = verify
-        self._foreign_verify = foreign_verify  # for other hosts (redirects, token realm)
-        self._cert = cert
+        self.prefix = "http" if plain_http else "https"
+        self._transport = transport
         self._credentials = credentials
         self._timeout = timeout
         self._retries = max(0, retries)
+        self._max_token_bytes = max_token_bytes
+        self._sleep = sleep
         self._scheme: str | None = None  # "basic" or "bearer" once the registry asked
         self._tokens: dict[str, str] = {}  # bearer tokens by repository
-        self._session: requests.Session = self.session  # typed view of oras' session
-        self._session.headers["User-Agent"] = f"chartguard/{__version__}"
-        self._session.auth = _NoNetrc()
 
     def url(self, path: str) -> str:
         return f"{self.prefix}://{self.host}{path}"
 
-    # -- oras hooks --------------------------------------------------------------------
-
-    def do_request(self, url: str, method: str = "GET", data: Any = None,
-                   headers: dict[str, str] | None = None, json: Any = None,
-                   stream: bool = False) -> requests.Response:
-        """oras' request entry point, replaced: bounded retries, auth, typed errors.
-
-        ``stream`` is ignored: every response is streamed so bodies can be capped.
-        """
-        del stream
+    def request(self, url: str, method: str = "GET", *, deadline: Deadline,
+                headers: dict[str, str] | None = None) -> Response:
+        """Send with bounded retries, auth and redirects; the caller reads (or closes) it."""
         repository = _repository_of(url)
         base_headers = dict(headers or {})
         for attempt in range(self._retries + 1):
             last = attempt == self._retries
             try:
-                response = self._send(method, url, base_headers, repository, data, json)
+                response, final = self._send(method, url, base_headers, repository, deadline)
                 # only the registry's own challenge is answered: a host it redirected to
                 # (storage) must not choose where our credentials go
-                if response.status_code == 401 and _origin(response.url) == _origin(url):
+                if response.status_code == 401 and _origin(final) == _origin(url):
                     response = self._authenticate_and_resend(
-                        response, method, url, base_headers, repository, data, json)
+                        response, method, url, base_headers, repository, deadline)
+            except DeadlineExceededError:
+                raise
             except RegistryUnreachableError:
-                if last:
+                if last or deadline.remaining() <= _BACKOFF * 2 ** attempt:
                     raise
-                self._sleep(attempt)
+                self._sleep(_BACKOFF * 2 ** attempt)
                 continue
-            if response.status_code in _RETRY_STATUSES and not last:
+            if (response.status_code in _RETRY_STATUSES and not last
+                    and deadline.remaining() > _BACKOFF * 2 ** attempt):
                 log.debug("%s %s answered %s; retrying", method, _path(url),
                           response.status_code)
                 response.close()
-                self._sleep(attempt)
+                self._sleep(_BACKOFF * 2 ** attempt)
                 continue
             return response
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    def _check_200_response(self, response: requests.Response) -> None:
-        # oras' paginated tag listing calls this; raise our typed error instead of ValueError
-        if response.status_code in (200, 201, 202):
-            return
-        where = f"{self.host}/{_repository_of(response.url) or '?'}"
-        if response.status_code == 404:
-            response.close()
-            raise VersionNotFoundError(
-                f"repository {where} does not exist (no tags): check the chart name and the "
-                "repository URL, or push the chart")
-        raise status_error(response, f"the tag list of {where}")
-
     # -- internals ---------------------------------------------------------------------
 
-    def _sleep(self, attempt: int) -> None:
-        time.sleep(min(_BACKOFF * 2 ** attempt, 2.0))
-
     def _send(self, method: str, url: str, headers: dict[str, str], repository: str | None,
-              data: Any, json: Any) -> requests.Response:
-        """One request to this registry, following its redirects (credentials stay home)."""
+              deadline: Deadline) -> tuple[Response, str]:
+        """One request to this registry, following its redirects (credentials stay home).
+
+        Returns the answer and the URL that gave it (after redirects)."""
         home = f"{self.prefix}://{self.host}"
         if _origin(url) != home:
             # e.g. a Link header naming another host, or http:// for an https registry: our
             # credentials and TLS settings are for this origin only
             raise RegistryResponseError(
                 f"registry {self.host} pointed chartguard at another host or scheme "
-                f"({_origin(url)}, not {home}): refused; check the registry")
+                f"({escape(_origin(url))}, not {home}): refused; check the registry")
         sent = dict(headers)
         authorization = self._authorization(repository)
         if authorization:
             sent["Authorization"] = authorization
         for _ in range(_MAX_REDIRECTS + 1):
             own = _origin(url) == home
-            response = self._request(method, url, sent if own else dict(headers), data, json,
-                                     own=own)
+            response = self._exchange(Request(method, url, sent if own else dict(headers),
+                                              registry=own), deadline)
             location = response.headers.get("Location")
             if response.status_code not in _REDIRECTS or not location:
                 break
             # blob GETs are commonly redirected to storage (S3, GCS, a CDN) on another host
             response.close()
             url = urllib.parse.urljoin(url, location)
+            if not url.startswith(("https://", "http://")):
+                raise RegistryResponseError(
+                    f"registry {self.host} redirected to {escape(_origin(url))}, which is not "
+                    "HTTP(S): check the registry")
             if response.status_code == 303 and method != "HEAD":
-                method, data, json = "GET", None, None
+                method = "GET"
         else:
             raise RegistryResponseError(
-                f"registry {self.host} redirected {_path(url)} more than {_MAX_REDIRECTS} "
-                "times: check the registry")
+                f"registry {self.host} redirected {escape(_path(url))} more than "
+                f"{_MAX_REDIRECTS} times: check the registry")
         if (own and self.prefix == "http" and response.status_code == 400
                 and "Docker-Distribution-Api-Version" not in response.headers
-                and self._speaks_https_only(response)):
+                and self._speaks_https_only(response, deadline)):
             raise RegistryResponseError(
-                f"registry {self.host} serves HTTPS, not plain HTTP: remove insecure: true / "
-                "--plain-http (and give its CA if it is private)")
-        return response
+                f"registry {self.host} serves HTTPS, not plain HTTP: connect with TLS (and "
+                "give its CA if it is private)", hints=(Hint.USE_TLS, Hint.CA_CERTIFICATE))
+        return response, url
 
-    def _request(self, method: str, url: str, headers: dict[str, str], data: Any, json: Any,
-                 *, own: bool) -> requests.Response:
-        """One HTTP exchange, no redirects followed; requests' errors become ours.
-
-        ``own``: the registry's origin (its CA and client certificate); otherwise the
-        system's CA trust plus the registry's CA, and no client certificate.
-        """
-        where = f"registry {self.host}" if own else (
-            f"{_host_of(url)} (where registry {self.host} redirected to)")
+    def _exchange(self, request: Request, deadline: Deadline) -> Response:
+        """One HTTP exchange through the transport; its errors become ours."""
+        where = f"registry {self.host}" if request.registry else (
+            f"{escape(_host_of(request.url))} (where registry {self.host} sent chartguard)")
+        if deadline.expired():
+            raise deadline_error(f"{request.method} {escape(_path(request.url))} on {where}",
+                                 deadline)
         try:
-            # verify= and cert= on each request: REQUESTS_CA_BUNDLE would override the session
-            return self._session.request(
-                method, url, data=data, json=json, headers=headers, stream=True,
-                verify=self._verify if own else self._foreign_verify,
-                cert=self._cert if own else None, timeout=(self._timeout, self._timeout),
-                allow_redirects=False)
-        except requests.exceptions.SSLError as err:
-            reason = _ssl_reason(err)
-            if own and reason in _CLIENT_CERT_REFUSED:
+            return self._transport.send(request, timeout=self._timeout, deadline=deadline)
+        except TLSError as err:
+            if err.client_certificate_refused:
                 raise TLSVerificationError(
-                    f"registry {self.host} refused the TLS client ({reason}): it wants a client "
-                    "certificate its CA signed; put tls.crt and tls.key in the certSecretRef "
-                    "Secret (--cert-file/--key-file)") from None
+                    f"registry {self.host} refused the TLS client ({escape(err.reason)}): it "
+                    "wants a client certificate (and key) signed by a CA it trusts",
+                    hints=(Hint.CLIENT_CERTIFICATE,)) from None
             raise TLSVerificationError(
-                f"TLS with {where} failed ({reason}): give the CA that "
-                "signed its certificate (certSecretRef ca.crt / --ca-file), or use plain HTTP "
-                "(insecure: true / --plain-http) if the registry does not serve TLS") from None
-        except (requests.ConnectionError, requests.Timeout) as err:
-            kind = "timed out" if isinstance(err, requests.Timeout) else "connection failed"
+                f"TLS with {where} failed ({escape(err.reason)}): give the CA that signed its "
+                "certificate, or use plain HTTP if the registry does not serve TLS",
+                hints=(Hint.CA_CERTIFICATE, Hint.USE_PLAIN_HTTP)) from None
+        except TransportError as err:
+            if deadline.expired():
+                raise deadline_error(
+                    f"{request.method} {escape(_path(request.url))} on {where}",
+                    deadline) from None
             raise RegistryUnreachableError(
-                f"{where} is unreachable ({kind} after {self._retries + 1} "
-                f"attempts): check the host and port in the URL and that the registry is up"
-            ) from None
-        except requests.RequestException as err:
-            raise RegistryResponseError(
-                f"request to {where} failed ({type(err).__name__}): check the "
-                "repository URL") from None
+                f"{where} is unreachable ({escape(err)} after {self._retries + 1} attempts): "
+                "check the host and port in the URL and that the registry is up") from None
 
-    def _speaks_https_only(self, response: requests.Response) -> bool:
+    def _speaks_https_only(self, response: Response, deadline: Deadline) -> bool:
         """Whether a 400 without registry headers is Go's answer to plain HTTP on TLS."""
         response.close()  # consumed here: the caller raises or reports the 400 either way
         try:
-            probe = self._session.get(self.url("/v2/"), timeout=(self._timeout, self._timeout),
-                                      stream=True, allow_redirects=False)
-            head = next(probe.iter_content(256), b"")
-            probe.close()
-        except requests.RequestException:
+            probe = self._transport.send(Request("GET", self.url("/v2/")),
+                                         timeout=self._timeout, deadline=deadline)
+            try:
+                head = next(iter(probe.iter_bytes(256)), b"")
+            finally:
+                probe.close()
+        except TransportError:
             return False
         return b"HTTP request to an HTTPS server" in head
 
@@ -315,38 +288,42 @@ class Transport(oras.provider.Registry):  # type: ignore[misc]
             return f"Bearer {token}" if token else None
         return None
 
-    def _authenticate_and_resend(self, response: requests.Response, method: str, url: str,
-                                 headers: dict[str, str], repository: str | None, data: Any,
-                                 json: Any) -> requests.Response:
+    def _who(self) -> str:
+        return (f"user {self._credentials.username!r}" if self._credentials
+                else "anonymous access")
+
+    def _authenticate_and_resend(self, response: Response, method: str, url: str,
+                                 headers: dict[str, str], repository: str | None,
+                                 deadline: Deadline) -> Response:
         """Answer the registry's 401 challenge once; a second 401 is an AuthenticationError."""
         challenge = response.headers.get("WWW-Authenticate", "")
         response.close()
         scheme, params = _challenge(challenge)
-        who = (f"user {self._credentials.username!r}" if self._credentials
-               else "anonymous access")
         if scheme == "basic":
             if not self._credentials:
                 raise AuthenticationError(
-                    f"registry {self.host} requires credentials: set the HelmRepository's "
-                    "secretRef (or --username/--password-stdin)")
+                    f"registry {self.host} requires credentials: give a username and "
+                    "password", hints=(Hint.CREDENTIALS,))
             self._scheme = "basic"
         elif scheme == "bearer":
+            token = self._fetch_token(params, repository, deadline)
+            self._tokens = {**self._tokens, repository or "": token}
             self._scheme = "bearer"
-            self._tokens[repository or ""] = self._fetch_token(params, repository)
         else:
             raise AuthenticationError(
                 f"registry {self.host} answered 401 with an authentication scheme chartguard "
-                f"does not support ({scheme or 'none'}): use a registry with Basic or Bearer "
-                "token authentication")
-        retried = self._send(method, url, headers, repository, data, json)
+                f"does not support ({escape(scheme or 'none', 40)}): use a registry with Basic "
+                "or Bearer token authentication")
+        retried, _ = self._send(method, url, headers, repository, deadline)
         if retried.status_code == 401:
             retried.close()
             raise AuthenticationError(
-                f"registry {self.host} refused {who} for {repository or 'the API'} (401): "
-                "check the username and password in the Secret")
+                f"registry {self.host} refused {self._who()} for {repository or 'the API'} "
+                "(401): check the username and password", hints=(Hint.CREDENTIALS,))
         return retried
 
-    def _fetch_token(self, params: dict[str, str], repository: str | None) -> str:
+    def _fetch_token(self, params: dict[str, str], repository: str | None,
+                     deadline: Deadline) -> str:
         realm = params.get("realm", "")
         if not realm.startswith(("https://", "http://")):
             raise AuthenticationError(
@@ -363,51 +340,47 @@ class Transport(oras.provider.Registry):  # type: ignore[misc]
             if self.prefix == "https" and not realm.startswith("https://"):
                 # the password would cross the network in the clear
                 raise AuthenticationError(
-                    f"registry {self.host} sent its token realm {_origin(realm)} over plain "
-                    "HTTP: chartguard does not send the password there; fix the registry's "
-                    "token auth configuration (an https:// realm)")
+                    f"registry {self.host} sent its token realm {escape(_origin(realm))} over "
+                    "plain HTTP: chartguard does not send the password there; fix the "
+                    "registry's token auth configuration (an https:// realm)")
             # a realm on another host is normal (Docker Hub: auth.docker.io); Docker sends
             # the credentials there too
             headers["Authorization"] = _basic(self._credentials)
+        sep = "&" if urllib.parse.urlsplit(realm).query else "?"
+        url = realm + (sep + urllib.parse.urlencode(query) if query else "")
         own = _origin(realm) == f"{self.prefix}://{self.host}"
+        service = f"the token service {escape(_host_of(realm))} of registry {self.host}"
         try:
-            answer = self._session.get(
-                realm, params=query, headers=headers,
-                verify=self._verify if own else self._foreign_verify,
-                cert=self._cert if own else None, timeout=(self._timeout, self._timeout),
-                stream=True, allow_redirects=False)
-        except requests.exceptions.SSLError as err:
+            answer = self._transport.send(Request("GET", url, headers, registry=own),
+                                          timeout=self._timeout, deadline=deadline)
+        except TLSError as err:
             raise TLSVerificationError(
-                f"TLS with the token service {_host_of(realm)} of registry {self.host} failed "
-                f"({_ssl_reason(err)}): give the CA that signed its certificate") from None
-        except requests.RequestException:
+                f"TLS with {service} failed ({escape(err.reason)}): give the CA that signed "
+                "its certificate", hints=(Hint.CA_CERTIFICATE,)) from None
+        except TransportError:
+            if deadline.expired():
+                raise deadline_error(f"the token exchange with {service}", deadline) from None
             raise RegistryUnreachableError(
-                f"the token service {_host_of(realm)} of registry {self.host} is "
-                "unreachable: check the registry's token realm") from None
+                f"{service} is unreachable: check the registry's token realm") from None
         if answer.status_code in (401, 403):
             answer.close()
-            who = (f"user {self._credentials.username!r}" if self._credentials
-                   else "anonymous access")
             raise AuthenticationError(
-                f"the token service of registry {self.host} refused {who} for scope "
-                f"{scope!r} ({answer.status_code}): check the username and password in the "
-                "Secret")
+                f"{service} refused {self._who()} for scope {escape(scope)!r} "
+                f"({answer.status_code}): check the username and password",
+                hints=(Hint.CREDENTIALS,))
         if answer.status_code != 200:
-            raise status_error(answer, f"the token service of registry {self.host}")
-        body = read_limited(answer, 1024 * 1024, f"the token from {_host_of(realm)}")
-        try:
-            doc = jsonlib.loads(body)
-        except ValueError:
-            doc = None
+            raise status_error(answer, service)
+        what = f"the token answer of {service}"
+        doc = read_json(answer, self._max_token_bytes, what, deadline)
         token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token:
             raise RegistryResponseError(
-                f"the token service of registry {self.host} answered without a token: check "
-                "the registry's token auth configuration")
+                f"{service} answered without a token: check the registry's token auth "
+                "configuration")
         return token
 
 
-def status_error(response: requests.Response, what: str) -> OCIError:
+def status_error(response: Response, what: str) -> OCIError:
     """Our error for an unexpected status (the caller handles the statuses it expects)."""
     code = response.status_code
     detail = _registry_error_code(response)
@@ -415,9 +388,9 @@ def status_error(response: requests.Response, what: str) -> OCIError:
     if code in (401, 403):
         return AuthenticationError(
             f"registry denied access to {what} ({code}{detail}): grant the credentials pull "
-            "access to this repository")
+            "access to this repository", hints=(Hint.CREDENTIALS,))
     if code in _RETRY_STATUSES:
-        return RegistryUnreachableError(
+        return RegistryServerError(
             f"registry failed on {what} ({code}{detail}) after retries: the registry is "
             "unhealthy; it is retried later")
     return RegistryResponseError(
@@ -425,17 +398,18 @@ def status_error(response: requests.Response, what: str) -> OCIError:
         "the registry speaks the OCI distribution API")
 
 
-def _registry_error_code(response: requests.Response) -> str:
+def _registry_error_code(response: Response) -> str:
     # distribution error bodies: {"errors":[{"code":"NAME_UNKNOWN",...}]}; codes are safe to show
     try:
-        if int(response.headers.get("Content-Length", "0")) > 64 * 1024:
-            return ""
-        errors = response.json().get("errors") or []
-        codes = [str(e.get("code")) for e in errors if isinstance(e, dict) and e.get("code")]
-        # the registry writes these: keep only what looks like a code (DENIED, NAME_UNKNOWN)
-        codes = [c for c in codes if _ERROR_CODE.fullmatch(c)]
-    except (ValueError, AttributeError, RuntimeError, requests.RequestException):
-        return ""  # no parsable error body (or it was already read): the status says enough
+        doc = loads_json(read_limited(response, _MAX_ERROR_BODY, "an error body"),
+                         what="an error body")
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        codes = [str(e.get("code")) for e in errors or [] if isinstance(e, dict)
+                 and e.get("code")] if isinstance(errors, list) else []
+    except (OCIError, UntrustedInputError):
+        return ""  # no parsable error body: the status says enough
+    # the registry writes these: keep only what looks like a code (DENIED, NAME_UNKNOWN)
+    codes = [c for c in codes if _ERROR_CODE.fullmatch(c)]
     return f" {','.join(codes[:3])}" if codes else ""
 
 
@@ -460,20 +434,3 @@ def _origin(url: str) -> str:
 
 def _host_of(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc or url
-
-
-_CLIENT_CERT_REFUSED = frozenset({"TLSV13_ALERT_CERTIFICATE_REQUIRED",
-                                  "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_HANDSHAKE_FAILURE",
-                                  "TLSV1_ALERT_UNKNOWN_CA"})
-
-
-def _ssl_reason(err: Exception) -> str:
-    # OpenSSL's reason code (never the whole text: it may carry a URL with a query)
-    text = str(err)
-    for known in ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", *_CLIENT_CERT_REFUSED,
-                  "hostname mismatch", "self-signed certificate",
-                  "unable to get local issuer certificate"):
-        if known in text:
-            return known
-    return "handshake failed"
-

@@ -2,65 +2,65 @@
 
 Every manifest and blob is checked against the sha256 it was asked by, and capped in size
 before (from the descriptor or Content-Length) and while (streaming) it is downloaded.
-An exact version costs one HEAD; a range lists the tags (paginated) and picks the highest.
+An exact version costs one HEAD; a range lists the tags (paginated, bounded) and picks the
+highest. Every public operation has a total deadline (retries, redirects and the token
+exchange included); the HTTP exchanges go through a :class:`~chartguard.oci.transport.Transport`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
 import shutil
 import tempfile
 import threading
+import time
+import urllib.parse
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import requests
-import requests.utils
 
 from chartguard.digest import DIGEST
 from chartguard.oci import mediatypes as mt
-from chartguard.oci._transport import Transport, container, read_limited, status_error
+from chartguard.oci._requests_transport import RequestsTransport, system_ca_bundle
+from chartguard.oci._transport import HostSession, read_limited, status_error
+from chartguard.oci.chart import read_chart
 from chartguard.oci.credentials import RegistryCredentials, TLSConfig
 from chartguard.oci.errors import (
     BlobNotFoundError,
     DigestMismatchError,
     InvalidReferenceError,
     ManifestNotFoundError,
+    OCIError,
     RegistryResponseError,
     SizeLimitExceededError,
     UnsupportedMediaTypeError,
     VersionNotFoundError,
 )
+from chartguard.oci.limits import Limits, MiB
+from chartguard.oci.manifest import Manifest, sha256_digest
 from chartguard.oci.reference import ChartReference
 from chartguard.oci.signatures import SignatureArtifacts, discover_signatures
+from chartguard.oci.transport import Deadline, Response, Transport
 from chartguard.oci.versions import (
     is_exact_version,
     parse_constraint,
     select_version,
     tag_for_version,
 )
+from chartguard.untrusted import UntrustedInputError, escape, loads_json
 
-MiB = 1024 * 1024
+__all__ = ["ChartArtifact", "Limits", "Manifest", "MiB", "RegistryClient", "ResolvedChart",
+           "sha256_digest"]
+
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-_MAX_TAG_PAGES = 1000  # a registry whose Link headers never end is broken, not big
 _REFERRERS_FALLBACK = frozenset({400, 404, 405, 406})
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Size caps, in bytes; a larger manifest or blob is refused before it is read."""
-
-    max_manifest_bytes: int = 4 * MiB
-    max_layer_bytes: int = 10 * MiB
-    max_config_bytes: int = 1 * MiB
-    max_signature_bytes: int = 4 * MiB  # each legacy signature layer or bundle
-    max_referrers: int = 64  # referrers of one digest looked at, at most
+_NEXT_LINK = re.compile(r'<([^>]*)>\s*;[^,]*?\brel="?next"?', re.IGNORECASE)
+# the operation in progress in this context: (client, its deadline); nested calls share it
+_OPERATION: ContextVar[tuple[RegistryClient, Deadline] | None] = ContextVar(
+    "chartguard_oci_operation", default=None)
 
 
 @dataclass(frozen=True)
@@ -70,16 +70,6 @@ class ResolvedChart:
     version: str
     tag: str
     digest: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A manifest as the registry stored it: raw bytes (hashed), media type, parsed JSON."""
-
-    raw: bytes
-    media_type: str
-    digest: str
-    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -99,15 +89,11 @@ class ChartArtifact:
         return sha256_digest(self.layer)
 
 
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _check_digest(digest: str, what: str) -> None:
     if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
         raise InvalidReferenceError(
-            f"{what} {digest!r} is not a sha256 digest (sha256:<64 hex>): use the digest the "
-            "registry reported")
+            f"{what} {escape(repr(digest), 100)} is not a sha256 digest (sha256:<64 hex>): "
+            "use the digest the registry reported")
 
 
 class RegistryClient:
@@ -119,23 +105,40 @@ class RegistryClient:
     connection pool per registry host; call :meth:`close` (or use it as a context manager)
     to release them and the temporary files TLS material needs.
 
+    Time: ``timeout`` bounds connecting and each read; ``deadline`` bounds each public
+    operation as a whole (:meth:`resolve`, :meth:`fetch_chart`, :meth:`find_signatures`,
+    :meth:`list_tags`, ...), retries, redirects and the token exchange included.
+
+    ``transport`` replaces the HTTP layer (one exchange, see :mod:`chartguard.oci.transport`);
+    ``tls`` configures the default one and cannot be combined with it. ``clock`` and
+    ``sleep`` are for tests that drive time themselves.
+
     Thread safety: one client may be used from several threads at once (concurrent
     reconciles); connection pools and bearer tokens are shared. A client carries ONE set
     of credentials and TLS settings, sent to whichever host a reference names, so share a
-    client only among objects of the same HelmRepository (same URL, secretRef,
-    certSecretRef, insecure). Do not call :meth:`close` while other threads use it.
+    client only among objects of the same HelmRepository (same URL, credentials, TLS
+    settings, scheme). Do not call :meth:`close` while other threads use it.
     """
 
     def __init__(self, *, plain_http: bool = False, tls: TLSConfig | None = None,
-                 credentials: RegistryCredentials | None = None, limits: Limits = Limits(),
-                 timeout: float = 10.0, retries: int = 2, tags_page_size: int = 1000) -> None:
+                 credentials: RegistryCredentials | None = None, limits: Limits | None = None,
+                 timeout: float = 10.0, deadline: float = 60.0, retries: int = 2,
+                 tags_page_size: int = 1000, transport: Transport | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if transport is not None and tls is not None:
+            raise ValueError("tls configures the default transport: configure TLS in the "
+                             "transport passed in instead")
         self.plain_http = plain_http
-        self.limits = limits
+        self.limits = limits or Limits()
+        self.deadline = deadline
         self._credentials = credentials
         self._timeout = timeout
         self._retries = retries
         self._page_size = tags_page_size
-        self._transports: dict[str, Transport] = {}
+        self._clock = clock
+        self._sleep = sleep
+        self._transports: dict[str, HostSession] = {}
         self._lock = threading.Lock()  # guards _transports: reconciles share one client
         self._verify: bool | str = True
         self._foreign_verify: bool | str = True  # hosts a registry redirects to
@@ -151,10 +154,12 @@ class RegistryClient:
                 # storage a registry redirects blobs to (S3, a CDN) has a public
                 # certificate, or one from the registry's CA: trust both there, as Flux does
                 self._foreign_verify = str(self._write(
-                    "redirect-ca.crt", _system_ca_bundle() + b"\n" + tls.ca_pem))
+                    "redirect-ca.crt", system_ca_bundle() + b"\n" + tls.ca_pem))
             if tls.cert_pem and tls.key_pem:
                 self._cert = (str(self._write("tls.crt", tls.cert_pem)),
                               str(self._write("tls.key", tls.key_pem)))
+        self._http: Transport = transport if transport is not None else RequestsTransport(
+            verify=self._verify, foreign_verify=self._foreign_verify, cert=self._cert)
 
     def _write(self, name: str, data: bytes) -> Path:
         assert self._tmp is not None
@@ -165,9 +170,8 @@ class RegistryClient:
 
     def close(self) -> None:
         with self._lock:
-            for transport in self._transports.values():
-                transport.session.close()
             self._transports.clear()
+        self._http.close()
         if self._tmp is not None:
             self._cleanup()
 
@@ -177,16 +181,31 @@ class RegistryClient:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _transport(self, host: str) -> Transport:
+    def _session(self, host: str) -> HostSession:
         with self._lock:
-            transport = self._transports.get(host)
-            if transport is None:
-                transport = Transport(
-                    host, plain_http=self.plain_http, verify=self._verify, cert=self._cert,
+            session = self._transports.get(host)
+            if session is None:
+                session = HostSession(
+                    host, plain_http=self.plain_http, transport=self._http,
                     credentials=self._credentials, timeout=self._timeout,
-                    retries=self._retries, foreign_verify=self._foreign_verify)
-                self._transports[host] = transport
-            return transport
+                    retries=self._retries, max_token_bytes=self.limits.max_token_bytes,
+                    sleep=self._sleep)
+                self._transports[host] = session
+            return session
+
+    @contextmanager
+    def _operation(self) -> Iterator[Deadline]:
+        """The deadline of the public operation in progress (a new one at the outermost)."""
+        active = _OPERATION.get()
+        if active is not None and active[0] is self:
+            yield active[1]
+            return
+        deadline = Deadline(self.deadline, self._clock)
+        token = _OPERATION.set((self, deadline))
+        try:
+            yield deadline
+        finally:
+            _OPERATION.reset(token)
 
     # -- resolve -------------------------------------------------------------------------
 
@@ -194,85 +213,100 @@ class RegistryClient:
         """The tag and manifest digest ``version`` (exact, or a constraint) resolves to."""
         # "" (or None) means any version, as in Helm and Flux; whitespace-only is malformed
         wanted = version.strip() if version else "*"
-        if is_exact_version(wanted):
-            tag = tag_for_version(wanted)
+        with self._operation():
+            if is_exact_version(wanted):
+                tag = tag_for_version(wanted)
+                digest = self._head_digest(ref, tag)
+                if digest is None:
+                    raise VersionNotFoundError(
+                        f"chart {ref} has no version {wanted} (no tag {tag}): push that "
+                        "version or change the version in the spec")
+                return ResolvedChart(version=tag.replace("_", "+"), tag=tag, digest=digest)
+            # parsed once, before any request: a malformed (or whitespace-only) one fails here
+            constraint = parse_constraint(wanted or version)
+            tags = self.list_tags(ref)
+            try:
+                tag = select_version(tags, constraint)
+            except VersionNotFoundError as err:
+                raise VersionNotFoundError(f"chart {ref}: {err}") from None
             digest = self._head_digest(ref, tag)
-            if digest is None:
+            if digest is None:  # the tag went away between listing and HEAD
                 raise VersionNotFoundError(
-                    f"chart {ref} has no version {wanted} (no tag {tag}): push that version "
-                    "or change the version in the spec")
+                    f"chart {ref} tag {tag} disappeared while resolving {wanted!r}: retry")
             return ResolvedChart(version=tag.replace("_", "+"), tag=tag, digest=digest)
-        # parsed once, before any request: a malformed (or whitespace-only) one fails here
-        constraint = parse_constraint(wanted or version)
-        tags = self.list_tags(ref)
-        try:
-            tag = select_version(tags, constraint)
-        except VersionNotFoundError as err:
-            raise VersionNotFoundError(f"chart {ref}: {err}") from None
-        digest = self._head_digest(ref, tag)
-        if digest is None:  # the tag went away between listing and HEAD
-            raise VersionNotFoundError(
-                f"chart {ref} tag {tag} disappeared while resolving {wanted!r}: retry")
-        return ResolvedChart(version=tag.replace("_", "+"), tag=tag, digest=digest)
 
     def list_tags(self, ref: ChartReference) -> list[str]:
-        """Every tag of the chart's repository, following the registry's ``Link`` pages."""
-        transport = self._transport(ref.host)
-        tags: list[str] = []
-        pages = 0
-        seen: set[str] = set()
+        """Every tag of the chart's repository, following the registry's ``Link`` pages.
+
+        Bounded: at most ``limits.max_tags`` tags and ``limits.max_tag_list_bytes`` bytes
+        over all pages, at most ``limits.max_tag_pages`` pages.
+        """
+        limits = self.limits
         what = f"the tag list of {ref}"
-
-        def collect(response: requests.Response) -> bool:
-            nonlocal pages
-            pages += 1
-            if response.url in seen:
-                response.close()
-                raise RegistryResponseError(
-                    f"{what}: the registry's pagination (Link header) loops back to a page "
-                    "already read: the registry is broken; report it to its operator")
-            seen.add(response.url)
-            body = read_limited(response, self.limits.max_manifest_bytes, what)
-            try:
-                doc = json.loads(body)
-            except ValueError:
-                doc = None
-            page = doc.get("tags") if isinstance(doc, dict) else None
-            if page is None and isinstance(doc, dict):
-                page = []  # distribution answers "tags": null for an empty repository
-            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
-                raise RegistryResponseError(
-                    f"{what} is not a JSON tag list: check the registry URL")
-            tags.extend(page)
-            if pages >= _MAX_TAG_PAGES:
-                raise RegistryResponseError(
-                    f"{what} has more than {_MAX_TAG_PAGES} pages: the registry's pagination "
-                    "does not end")
-            return bool(page)
-
-        url = transport.url(f"/v2/{ref.repository}/tags/list?n={self._page_size}")
-        # oras follows the Link header (relative to the registry), calling collect per page
-        transport._do_paginated_request(url, callable=collect)
-        return tags
+        with self._operation() as deadline:
+            session = self._session(ref.host)
+            url: str | None = session.url(f"/v2/{ref.repository}/tags/list?n={self._page_size}")
+            tags: list[str] = []
+            seen: set[str] = set()
+            read = 0
+            while url is not None:
+                if url in seen:
+                    raise RegistryResponseError(
+                        f"{what}: the registry's pagination (Link header) loops back to a "
+                        "page already read: the registry is broken; report it to its operator")
+                if len(seen) >= limits.max_tag_pages:
+                    raise RegistryResponseError(
+                        f"{what} has more than {limits.max_tag_pages} pages: the registry's "
+                        "pagination does not end")
+                seen.add(url)
+                response = session.request(url, deadline=deadline)
+                if response.status_code == 404:
+                    response.close()
+                    raise VersionNotFoundError(
+                        f"repository {ref.host}/{ref.repository} does not exist (no tags): "
+                        "check the chart name and the repository URL, or push the chart")
+                if response.status_code != 200:
+                    raise status_error(response, what)
+                link = response.headers.get("Link", "")
+                try:
+                    body = read_limited(response, limits.max_tag_list_bytes - read, what,
+                                        deadline=deadline)
+                except SizeLimitExceededError:
+                    raise SizeLimitExceededError(
+                        f"{what} is more than {limits.max_tag_list_bytes:,} bytes over its "
+                        "pages (the limit): the repository holds too many tags to choose a "
+                        "version from; pin an exact version") from None
+                read += len(body)
+                page = _tag_page(body, what)
+                tags.extend(page)
+                if len(tags) > limits.max_tags:
+                    raise SizeLimitExceededError(
+                        f"{what} has more than {limits.max_tags:,} tags (the limit): the "
+                        "repository holds too many tags to choose a version from; pin an "
+                        "exact version")
+                url = _next_page(url, link) if page else None
+            return tags
 
     def _head_digest(self, ref: ChartReference, tag: str) -> str | None:
         """The digest of the manifest at ``tag`` (one HEAD), or None when there is none."""
-        transport = self._transport(ref.host)
-        url = transport.url(f"/v2/{ref.repository}/manifests/{tag}")
-        response = transport.do_request(url, "HEAD", headers={"Accept": mt.MANIFEST_ACCEPT})
-        response.close()
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise status_error(response, f"the manifest of {ref}:{tag}")
-        digest = response.headers.get("Docker-Content-Digest", "")
-        if DIGEST.fullmatch(digest):
-            return digest
-        # no (sha256) digest header: fetch the manifest and hash it ourselves
-        try:
-            return self.get_manifest(ref.repository, tag, host=ref.host).digest
-        except ManifestNotFoundError:
-            return None
+        with self._operation() as deadline:
+            session = self._session(ref.host)
+            url = session.url(f"/v2/{ref.repository}/manifests/{tag}")
+            response = session.request(url, "HEAD", deadline=deadline,
+                                       headers={"Accept": mt.MANIFEST_ACCEPT})
+            response.close()
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise status_error(response, f"the manifest of {ref}:{tag}")
+            digest = response.headers.get("Docker-Content-Digest", "")
+            if DIGEST.fullmatch(digest):
+                return digest
+            # no (sha256) digest header: fetch the manifest and hash it ourselves
+            try:
+                return self.get_manifest(ref.repository, tag, host=ref.host).digest
+            except ManifestNotFoundError:
+                return None
 
     # -- manifests and blobs ---------------------------------------------------------------
 
@@ -288,21 +322,19 @@ class RegistryClient:
             _check_digest(reference, "manifest digest")
         elif not _TAG.fullmatch(reference):
             raise InvalidReferenceError(
-                f"tag {reference!r} is not a valid OCI tag: use letters, digits, '.', '_', '-'")
-        transport = self._transport(host)
+                f"tag {escape(repr(reference), 140)} is not a valid OCI tag: use letters, "
+                "digits, '.', '_', '-'")
         what = f"manifest {host}/{repository}@{reference}" if by_digest else (
             f"manifest {host}/{repository}:{reference}")
-        url = transport.url(f"/v2/{repository}/manifests/{reference}")
-        response = transport.do_request(url, "GET", headers={"Accept": mt.MANIFEST_ACCEPT})
-        if response.status_code == 404:
-            response.close()
-            raise ManifestNotFoundError(
-                f"{what} does not exist in the registry: check the version or digest")
-        if response.status_code != 200:
-            raise status_error(response, what)
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        claimed = response.headers.get("Docker-Content-Digest", "")
-        raw = read_limited(response, self.limits.max_manifest_bytes, what)
+        with self._operation() as deadline:
+            response = self._get(host, f"/v2/{repository}/manifests/{reference}", deadline,
+                                 what, ManifestNotFoundError(
+                                     f"{what} does not exist in the registry: check the "
+                                     "version or digest"), {"Accept": mt.MANIFEST_ACCEPT})
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            claimed = response.headers.get("Docker-Content-Digest", "")
+            raw = read_limited(response, self.limits.max_manifest_bytes, what,
+                               deadline=deadline)
         digest = sha256_digest(raw)
         if by_digest and digest != reference:
             raise DigestMismatchError(
@@ -313,9 +345,11 @@ class RegistryClient:
                 f"{what}: the registry says its digest is {claimed} but the bytes hash to "
                 f"{digest}: the registry served altered bytes; it is not used")
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            data = None
+            data = loads_json(raw, what=what)
+        except UntrustedInputError as err:
+            raise UnsupportedMediaTypeError(
+                f"{err} ({digest}): it is not a manifest chartguard reads; check what was "
+                "pushed") from None
         if not isinstance(data, dict):
             raise UnsupportedMediaTypeError(
                 f"{what} ({digest}) is not a JSON manifest: check what was pushed")
@@ -330,22 +364,18 @@ class RegistryClient:
         _check_digest(digest, "blob digest")
         what = f"blob {digest} of {host}/{repository}"
         if size is not None and (not isinstance(size, int) or size < 0):
-            raise UnsupportedMediaTypeError(f"{what} has an invalid size {size!r} in its "
-                                            "descriptor: check what was pushed")
+            raise UnsupportedMediaTypeError(
+                f"{what} has an invalid size {escape(repr(size), 40)} in its descriptor: "
+                "check what was pushed")
         if size is not None and size > limit:
             raise SizeLimitExceededError(
                 f"{what} is {size} bytes by its descriptor, over the limit of {limit} bytes: "
                 "raise the limit if this is expected, or check what was pushed")
-        transport = self._transport(host)
-        # oras builds the URL and issues the GET (through our do_request)
-        response = transport.get_blob(container(host, repository), digest, stream=True)
-        if response.status_code == 404:
-            response.close()
-            raise BlobNotFoundError(
-                f"{what} is missing from the registry: push the artifact again")
-        if response.status_code != 200:
-            raise status_error(response, what)
-        data = read_limited(response, limit, what, expected=size)
+        with self._operation() as deadline:
+            response = self._get(host, f"/v2/{repository}/blobs/{digest}", deadline, what,
+                                 BlobNotFoundError(f"{what} is missing from the registry: "
+                                                   "push the artifact again"))
+            data = read_limited(response, limit, what, expected=size, deadline=deadline)
         actual = sha256_digest(data)
         if actual != digest:
             raise DigestMismatchError(
@@ -357,6 +387,18 @@ class RegistryClient:
                 "is inconsistent; push the artifact again")
         return data
 
+    def _get(self, host: str, path: str, deadline: Deadline, what: str, missing: OCIError,
+             headers: dict[str, str] | None = None) -> Response:
+        """A GET answered 200 (to be read by the caller); 404 raises ``missing``."""
+        session = self._session(host)
+        response = session.request(session.url(path), deadline=deadline, headers=headers)
+        if response.status_code == 404:
+            response.close()
+            raise missing
+        if response.status_code != 200:
+            raise status_error(response, what)
+        return response
+
     def _split(self, repository: str, host: str | None,
                ref: ChartReference | None) -> tuple[str, str]:
         if ref is not None:
@@ -367,8 +409,8 @@ class RegistryClient:
         # docker's rule: the first component is a registry host when it has '.' or ':'
         if not sep or not rest or not ("." in first or ":" in first or first == "localhost"):
             raise InvalidReferenceError(
-                f"repository {repository!r} does not name its registry host: write it as "
-                "host[:port]/path/name")
+                f"repository {escape(repr(repository), 140)} does not name its registry "
+                "host: write it as host[:port]/path/name")
         return first, rest
 
     # -- charts ----------------------------------------------------------------------------
@@ -376,58 +418,32 @@ class RegistryClient:
     def fetch_chart(self, ref: ChartReference, digest: str) -> ChartArtifact:
         """The chart at ``digest``: manifest, config and chart layer, all checked."""
         _check_digest(digest, "chart digest")
+        with self._operation():
+            return self._fetch_chart(ref, digest)
+
+    def _fetch_chart(self, ref: ChartReference, digest: str) -> ChartArtifact:
         manifest = self.get_manifest(ref.repository, digest, ref=ref)
-        where = f"manifest {digest} of {ref}"
-        if manifest.media_type != mt.OCI_MANIFEST:
-            raise UnsupportedMediaTypeError(
-                f"{where} has media type {manifest.media_type or 'none'!r}, not a Helm chart "
-                f"({mt.OCI_MANIFEST}): point the spec at a chart pushed with `helm push`")
-        config = _descriptor(manifest.data.get("config"), f"{where}: config")
-        if config["mediaType"] != mt.HELM_CONFIG:
-            raise UnsupportedMediaTypeError(
-                f"{where} has config media type {config['mediaType']!r}, not {mt.HELM_CONFIG}: "
-                "it is not a Helm chart; point the spec at a chart pushed with `helm push`")
-        layers = manifest.data.get("layers")
-        if not isinstance(layers, list):
-            raise UnsupportedMediaTypeError(f"{where} has no layers list: not a Helm chart")
-        charts = []
-        for n, item in enumerate(layers):
-            layer = _descriptor(item, f"{where}: layer {n}")
-            if layer["mediaType"] in mt.HELM_CHART_LAYERS:
-                charts.append(layer)
-            elif layer["mediaType"] != mt.HELM_PROVENANCE_LAYER:
-                raise UnsupportedMediaTypeError(
-                    f"{where} has layer {n} of media type {layer['mediaType']!r}, which a Helm "
-                    f"chart does not have: point the spec at a chart pushed with `helm push`")
-        if len(charts) != 1:
-            raise UnsupportedMediaTypeError(
-                f"{where} has {len(charts)} chart layers, a Helm chart has exactly one "
-                f"({mt.HELM_CHART_LAYER}): point the spec at a chart pushed with `helm push`")
-        (chart,) = charts
-        # sizes are checked against the caps before a byte of either blob is downloaded
-        for desc, limit, kind in ((config, self.limits.max_config_bytes, "config"),
-                                  (chart, self.limits.max_layer_bytes, "chart layer")):
-            if desc["size"] > limit:
-                raise SizeLimitExceededError(
-                    f"{where}: the {kind} {desc['digest']} is {desc['size']} bytes, over the "
-                    f"limit of {limit} bytes: raise the limit if this chart is expected to be "
-                    "that large")
-        config_bytes = self.get_blob(ref.repository, config["digest"], config["size"],
-                                     self.limits.max_config_bytes, ref=ref)
-        layer_bytes = self.get_blob(ref.repository, chart["digest"], chart["size"],
-                                    self.limits.max_layer_bytes, ref=ref)
-        name, version = _chart_meta(config_bytes, where)
-        return ChartArtifact(name=name, version=version, digest=digest, manifest=manifest.raw,
-                             config=config_bytes, layer=layer_bytes)
+        def get_blob(blob: str, size: int, limit: int) -> bytes:
+            return self.get_blob(ref.repository, blob, size, limit, ref=ref)
+
+        parts = read_chart(manifest.media_type, manifest.data, f"manifest {digest} of {ref}",
+                           self.limits, get_blob)
+        return ChartArtifact(name=parts.name, version=parts.version, digest=digest,
+                             manifest=manifest.raw, config=parts.config, layer=parts.layer)
 
     # -- signatures ------------------------------------------------------------------------
 
     def find_signatures(self, ref: ChartReference, digest: str,
                         artifact_types: Sequence[str] = (mt.BUNDLE_ARTIFACT_TYPE,),
                         ) -> SignatureArtifacts:
-        """Signature artifacts of ``digest``: the legacy ``.sig`` tag and OCI 1.1 referrers."""
+        """Signature artifacts of ``digest``: the legacy ``.sig`` tag and OCI 1.1 referrers.
+
+        A candidate that cannot be read is listed in the answer's ``failures``; the others
+        are still returned.
+        """
         _check_digest(digest, "signed digest")
-        return discover_signatures(self, ref, digest, tuple(artifact_types))
+        with self._operation():
+            return discover_signatures(self, ref, digest, tuple(artifact_types))
 
     def referrers_api(self, ref: ChartReference, digest: str) -> Manifest | None:
         """The referrers API's index for ``digest``, or None when the registry has no API.
@@ -435,21 +451,25 @@ class RegistryClient:
         None means "use the ``sha256-<hex>`` tag instead" (404/400/405/406, or an answer
         that is not an image index), as the OCI distribution spec 1.1 tells clients.
         """
-        transport = self._transport(ref.host)
+        _check_digest(digest, "signed digest")
         what = f"the referrers of {ref}@{digest}"
-        url = transport.url(f"/v2/{ref.repository}/referrers/{digest}")
-        response = transport.do_request(url, "GET", headers={"Accept": mt.OCI_INDEX})
-        if response.status_code in _REFERRERS_FALLBACK:
-            response.close()
-            return None
-        if response.status_code != 200:
-            raise status_error(response, what)
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        raw = read_limited(response, self.limits.max_manifest_bytes, what)
+        with self._operation() as deadline:
+            session = self._session(ref.host)
+            url = session.url(f"/v2/{ref.repository}/referrers/{digest}")
+            response = session.request(url, deadline=deadline,
+                                       headers={"Accept": mt.OCI_INDEX})
+            if response.status_code in _REFERRERS_FALLBACK:
+                response.close()
+                return None
+            if response.status_code != 200:
+                raise status_error(response, what)
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            raw = read_limited(response, self.limits.max_manifest_bytes, what,
+                               deadline=deadline)
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return None
+            data = loads_json(raw, what=what)
+        except UntrustedInputError:
+            return None  # not (sane) JSON: not an index either; the referrers tag may be
         if not isinstance(data, dict):
             return None
         media_type = data.get("mediaType") or content_type
@@ -458,40 +478,22 @@ class RegistryClient:
         return Manifest(raw=raw, media_type=media_type, digest=sha256_digest(raw), data=data)
 
 
-def _system_ca_bundle() -> bytes:
-    """The CA bundle requests would use for a public host (the environment's, or certifi's)."""
-    for name in (os.environ.get("REQUESTS_CA_BUNDLE"), os.environ.get("CURL_CA_BUNDLE"),
-                 requests.utils.DEFAULT_CA_BUNDLE_PATH):
-        if not name:
-            continue
-        try:
-            return Path(name).read_bytes()
-        except OSError:
-            continue
-    return b""
-
-
-def _descriptor(value: object, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise UnsupportedMediaTypeError(f"{what} is not a descriptor: not a Helm chart")
-    media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
-    if not isinstance(media_type, str) or not isinstance(digest, str) or not DIGEST.fullmatch(
-            digest) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise UnsupportedMediaTypeError(
-            f"{what} lacks a mediaType, a sha256 digest or a size: check what was pushed")
-    return value
-
-
-def _chart_meta(config: bytes, where: str) -> tuple[str, str]:
+def _tag_page(body: bytes, what: str) -> list[str]:
     try:
-        doc = json.loads(config)
-    except (ValueError, UnicodeDecodeError):
-        doc = None
-    name = doc.get("name") if isinstance(doc, dict) else None
-    version = doc.get("version") if isinstance(doc, dict) else None
-    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
-        raise UnsupportedMediaTypeError(
-            f"{where}: the Helm config has no chart name and version: check what was pushed")
-    return name, version
+        doc = loads_json(body, what=what)
+    except UntrustedInputError as err:
+        raise RegistryResponseError(
+            f"{what} is not a JSON tag list ({err}): check the registry URL") from None
+    page = doc.get("tags") if isinstance(doc, dict) else None
+    if page is None and isinstance(doc, dict):
+        page = []  # distribution answers "tags": null for an empty repository
+    if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+        raise RegistryResponseError(f"{what} is not a JSON tag list: check the registry URL")
+    return page
 
+
+def _next_page(current: str, link: str) -> str | None:
+    """The next page a ``Link: <url>; rel="next"`` header names (relative to ``current``)."""
+    match = _NEXT_LINK.search(link)
+    return urllib.parse.urljoin(current, match.group(1)) if match else None
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from chartguard.oci.errors import CredentialsError
+from chartguard.untrusted import UntrustedInputError, loads_json
 
 DOCKER_CONFIG_JSON_KEY = ".dockerconfigjson"
 
@@ -67,10 +67,10 @@ def _text(data: Mapping[str, bytes], key: str) -> str | None:
 
 def _from_docker_config(raw: str, host: str) -> RegistryCredentials:
     try:
-        config = json.loads(raw)
-    except json.JSONDecodeError:
+        config = loads_json(raw, what=f"Secret key {DOCKER_CONFIG_JSON_KEY!r}")
+    except UntrustedInputError as err:
         raise CredentialsError(
-            f"Secret key {DOCKER_CONFIG_JSON_KEY!r} is not valid JSON: recreate it with "
+            f"{err}: recreate it with "
             "`kubectl create secret docker-registry`") from None
     auths = config.get("auths") if isinstance(config, dict) else None
     if not isinstance(auths, dict):

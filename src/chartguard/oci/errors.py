@@ -11,16 +11,40 @@ Exception tree::
     ├── BlobNotFoundError            a manifest names a blob the registry does not have
     ├── AuthenticationError          the registry refused the credentials (or needs some)
     ├── RegistryUnreachableError     connection refused/timed out, or 5xx after the retries
+    │   ├── RegistryServerError      5xx/429 for one request, still after the retries
+    │   └── DeadlineExceededError    the operation did not finish within its total deadline
     ├── TLSVerificationError         the registry's certificate is not trusted / handshake failed
     ├── RegistryResponseError        the registry answered something the protocol does not allow
     ├── DigestMismatchError          bytes whose sha256 is not the digest they were asked by
     ├── SizeLimitExceededError       a manifest or blob is larger than the configured cap
     └── UnsupportedMediaTypeError    not a Helm chart manifest (or an unknown layer type)
 
-Messages name the reference or digest and never contain credentials.
+Messages name the reference or digest and never contain credentials. They say what is wrong in
+the registry's terms and never name a command-line flag or a spec field: the caller (CLI or
+operator) reads :attr:`OCIError.hints` and adds its own words (``--ca-file`` or
+``certSecretRef``).
 """
 
 from __future__ import annotations
+
+import enum
+
+
+class Hint(enum.Enum):
+    """A setting of the caller that may fix the error; the caller names it in its own terms."""
+
+    #: the registry's certificate is not trusted: give the CA that signed it
+    CA_CERTIFICATE = "ca-certificate"
+    #: the registry wants a TLS client certificate (and its key)
+    CLIENT_CERTIFICATE = "client-certificate"
+    #: the registry may not serve TLS at all: use plain HTTP
+    USE_PLAIN_HTTP = "use-plain-http"
+    #: the registry serves HTTPS: stop using plain HTTP
+    USE_TLS = "use-tls"
+    #: the registry needs credentials, or refused the ones given
+    CREDENTIALS = "credentials"
+    #: the operation ran out of time: a longer deadline may help
+    DEADLINE = "deadline"
 
 
 class OCIError(Exception):
@@ -28,6 +52,11 @@ class OCIError(Exception):
 
     #: True when the same call may succeed later without any change to the spec.
     retryable: bool = False
+
+    def __init__(self, message: str, *, hints: tuple[Hint, ...] = ()) -> None:
+        super().__init__(message)
+        #: settings of the caller that may fix this, most likely first
+        self.hints = hints
 
 
 class InvalidReferenceError(OCIError):
@@ -68,6 +97,21 @@ class RegistryUnreachableError(OCIError):
     """The registry could not be reached, or kept failing, within the bounded retries."""
 
     retryable = True
+
+
+class RegistryServerError(RegistryUnreachableError):
+    """The registry kept answering 5xx (or 429) for one request, retries included."""
+
+
+class DeadlineExceededError(RegistryUnreachableError):
+    """A registry operation (with its retries, redirects and token exchange) ran out of time.
+
+    ``deadline`` is the operation's total budget in seconds.
+    """
+
+    def __init__(self, message: str, *, deadline: float) -> None:
+        super().__init__(message, hints=(Hint.DEADLINE,))
+        self.deadline = deadline
 
 
 class TLSVerificationError(OCIError):

@@ -3,11 +3,16 @@
 Used by ``chartguard verify`` now and by the HelmChart reconciler: the same signature
 artifacts (from a registry or an OCI layout) become the verifier's inputs the same way, and
 "no signature" says where it was looked for.
+
+Candidates are verified one signature manifest at a time, so that a manifest with thousands of
+layers yields a few lines ("first 5 failures ...; N more"), not thousands; candidates that
+could not even be read (``SignatureArtifacts.failures``) are listed after the ones tried.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from chartguard.oci import SignatureArtifacts
@@ -20,17 +25,24 @@ from chartguard.verify import (
     OIDCIdentity,
     PublicKey,
     TrustRoot,
+    VerificationFailedError,
     VerificationPolicy,
     VerificationResult,
     Verifier,
+    public_keys_from_pem,
 )
 
 __all__ = [
+    "FAILURES_SHOWN",
     "NoSignatureFoundError",
     "build_policy",
     "signature_inputs",
     "verify_artifacts",
 ]
+
+
+#: failure lines shown per signature manifest; the rest are counted
+FAILURES_SHOWN = 5
 
 
 class NoSignatureFoundError(NoSignatureError):
@@ -65,15 +77,61 @@ def signature_inputs(
     return legacy, bundles
 
 
-def verify_artifacts(verifier: Verifier, artifacts: SignatureArtifacts) -> VerificationResult:
-    """Verify ``artifacts.digest``; raise ``VerificationFailedError`` (one reason per try)."""
+@dataclass(frozen=True)
+class _Group:
+    """The candidates of one signature manifest (legacy ``.sig`` or one referrer)."""
+
+    name: str
+    legacy: tuple[LegacySignature, ...] = ()
+    bundles: tuple[BundleCandidate, ...] = ()
+
+
+def _groups(artifacts: SignatureArtifacts) -> list[_Group]:
     legacy, bundles = signature_inputs(artifacts)
-    try:
-        return verifier.verify(artifacts.digest, legacy, bundles)
-    except NoSignatureError as err:
-        if isinstance(err, NoSignatureFoundError):
-            raise
-        raise NoSignatureFoundError(err.digest, tuple(artifacts.looked_at)) from None
+    by_manifest: dict[str, list[LegacySignature]] = {}
+    for sig in legacy:  # "tag sha256-….sig layer 3" belongs to "tag sha256-….sig"
+        by_manifest.setdefault(sig.source.rpartition(" layer ")[0] or sig.source,
+                               []).append(sig)
+    groups = [_Group(name, legacy=tuple(sigs)) for name, sigs in by_manifest.items()]
+    start = 0
+    for referrer in artifacts.referrers:
+        count = len(referrer.layers)
+        groups.append(_Group(referrer.source + f" referrer {referrer.manifest_digest}",
+                             bundles=bundles[start:start + count]))
+        start += count
+    return groups
+
+
+def _summarised(group: str, failures: tuple[str, ...]) -> list[str]:
+    if len(failures) <= FAILURES_SHOWN:
+        return list(failures)
+    more = len(failures) - FAILURES_SHOWN
+    return [*failures[:FAILURES_SHOWN],
+            f"{group}: {len(failures):,} signatures failed; the first {FAILURES_SHOWN} are "
+            f"shown, {more:,} more"]
+
+
+def verify_artifacts(verifier: Verifier, artifacts: SignatureArtifacts) -> VerificationResult:
+    """Verify ``artifacts.digest``; raise ``VerificationFailedError`` (reasons, summarised).
+
+    Any one signature that verifies is enough; a candidate that failed to download does not
+    hide the others. With nothing to try at all, ``NoSignatureFoundError`` says where chartguard
+    looked.
+    """
+    failures: list[str] = []
+    for group in _groups(artifacts):
+        if not group.legacy and not group.bundles:
+            continue
+        try:
+            return verifier.verify(artifacts.digest, group.legacy, group.bundles)
+        except NoSignatureError:
+            continue
+        except VerificationFailedError as err:
+            failures.extend(_summarised(group.name, err.failures))
+    failures.extend(artifacts.failures)
+    if not failures:
+        raise NoSignatureFoundError(artifacts.digest, tuple(artifacts.looked_at))
+    raise VerificationFailedError(artifacts.digest, tuple(failures))
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -81,6 +139,11 @@ def _read(path: Path, what: str) -> bytes:
         return path.read_bytes()
     except OSError as err:
         raise InvalidPolicyError(f"{what} {path}: cannot be read ({err.strerror})") from None
+
+
+def _keys_in_file(path: Path) -> tuple[PublicKey, ...]:
+    """Every public key of a PEM file (a rotation may hold several; none is dropped)."""
+    return public_keys_from_pem(_read(path, "public key"), path.name)
 
 
 def build_policy(*, key_files: Sequence[Path] = (),
@@ -95,7 +158,7 @@ def build_policy(*, key_files: Sequence[Path] = (),
     signature type (e.g. an attestation type meant to approve the artifact). Raises
     ``VerificationError`` subclasses (bad file, bad expression, keys with identities).
     """
-    keys = tuple(PublicKey.from_pem(_read(path, "public key"), path.name) for path in key_files)
+    keys = tuple(key for path in key_files for key in _keys_in_file(path))
     ids = tuple(OIDCIdentity(issuer=issuer, subject=subject) for issuer, subject in identities)
     root = (TrustRoot.from_json(_read(trusted_root, "trusted root"), trusted_root.name)
             if trusted_root is not None else None)

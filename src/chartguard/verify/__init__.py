@@ -9,6 +9,7 @@ manifest and the Sigstore bundles found for one digest and says whether any veri
 sigstore and cryptography stay inside this package; their exceptions become failure reasons.
 """
 
+from chartguard.identity import IdentityMatcher
 from chartguard.verify.cache import VerifiedCache
 from chartguard.verify.errors import (
     InvalidKeyError,
@@ -18,7 +19,7 @@ from chartguard.verify.errors import (
     VerificationError,
     VerificationFailedError,
 )
-from chartguard.verify.keys import PublicKey, public_keys_from_secret
+from chartguard.verify.keys import PublicKey, public_keys_from_pem, public_keys_from_secret
 from chartguard.verify.model import (
     BUNDLE_MEDIA_TYPE,
     COSIGN_SIGN_PREDICATE,
@@ -36,6 +37,7 @@ __all__ = [
     "COSIGN_SIGN_PREDICATE",
     "SIMPLE_SIGNING_MEDIA_TYPE",
     "BundleCandidate",
+    "IdentityMatcher",
     "InvalidKeyError",
     "InvalidPolicyError",
     "InvalidTrustRootError",
@@ -50,5 +52,6 @@ __all__ = [
     "VerificationResult",
     "VerifiedCache",
     "Verifier",
+    "public_keys_from_pem",
     "public_keys_from_secret",
 ]

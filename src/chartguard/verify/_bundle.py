@@ -1,36 +1,48 @@
 """cosign's new format: a Sigstore bundle (v0.3) holding a DSSE in-toto statement.
 
 Keyless bundles go through sigstore's `Verifier.verify_dsse` (chain, SCT, inclusion proof,
-checkpoint, SET, DSSE signature, entry consistency); the statement must then be a signature
-(predicate type `https://sigstore.dev/cosign/sign/v1` unless the policy accepts more) whose
-subject is the digest being verified, and the identity policy is applied with Flux's regex
-semantics.
+checkpoint, SET, DSSE signature, entry consistency). sigstore accepts a Fulcio CA, a Rekor key
+or a CT log key of the trust root whatever its `validFor` says, so the windows are then judged
+as on the legacy path: the SET must verify with the key of the log it names, valid at the
+integrated time, and the certificate must chain to a CA and carry an SCT from a CT log valid at
+that time. Only then is the statement read: a signature (predicate type
+`https://sigstore.dev/cosign/sign/v1` unless the policy accepts more) whose subject is the
+digest being verified; last, the identity policy.
 Key-signed bundles (`verificationMaterial.publicKey`) carry no certificate, which sigstore's
 Bundle refuses, so they are checked here: DSSE signature over PAE with the policy's keys.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from cryptography import x509
 from sigstore.errors import Error as SigstoreError
 from sigstore.models import Bundle
 from sigstore.verify import Verifier as SigstoreVerifier
 
+from chartguard.identity import IdentityMatcher
+from chartguard.untrusted import escape
+from chartguard.verify import _sigstore_compat as compat
 from chartguard.verify._common import (
     Rejected,
     b64decode,
     check_in_toto_subject,
     json_object,
     pae,
+    shown,
 )
 from chartguard.verify._fulcio import FulcioChecker, certificate_identity
-from chartguard.verify._rekor import check_dsse_body, entry_from_bundle, known_log, verify_set
+from chartguard.verify._rekor import (
+    RekorEntry,
+    check_dsse_body,
+    entry_from_bundle,
+    known_log,
+    verify_set,
+)
 from chartguard.verify.keys import PublicKey
 from chartguard.verify.model import BundleCandidate, VerificationResult
-from chartguard.verify.policy import OIDCIdentity, match_identity
+from chartguard.verify.policy import match_identity
 from chartguard.verify.trust import TrustRoot
 
 
@@ -50,65 +62,100 @@ _BUNDLE_MEDIA_TYPES = frozenset(kind.value for kind in Bundle.BundleType)
 def _material(document: dict[str, Any]) -> dict[str, Any]:
     media_type = document.get("mediaType")
     if media_type not in _BUNDLE_MEDIA_TYPES:
-        raise Rejected(f"not a Sigstore bundle (mediaType {media_type!r})")
+        raise Rejected(f"not a Sigstore bundle (mediaType {shown(media_type)})")
     material = document.get("verificationMaterial")
     if not isinstance(material, dict):
         raise Rejected("bundle has no verificationMaterial")
     return material
 
 
-def _explain_unparsable(data: bytes, exc: Exception) -> NoReturn:
-    """sigstore refused to parse it: say why in terms of what the bundle is."""
-    material = _material(json_object(data, "bundle"))
-    if "publicKey" in material:
+def _rekor_entry(document: dict[str, Any]) -> RekorEntry | None:
+    """The bundle's transparency log entry when it carries a SET (sigstore requires exactly one
+    entry, so it is the one sigstore verified); None for a bundle timed by a TSA only."""
+    entries = document["verificationMaterial"].get("tlogEntries")
+    if not isinstance(entries, list) or len(entries) != 1:
+        raise Rejected("bundle does not hold exactly one transparency log entry")
+    entry = entry_from_bundle(entries[0])
+    if entry is not None:
+        json_object(entry.body, "Rekor entry body")  # depth-guarded before sigstore parses it
+    return entry
+
+
+def _check_windows(
+    entry: RekorEntry | None, bundle: Bundle, trust_root: TrustRoot, fulcio: FulcioChecker
+) -> None:
+    """What sigstore leaves out: each trust root piece valid at the Rekor integrated time.
+
+    A bundle timed only by a timestamp authority (no inclusion promise, e.g. Rekor v2) has no
+    integrated time to judge the windows at: refused, so that verification fails closed.
+    """
+    if entry is None or not entry.integrated_time:
         raise Rejected(
-            "bundle is signed with a public key, not a Fulcio certificate: "
-            "verify with that public key"
+            "bundle has no Rekor inclusion promise with an integrated time (timed by a "
+            "timestamp authority only): not supported yet, the trust root's validity windows "
+            "cannot be judged"
         )
-    raise Rejected(f"not a valid Sigstore bundle: {exc}")
+    log = known_log(entry, trust_root)
+    if log is None:
+        raise Rejected(
+            f"Rekor log {entry.log_id.hex()} is not in {trust_root.name} "
+            "(give the trusted root of the Sigstore instance that signed it)"
+        )
+    verify_set(entry, log, trust_root)
+    fulcio.check_windows(bundle.signing_certificate, entry.integrated_at)
 
 
-def _diagnose(bundle: Bundle, fulcio: FulcioChecker) -> None:
+def _diagnose(entry: RekorEntry | None, bundle: Bundle, fulcio: FulcioChecker) -> None:
     """After sigstore refused a bundle: say why in our words when it is the certificate."""
-    integrated = bundle.log_entry._inner.integrated_time
-    if integrated:  # 0 or absent: no Rekor time to judge the certificate by (TSA-only bundles)
-        when = datetime.fromtimestamp(integrated, tz=UTC)
-        fulcio.check(bundle.signing_certificate, [], when)  # raises Rejected with the reason
+    if entry is not None and entry.integrated_time:
+        # the time is not authenticated yet: it only chooses which reason to give
+        fulcio.check(bundle.signing_certificate, [], entry.integrated_at)
 
 
 def verify_keyless(
     candidate: BundleCandidate,
     digest: str,
-    identities: tuple[OIDCIdentity, ...],
+    identities: tuple[IdentityMatcher, ...],
     verifier: SigstoreVerifier,
     fulcio: FulcioChecker,
+    trust_root: TrustRoot,
     predicate_types: tuple[str, ...],
 ) -> VerificationResult:
     try:
+        # ours first: depth guard and duplicate keys, which sigstore's parser lets through
+        document = json_object(candidate.data, "bundle")
+        if "publicKey" in _material(document):
+            raise Rejected(
+                "bundle is signed with a public key, not a Fulcio certificate: "
+                "verify with that public key"
+            )
         try:
             bundle = Bundle.from_json(candidate.data)
-        except Exception as exc:  # sigstore, pydantic and json errors all mean "unusable"
-            _explain_unparsable(candidate.data, exc)
+        except Exception as exc:  # sigstore and pydantic errors all mean "unusable"
+            raise Rejected(f"not a valid Sigstore bundle: {escape(exc)}") from None
+        entry = _rekor_entry(document)
         try:
             payload_type, payload = verifier.verify_dsse(bundle, _ACCEPT_THEN_MATCH)
         except SigstoreError as exc:
-            _diagnose(bundle, fulcio)
-            raise Rejected(f"bundle does not verify: {exc}") from None
+            _diagnose(entry, bundle, fulcio)
+            raise Rejected(f"bundle does not verify: {escape(exc)}") from None
+        _check_windows(entry, bundle, trust_root, fulcio)
+        # the certificate is proven: only now are the payload's and its claims read
         check_in_toto_subject(payload_type, payload, digest, predicate_types)
         issuer, subjects = certificate_identity(bundle.signing_certificate)
         matched = match_identity(identities, issuer, subjects)
         if matched.identity is None:
             raise Rejected(matched.reason)
-        log_index = bundle.log_entry._inner.log_index
+        log_index = compat.bundle_log_index(bundle)
     except Rejected as exc:
-        raise Rejected(f"{candidate.source}: {exc}") from None
+        raise Rejected(f"{escape(candidate.source)}: {exc}") from None
     return VerificationResult(
         digest=digest,
         format="bundle",
         identity=matched.identity,
         rekor_log_index=log_index,
         identity_unchecked=not identities,
-        source=candidate.source,
+        source=escape(candidate.source),
     )
 
 
@@ -149,13 +196,13 @@ def verify_with_keys(
         except Rejected as exc:
             raise Rejected(f"key {key.name}: {exc}") from None
     except Rejected as exc:
-        raise Rejected(*(f"{candidate.source}: {line}" for line in exc.lines)) from None
+        raise Rejected(*(f"{escape(candidate.source)}: {line}" for line in exc.lines)) from None
     return VerificationResult(
         digest=digest,
         format="bundle",
         key=key.label,
         rekor_log_index=log_index,
-        source=candidate.source,
+        source=escape(candidate.source),
     )
 
 

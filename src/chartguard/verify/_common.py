@@ -1,17 +1,27 @@
-"""Pieces shared by the legacy and bundle paths: rejection reasons, decoding, claims."""
+"""Pieces shared by the legacy and bundle paths: rejection reasons, decoding, claims.
+
+Every value read from a payload, an annotation, a certificate or a bundle that a reason quotes
+goes through :func:`shown` (or ``chartguard.untrusted.escape``): a reason is one line, whatever
+the signed bytes hold.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
+from chartguard.untrusted import UntrustedInputError, escape, loads_json
 from chartguard.verify.model import SIMPLE_SIGNING_TYPE
 
 # Used with fullmatch: `$` would also accept a trailing newline.
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 _IN_TOTO_STATEMENT_TYPES = ("https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1")
+
+
+def shown(value: object) -> str:
+    """An outside value as a message quotes it: strings in quotes, all of it escaped."""
+    return f"'{escape(value)}'" if isinstance(value, str) else escape(repr(value))
 
 
 class Rejected(Exception):  # noqa: N818 - an outcome, not a programming error
@@ -32,7 +42,8 @@ def b64decode(value: Any, what: str) -> bytes:
         raise Rejected(f"{what} is not valid base64") from None
 
 
-class _DuplicateKeyError(ValueError):
+# Not a ValueError: loads_json turns those into "not valid JSON", this one has its own reason.
+class _DuplicateKeyError(Exception):
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key
@@ -52,22 +63,15 @@ def json_object(data: bytes | str, what: str) -> dict[str, Any]:
     """Parse a JSON object; invalid JSON and duplicate keys are Rejected.
 
     A key given twice in signed JSON would make two parsers read two different documents
-    from the same signed bytes; sigstore-go's protojson refuses that too.
+    from the same signed bytes; sigstore-go's protojson refuses that too. The depth guard of
+    ``loads_json`` turns a hostile nesting into a reason, not a RecursionError.
     """
-    if isinstance(data, bytes):
-        try:
-            # JSON in signatures is UTF-8; Python would also guess UTF-16/32 from the bytes.
-            data = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Rejected(f"{what} is not valid JSON (not UTF-8)") from None
     try:
-        parsed = json.loads(data, object_pairs_hook=_unique_keys)
+        parsed = loads_json(data, what=what, object_pairs_hook=_unique_keys)
     except _DuplicateKeyError as exc:
-        raise Rejected(f"{what} has the key {exc.key!r} more than once") from None
-    except ValueError:
-        raise Rejected(f"{what} is not valid JSON") from None
-    except RecursionError:
-        raise Rejected(f"{what} is nested too deeply") from None
+        raise Rejected(f"{what} has the key {shown(exc.key)} more than once") from None
+    except UntrustedInputError as exc:
+        raise Rejected(str(exc)) from None
     if not isinstance(parsed, dict):
         raise Rejected(f"{what} is not a JSON object")
     return parsed
@@ -83,14 +87,14 @@ def check_simple_signing_claims(payload: bytes, digest: str) -> None:
     kind = critical.get("type")
     if kind != SIMPLE_SIGNING_TYPE:
         raise Rejected(
-            f"signed payload type is {kind!r}, not {SIMPLE_SIGNING_TYPE!r} "
+            f"signed payload type is {shown(kind)}, not {SIMPLE_SIGNING_TYPE!r} "
             "(not a cosign image signature)"
         )
     image = critical.get("image")
     signed = image.get("docker-manifest-digest") if isinstance(image, dict) else None
     if signed != digest:
         raise Rejected(
-            f"signed payload is for {signed or '(no digest)'}, not {digest} "
+            f"signed payload is for {escape(signed) if signed else '(no digest)'}, not {digest} "
             "(signature copied from another artifact)"
         )
 
@@ -106,7 +110,7 @@ def _no_keys_equal_but_for_case(*objects: object) -> None:
         seen: set[str] = set()
         for key in obj:
             if key.lower() in seen:
-                raise Rejected(f"signed payload has the key {key!r} more than once")
+                raise Rejected(f"signed payload has the key {shown(key)} more than once")
             seen.add(key.lower())
 
 
@@ -116,15 +120,15 @@ def check_in_toto_subject(
     """A DSSE payload must be an in-toto statement of an accepted predicate type with
     `digest` among its subjects (any of them, as sigstore-go's artifact digest check)."""
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
-        raise Rejected(f"DSSE payload type is {payload_type!r}, not {IN_TOTO_PAYLOAD_TYPE!r}")
+        raise Rejected(f"DSSE payload type is {shown(payload_type)}, not {IN_TOTO_PAYLOAD_TYPE!r}")
     statement = json_object(payload, "in-toto statement")
     if statement.get("_type") not in _IN_TOTO_STATEMENT_TYPES:
-        raise Rejected(f"in-toto statement type {statement.get('_type')!r} is not known")
+        raise Rejected(f"in-toto statement type {shown(statement.get('_type'))} is not known")
     predicate_type = statement.get("predicateType")
     if predicate_type not in predicate_types:
         raise Rejected(
-            f"bundle predicate type is {predicate_type!r}, not "
-            f"{' or '.join(map(repr, predicate_types))} (an attestation, not a signature; "
+            f"bundle predicate type is {shown(predicate_type)}, not "
+            f"{' or '.join(map(shown, predicate_types))} (an attestation, not a signature; "
             "accept its type in the policy if it is meant to approve the artifact)"
         )
     algorithm, _, hexdigest = digest.partition(":")
@@ -135,9 +139,11 @@ def check_in_toto_subject(
         if isinstance(digests, dict) and isinstance(digests.get(algorithm), str):
             found.append(f"{algorithm}:{digests[algorithm]}")
     if f"{algorithm}:{hexdigest}" not in found:
-        shown = ", ".join(found) or "(no sha256 subject)"
+        # at most a few subjects named: a statement may list thousands
+        names = ", ".join(escape(f) for f in found[:3]) + (", …" if len(found) > 3 else "")
         raise Rejected(
-            f"bundle subject is {shown}, not {digest} (bundle made for another artifact)"
+            f"bundle subject is {names or '(no sha256 subject)'}, not {digest} "
+            "(bundle made for another artifact)"
         )
 
 

@@ -3,13 +3,16 @@
 The signature (annotation `dev.cosignproject.cosign/signature`) is over the layer's raw
 bytes, never a re-serialisation. Key-based: any key of the policy may match. Keyless: the
 certificate annotation's key must match, and the certificate must be proven by Fulcio and
-Rekor at the time Rekor integrated the entry.
+Rekor at the time Rekor integrated the entry before any claim of the payload or the
+certificate (digest, type, identity) is read or quoted.
 """
 
 from __future__ import annotations
 
 from cryptography import x509
 
+from chartguard.identity import IdentityMatcher
+from chartguard.untrusted import escape
 from chartguard.verify._common import Rejected, b64decode, check_simple_signing_claims
 from chartguard.verify._fulcio import FulcioChecker, certificate_identity
 from chartguard.verify._rekor import (
@@ -27,7 +30,7 @@ from chartguard.verify.model import (
     LegacySignature,
     VerificationResult,
 )
-from chartguard.verify.policy import OIDCIdentity, match_identity
+from chartguard.verify.policy import match_identity
 from chartguard.verify.trust import TrustRoot
 
 
@@ -39,24 +42,25 @@ def _signature(sig: LegacySignature) -> bytes:
 def verify_with_keys(
     sig: LegacySignature, digest: str, keys: tuple[PublicKey, ...], trust_root: TrustRoot
 ) -> VerificationResult:
+    source = escape(sig.source)
     try:
         signature = _signature(sig)
     except Rejected as exc:
-        raise Rejected(f"{sig.source}: {exc}") from None
+        raise Rejected(f"{source}: {exc}") from None
     key = next((k for k in keys if k.matches(signature, sig.payload)), None)
     if key is None:
-        raise Rejected(*(f"{sig.source}: key {k.name}: signature does not match" for k in keys))
+        raise Rejected(*(f"{source}: key {k.name}: signature does not match" for k in keys))
     try:
         check_simple_signing_claims(sig.payload, digest)
         log_index = _check_optional_set(sig, signature, key, trust_root)
     except Rejected as exc:
-        raise Rejected(f"{sig.source}: key {key.name}: {exc}") from None
+        raise Rejected(f"{source}: key {key.name}: {exc}") from None
     return VerificationResult(
         digest=digest,
         format="legacy",
         key=key.label,
         rekor_log_index=log_index,
-        source=sig.source,
+        source=escape(sig.source),
     )
 
 
@@ -83,20 +87,20 @@ def _check_optional_set(
 def verify_keyless(
     sig: LegacySignature,
     digest: str,
-    identities: tuple[OIDCIdentity, ...],
+    identities: tuple[IdentityMatcher, ...],
     trust_root: TrustRoot,
     fulcio: FulcioChecker,
 ) -> VerificationResult:
     try:
         return _verify_keyless(sig, digest, identities, trust_root, fulcio)
     except Rejected as exc:
-        raise Rejected(f"{sig.source}: {exc}") from None
+        raise Rejected(f"{escape(sig.source)}: {exc}") from None
 
 
 def _verify_keyless(
     sig: LegacySignature,
     digest: str,
-    identities: tuple[OIDCIdentity, ...],
+    identities: tuple[IdentityMatcher, ...],
     trust_root: TrustRoot,
     fulcio: FulcioChecker,
 ) -> VerificationResult:
@@ -112,10 +116,9 @@ def _verify_keyless(
         chain_pem = sig.annotations.get(CHAIN_ANNOTATION) or ""
         intermediates = x509.load_pem_x509_certificates(chain_pem.encode()) if chain_pem else []
     except ValueError as exc:
-        raise Rejected(f"certificate or chain annotation is not PEM: {exc}") from None
+        raise Rejected(f"certificate or chain annotation is not PEM: {escape(exc)}") from None
     if not signature_matches(leaf.public_key(), signature, sig.payload):
         raise Rejected("signature does not match the certificate's key")
-    check_simple_signing_claims(sig.payload, digest)
 
     annotation = sig.annotations.get(BUNDLE_ANNOTATION)
     if annotation is None:
@@ -134,6 +137,8 @@ def _verify_keyless(
     check_hashedrekord_body(entry, signature=signature, payload=sig.payload, certificate=leaf)
     fulcio.check(leaf, intermediates, entry.integrated_at)
 
+    # the certificate is proven: only now are the payload's and its claims read
+    check_simple_signing_claims(sig.payload, digest)
     issuer, subjects = certificate_identity(leaf)
     matched = match_identity(identities, issuer, subjects)
     if matched.identity is None:
@@ -144,5 +149,5 @@ def _verify_keyless(
         identity=matched.identity,
         rekor_log_index=entry.log_index,
         identity_unchecked=not identities,
-        source=sig.source,
+        source=escape(sig.source),
     )

@@ -16,9 +16,13 @@ import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from chartguard.untrusted import escape
 from chartguard.verify._common import Rejected, b64decode, json_object
 from chartguard.verify.keys import signature_matches, spki_fingerprint
 from chartguard.verify.trust import LogKey, TrustRoot
+
+# 9999-12-31T23:59:59Z, the last second a datetime can hold
+_LATEST = 253402300799
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,11 @@ class RekorEntry:
     log_index: int
     log_id: bytes
     signed_entry_timestamp: bytes
+
+    def __post_init__(self) -> None:
+        # a time no datetime can hold would raise later, far from where it was read
+        if not 0 <= self.integrated_time <= _LATEST:
+            raise Rejected(f"Rekor integratedTime {self.integrated_time} is out of range")
 
     @property
     def integrated_at(self) -> datetime:
@@ -90,11 +99,11 @@ def verify_set(entry: RekorEntry, log: LogKey, trust_root: TrustRoot) -> None:
     if not signature_matches(log.key, entry.signed_entry_timestamp, entry.canonical()):
         raise Rejected(
             f"Rekor SET (log index {entry.log_index}) does not verify with the key of log "
-            f"{log.base_url} in {trust_root.name}"
+            f"{escape(log.base_url)} in {trust_root.name}"
         )
     if not log.valid.contains(entry.integrated_at):
         raise Rejected(
-            f"Rekor log {log.base_url} key was not valid at the integrated time "
+            f"Rekor log {escape(log.base_url)} key was not valid at the integrated time "
             f"{entry.integrated_at.isoformat()}"
         )
 
@@ -111,7 +120,7 @@ def check_hashedrekord_body(
     body = json_object(entry.body, "Rekor entry body")
     if body.get("kind") != "hashedrekord" or body.get("apiVersion") != "0.0.1":
         raise Rejected(
-            f"Rekor entry is {body.get('kind')}/{body.get('apiVersion')}, "
+            f"Rekor entry is {escape(body.get('kind'))}/{escape(body.get('apiVersion'))}, "
             "expected hashedrekord/0.0.1"
         )
     spec = body.get("spec")
@@ -177,7 +186,8 @@ def check_dsse_body(entry: RekorEntry, *, payload: bytes, signatures: list[bytes
     body = json_object(entry.body, "Rekor entry body")
     if body.get("kind") != "dsse" or body.get("apiVersion") != "0.0.1":
         raise Rejected(
-            f"Rekor entry is {body.get('kind')}/{body.get('apiVersion')}, expected dsse/0.0.1"
+            f"Rekor entry is {escape(body.get('kind'))}/{escape(body.get('apiVersion'))}, "
+            "expected dsse/0.0.1"
         )
     spec = body.get("spec")
     payload_hash = spec.get("payloadHash") if isinstance(spec, dict) else None

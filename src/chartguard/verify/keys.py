@@ -8,6 +8,7 @@ both are accepted, as cosign's own verifier does.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -131,15 +132,31 @@ class PublicKey:
         return spki_fingerprint(other) == self.fingerprint
 
 
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
+
+
+def public_keys_from_pem(data: bytes, name: str) -> tuple[PublicKey, ...]:
+    """Every public key of one PEM file or Secret entry: ``name``, or ``name#1``, ``name#2``...
+
+    A file may hold several keys (a rotation): each is used, none is silently dropped, and a
+    block that is no usable key is an error naming it. Data with no PEM block is handed over
+    whole, so the key loader says what is wrong with it.
+    """
+    blocks = [m.group(0) for m in _PEM_BLOCK.finditer(data)]
+    if len(blocks) <= 1:
+        return (PublicKey.from_pem(blocks[0] if blocks else data, name),)
+    return tuple(PublicKey.from_pem(block, f"{name}#{n}") for n, block in enumerate(blocks, 1))
+
+
 def public_keys_from_secret(data: Mapping[str, bytes]) -> tuple[PublicKey, ...]:
     """Every key of a Secret whose name ends in `.pub` (Flux semantics), named by its key.
 
-    The keys come back sorted by name so that results and messages are stable. A Secret
-    without any `.pub` entry is an error: an empty key list would mean keyless verification.
+    The keys come back sorted by name so that results and messages are stable. An entry with
+    several PEM keys yields all of them. A Secret without any `.pub` entry is an error: an
+    empty key list would mean keyless verification.
     """
-    keys = tuple(
-        PublicKey.from_pem(data[name], name) for name in sorted(data) if name.endswith(".pub")
-    )
+    keys = tuple(key for name in sorted(data) if name.endswith(".pub")
+                 for key in public_keys_from_pem(data[name], name))
     if not keys:
         shown = ", ".join(sorted(data)) or "none"
         raise InvalidKeyError(

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from chartguard.untrusted import escape
+
 # Annotation names cosign writes on a `.sig` manifest's layers.
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
@@ -54,16 +56,16 @@ class VerificationResult:
     source: str = ""
 
     def summary(self) -> str:
-        """One line for logs, conditions and the CLI."""
+        """One line for logs, conditions and the CLI (what came from outside, escaped)."""
         if self.key is not None:
-            signer = f"key {self.key}"
+            signer = f"key {escape(self.key)}"
         elif self.identity is not None:
-            signer = f"identity {self.identity[1]} (issuer {self.identity[0]})"
+            signer = f"identity {escape(self.identity[1])} (issuer {escape(self.identity[0])})"
         else:  # pragma: no cover - every result has a key or an identity
             signer = "unknown signer"
         parts = [f"verified {self.digest}: {self.format} signature by {signer}"]
         if self.source:
-            parts.append(f"from {self.source}")
+            parts.append(f"from {escape(self.source)}")
         if self.rekor_log_index is not None:
             parts.append(f"Rekor log index {self.rekor_log_index}")
         if self.identity_unchecked:

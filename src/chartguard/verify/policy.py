@@ -1,22 +1,23 @@
 """What a signature must satisfy: keys, or a keyless identity policy and a trust root.
 
 Identity matching follows Flux's `matchOIDCIdentity`, which hands the expressions to cosign:
-each entry is an (issuer, subject) pair of regular expressions; any entry matching is enough;
-the subject expression is tried against every subject alternative name of the certificate
-(email, URI, DNS, IP and Fulcio's username). cosign compiles them with Go's `regexp` and
-calls `MatchString`, which is an unanchored search: `example.com` matches
-`me@example.com.evil`. chartguard keeps that meaning (`re.search`) so that policies written
-for Flux behave the same; anchor with `^...$` for an exact match.
+each entry is an (issuer, subject) pair of Go regular expressions; any entry matching is
+enough; the subject expression is tried against every subject alternative name of the
+certificate (email, URI, DNS, IP and Fulcio's username). cosign compiles them with Go's
+`regexp` and calls `MatchString`, an unanchored search: `example.com` matches
+`me@example.com.evil`. The one matcher, :class:`chartguard.identity.IdentityMatcher`, runs
+them with RE2 as Go does (linear time; anchor with `^...$` for an exact match).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
+from chartguard.api.verification import policy_digest
+from chartguard.identity import IdentityExpressionError, IdentityMatcher, identity_set
+from chartguard.untrusted import escape
 from chartguard.verify.errors import InvalidPolicyError
 from chartguard.verify.keys import PublicKey
 from chartguard.verify.model import COSIGN_SIGN_PREDICATE
@@ -24,36 +25,17 @@ from chartguard.verify.trust import TrustRoot
 
 
 @dataclass(frozen=True)
-class OIDCIdentity:
-    """One accepted (issuer, subject) pair of regular expressions (Go `MatchString` semantics)."""
+class OIDCIdentity(IdentityMatcher):
+    """An :class:`IdentityMatcher` whose bad expression is an :class:`InvalidPolicyError`.
 
-    issuer: str
-    subject: str
-    _issuer_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
-    _subject_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    A policy takes any ``IdentityMatcher``, e.g. ``chartguard.api``'s parsed matchers as they are.
+    """
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_issuer_re", _compile("issuer", self.issuer))
-        object.__setattr__(self, "_subject_re", _compile("subject", self.subject))
-
-    def matches(self, issuer: str, subjects: tuple[str, ...]) -> str | None:
-        """The first subject that matches along with the issuer, or None."""
-        if self._issuer_re.search(issuer) is None:
-            return None
-        return next((s for s in subjects if self._subject_re.search(s) is not None), None)
-
-
-def _compile(what: str, expression: str) -> re.Pattern[str]:
-    if not expression:
-        raise InvalidPolicyError(
-            f"identity {what} is empty; give a regular expression (use '.*' to accept any)"
-        )
-    try:
-        return re.compile(expression)
-    except re.error as exc:
-        raise InvalidPolicyError(
-            f"identity {what} {expression!r} is not a valid regular expression: {exc}"
-        ) from None
+        try:
+            super().__post_init__()
+        except IdentityExpressionError as exc:
+            raise InvalidPolicyError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -64,35 +46,46 @@ class IdentityMatch:
     reason: str
 
 
-# Python's `$` also matches before a final newline, Go's does not: `^me@example\.com$` would
-# accept "me@example.com\n" here and not in cosign. No CA should issue such names; refuse them.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+def _unsafe(value: str) -> bool:
+    """Control characters, bidi overrides and the like: what :func:`escape` would rewrite.
+
+    Such a name could forge lines in a message and no CA should issue one: never matched.
+    """
+    return escape(value, limit=len(value)) != value
+
+
+def _names(values: tuple[str, ...]) -> str:
+    return ", ".join(escape(v) for v in values) or "(none)"
 
 
 def match_identity(
-    identities: tuple[OIDCIdentity, ...], issuer: str, subjects: tuple[str, ...]
+    identities: tuple[IdentityMatcher, ...], issuer: str, subjects: tuple[str, ...]
 ) -> IdentityMatch:
-    """Check a certificate's issuer and subjects against the policy's identities."""
-    odd = next((value for value in (issuer, *subjects) if _CONTROL.search(value)), None)
+    """Check a certificate's issuer and subjects against the policy's identities.
+
+    Call it only on a certificate whose chain was verified: its claims appear in the reason.
+    """
+    odd = next((value for value in (issuer, *subjects) if _unsafe(value)), None)
     if odd is not None:
         return IdentityMatch(
-            None, f"certificate identity {odd!r} contains a control character: never matched"
+            None,
+            f"certificate identity '{escape(odd)}' contains a control character: never matched",
         )
-    shown = ", ".join(subjects) or "(none)"
     if not identities:
         first = subjects[0] if subjects else ""
         return IdentityMatch((issuer, first), "no identity policy given")
     for entry in identities:
-        subject = entry.matches(issuer, subjects)
+        subject = entry.matching_subject(issuer, subjects)
         if subject is not None:
             return IdentityMatch((issuer, subject), "matched")
-    if not any(entry._issuer_re.search(issuer) for entry in identities):
-        wanted = " or ".join(entry.issuer for entry in identities)
+    issuer_ok = [entry for entry in identities if entry.issuer_matches(issuer)]
+    if not issuer_ok:
+        wanted = " or ".join(escape(entry.issuer) for entry in identities)
         return IdentityMatch(
-            None, f"certificate issuer {issuer or '(none)'} not matched by {wanted}"
+            None, f"certificate issuer {escape(issuer) or '(none)'} not matched by {wanted}"
         )
-    wanted = " or ".join(entry.subject for entry in identities if entry._issuer_re.search(issuer))
-    return IdentityMatch(None, f"certificate identity {shown} not matched by {wanted}")
+    wanted = " or ".join(escape(entry.subject) for entry in issuer_ok)
+    return IdentityMatch(None, f"certificate identity {_names(subjects)} not matched by {wanted}")
 
 
 @dataclass(frozen=True)
@@ -107,7 +100,7 @@ class VerificationPolicy:
     """
 
     keys: tuple[PublicKey, ...] = ()
-    identities: tuple[OIDCIdentity, ...] = ()
+    identities: tuple[IdentityMatcher, ...] = ()
     trust_root: TrustRoot | None = None
     require_identity: bool = False
     bundle_predicate_types: tuple[str, ...] = (COSIGN_SIGN_PREDICATE,)
@@ -140,14 +133,14 @@ class VerificationPolicy:
         reused for a digest already verified (see :class:`chartguard.verify.VerifiedCache`).
         Keys count by their SPKI fingerprint (not their names), the trust root by the sha256
         of its JSON (the default, production, included); order and duplicates do not count.
+        Computed by the one policy rule, ``chartguard.api.verification.policy_digest``; unlike
+        the spec's ``verify_policy_digest`` it covers what the referenced Secrets held.
         """
         root = self.trust_root.raw if self.trust_root is not None else None
-        doc = {
+        return policy_digest({
             "keys": sorted({key.fingerprint for key in self.keys}),
-            "identities": sorted({(i.issuer, i.subject) for i in self.identities}),
+            "identities": identity_set(self.identities),
             "trust_root": hashlib.sha256(root).hexdigest() if root is not None else "default",
             "require_identity": self.require_identity,
             "bundle_predicate_types": sorted(set(self.bundle_predicate_types)),
-        }
-        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-        return "sha256:" + hashlib.sha256(canonical).hexdigest()
+        })

@@ -1,8 +1,10 @@
 """Sigstore trust roots: the production root shipped in the sigstore wheel, or a user's own.
 
 A trust root says which Fulcio CAs issue signing certificates (and when), which CT log keys
-sign SCTs and which Rekor keys sign entries (SETs, checkpoints). sigstore parses the
-`trusted_root.json`; this module keeps what the legacy path needs in plain form.
+sign SCTs and which Rekor keys sign entries (SETs, checkpoints), each with a `validFor`
+window. sigstore parses the `trusted_root.json`; this module keeps what our own checks need in
+plain form, windows included: sigstore's verifier accepts a retired CA or log key at any time,
+so both the legacy and the bundle path judge the windows here, at the Rekor integrated time.
 """
 
 from __future__ import annotations
@@ -15,14 +17,10 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from sigstore._internal.trust import CTKeyring, KeyringPurpose
-from sigstore._internal.tuf import DEFAULT_TUF_URL
-from sigstore._utils import read_embedded
 from sigstore.models import TrustedRoot
-from sigstore_models.common import v1 as common_v1
-from sigstore_models.trustroot.v1 import TransparencyLogInstance
-from sigstore_models.trustroot.v1 import TrustedRoot as _InnerTrustedRoot
 
+from chartguard.untrusted import UntrustedInputError, escape, loads_json
+from chartguard.verify import _sigstore_compat as compat
 from chartguard.verify.errors import InvalidTrustRootError
 from chartguard.verify.keys import _SupportedKey
 
@@ -62,7 +60,7 @@ def _time(value: datetime | None, default: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _range(valid_for: common_v1.TimeRange | None) -> TimeRange:
+def _range(valid_for: compat.TimeRangeModel | None) -> TimeRange:
     if valid_for is None:
         return TimeRange(_FAR_PAST, _FAR_FUTURE)
     return TimeRange(_time(valid_for.start, _FAR_PAST), _time(valid_for.end, _FAR_FUTURE))
@@ -79,25 +77,30 @@ class TrustRoot:
     @classmethod
     def production(cls) -> TrustRoot:
         """The production root embedded in the sigstore wheel: no network, no cache written."""
-        return cls.from_json(
-            read_embedded("trusted_root.json", DEFAULT_TUF_URL), name="sigstore production"
-        )
+        return cls.from_json(compat.production_trusted_root_json(), name="sigstore production")
 
     @classmethod
     def from_json(cls, data: bytes, name: str = "trusted_root.json") -> TrustRoot:
+        """Parse a ``trusted_root.json``; ``name`` says where it came from in messages."""
+        name = escape(name)
+        hint = ("give a trusted_root.json as `cosign trusted-root create` or the sigstore TUF "
+                "repository writes it")
         try:
-            parsed = TrustedRoot(_InnerTrustedRoot.from_json(data))
-        except Exception as exc:  # sigstore/protobuf/json raise many types; all mean "bad file"
+            # depth-guarded first: sigstore's parser would meet a hostile nesting unprepared
+            loads_json(data, what=name)
+            parsed = compat.trusted_root_from_json(data)
+        except UntrustedInputError as exc:
+            raise InvalidTrustRootError(f"{exc}: not a Sigstore trusted root; {hint}") from None
+        except Exception as exc:  # sigstore/pydantic raise many types; all mean "bad file"
             raise InvalidTrustRootError(
-                f"{name}: not a Sigstore trusted root ({exc}); give a trusted_root.json "
-                "as `cosign trusted-root create` or the sigstore TUF repository writes it"
+                f"{name}: not a Sigstore trusted root ({escape(exc)}); {hint}"
             ) from None
         root = cls(raw=data, name=name, _sigstore=parsed)
-        # Parse the parts the legacy path needs now, so a broken file fails here.
+        # Parse the parts our own checks need now, so a broken file fails here.
         try:
-            _ = root.certificate_authorities, root.rekor_keys
+            _ = root.certificate_authorities, root.rekor_keys, root.ct_logs
         except Exception as exc:
-            raise InvalidTrustRootError(f"{name}: unusable trusted root: {exc}") from None
+            raise InvalidTrustRootError(f"{name}: unusable trusted root: {escape(exc)}") from None
         return root
 
     @property
@@ -114,19 +117,28 @@ class TrustRoot:
                 ),
                 _range(ca.valid_for),
             )
-            for ca in self._sigstore._inner.certificate_authorities
+            for ca in compat.certificate_authorities(self._sigstore)
         )
 
     @cached_property
     def rekor_keys(self) -> dict[bytes, LogKey]:
-        return _log_keys(self._sigstore._inner.tlogs)
+        return _log_keys(compat.rekor_logs(self._sigstore))
 
     @cached_property
-    def ct_keyring(self) -> CTKeyring:
-        return self._sigstore.ct_keyring(KeyringPurpose.VERIFY)
+    def ct_logs(self) -> dict[bytes, TimeRange]:
+        """Every CT log's key window, by log ID (the key ID an SCT names)."""
+        return {
+            bytes(log.log_id.key_id): _range(log.public_key.valid_for)
+            for log in compat.ct_logs(self._sigstore)
+        }
+
+    @cached_property
+    def ct_keyring(self) -> compat.CTKeyring:
+        """Every CT log's key, as sigstore's SCT check takes them (windows judged apart)."""
+        return compat.ct_keyring(compat.ct_logs(self._sigstore))
 
 
-def _log_keys(logs: list[TransparencyLogInstance]) -> dict[bytes, LogKey]:
+def _log_keys(logs: list[compat.TransparencyLogInstance]) -> dict[bytes, LogKey]:
     keys: dict[bytes, LogKey] = {}
     for log in logs:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -11,6 +12,7 @@ from sigstore.errors import Error as SigstoreError
 from sigstore.verify import Verifier as SigstoreVerifier
 
 from chartguard.digest import DIGEST as DIGEST_RE
+from chartguard.untrusted import escape
 from chartguard.verify import _bundle, _legacy
 from chartguard.verify._common import Rejected
 from chartguard.verify._fulcio import FulcioChecker
@@ -25,6 +27,8 @@ from chartguard.verify.policy import VerificationPolicy
 from chartguard.verify.trust import TrustRoot
 
 _log = logging.getLogger(__name__)
+# Longer reasons are cut: a failure line quotes at most a few outside values of 200 characters.
+_MAX_REASON = 2000
 
 
 class Verifier:
@@ -41,15 +45,19 @@ class Verifier:
         self._trust_root = policy.trust_root or TrustRoot.production()
         self._keyless: _KeylessMaterial | None = None
         if policy.keyless:
+            if not self._trust_root.ct_logs:  # sigstore's verifier would refuse it less clearly
+                raise InvalidTrustRootError(
+                    f"{self._trust_root.name} has no certificate transparency log: it cannot "
+                    "verify keyless signatures"
+                )
             try:
-                _ = self._trust_root.ct_keyring
                 self._keyless = _KeylessMaterial(
                     FulcioChecker(self._trust_root),
                     SigstoreVerifier(trusted_root=self._trust_root.sigstore_root),
                 )
             except (SigstoreError, ValueError) as exc:
                 raise InvalidTrustRootError(
-                    f"{self._trust_root.name} cannot verify keyless signatures: {exc}"
+                    f"{self._trust_root.name} cannot verify keyless signatures: {escape(exc)}"
                 ) from None
 
     @property
@@ -87,10 +95,16 @@ class Verifier:
         try:
             return check()
         except Rejected as exc:
-            return exc.lines
+            # each reason escapes what it quotes; this guard keeps every failure one line even
+            # if one did not (escaping is idempotent on escaped text)
+            return tuple(escape(line, limit=_MAX_REASON) for line in exc.lines)
         except Exception as exc:  # fail closed: a library surprise rejects this signature only
-            _log.warning("verifying %s raised %s", source, type(exc).__name__, exc_info=True)
-            return (f"{source}: could not be verified ({type(exc).__name__}: {exc})",)
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            # no traceback in the log: its message could carry the signature's text unescaped
+            _log.warning("verifying %s raised %s at %s:%s: %s", escape(source),
+                         type(exc).__name__, where.filename, where.lineno, escape(exc))
+            return (f"{escape(source)}: could not be verified "
+                    f"({type(exc).__name__}: {escape(exc)})",)
 
     def _legacy(self, sig: LegacySignature, digest: str) -> VerificationResult:
         if self._keyless is None:
@@ -114,6 +128,7 @@ class Verifier:
             self.policy.identities,
             self._keyless.sigstore,
             self._keyless.fulcio,
+            self._trust_root,
             self.policy.bundle_predicate_types,
         )
 

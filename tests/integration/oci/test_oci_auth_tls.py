@@ -18,6 +18,7 @@ from chartguard.cli import main
 from chartguard.oci import (
     AuthenticationError,
     ChartReference,
+    Hint,
     RegistryClient,
     RegistryCredentials,
     RegistryResponseError,
@@ -61,9 +62,12 @@ def test_no_credentials_says_the_registry_needs_some(
         auth_registry: Registry, helm_env: HelmEnv) -> None:
     chart = helm_env.make_chart(auth_registry, "demo", "1.0.0")
     with RegistryClient(plain_http=True) as client, pytest.raises(
-            AuthenticationError, match="requires credentials: set the HelmRepository's "
-                                       "secretRef"):
+            AuthenticationError, match="requires credentials") as caught:
         client.resolve(reference(chart), ">=1")
+    # the library names no flag or spec field: the caller maps the hint to its own words
+    assert caught.value.hints == (Hint.CREDENTIALS,)
+    assert "--" not in str(caught.value)
+    assert "secretRef" not in str(caught.value)
 
 
 def test_docker_config_and_oras_env_are_never_read(

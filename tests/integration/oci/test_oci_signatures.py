@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +17,19 @@ from chartguard.oci import (
     COSIGN_SIGNATURE_LAYER,
     OCI_EMPTY,
     ChartReference,
-    DigestMismatchError,
     RegistryClient,
 )
+from chartguard.reconcile.verification import build_policy, verify_artifacts
+from chartguard.verify import VerificationFailedError, Verifier
 from chartguard_testing.charts import HelmEnv, PushedChart
+from chartguard_testing.cosign_signer import (
+    KeyPair,
+    generate_key_pair,
+    sign_legacy_with_key,
+    simple_signing_payload,
+)
 from chartguard_testing.registry import Registry
+from chartguard_testing.registry_signer import push_legacy_signature
 
 BUNDLE = json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
                      "dsseEnvelope": {"payload": "e30=", "signatures": []}}).encode()
@@ -126,7 +135,7 @@ def test_legacy_cosign_signature_tag_is_read_layer_by_layer(
     assert found.referrers == ()
 
 
-def test_altered_signature_bytes_fail_closed(
+def test_altered_signature_bytes_are_a_failure_of_that_candidate_only(
         registry: Registry, helm_env: HelmEnv, raw_registry: RawRegistry,
         make_client: Callable[..., RegistryClient]) -> None:
     chart = helm_env.make_chart(registry, "demo", "1.0.0")
@@ -137,8 +146,12 @@ def test_altered_signature_bytes_fail_closed(
     layer_digest = raw_registry.manifest("charts/demo", desc["digest"])["layers"][0]["digest"]
     path = registry.blob_path(layer_digest)
     path.write_bytes(path.read_bytes().replace(b"e30=", b"e31="))
-    with pytest.raises(DigestMismatchError, match=layer_digest):
-        make_client(registry).find_signatures(reference(chart), chart.digest)
+    found = make_client(registry).find_signatures(reference(chart), chart.digest)
+    assert found.referrers[0].layers == ()  # the altered layer is not handed to verification
+    (failure,) = found.failures
+    assert failure.startswith(f"referrers tag {chart.digest.replace(':', '-')} referrer ")
+    assert f"blob {layer_digest}" in failure
+    assert "altered or corrupted" in failure
 
 
 def test_unsigned_digest_has_nothing_and_says_where_it_looked(
@@ -174,3 +187,59 @@ def test_referrers_api_is_used_when_the_registry_has_one(
     assert ("GET", f"/v2/charts/demo/referrers/{chart.digest}") in proxy.seen
     tag_lookup = ("GET", f"/v2/charts/demo/manifests/{chart.digest.replace(':', '-')}")
     assert (tag_lookup in proxy.seen) is (api != "index")
+
+
+def _valid_sig_and_broken_referrers(registry: Registry, helm_env: HelmEnv,
+                                    raw_registry: RawRegistry) -> tuple[PushedChart, KeyPair]:
+    """A chart signed with a key (.sig), and a referrers tag listing a bundle whose manifest
+    bytes were altered in storage (the registry lies about its digest) and one whose layer
+    bytes were."""
+    chart = helm_env.make_chart(registry, "demo", "1.0.0")
+    key = generate_key_pair()
+    payload = simple_signing_payload(chart.repository, chart.digest)
+    push_legacy_signature(registry, chart.repository, chart.digest,
+                          [sign_legacy_with_key(key, payload)])
+    _, altered = raw_registry.push_artifact(
+        "charts/demo", "bundle", config_type=OCI_EMPTY, artifact_type=BUNDLE_ARTIFACT_TYPE,
+        layers=[(BUNDLE_ARTIFACT_TYPE, BUNDLE, {})], subject=_subject(raw_registry, chart))
+    layer = raw_registry.manifest("charts/demo", altered["digest"])["layers"][0]["digest"]
+    registry.blob_path(layer).write_bytes(b"not the bundle")
+    _, lying = raw_registry.push_artifact(
+        "charts/demo", "bundle-2", config_type=OCI_EMPTY, artifact_type=BUNDLE_ARTIFACT_TYPE,
+        layers=[(BUNDLE_ARTIFACT_TYPE, BUNDLE + b" ", {})],
+        subject=_subject(raw_registry, chart))
+    _push_referrers_tag(raw_registry, chart, [lying, altered])
+    registry.blob_path(lying["digest"]).write_bytes(b"\x1b[31m not a manifest \n")
+    return chart, key
+
+
+def test_valid_sig_verifies_although_referrers_are_broken(
+        registry: Registry, helm_env: HelmEnv, raw_registry: RawRegistry,
+        make_client: Callable[..., RegistryClient], tmp_path: Path) -> None:
+    chart, key = _valid_sig_and_broken_referrers(registry, helm_env, raw_registry)
+    found = make_client(registry).find_signatures(reference(chart), chart.digest)
+    assert len(found.legacy) == 1
+    assert len(found.failures) == 2
+    pub = tmp_path / "cosign.pub"
+    pub.write_bytes(key.public_pem)
+    result = verify_artifacts(Verifier(build_policy(key_files=[pub])), found)
+    assert result.digest == chart.digest
+
+
+def test_broken_referrers_are_reasons_when_nothing_verifies(
+        registry: Registry, helm_env: HelmEnv, raw_registry: RawRegistry,
+        make_client: Callable[..., RegistryClient], tmp_path: Path) -> None:
+    chart, _ = _valid_sig_and_broken_referrers(registry, helm_env, raw_registry)
+    found = make_client(registry).find_signatures(reference(chart), chart.digest)
+    other = tmp_path / "other.pub"
+    other.write_bytes(generate_key_pair().public_pem)
+    with pytest.raises(VerificationFailedError) as caught:
+        verify_artifacts(Verifier(build_policy(key_files=[other])), found)
+    hex_tag = chart.digest.replace(":", "-")
+    failures = caught.value.failures
+    assert len(failures) == 3
+    assert failures[0].startswith(f"tag {hex_tag}.sig layer 0: ")
+    assert failures[1].startswith(f"referrers tag {hex_tag} referrer sha256:")
+    assert "500" in failures[1]  # distribution cannot parse what its storage now holds
+    assert failures[2].startswith(f"referrers tag {hex_tag} referrer ")
+    assert "altered or corrupted" in failures[2]

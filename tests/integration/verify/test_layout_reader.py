@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from chartguard.oci import DigestMismatchError, SizeLimitExceededError
-from chartguard.oci.layout import LayoutError, LocalImage, read_layout_signatures
+from chartguard.oci.layout import LayoutError, LocalImage, OCILayout, read_layout_signatures
 from chartguard_testing import registry_signer as rs
 
 SIGNED = rs.Artifact(rs.Blob(json.dumps({
@@ -79,7 +79,7 @@ def test_signature_of_another_digest_is_not_picked_up(tmp_path: Path) -> None:
     found = read_layout_signatures(str(writer.write()))
     assert found.digest == DIGEST
     assert found.legacy == ()
-    assert found.looked_at[0].startswith(f"manifest tagged {rs.sig_tag(DIGEST)}")
+    assert found.looked_at[0].startswith(f"manifest named {rs.sig_tag(DIGEST)}")
 
 
 def test_local_image_spec_parses_dir_and_digest() -> None:
@@ -135,3 +135,114 @@ def test_malformed_layout_json_is_a_layout_error(tmp_path: Path, case: str) -> N
                                                      "manifests": manifests}))
     with pytest.raises(LayoutError, match=r"not a (list|map|JSON object)"):
         read_layout_signatures(LocalImage(root, DIGEST))
+
+
+# -- nested indexes are walked once each, within bounds ------------------------------------------
+
+
+def _index_blob(root: Path, entries: list[dict[str, object]]) -> dict[str, object]:
+    data = json.dumps({"schemaVersion": 2, "mediaType": rs.OCI_INDEX,
+                       "manifests": entries}).encode()
+    return {**_blob(root, data), "mediaType": rs.OCI_INDEX}
+
+
+def test_fan_out_indexes_are_read_once_each(tmp_path: Path) -> None:
+    writer = _layout(tmp_path)
+    writer.add(SIGNED, listed=False)
+    entry = {**SIGNED.manifest.descriptor(), "annotations": {rs.REF_NAME: "1.0.0"}}
+    # 6 levels, each index listing the next one 40 times: 40**6 paths, 7 distinct blobs
+    level = _index_blob(writer.root, [entry])
+    for _ in range(6):
+        level = _index_blob(writer.root, [level] * 40)
+    _write_index(writer.root, [level] * 40)
+    assert (writer.root / "index.json").stat().st_size < 100_000
+    layout = OCILayout(writer.root)
+    assert layout.select(LocalImage(writer.root)) == DIGEST
+    assert set(layout.reads.values()) == {1}  # every blob read exactly once
+    assert len(layout.reads) == 8  # 7 indexes and the one manifest
+    assert [e.digest for e in layout.entries()] == [DIGEST]
+
+
+def test_nesting_and_descriptor_count_are_bounded(tmp_path: Path) -> None:
+    writer = _layout(tmp_path)
+    writer.add(SIGNED, listed=False)
+    level = {**SIGNED.manifest.descriptor()}
+    for _ in range(12):
+        level = _index_blob(writer.root, [level])
+    _write_index(writer.root, [level])
+    with pytest.raises(LayoutError, match="nested deeper than"):
+        OCILayout(writer.root).entries()
+    # distinct manifests past the descriptor cap (each listed once): refused, not walked
+    many = [{"mediaType": rs.OCI_MANIFEST, "digest": f"sha256:{n:064x}", "size": 2}
+            for n in range(10_001)]
+    _write_index(writer.root, [_index_blob(writer.root, many)])
+    layout = OCILayout(writer.root)
+    with pytest.raises(LayoutError, match="more than 10000 manifests"):
+        layout.entries()
+    assert sum(layout.reads.values()) == 1  # only the index: no blob of the list was opened
+
+
+def test_deeply_nested_json_in_a_layout_is_a_layout_error(tmp_path: Path) -> None:
+    writer = _layout(tmp_path)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    writer.add(SIGNED, listed=False)
+    _write_index(writer.root, [{**_blob(writer.root, deep), "mediaType": rs.OCI_INDEX}])
+    with pytest.raises(LayoutError, match="nested deeper than 64 levels"):
+        OCILayout(writer.root).entries()
+
+
+def test_local_image_spec_selects_by_name(tmp_path: Path) -> None:
+    root = _layout(tmp_path).write()
+    assert LocalImage.parse(f"{root}:1.0.0") == LocalImage(root, name="1.0.0")
+    full = "localhost:5000/charts/demo:1.0.0"
+    assert LocalImage.parse(f"{root}:{full}") == LocalImage(root, name=full)
+    assert LocalImage.parse(str(root)) == LocalImage(root)
+    with pytest.raises(LayoutError, match="names no image"):
+        LocalImage.parse(f"{root}:")
+
+
+@pytest.mark.parametrize(("name", "tag"), [
+    ("1.0.0", "1.0.0"), ("localhost:5000/charts/demo:1.0.0", "1.0.0"),
+    ("ghcr.io/org/demo:sha256-ab.sig", "sha256-ab.sig"),
+    (f"ghcr.io/org/demo@{DIGEST}", None), ("localhost:5000/charts/demo", None)])
+def test_tag_of_a_ref_name(name: str, tag: str | None, tmp_path: Path) -> None:
+    writer = _layout(tmp_path)
+    writer.add(SIGNED, annotations={rs.REF_NAME: name})
+    layout = OCILayout(writer.write())
+    (entry,) = layout.entries()
+    assert entry.tagged(tag) if tag else not any(entry.tagged(t) for t in ("1.0.0", "latest"))
+    assert entry.named(name)
+
+
+def test_cosign_attachments_are_not_images_unless_they_are_charts(tmp_path: Path) -> None:
+    writer = _layout(tmp_path)
+    writer.add(SIGNED, annotations={rs.REF_NAME: "registry.example/charts/demo:1.0.0"})
+    sbom = rs.Artifact(rs.Blob(json.dumps({
+        "schemaVersion": 2, "mediaType": rs.OCI_MANIFEST,
+        "config": {"mediaType": rs.OCI_CONFIG, "digest": "sha256:" + "2" * 64, "size": 2},
+        "layers": [{"mediaType": "text/spdx+json", "digest": "sha256:" + "3" * 64,
+                    "size": 2}]}).encode(), rs.OCI_MANIFEST))
+    tag = f"registry.example/charts/demo:{rs.referrers_tag(DIGEST)}.sbom"
+    writer.add(sbom, annotations={rs.REF_NAME: tag})
+    root = writer.write()
+    assert OCILayout(root).select(LocalImage(root)) == DIGEST
+    # a chart named like an attachment is still an image: both are listed, none is chosen
+    writer.add(rs.Artifact(rs.Blob(SIGNED.manifest.data + b" ", rs.OCI_MANIFEST)),
+               annotations={rs.REF_NAME: f"{rs.referrers_tag(DIGEST)}.sig"})
+    root = writer.write()
+    with pytest.raises(LayoutError, match="holds 2 images"):
+        OCILayout(root).select(LocalImage(root))
+
+
+def test_odd_json_values_in_a_manifest_are_handled_not_crashed_on(tmp_path: Path) -> None:
+    writer = _layout(tmp_path)
+    writer.add(SIGNED)
+    odd = rs.Artifact(rs.Blob(json.dumps({
+        "schemaVersion": 2, "mediaType": rs.OCI_MANIFEST, "artifactType": ["x"],
+        "subject": {"digest": {"not": "a string"}},
+        "layers": [{"mediaType": {"a": 1}}, 5]}).encode(), rs.OCI_MANIFEST))
+    writer.add(odd)
+    root = writer.write()
+    with pytest.raises(LayoutError, match="holds 2 images"):
+        OCILayout(root).select(LocalImage(root))
+    assert read_layout_signatures(LocalImage(root, DIGEST)).referrers == ()

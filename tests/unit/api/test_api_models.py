@@ -371,3 +371,12 @@ def test_status_models_round_trip_and_validate_against_the_crds(crds: dict[str, 
         if kind == "HelmRelease":
             doc["spec"] = {"interval": "1m", "chartRef": {"kind": "HelmChart", "name": "x"}}
         assert validate(crds, doc)[1] == [], kind
+
+
+def test_go_only_identity_syntax_is_accepted_by_the_spec_and_matches_as_go() -> None:
+    """`\\pL` and POSIX classes are Go (RE2) syntax that Python's re refuses."""
+    verify = _verify(matchOIDCIdentity=[{"issuer": r"^https://\pL+\.example$",
+                                         "subject": r"^[[:alpha:]]+@example\.com$"}])
+    matcher = verify.match_oidc_identity[0]
+    assert matcher.matches("https://héllo.example", "me@example.com")
+    assert not matcher.matches("https://héllo.example", "me@example.com\n")

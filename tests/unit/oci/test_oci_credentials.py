@@ -61,6 +61,7 @@ def test_host_match_is_not_a_prefix_or_port_blind_match() -> None:
 
 @pytest.mark.parametrize(("data", "match"), [
     ({".dockerconfigjson": b"{not json"}, "not valid JSON"),
+    ({".dockerconfigjson": b"[" * 100_000 + b"]" * 100_000}, "nested deeper than 64 levels"),
     ({".dockerconfigjson": b'{"credsStore": "desktop"}'}, "no \"auths\""),
     (_dockerconfig({"ghcr.io": {"auth": "%%%"}}), "not base64"),
     (_dockerconfig({"ghcr.io": {"auth": base64.b64encode(b"nocolon").decode()}}), "without ':'"),

@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-import requests
 
 from chartguard.oci import DigestMismatchError, Limits, SizeLimitExceededError
 from chartguard.oci._transport import read_limited, status_error
+from chartguard_testing.memory_registry import MockResponse
 
 
-class _CountingBody(io.BytesIO):
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.consumed = 0
-
-    def read(self, size: int | None = -1) -> bytes:
-        chunk = super().read(size)
-        self.consumed += len(chunk)
-        return chunk
-
-
-def _response(data: bytes, content_length: int | None = None) -> tuple[requests.Response,
-                                                                         _CountingBody]:
-    response = requests.Response()
-    response.status_code = 200
-    body = _CountingBody(data)
-    response.raw = body
-    if content_length is not None:
-        response.headers["Content-Length"] = str(content_length)
-    return response, body
+def _response(data: bytes, content_length: int | None = None) -> tuple[MockResponse,
+                                                                         MockResponse]:
+    headers = {} if content_length is None else {"Content-Length": str(content_length)}
+    response = MockResponse(200, headers=headers, chunks=[data])
+    return response, response  # the body counts what was read of it: read_bytes
 
 
 def test_stream_without_length_is_cut_off_past_the_limit() -> None:
     response, body = _response(b"x" * (1024 * 1024))
     with pytest.raises(SizeLimitExceededError, match="more than 100000 bytes"):
         read_limited(response, 100_000, "blob sha256:x")
-    assert body.consumed < 200_000  # stopped reading soon after the limit
+    assert body.read_bytes < 200_000  # stopped reading soon after the limit
 
 
 def test_lying_content_length_does_not_lift_the_limit() -> None:
@@ -50,14 +33,14 @@ def test_more_than_the_descriptor_says_is_refused_while_streaming() -> None:
     response, body = _response(b"x" * 500_000)
     with pytest.raises(DigestMismatchError, match="descriptor says 1000"):
         read_limited(response, 10 * 1024 * 1024, "blob sha256:x", expected=1000)
-    assert body.consumed < 200_000
+    assert body.read_bytes < 200_000
 
 
 def test_content_length_over_the_limit_is_refused_before_reading() -> None:
     response, body = _response(b"x" * 1000, content_length=11 * 1024 * 1024)
     with pytest.raises(SizeLimitExceededError, match="11534336 bytes, over the limit"):
         read_limited(response, 10 * 1024 * 1024, "blob sha256:x")
-    assert body.consumed == 0
+    assert body.read_bytes == 0
 
 
 def test_body_within_limits_is_returned_whole() -> None:
@@ -71,14 +54,13 @@ def test_huge_or_bogus_content_length_never_breaks_the_cap(length: str) -> None:
     response.headers["Content-Length"] = length
     with pytest.raises(SizeLimitExceededError):
         read_limited(response, 100_000, "blob sha256:x")
-    assert body.consumed < 200_000 if not length.isdigit() else body.consumed == 0
+    assert body.read_bytes < 200_000 if not length.isdigit() else body.read_bytes == 0
 
 
 def test_registry_error_codes_in_messages_are_short_and_plain() -> None:
     body = b'{"errors": [{"code": "DENIED"}, {"code": "' + b"x" * 500 + b'"}, ' \
            b'{"code": "a b\\nc"}]}'
-    response, _ = _response(body)
-    response.status_code = 418
+    response = MockResponse(418, body)
     message = str(status_error(response, "blob sha256:x"))
     assert "418 DENIED" in message
     assert "xxxx" not in message

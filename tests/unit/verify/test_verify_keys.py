@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from verify_helpers import DIGEST, REPOSITORY
 
 from chartguard.verify import (
@@ -315,7 +315,7 @@ def test_signed_payload_that_is_not_utf8_is_refused(pairs: dict[KeyKind, KeyPair
     with pytest.raises(VerificationFailedError) as err:
         _verifier(pairs["ecdsa-p256"]).verify(DIGEST, [sig], [])
     assert err.value.failures == (
-        "layer 0: key ecdsa-p256.pub: signed payload is not valid JSON (not UTF-8)",
+        "layer 0: key ecdsa-p256.pub: signed payload is not UTF-8 JSON",
     )
 
 
@@ -377,5 +377,15 @@ def test_deeply_nested_payload_is_a_failure_reason_not_a_crash(
     with pytest.raises(VerificationFailedError) as err:
         _verifier(pairs["ecdsa-p256"]).verify(DIGEST, [sig], [])
     assert err.value.failures == (
-        "layer 0: key ecdsa-p256.pub: signed payload is nested too deeply",
+        "layer 0: key ecdsa-p256.pub: signed payload is nested deeper than 64 levels",
     )
+
+
+def test_a_secret_entry_with_several_pem_keys_uses_every_one() -> None:
+    pems = [ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        for _ in range(3)]
+    keys = public_keys_from_secret({"rotation.pub": b"".join(pems), "cosign.pub": pems[0]})
+    assert [k.name for k in keys] == ["cosign.pub", "rotation.pub#1", "rotation.pub#2",
+                                      "rotation.pub#3"]
+    assert len({k.fingerprint for k in keys[1:]}) == 3
