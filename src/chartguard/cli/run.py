@@ -12,10 +12,15 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chartguard.cli._outcome import Reporter
-from chartguard.operator import OperatorConfig, SelectorError, label_filter, run
+
+if TYPE_CHECKING:
+    from chartguard.operator import OperatorConfig
+
+# chartguard.operator (kopf, aiohttp) is imported only when `run` runs: `chartguard --help`,
+# `verify` and `pull` stay light.
 
 ENV_PREFIX = "CHARTGUARD_"
 _TRUE = ("1", "true", "yes", "on")
@@ -63,6 +68,8 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
 
 def config_from(args: argparse.Namespace) -> OperatorConfig:
     """Flags, else CHARTGUARD_* variables, else defaults; ``ValueError`` on a bad value."""
+    from chartguard.operator import OperatorConfig, label_filter
+
     namespaces = args.namespace
     if namespaces is None and not args.all_namespaces and not _env_flag("all-namespaces"):
         namespaces = [n.strip() for n in (_env("namespace") or "").split(",") if n.strip()]
@@ -103,6 +110,8 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
 
 
 def main(args: argparse.Namespace) -> int:
+    from chartguard.operator import SelectorError, run
+
     try:
         config = config_from(args)
     except (ValueError, SelectorError) as err:
