@@ -42,6 +42,7 @@ demo: install tools
 # speed and memory figures (tests never time things)
 bench: install tools
 	$(BIN)/python bench/bench_verify.py
+	$(BIN)/python bench/bench_operator.py
 
 # the same flows against a real cluster (needs kind/Docker and KUBECONFIG)
 e2e: install tools

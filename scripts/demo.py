@@ -13,6 +13,8 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -159,11 +161,69 @@ def pull(reg: Registry, helm: HelmEnv, work: Path, digest: str) -> None:
     print(f"  nginx-0.1.0.tgz: {len(ours)} bytes, identical to `helm pull`'s ({digest})")
 
 
-def kubernetes_objects(reg: Registry, work: Path) -> None:
+OPERATOR_OBJECTS = """\
+apiVersion: source.toolkit.fluxcd.io/v1beta2
+kind: HelmRepository
+metadata:
+  name: prometheus-community
+  namespace: flux-system
+spec:
+  interval: 10m0s
+  type: oci
+  insecure: true  # the demo registry speaks plain HTTP
+  url: {keyless_url}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmChart
+metadata:
+  name: flux-system-nginx
+  namespace: flux-system
+spec:
+  chart: nginx
+  version: "*"
+  interval: 10m0s
+  reconcileStrategy: ChartVersion
+  sourceRef:
+    kind: HelmRepository
+    name: demo-charts
+  verify:
+    provider: cosign
+    secretRef:
+      name: cosign-pub
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmChart
+metadata:
+  name: flux-system-prometheus
+  namespace: flux-system
+spec:
+  chart: prometheus
+  version: 15.18.0
+  interval: 10m0s
+  sourceRef:
+    kind: HelmRepository
+    name: prometheus-community
+  verify:
+    provider: cosign
+    trustedRootSecretRef:  # the demo's local Sigstore instead of the public one
+      name: sigstore-root
+    matchOIDCIdentity:
+    - issuer: ^https://token\\.actions\\.githubusercontent\\.com$
+      subject: ^https://github\\.com/prometheus-community/helm-charts/.*$
+"""
+# the blog's read-back, verbatim but for the chart's name
+SEED_READ_BACK = '-ojsonpath={{.status.conditions[?(@.type=="SourceVerified")]}}'
+
+
+def kubernetes_objects(reg: Registry, helm: HelmEnv, work: Path) -> None:
     say("the blog's manifests, applied with the real kubectl to the Kubernetes API emulator")
     print("  (test equipment standing in for a cluster: `make e2e` uses a real one)")
     manifests = work / "nginx.yaml"
-    manifests.write_text(MANIFESTS.format(url=reg.oci("charts")))
+    manifests.write_text(MANIFESTS.format(url=reg.oci("charts")).replace(
+        "  type: oci\n", "  type: oci\n  insecure: true\n", 1))
+    charts_yaml = work / "helmcharts.yaml"
+    charts_yaml.write_text(OPERATOR_OBJECTS.format(
+        keyless_url=reg.oci("prometheus-community")))
     with run_apiserver(work / "kube-api") as api:
         kc = [KUBECTL]
         env = api.env  # KUBECONFIG points at the emulator
@@ -174,17 +234,85 @@ def kubernetes_objects(reg: Registry, work: Path) -> None:
         run([*kc, "create", "namespace", "flux-system"], env=env)
         run([*kc, "-n", "flux-system", "create", "secret", "generic", "cosign-pub",
              "--from-file=cosign.pub=cosign.pub"], env=env, cwd=work)
+        run([*kc, "-n", "flux-system", "create", "secret", "generic", "sigstore-root",
+             "--from-file=trusted_root.json=trusted_root.json"], env=env, cwd=work)
         run([*kc, "apply", "-f", str(manifests)], env=env)
-        run([*kc, "get", "helmrepositories,helmreleases", "-n", "flux-system"], env=env)
-    for doc in yaml.safe_load_all(manifests.read_text()):
-        model = parse_resource(doc)
-        if isinstance(model, HelmRelease):
-            chart = implied_helmchart(model)
-            print(f"  chartguard.api: HelmRelease {model.metadata.namespace}/"
-                  f"{model.metadata.name} implies HelmChart {chart.metadata.namespace}/"
-                  f"{chart.metadata.name}, verify provider "
-                  f"{chart.spec.verify.provider if chart.spec.verify else None!r}")
-    print("  (the operator that reconciles these objects comes with the next issues)")
+        for doc in yaml.safe_load_all(manifests.read_text()):
+            model = parse_resource(doc)
+            if isinstance(model, HelmRelease):
+                chart = implied_helmchart(model)
+                print(f"  chartguard.api: HelmRelease {model.metadata.namespace}/"
+                      f"{model.metadata.name} implies HelmChart {chart.metadata.namespace}/"
+                      f"{chart.metadata.name}, verify provider "
+                      f"{chart.spec.verify.provider if chart.spec.verify else None!r}")
+        operator_flow(reg, helm, work, env, charts_yaml)
+
+
+def _jsonpath(env: dict[str, str], name: str, path: str) -> str:
+    proc = subprocess.run([KUBECTL, "get", "helmcharts", "-n", "flux-system", name,
+                           f"-ojsonpath={path}"], env=env, capture_output=True, text=True,
+                          timeout=30, check=False)
+    return proc.stdout
+
+
+def _wait(what: str, check: Callable[[], bool], operator: subprocess.Popen[bytes],
+          log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if operator.poll() is not None:
+            break
+        time.sleep(0.2)
+    print(log.read_text()[-4000:])
+    raise SystemExit(f"demo: {what} did not happen")
+
+
+def operator_flow(reg: Registry, helm: HelmEnv, work: Path, env: dict[str, str],
+                  charts_yaml: Path) -> None:
+    say("chartguard run: the operator reconciles HelmRepository and HelmChart")
+    log = work / "operator.log"
+    argv = [CHARTGUARD, "run", "--all-namespaces", "--artifact-dir", str(work / "artifacts")]
+    print(f"$ {shlex.join(['chartguard', *argv[1:]])} &   (log: {log})")
+    with log.open("wb") as out:
+        operator = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+    try:
+        print("  the HelmCharts the HelmReleases imply (the HelmRelease reconciler comes next),"
+              " key-signed nginx and keyless prometheus:")
+        run([KUBECTL, "apply", "-f", str(charts_yaml)], env=env)
+        for name in ("flux-system-nginx", "flux-system-prometheus"):
+            _wait(f"{name} verified", lambda n=name: _jsonpath(  # type: ignore[misc]
+                env, n, '{.status.conditions[?(@.type=="SourceVerified")].status}') == "True",
+                operator, log)
+        say("the blog's check, with the real kubectl")
+        for name in ("nginx", "prometheus"):
+            run([KUBECTL, "get", "helmcharts", "-n", "flux-system", f"flux-system-{name}",
+                 SEED_READ_BACK.format()], env=env)
+        run([KUBECTL, "get", "helmrepositories,helmcharts", "-n", "flux-system"], env=env)
+
+        say("an unsigned newer version is pushed: refused, the verified artifact stays")
+        chart = helm.make_chart(reg, "nginx", "0.2.0")
+        print(f"$ helm push nginx-0.2.0.tgz {reg.oci('charts')} --plain-http   (not signed)\n"
+              f"  Digest: {chart.digest}")
+        run([KUBECTL, "annotate", "--overwrite", "helmchart", "-n", "flux-system",
+             "flux-system-nginx", f"reconcile.fluxcd.io/requestedAt={time.time_ns()}"],
+            env=env)
+        _wait("0.2.0 refused", lambda: _jsonpath(
+            env, "flux-system-nginx",
+            '{.status.conditions[?(@.type=="SourceVerified")].status}') == "False",
+            operator, log)
+        run([KUBECTL, "get", "helmcharts", "-n", "flux-system", "flux-system-nginx",
+             SEED_READ_BACK.format()], env=env)
+        revision = _jsonpath(env, "flux-system-nginx", "{.status.artifact.revision}")
+        print(f"\n  status.artifact.revision is still {revision}")
+        if not revision.startswith("0.1.0@"):
+            raise SystemExit("demo: the verified artifact was replaced")
+    finally:
+        operator.terminate()
+        operator.wait(timeout=15)
+    lines = [line for line in log.read_text().splitlines() if "chartguard " in line]
+    print("  operator log:\n    " + "\n    ".join(line[:220] for line in lines))
 
 
 def main() -> int:
@@ -197,7 +325,7 @@ def main() -> int:
             digest = key_based(reg, helm, work)
             keyless(reg, helm, work)
             pull(reg, helm, work, digest)
-            kubernetes_objects(reg, work)
+            kubernetes_objects(reg, helm, work)
     say("demo finished: every step above ran against the real registry and helm")
     return 0
 

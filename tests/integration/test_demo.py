@@ -27,3 +27,12 @@ def test_demo_runs_the_blog_flow_end_to_end() -> None:
     assert "secret/cosign-pub created" in out
     assert "helmrelease.helm.toolkit.fluxcd.io/nginx created" in out
     assert "implies HelmChart flux-system/flux-system-nginx" in out
+    # the operator: the blog's SourceVerified line for both charts, read with real kubectl
+    assert '"message":"verified signature of version 0.1.0","observedGeneration":1,' \
+        '"reason":"Succeeded","status":"True","type":"SourceVerified"}' in out
+    assert '"message":"verified signature of version 15.18.0"' in out
+    assert "Helm repository is ready" in out
+    # an unsigned newer version refused, the verified artifact kept
+    assert "'nginx' version '0.2.0'" in out
+    assert '"reason":"VerificationError","status":"False","type":"SourceVerified"' in out
+    assert "status.artifact.revision is still 0.1.0@sha256:" in out

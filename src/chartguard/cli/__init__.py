@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from chartguard import __version__
-from chartguard.cli import pull, verify
+from chartguard.cli import pull, run, verify
 from chartguard.cli._outcome import (
     EXIT_FAILED,
     EXIT_OK,
@@ -31,7 +31,7 @@ def build_parser() -> ArgumentParser:
         description="Install only Helm charts whose cosign signatures are verified.")
     parser.add_argument("--version", action="version", version=f"chartguard {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (pull, verify):
+    for module in (pull, run, verify):
         module.register(sub)
     return parser
 

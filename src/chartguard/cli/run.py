@@ -1,0 +1,126 @@
+"""``chartguard run``: the operator, on the current kubeconfig (in-cluster inside a pod).
+
+Every flag can also be given as an environment variable ``CHARTGUARD_<FLAG>`` (dashes as
+underscores, e.g. ``CHARTGUARD_ARTIFACT_DIR``, ``CHARTGUARD_NAMESPACE=a,b``); a flag on the
+command line wins. SIGTERM or SIGINT stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chartguard.cli._outcome import Reporter
+
+if TYPE_CHECKING:
+    from chartguard.operator import OperatorConfig
+
+# chartguard.operator (kopf, aiohttp) is imported only when `run` runs: `chartguard --help`,
+# `verify` and `pull` stay light.
+
+ENV_PREFIX = "CHARTGUARD_"
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(ENV_PREFIX + name.upper().replace("-", "_"))
+
+
+def _env_flag(name: str) -> bool:
+    value = _env(name)
+    return value is not None and value.strip().lower() in _TRUE
+
+
+def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
+    p: argparse.ArgumentParser = sub.add_parser(
+        "run", help="run the operator (HelmRepository and HelmChart reconcilers)",
+        description="Reconcile Flux HelmRepository and HelmChart objects: pull charts from OCI "
+                    "registries, verify their cosign signatures, store the verified ones. "
+                    "Every flag is also read from CHARTGUARD_<FLAG> (e.g. "
+                    "CHARTGUARD_ARTIFACT_DIR).")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", action="append", default=None, metavar="NS",
+                       help="watch this namespace (repeatable; env: comma-separated)")
+    scope.add_argument("--all-namespaces", action="store_true", default=None,
+                       help="watch every namespace (the default)")
+    p.add_argument("--artifact-dir", type=Path, default=None, metavar="DIR",
+                   help="where verified charts are stored, by digest (default /data)")
+    p.add_argument("--artifact-url-base", default=None, metavar="URL",
+                   help="base of status.artifact.url (default file://<artifact-dir>)")
+    p.add_argument("--concurrency", type=int, default=None, metavar="N",
+                   help="registry work in flight at once (default 4)")
+    p.add_argument("--require-keyless-identity", action="store_true", default=None,
+                   help="refuse keyless verification without matchOIDCIdentity")
+    p.add_argument("--selector", default=None, metavar="LABEL_SELECTOR",
+                   help="reconcile only objects with these labels (sharding)")
+    p.add_argument("--log-format", choices=("text", "json"), default=None)
+    p.add_argument("--health-port", type=int, default=None, metavar="PORT",
+                   help="serve liveness/readiness on http://0.0.0.0:PORT/healthz")
+    p.add_argument("--gc-interval", type=float, default=None, metavar="SECONDS",
+                   help="how often store files no HelmChart refers to are removed (default "
+                        "300; the first pass waits as long, so every object has been seen)")
+    p.set_defaults(handler=main, parser=p)
+
+
+def config_from(args: argparse.Namespace) -> OperatorConfig:
+    """Flags, else CHARTGUARD_* variables, else defaults; ``ValueError`` on a bad value."""
+    from chartguard.operator import OperatorConfig, label_filter
+
+    namespaces = args.namespace
+    if namespaces is None and not args.all_namespaces and not _env_flag("all-namespaces"):
+        namespaces = [n.strip() for n in (_env("namespace") or "").split(",") if n.strip()]
+    defaults = OperatorConfig()
+
+    def pick(value: Any, name: str, cast: Any, default: Any) -> Any:
+        if value is not None:
+            return value
+        raw = _env(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return cast(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name.upper().replace('-', '_')}={raw!r} is not "
+                             f"a valid --{name}") from None
+
+    log_format = pick(args.log_format, "log-format", str, defaults.log_format)
+    if log_format not in ("text", "json"):
+        raise ValueError(f"log format {log_format!r}: use text or json")
+    concurrency = pick(args.concurrency, "concurrency", int, defaults.concurrency)
+    if concurrency < 1:
+        raise ValueError("--concurrency must be at least 1")
+    selector = pick(args.selector, "selector", str, "")
+    label_filter(selector)  # fails early on a malformed selector
+    return OperatorConfig(
+        namespaces=tuple(namespaces or ()),
+        artifact_dir=pick(args.artifact_dir, "artifact-dir", Path, defaults.artifact_dir),
+        artifact_url_base=pick(args.artifact_url_base, "artifact-url-base", str, ""),
+        concurrency=concurrency,
+        require_keyless_identity=bool(args.require_keyless_identity)
+        or _env_flag("require-keyless-identity"),
+        selector=selector,
+        log_format=log_format,
+        health_port=pick(args.health_port, "health-port", int, 0),
+        gc_interval=pick(args.gc_interval, "gc-interval", float, defaults.gc_interval),
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from chartguard.operator import SelectorError, run
+
+    try:
+        config = config_from(args)
+    except (ValueError, SelectorError) as err:
+        return Reporter(args.parser).usage(str(err))
+    run(config)
+    # kopf has stopped its watches and our workers; a registry call still in flight in a
+    # worker thread would hold the interpreter's exit for its timeout. Nothing is lost by not
+    # waiting (store writes are atomic; the next start re-reconciles): flush and leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,0 +1,151 @@
+"""What the operator remembers between events: object bodies, Secrets, who uses what.
+
+- :class:`Objects`   the latest body of each watched object (from kopf's watch events and our
+  own patch responses), so a reconcile never re-reads the API for its object or its source.
+- :class:`Secrets`   the data of Secrets some object refers to, read once and kept fresh by the
+  Secret watch; a Secret nobody refers to is never kept (Helm's release Secrets are big).
+- :class:`Index`     which objects use which Secret or HelmRepository, so a change of one
+  re-reconciles exactly its users.
+
+Written by the event loop and read by worker threads: every structure holds its own lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
+
+from chartguard.operator.kube import Kube, secret_data
+from chartguard.reconcile.seams import SecretNotFoundError
+
+K = TypeVar("K", bound=Hashable)
+Ref = tuple[str, str]  # (namespace, name)
+
+
+class Objects:
+    """Latest bodies by (namespace, name) for one kind."""
+
+    def __init__(self) -> None:
+        self._bodies: dict[Ref, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        ref = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            old = self._bodies.get(ref)
+            # never go back to an older body (a patch response may race a watch event)
+            if old is not None and _rv(old) > _rv(body):
+                return
+            self._bodies[ref] = dict(body)
+
+    def drop(self, ref: Ref) -> None:
+        with self._lock:
+            self._bodies.pop(ref, None)
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._bodies.get((namespace, name))
+
+    def values(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._bodies.values())
+
+
+def _rv(body: Mapping[str, Any]) -> int:
+    value = body.get("metadata", {}).get("resourceVersion", "")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0  # opaque resourceVersions (not ours to order): take the newest seen
+
+
+class Sources:
+    """An :class:`~chartguard.reconcile.seams.ObjectReader` of one source kind: the cache, or
+    the API on a miss (at start-up a chart's event may come before its repository's)."""
+
+    def __init__(self, objects: Objects, kube: Kube, plural: str) -> None:
+        self._objects = objects
+        self._kube = kube
+        self._plural = plural
+
+    def get(self, namespace: str, name: str) -> Mapping[str, object] | None:
+        body = self._objects.get(namespace, name)
+        if body is None:
+            body = self._kube.get_source(self._plural, namespace, name)
+            if body is not None:
+                self._objects.put(body)
+        return body
+
+
+class Secrets:
+    """A :class:`~chartguard.reconcile.seams.SecretReader` over the API with a watch-fed cache."""
+
+    def __init__(self, kube: Kube) -> None:
+        self._kube = kube
+        self._data: dict[Ref, tuple[str, dict[str, bytes]]] = {}
+        self._latest: dict[Ref, str] = {}  # resourceVersion of every Secret event seen
+        self._lock = threading.Lock()
+
+    def get(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        ref = (namespace, name)
+        with self._lock:
+            cached = self._data.get(ref)
+            latest = self._latest.get(ref)
+        if cached is not None and (latest is None or latest == cached[0]):
+            return cached[1]
+        data = self._kube.get_secret(namespace, name)
+        if data is None:
+            with self._lock:
+                self._data.pop(ref, None)
+            raise SecretNotFoundError(f"{namespace}/{name}")
+        # the resourceVersion read is not returned by get_secret: key it by the latest event
+        with self._lock:
+            self._data[ref] = (self._latest.get(ref, ""), data)
+        return data
+
+    def observe(self, body: Mapping[str, Any], deleted: bool) -> Ref:
+        """A watch event: refresh a cached Secret, forget a deleted one."""
+        meta = body.get("metadata", {})
+        ref = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        rv = str(meta.get("resourceVersion", ""))
+        with self._lock:
+            if deleted:
+                self._data.pop(ref, None)
+                self._latest.pop(ref, None)
+                return ref
+            self._latest[ref] = rv
+            if ref in self._data:
+                self._data[ref] = (rv, secret_data(body))
+        return ref
+
+
+class Index(Generic[K]):
+    """Users by what they use: ``users(thing)`` is every key that last said it uses it."""
+
+    def __init__(self) -> None:
+        self._uses: dict[K, frozenset[Ref]] = {}
+        self._users: dict[Ref, set[K]] = defaultdict(set)
+        self._lock = threading.Lock()
+
+    def update(self, key: K, things: Iterable[Ref]) -> None:
+        new = frozenset(things)
+        with self._lock:
+            for thing in self._uses.get(key, frozenset()) - new:
+                self._users[thing].discard(key)
+                if not self._users[thing]:
+                    del self._users[thing]
+            for thing in new:
+                self._users[thing].add(key)
+            self._uses[key] = new
+
+    def drop(self, key: K) -> None:
+        self.update(key, ())
+        with self._lock:
+            self._uses.pop(key, None)
+
+    def users(self, thing: Ref) -> set[K]:
+        with self._lock:
+            return set(self._users.get(thing, ()))

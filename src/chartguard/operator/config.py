@@ -1,0 +1,27 @@
+"""What ``chartguard run`` was asked to do (its flags), in one immutable object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    artifact_dir: Path = Path("/data")
+    #: registry work in flight at once (worker threads)
+    concurrency: int = 4
+    require_keyless_identity: bool = False
+    #: a Kubernetes label selector: only matching objects are reconciled (sharding)
+    selector: str = ""
+    log_format: str = "text"  # text | json
+    health_port: int = 0  # 0: no health endpoint
+    #: ``status.artifact.url`` base (Flux: the storage's advertised address)
+    artifact_url_base: str = ""
+    #: jitter added to every interval, as a fraction (Flux: --interval-jitter-percentage 5)
+    interval_jitter: float = 0.05
+    #: how often unreferenced store files are removed (the first pass waits as long)
+    gc_interval: float = 300.0
+    #: registry request timeout, seconds
+    registry_timeout: float = 10.0

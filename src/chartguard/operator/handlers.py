@@ -1,0 +1,90 @@
+"""The kopf layer: watch events in, work queue out. Nothing else happens here.
+
+Only ``@kopf.on.event`` handlers are registered, on purpose: they need no progress storage and
+no diff-base, so kopf writes nothing on users' objects (no ``status.kopf``, which a real API
+server prunes from Flux's structural schemas, and no ``last-handled-configuration``
+annotation). Per-object intervals, retries and triggers are the operator's own work queue
+(:mod:`.runtime`), as in Flux's controllers. The storages are still set to annotations under
+``chartguard.fluxcd.io`` so that a handler added later cannot silently write into status.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from chartguard.api.meta import SOURCE_GROUP
+from chartguard.operator.config import OperatorConfig
+from chartguard.operator.kube import Kube, load_config
+from chartguard.operator.runtime import CHARTS, REPOSITORIES, Runtime
+from chartguard.operator.selectors import label_filter
+
+ANNOTATION_PREFIX = "chartguard.fluxcd.io"
+
+
+def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    """The handlers of ``chartguard run`` for ``config`` (the selector filters Flux's kinds)."""
+    registry = kopf.OperatorRegistry()
+    labels = label_filter(config.selector) or None
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # a registry of our own has none of kopf's default login handlers
+        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        return info
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+        # kopf's own finalizer stays kopf's: with no deletion handlers kopf removes that name
+        # from every object it sees, so it must never be Flux's finalizers.fluxcd.io
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=ANNOTATION_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+        settings.posting.enabled = False  # chartguard posts its own Events, worded as Flux's
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.reconnect_backoff = 1.0
+        settings.networking.request_timeout = 30
+        settings.queueing.exit_timeout = 2.0
+        memo.runtime = Runtime(config, Kube(load_config(config.concurrency + 4)))
+        memo.runtime.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: Any, **_: Any) -> None:
+        runtime: Runtime | None = getattr(memo, "runtime", None)
+        if runtime is not None:
+            await runtime.stop()
+
+    @kopf.on.event(SOURCE_GROUP, "v1", CHARTS, labels=labels, registry=registry)
+    async def chart_event(event: Any, memo: Any, **_: Any) -> None:
+        memo.runtime.observe_chart(event["type"], event["object"])
+
+    @kopf.on.event(SOURCE_GROUP, "v1", REPOSITORIES, labels=labels, registry=registry)
+    async def repository_event(event: Any, memo: Any, **_: Any) -> None:
+        memo.runtime.observe_repository(event["type"], event["object"])
+
+    @kopf.on.event("v1", "secrets", registry=registry)
+    async def secret_event(event: Any, memo: Any, **_: Any) -> None:
+        memo.runtime.observe_secret(event["type"], event["object"])
+
+    @kopf.on.probe(id="queued", registry=registry)
+    def queued(memo: Any, **_: Any) -> int:
+        runtime: Runtime | None = getattr(memo, "runtime", None)
+        return len(runtime.queue) if runtime is not None else 0
+
+    return registry
+
+
+def run(config: OperatorConfig) -> None:
+    """Run the operator until SIGTERM/SIGINT (kopf's signal handling stops it cleanly)."""
+    kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json"
+                   else kopf.LogFormat.FULL)
+    # kopf logs every handler call at INFO; ours are queue feeders, not worth a line each
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    liveness = (f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None)
+    kopf.run(registry=build_registry(config), standalone=True,
+             clusterwide=not config.namespaces, namespaces=list(config.namespaces),
+             liveness_endpoint=liveness, memo=kopf.Memo())

@@ -1,0 +1,152 @@
+"""The Kubernetes API calls kopf does not make for us, through the ``kubernetes`` client.
+
+Status patches (merge patches of what changed, on the ``/status`` subresource), our finalizer
+(JSON patches that add or remove exactly one entry), Secrets read on a cache miss, and core v1
+Events as Flux's recorder writes them. Responses are read as plain JSON (no model objects).
+Every call is synchronous: the operator makes them from its worker threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+from kubernetes.client.exceptions import ApiException
+
+from chartguard.api.meta import SOURCE_GROUP
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+COMPONENT = "chartguard"
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed; ``status`` is the HTTP status (0: no answer)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def load_config(pool_size: int) -> kubernetes.client.ApiClient:
+    """An API client from the in-cluster service account, else the kubeconfig (KUBECONFIG)."""
+    config = kubernetes.client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+    else:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=config)
+    config.connection_pool_maxsize = pool_size
+    return kubernetes.client.ApiClient(config)
+
+
+class Kube:
+    """Plain-JSON access to the objects chartguard writes and reads."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, *, timeout: float = 30.0) -> None:
+        self.api = api
+        self._custom = kubernetes.client.CustomObjectsApi(api)
+        self._core = kubernetes.client.CoreV1Api(api)
+        self._timeout = timeout
+        self._host = socket.gethostname()
+
+    def _call(self, what: str, fn: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            response = fn(*args, _preload_content=False, _request_timeout=self._timeout, **kw)
+        except ApiException as err:
+            raise KubeError(f"{what}: {err.status} {err.reason}", err.status or 0) from None
+        except OSError as err:  # urllib3 connection errors are OSErrors
+            raise KubeError(f"{what}: {type(err).__name__}") from None
+        return json.loads(response.data) if response.data else {}
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """The Secret's data, decoded; None when there is no such Secret."""
+        try:
+            body = self._call(f"Secret {namespace}/{name}", self._core.read_namespaced_secret,
+                              name, namespace)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return secret_data(body)
+
+    def get_source(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            body: dict[str, Any] = self._call(
+                f"{plural} {namespace}/{name}", self._custom.get_namespaced_custom_object,
+                SOURCE_GROUP, "v1", namespace, plural, name)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return body
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def patch_status(self, group: str, version: str, plural: str, namespace: str, name: str,
+                     status: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch ``status`` (only the keys that changed; None deletes one)."""
+        body: dict[str, Any] = self._call(
+            f"status of {plural} {namespace}/{name}",
+            self._custom.patch_namespaced_custom_object_status,
+            group, version, namespace, plural, name, {"status": dict(status)},
+            _content_type=MERGE_PATCH)
+        return body
+
+    def patch_finalizers(self, group: str, version: str, plural: str, namespace: str,
+                         name: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        """A JSON patch of ``metadata.finalizers`` (guarded by a ``test`` of the old list)."""
+        body: dict[str, Any] = self._call(
+            f"finalizers of {plural} {namespace}/{name}",
+            self._custom.patch_namespaced_custom_object,
+            group, version, namespace, plural, name, ops, _content_type=JSON_PATCH)
+        return body
+
+    def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str,
+                   annotations: Mapping[str, str]) -> None:
+        """A core v1 Event about ``involved`` (as client-go's recorder writes one)."""
+        meta = involved.get("metadata", {})
+        namespace = meta.get("namespace", "default")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'object')}.",
+                         "namespace": namespace, "annotations": dict(annotations)},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"), "kind": involved.get("kind"),
+                "name": meta.get("name"), "namespace": namespace, "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion")},
+            "type": type_, "reason": reason, "message": message[:1024],
+            "source": {"component": COMPONENT, "host": self._host},
+            "reportingComponent": COMPONENT, "reportingInstance": self._host,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        self._call(f"Event {reason} in {namespace}", self._core.create_namespaced_event,
+                   namespace, event)
+
+
+def secret_data(body: Mapping[str, Any]) -> dict[str, bytes]:
+    """A Secret's ``data`` (base64) and ``stringData`` decoded to bytes."""
+    out: dict[str, bytes] = {}
+    data = body.get("data")
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            try:
+                out[str(key)] = base64.b64decode(str(value or ""), validate=True)
+            except (binascii.Error, ValueError):
+                continue
+    string_data = body.get("stringData")
+    if isinstance(string_data, Mapping):
+        for key, value in string_data.items():
+            out[str(key)] = str(value).encode()
+    return out

@@ -1,0 +1,413 @@
+"""HelmChart from an ``oci`` HelmRepository: resolve, verify, fetch, store; one status at the end.
+
+The steps run in order over one scratch object (source-controller's shape); the first that
+cannot go on raises :class:`~chartguard.reconcile.outcome.StepFailedError`, and the status is
+summarised once, on every exit path, with Ready derived from the other conditions::
+
+    source    the HelmRepository (oci only), its credentials and TLS; the chart reference
+    policy    spec.verify -> keys from every *.pub of the Secret, or keyless identities and a
+              trusted root; one verifier per policy fingerprint
+    resolve   version (exact or range) -> one manifest digest
+    verify    signatures of THAT digest (skipped when this process verified the same digest
+              under the same policy and the artifact is in the store)
+    fetch     manifest, config and chart layer by that digest, every blob's sha256 checked
+              (skipped when the artifact for that digest is already in the store)
+    store     the .tgz written atomically, named by its sha256; status.artifact
+
+A failed verification, fetch or store never touches ``status.artifact`` or its file: the last
+verified chart stays what the cluster uses. Nothing here imports kopf or the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from chartguard.api import HelmChart, HelmRepository, InvalidSpecError
+from chartguard.api import conditions as c
+from chartguard.api.status import Artifact, HelmChartStatus
+from chartguard.oci import AuthenticationError, ChartReference, OCIError, ResolvedChart
+from chartguard.reconcile.helmrepository import Connection, connection
+from chartguard.reconcile.outcome import StepFailedError, safe
+from chartguard.reconcile.seams import (
+    Event,
+    ObjectReader,
+    Registry,
+    RegistryFactory,
+    SecretNotFoundError,
+    SecretReader,
+    VerifierFactory,
+    utcnow,
+)
+from chartguard.reconcile.verification import verify_artifacts
+from chartguard.store import ArtifactStore, StoreError
+from chartguard.verify import (
+    OIDCIdentity,
+    TrustRoot,
+    VerificationError,
+    VerificationFailedError,
+    VerificationPolicy,
+    VerificationResult,
+    VerifiedCache,
+    Verifier,
+    public_keys_from_secret,
+)
+
+SOURCE_UNAVAILABLE = "SourceUnavailable"
+UNSUPPORTED_SOURCE_KIND = "UnsupportedSourceKind"
+CHART_VERIFICATION_ERROR = "ChartVerificationError"
+NEW_CHART = "NewChart"
+#: Warning Event: keyless signature accepted from any signer (no matchOIDCIdentity)
+SIGNER_IDENTITY_UNCHECKED = "SignerIdentityUnchecked"
+TRUSTED_ROOT_KEY = "trusted_root.json"
+#: Flux's event metadata keys (``<group>/revision``, ``<group>/digest``)
+REVISION_ANNOTATION = "source.toolkit.fluxcd.io/revision"
+DIGEST_ANNOTATION = "source.toolkit.fluxcd.io/digest"
+
+_FAILURE_TYPES = (c.FETCH_FAILED, c.BUILD_FAILED, c.STORAGE_OPERATION_FAILED, c.STALLED,
+                  c.RECONCILING, c.ARTIFACT_OUTDATED)
+
+
+@dataclass(frozen=True)
+class ChartEnv:
+    """The I/O a chart reconcile uses, built once at start-up and shared by all charts."""
+
+    secrets: SecretReader
+    repositories: ObjectReader
+    registries: RegistryFactory
+    verifiers: VerifierFactory
+    verified: VerifiedCache
+    store: ArtifactStore
+    require_keyless_identity: bool = False
+    #: ``status.artifact.url`` is this base joined with the artifact's path
+    artifact_url_base: str = "file:///"
+    now: Callable[[], datetime] = utcnow
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What this process last verified for one object: a manifest digest under a policy."""
+
+    digest: str
+    policy: str  # the policy fingerprint; "" when spec.verify is not set
+
+
+@dataclass(frozen=True)
+class ChartResult:
+    status: HelmChartStatus
+    events: tuple[Event, ...] = ()
+    #: when to reconcile again (before jitter); None: only when something changes
+    requeue_after: timedelta | None = None
+    failure: StepFailedError | None = None
+    verified: Verified | None = None
+    #: the objects this chart read, so their changes re-reconcile it
+    secrets: frozenset[tuple[str, str]] = frozenset()
+    repository: tuple[str, str] | None = None
+    #: what happened, for logs and tests: "unchanged", "verified", "fetched"
+    actions: tuple[str, ...] = ()
+
+
+@dataclass
+class _Scratch:
+    chart: HelmChart
+    status: HelmChartStatus
+    env: ChartEnv
+    verified_before: Verified | None
+    now: datetime
+    conds: list[dict[str, Any]]
+    events: list[Event] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    secrets: set[tuple[str, str]] = field(default_factory=set)
+    repository: tuple[str, str] | None = None
+    conn: Connection | None = None
+    client: Registry | None = None
+    ref: ChartReference | None = None
+    policy: VerificationPolicy | None = None
+    verifier: Verifier | None = None
+    resolved: ResolvedChart | None = None
+    result: VerificationResult | None = None
+    artifact: Artifact | None = None
+    chart_name: str = ""
+    verified: Verified | None = None
+    outdated: bool = False
+
+    @property
+    def provider(self) -> str:
+        verify = self.chart.spec.verify
+        return "cosign keyless" if verify is not None and verify.keyless else "cosign"
+
+
+def reconcile_helmchart(chart: HelmChart, status: HelmChartStatus, env: ChartEnv, *,
+                        verified_before: Verified | None = None,
+                        requested_at: str = "") -> ChartResult:
+    """The status ``chart`` should have now, the Events to emit and when to look again."""
+    s = _Scratch(chart=chart, status=status, env=env, verified_before=verified_before,
+                 now=env.now(), conds=[dict(x) for x in status.conditions],
+                 artifact=status.artifact, chart_name=status.observed_chart_name)
+    # a failed verification is recalculated, never carried over (as source-controller does)
+    if c.is_status(s.conds, c.SOURCE_VERIFIED, c.FALSE):
+        s.conds = c.remove_condition(s.conds, c.SOURCE_VERIFIED)
+    failure: StepFailedError | None = None
+    try:
+        for step in (_source, _policy, _resolve, _verify, _fetch):
+            step(s)
+    except StepFailedError as err:
+        failure = err
+    return _summarize(s, failure, requested_at)
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+
+def _source(s: _Scratch) -> None:
+    ref = s.chart.spec.source_ref
+    ns = s.chart.metadata.namespace
+    if ref.kind != "HelmRepository":
+        raise StepFailedError(c.STALLED, UNSUPPORTED_SOURCE_KIND,
+                      f"sourceRef kind {ref.kind} is not served by chartguard yet: serve the "
+                      "chart from an OCI HelmRepository", stalled=True)
+    s.repository = (ns, ref.name)
+    body = s.env.repositories.get(ns, ref.name)
+    if body is None:
+        raise StepFailedError(c.FETCH_FAILED, SOURCE_UNAVAILABLE,
+                      f"failed to get source: HelmRepository '{ns}/{ref.name}' not found")
+    try:
+        repo = HelmRepository.from_object(body, default_namespace=ns)
+    except InvalidSpecError as err:
+        raise StepFailedError(c.FETCH_FAILED, SOURCE_UNAVAILABLE,
+                      f"failed to get source: {safe(err)}") from None
+    for secret_ref in (repo.spec.secret_ref, repo.spec.cert_secret_ref):
+        if secret_ref is not None:
+            s.secrets.add((ns, secret_ref.name))
+    s.conn = connection(repo, s.env.secrets)
+    try:
+        s.ref = ChartReference.parse(repo.spec.url, s.chart.spec.chart)
+    except OCIError as err:
+        raise StepFailedError(c.STALLED, c.INVALID_CHART_REFERENCE,
+                      f"invalid chart reference: {safe(err)}", stalled=True) from None
+    s.client = s.env.registries.client(s.conn.key, plain_http=s.conn.plain_http,
+                                       credentials=s.conn.credentials, tls=s.conn.tls)
+
+
+def _policy(s: _Scratch) -> None:
+    verify = s.chart.spec.verify
+    if verify is None:
+        return
+    ns = s.chart.metadata.namespace
+
+    def refuse(why: str, *, stalled: bool = False) -> StepFailedError:
+        return StepFailedError(c.SOURCE_VERIFIED, c.VERIFICATION_ERROR,
+                       f"failed to verify the signature using provider '{s.provider}': {why}",
+                       status=c.FALSE, stalled=stalled)
+
+    def secret(name: str) -> dict[str, bytes]:
+        s.secrets.add((ns, name))
+        try:
+            return dict(s.env.secrets.get(ns, name))
+        except SecretNotFoundError:
+            raise refuse(f"secret '{ns}/{safe(name)}' not found") from None
+
+    try:
+        keys = (public_keys_from_secret(secret(verify.secret_ref.name))
+                if verify.secret_ref is not None else ())
+        root = None
+        if verify.trusted_root_secret_ref is not None:
+            name = verify.trusted_root_secret_ref.name
+            data = secret(name).get(TRUSTED_ROOT_KEY)
+            if data is None:
+                raise refuse(f"secret '{ns}/{safe(name)}' has no key {TRUSTED_ROOT_KEY}")
+            root = TrustRoot.from_json(data, f"{ns}/{name}/{TRUSTED_ROOT_KEY}")
+        identities = tuple(OIDCIdentity(issuer=m.issuer, subject=m.subject)
+                           for m in verify.match_oidc_identity)
+        s.policy = VerificationPolicy(
+            keys=keys, identities=() if keys else identities, trust_root=root,
+            require_identity=s.env.require_keyless_identity and not keys)
+        s.verifier = s.env.verifiers.verifier(s.policy)
+    except VerificationError as err:
+        # a key, trusted root or identity the spec or Secret gives that cannot be used
+        raise refuse(safe(err)) from None
+
+
+def _resolve(s: _Scratch) -> None:
+    assert s.client is not None
+    assert s.ref is not None
+    try:
+        s.resolved = s.client.resolve(s.ref, s.chart.spec.version)
+    except OCIError as err:
+        raise _pull_failure(err, "failed to get chart version") from None
+
+
+def _revision(resolved: ResolvedChart) -> str:
+    return f"{resolved.version}@{resolved.digest}"
+
+
+def _in_store(s: _Scratch) -> bool:
+    """The current artifact is this revision and its file is in the store, intact."""
+    assert s.resolved is not None
+    art = s.status.artifact
+    if art is None or art.revision != _revision(s.resolved):
+        return False
+    try:
+        return s.env.store.has(art.digest)
+    except StoreError:
+        return False
+
+
+def _verify(s: _Scratch) -> None:
+    assert s.resolved is not None
+    assert s.client is not None
+    assert s.ref is not None
+    fingerprint = s.policy.fingerprint if s.policy is not None else ""
+    s.verified = Verified(s.resolved.digest, fingerprint)
+    if s.verified == s.verified_before and _in_store(s):
+        s.actions.append("unchanged")
+        return
+    if s.policy is None or s.verifier is None:
+        return
+    digest = s.resolved.digest
+    cached = s.env.verified.get(digest, s.policy)
+    if cached is not None:
+        s.result = cached
+        return
+    try:
+        artifacts = s.client.find_signatures(s.ref, digest)
+    except OCIError as err:
+        raise _pull_failure(err, f"failed to read the signatures of {digest}") from None
+    try:
+        s.result = verify_artifacts(s.verifier, artifacts)
+    except VerificationFailedError as err:
+        s.verified = None
+        reasons = "; ".join(err.failures) if err.failures else str(err)
+        message = (f"chart verification error: failed to verify the signature of "
+                   f"'{s.chart.spec.chart}' version '{s.resolved.version}' ({digest}) using "
+                   f"provider '{s.provider}': {safe(reasons)}")
+        _outdated(s)
+        raise StepFailedError(c.SOURCE_VERIFIED, c.VERIFICATION_ERROR, message, status=c.FALSE,
+                      extra=((c.BUILD_FAILED, c.TRUE, CHART_VERIFICATION_ERROR),)) from None
+    s.env.verified.put(s.policy, s.result)
+    s.actions.append("verified")
+    if s.result.identity_unchecked and s.result.identity is not None:
+        issuer, subject = s.result.identity
+        s.events.append(Event(
+            "Warning", SIGNER_IDENTITY_UNCHECKED,
+            f"verified keyless signature of version {s.resolved.version} ({digest}) by "
+            f"{safe(subject)} (issuer {safe(issuer)}), but spec.verify has no "
+            "matchOIDCIdentity: any signer identity was accepted; add matchOIDCIdentity to "
+            "pin the signer"))
+
+
+def _fetch(s: _Scratch) -> None:
+    assert s.resolved is not None
+    assert s.client is not None
+    assert s.ref is not None
+    if _in_store(s):
+        return  # this digest's chart is stored: nothing to download
+    try:
+        chart = s.client.fetch_chart(s.ref, s.resolved.digest)
+    except OCIError as err:
+        _outdated(s)
+        raise _pull_failure(err, f"failed to pull {s.resolved.digest}") from None
+    try:
+        digest = s.env.store.put(chart.layer)
+    except StoreError as err:
+        raise StepFailedError(c.STORAGE_OPERATION_FAILED, c.ARCHIVE_OPERATION_FAILED,
+                      f"unable to copy Helm chart to storage: {safe(err)}") from None
+    s.actions.append("fetched")
+    s.chart_name = safe(chart.name)  # from the registry: outside text
+    path = s.env.store.relative_path(digest)
+    old = s.status.artifact
+    if old is not None and old.digest == digest and old.revision == _revision(s.resolved):
+        return  # the same bytes stored again (after a restart): status stays as it was
+    s.artifact = Artifact(path=path, url=f"{s.env.artifact_url_base.rstrip('/')}/{path}",
+                          revision=_revision(s.resolved),
+                          last_update_time=c.format_time(s.now), digest=digest,
+                          size=len(chart.layer))
+
+
+def _pull_failure(err: OCIError, what: str) -> StepFailedError:
+    reason = c.AUTHENTICATION_FAILED if isinstance(err, AuthenticationError) else (
+        c.CHART_PULL_ERROR)
+    return StepFailedError(c.FETCH_FAILED, reason, f"chart pull error: {what}: {safe(err)}")
+
+
+def _outdated(s: _Scratch) -> None:
+    """A newer revision than the stored one was seen and could not be stored (yet)."""
+    assert s.resolved is not None
+    if s.status.artifact is not None and s.status.artifact.revision != _revision(s.resolved):
+        s.outdated = True
+        s.conds = c.set_condition(
+            s.conds, c.ARTIFACT_OUTDATED, c.TRUE, NEW_CHART,
+            f"new '{s.chart.spec.chart}' chart with version '{s.resolved.version}'",
+            observed_generation=s.chart.metadata.generation, now=s.now)
+
+
+# -- summary -------------------------------------------------------------------------------
+
+
+def _summarize(s: _Scratch, failure: StepFailedError | None, requested_at: str) -> ChartResult:
+    gen, now = s.chart.metadata.generation, s.now
+    conds = s.conds
+    keep = {failure.condition, *(x[0] for x in failure.extra)} if failure else set()
+    if failure is not None and s.outdated:
+        keep.add(c.ARTIFACT_OUTDATED)
+    for type_ in _FAILURE_TYPES:
+        if type_ not in keep:
+            conds = c.remove_condition(conds, type_)
+    events = list(s.events)
+    artifact = s.artifact
+    chart_name = s.chart_name or s.status.observed_chart_name or s.chart.spec.chart
+    if failure is None:
+        assert s.resolved is not None
+        assert artifact is not None
+        pulled = c.pulled_chart_message(chart_name, s.resolved.version)
+        conds = c.set_condition(conds, c.ARTIFACT_IN_STORAGE, c.TRUE, c.CHART_PULL_SUCCEEDED,
+                                pulled, observed_generation=gen, now=now)
+        if s.chart.spec.verify is not None:
+            conds = c.set_condition(conds, c.SOURCE_VERIFIED, c.TRUE, c.SUCCEEDED,
+                                    c.verified_signature_message(s.resolved.version),
+                                    observed_generation=gen, now=now)
+        else:
+            conds = c.remove_condition(conds, c.SOURCE_VERIFIED)
+        old = s.status.artifact
+        if old is None or old.digest != artifact.digest or _recovered(s.status.conditions):
+            events.append(Event("Normal", c.CHART_PULL_SUCCEEDED, pulled, {
+                REVISION_ANNOTATION: artifact.revision, DIGEST_ANNOTATION: artifact.digest}))
+    else:
+        conds = c.set_condition(conds, failure.condition, failure.status, failure.reason,
+                                failure.message, observed_generation=gen, now=now)
+        for type_, value, reason in failure.extra:
+            conds = c.set_condition(conds, type_, value, reason, failure.message,
+                                    observed_generation=gen, now=now)
+        if failure.stalled and failure.condition != c.STALLED:
+            conds = c.set_condition(conds, c.STALLED, c.TRUE, failure.reason, failure.message,
+                                    observed_generation=gen, now=now)
+        if s.chart.spec.verify is None:
+            conds = c.remove_condition(conds, c.SOURCE_VERIFIED)
+        events.append(Event("Warning", failure.reason, failure.message))
+    conds = c.summarize_ready(conds, c.HELMCHART_READY, observed_generation=gen, now=now)
+    done = failure is None or failure.stalled
+    status = HelmChartStatus(
+        observed_generation=gen if done else s.status.observed_generation,
+        conditions=tuple(conds),
+        artifact=artifact,
+        url=artifact.url if artifact is not None else s.status.url,
+        observed_chart_name=chart_name if artifact is not None else "",
+        observed_source_artifact_revision=s.status.observed_source_artifact_revision,
+        observed_values_files=s.status.observed_values_files,
+        last_handled_reconcile_at=requested_at or s.status.last_handled_reconcile_at,
+    )
+    requeue = None if failure is not None and failure.stalled else s.chart.spec.interval
+    return ChartResult(
+        status=status, events=tuple(events), requeue_after=requeue, failure=failure,
+        verified=s.verified if failure is None else (
+            None if failure.condition == c.SOURCE_VERIFIED else s.verified_before),
+        secrets=frozenset(s.secrets), repository=s.repository, actions=tuple(s.actions))
+
+
+def _recovered(before: tuple[Any, ...]) -> bool:
+    """The previous status recorded a failure (Flux notifies on recovery)."""
+    return any(x.get("type") in (c.FETCH_FAILED, c.BUILD_FAILED, c.STORAGE_OPERATION_FAILED)
+               and x.get("status") == c.TRUE for x in before) or c.is_status(
+        before, c.SOURCE_VERIFIED, c.FALSE)

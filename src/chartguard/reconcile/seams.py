@@ -1,0 +1,76 @@
+"""What the reconcilers need from the outside world, as Protocols (built once at start-up).
+
+The operator passes real implementations (Kubernetes reads through its caches, registry
+clients per HelmRepository, verifiers per policy); unit tests pass small fakes. Nothing here
+does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from chartguard.oci import (
+    ChartArtifact,
+    ChartReference,
+    RegistryCredentials,
+    ResolvedChart,
+    SignatureArtifacts,
+    TLSConfig,
+)
+from chartguard.verify import VerificationPolicy, Verifier
+
+
+class SecretNotFoundError(Exception):
+    """The named Secret does not exist (or cannot be read)."""
+
+
+class SecretReader(Protocol):
+    def get(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        """The Secret's decoded ``data``; ``SecretNotFoundError`` when there is none."""
+        ...
+
+
+class ObjectReader(Protocol):
+    def get(self, namespace: str, name: str) -> Mapping[str, object] | None:
+        """The object's body (e.g. a HelmRepository), or None when it does not exist."""
+        ...
+
+
+class Registry(Protocol):
+    """The part of :class:`chartguard.oci.RegistryClient` a chart reconcile uses."""
+
+    def resolve(self, ref: ChartReference, version: str = "*") -> ResolvedChart: ...
+
+    def fetch_chart(self, ref: ChartReference, digest: str) -> ChartArtifact: ...
+
+    def find_signatures(self, ref: ChartReference, digest: str) -> SignatureArtifacts: ...
+
+
+class RegistryFactory(Protocol):
+    def client(self, key: str, *, plain_http: bool, credentials: RegistryCredentials | None,
+               tls: TLSConfig | None) -> Registry:
+        """A client for one HelmRepository (``key``), reused while its settings are equal."""
+        ...
+
+
+class VerifierFactory(Protocol):
+    def verifier(self, policy: VerificationPolicy) -> Verifier:
+        """The verifier of ``policy`` (built once per policy fingerprint)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to emit about the object reconciled (Flux's reasons)."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

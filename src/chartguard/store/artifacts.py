@@ -1,0 +1,148 @@
+"""Chart archives named by their sha256: ``<root>/sha256/<hex>.tgz``.
+
+A file's name is its content digest, so a file can be checked against its name at any time and
+two objects using the same chart share one file. Writes go to a temporary file in the same
+directory, are flushed to disk and renamed into place: a reader (or a restart after SIGKILL)
+sees either the whole file or none. A file is trusted once per process after its sha256 was
+checked; a corrupted one is removed and reported missing, so the reconciler fetches it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from chartguard.digest import is_digest
+
+_SUBDIR = "sha256"
+_SUFFIX = ".tgz"
+_STALE_TMP_SECONDS = 600
+
+
+class StoreError(Exception):
+    """The artifact directory cannot be written or read (disk full, permissions)."""
+
+
+class ArtifactStore:
+    """Verified chart archives under ``root``, addressed by ``sha256:<hex>``. Thread-safe."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._dir = root / _SUBDIR
+        self._checked: set[str] = set()  # digests whose file was hashed by this process
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        """Create the directory (at start-up: a read-only or missing volume fails early)."""
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"artifact directory {self._dir}: {err.strerror}") from None
+
+    @staticmethod
+    def relative_path(digest: str) -> str:
+        """``sha256/<hex>.tgz``: the artifact's ``path`` in status."""
+        _check(digest)
+        return f"{_SUBDIR}/{digest.split(':', 1)[1]}{_SUFFIX}"
+
+    def path(self, digest: str) -> Path:
+        return self.root / self.relative_path(digest)
+
+    def has(self, digest: str) -> bool:
+        """True when the file for ``digest`` exists and its bytes hash to ``digest``.
+
+        The hash is computed once per process per digest; a mismatching file is removed.
+        """
+        path = self.path(digest)
+        with self._lock:
+            if digest in self._checked:
+                if path.is_file():
+                    return True
+                self._checked.discard(digest)
+                return False
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            raise StoreError(f"artifact {path}: {err.strerror}") from None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            path.unlink(missing_ok=True)
+            return False
+        with self._lock:
+            self._checked.add(digest)
+        return True
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` (atomically; a no-op when already there); return its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.has(digest):
+            return digest
+        final = self.path(digest)
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=_SUFFIX, dir=self._dir)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                Path(tmp).chmod(0o644)
+                Path(tmp).replace(final)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as err:
+            raise StoreError(f"cannot write artifact {final}: {err.strerror}") from None
+        with self._lock:
+            self._checked.add(digest)
+        return digest
+
+    def read(self, digest: str) -> bytes:
+        """The bytes of ``digest``; ``StoreError`` when missing or not matching."""
+        if not self.has(digest):
+            raise StoreError(f"artifact {digest} is not in the store")
+        try:
+            return self.path(digest).read_bytes()
+        except OSError as err:
+            raise StoreError(f"artifact {digest}: {err.strerror}") from None
+
+    def digests(self) -> set[str]:
+        """Every digest with a file in the store (temporary files excluded)."""
+        try:
+            names = [p.name for p in self._dir.iterdir()]
+        except FileNotFoundError:
+            return set()
+        return {f"sha256:{n[:-len(_SUFFIX)]}" for n in names
+                if n.endswith(_SUFFIX) and not n.startswith(".")
+                and is_digest(f"sha256:{n[:-len(_SUFFIX)]}")}
+
+    def collect(self, referenced: Iterable[str]) -> list[str]:
+        """Remove every file whose digest is not in ``referenced`` (and old temporaries);
+        return the digests removed."""
+        keep = set(referenced)
+        removed = []
+        for digest in sorted(self.digests() - keep):
+            self.path(digest).unlink(missing_ok=True)
+            with self._lock:
+                self._checked.discard(digest)
+            removed.append(digest)
+        # temporaries left by a killed process; a young one may be a write in flight
+        cutoff = time.time() - _STALE_TMP_SECONDS
+        try:
+            for tmp in self._dir.glob(".tmp-*"):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return removed
+
+
+def _check(digest: str) -> None:
+    if not is_digest(digest):
+        raise ValueError(f"{digest!r} is not a sha256 digest")
