@@ -231,7 +231,7 @@ def _boot(bins: dict[str, str], root: Path, stack: ExitStack, *, nodes: int, crd
         f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
         f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
         # throwaway data: no fsync (tests share two cores with everything else)
-        "--unsafe-no-fsync", "--log-level=warn", "--listen-metrics-urls=",
+        "--unsafe-no-fsync", "--log-level=warn",
     ])
     _wait(lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"), what="etcd health",
           proc=etcd, workdir=root, timeout=left())
