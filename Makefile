@@ -43,7 +43,7 @@ typecheck: install
 
 # the gate before every commit
 check: lint typecheck
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 # what CI runs (.ci/run): set everything up on a fresh machine, then the whole suite
 test: install tools

@@ -32,6 +32,10 @@ SEED_FILES = ("seed-helmrepository-podinfo.yaml", "seed-export-v0.36-prometheus.
               "seed-export-v0.36-nginx-verify-key.yaml")
 SERVED = ("HelmRepository", "HelmChart", "HelmRelease")
 
+# one control plane per pytest process: `make check` runs xdist with --dist loadgroup, so
+# these tests share one worker (and one control plane) instead of starting one per worker
+pytestmark = pytest.mark.xdist_group("controlplane")
+
 
 def _pinned_kubernetes() -> str:
     """The version scripts/build_go_tools.py builds (the single place it is pinned)."""

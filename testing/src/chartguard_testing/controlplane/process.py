@@ -224,12 +224,12 @@ def _boot(bins: dict[str, str], root: Path, stack: ExitStack, *, nodes: int, crd
     pki = make_pki(root / "pki")
     etcd_port, peer_port, api_port = procs.free_port(), procs.free_port(), procs.free_port()
     etcd = started("etcd", [
-        bins["etcd"], "--name=default", f"--data-dir={root / 'etcd'}",
+        bins["etcd"], "--name=chartguard", f"--data-dir={root / 'etcd'}",
         f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
         f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
         f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
         f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-        f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
+        f"--initial-cluster=chartguard=http://127.0.0.1:{peer_port}",
         # throwaway data: no fsync (tests share two cores with everything else)
         "--unsafe-no-fsync", "--log-level=warn",
     ])
@@ -248,6 +248,9 @@ def _boot(bins: dict[str, str], root: Path, stack: ExitStack, *, nodes: int, crd
         f"--service-account-signing-key-file={pki.sa_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=RBAC", "--allow-privileged=true", "--profiling=false",
+        # the `kubernetes` Service cannot list 127.0.0.1 as an endpoint (loopback is refused),
+        # and nothing here runs in a pod network that would use it
+        "--endpoint-reconciler-type=none",
         "--v=0",
     ])
     ctx = _ssl_context(pki)
