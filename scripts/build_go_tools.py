@@ -78,6 +78,9 @@ class Tool:
     group: str
     # the version of the repository's own modules where its go.mod requires v0.0.0
     local_version: str | None = None
+    # data files put beside the binaries: name -> files of the module joined as one YAML
+    # stream (copied from Go's module cache, never into the clone)
+    data: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _kube_version_ldflags(version: str) -> tuple[str, ...]:
@@ -164,7 +167,15 @@ TOOLSET: tuple[Tool, ...] = (
          "controlplane", "v0." + KUBERNETES.split(".", 1)[1]),
     Tool("kwok", "sigs.k8s.io/kwok", KWOK,
          (Binary("kwok", "sigs.k8s.io/kwok/cmd/kwok",
-                 (f"-X sigs.k8s.io/kwok/pkg/consts.Version={KWOK}",)),), "controlplane"),
+                 (f"-X sigs.k8s.io/kwok/pkg/consts.Version={KWOK}",)),), "controlplane",
+         # the kwok binary has no stages of its own (kwokctl hands it these): nodes become
+         # Ready and keep a lease, pods become Running/Ready, complete (Jobs) and delete
+         data=(("kwok-stages.yaml", ("kustomize/stage/node/fast/node-initialize.yaml",
+                                     "kustomize/stage/node/heartbeat-with-lease/"
+                                     "node-heartbeat-with-lease.yaml",
+                                     "kustomize/stage/pod/fast/pod-ready.yaml",
+                                     "kustomize/stage/pod/fast/pod-complete.yaml",
+                                     "kustomize/stage/pod/fast/pod-delete.yaml")),)),
     Tool("oras", "oras.land/oras", ORAS,
          (Binary("oras", "oras.land/oras/cmd/oras",
                  ("-X oras.land/oras/internal/version.BuildMetadata=chartguard",)),),
@@ -198,10 +209,27 @@ def _go(args: list[str], cwd: Path) -> str:
     return proc.stdout
 
 
+def _download(module: str, version: str, cwd: Path) -> dict[str, str]:
+    """``go mod download -json``: where the module cache holds its go.mod and its files."""
+    info: dict[str, str] = json.loads(_go(["mod", "download", "-json", f"{module}@{version}"],
+                                          cwd))
+    return info
+
+
 def _upstream_gomod(module: str, version: str, cwd: Path) -> str:
-    """The tool module's own go.mod (``go mod download -json`` names the file)."""
-    info = json.loads(_go(["mod", "download", "-json", f"{module}@{version}"], cwd))
-    return Path(info["GoMod"]).read_text()
+    """The tool module's own go.mod."""
+    return Path(_download(module, version, cwd)["GoMod"]).read_text()
+
+
+def _write_data(tool: Tool, entry: Path) -> None:
+    """The tool's data files, from the module as Go's module cache holds it."""
+    with tempfile.TemporaryDirectory(prefix="chartguard-go-data-") as tmp:
+        source = Path(_download(tool.module, tool.version, Path(tmp))["Dir"])
+    for name, parts in tool.data:
+        text = "\n---\n".join((source / part).read_text().strip() for part in parts)
+        partial = entry / f".{name}.partial"
+        partial.write_text(text + "\n")
+        partial.replace(entry / name)
 
 
 def _children_cpu() -> float:
@@ -249,9 +277,9 @@ def ensure(tool: Tool) -> float:
     """Cached binaries of ``tool`` (building them once), linked into .tools/; seconds spent."""
     started = time.monotonic()
     entry = CACHE / f"{tool.key}-{tool.version}"
-    names = [b.name for b in tool.binaries]
+    names = [b.name for b in tool.binaries] + [name for name, _ in tool.data]
     with _locked(CACHE / f"{tool.key}-{tool.version}.lock"):
-        if not all((entry / n).is_file() for n in names):
+        if not all((entry / b.name).is_file() for b in tool.binaries):
             print(f"building {tool.module}@{tool.version} ...", flush=True)
             partial = entry.with_name(entry.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
@@ -259,6 +287,8 @@ def ensure(tool: Tool) -> float:
             _build(tool, partial)
             shutil.rmtree(entry, ignore_errors=True)
             partial.rename(entry)  # the entry appears complete or not at all
+        if not all((entry / name).is_file() for name, _ in tool.data):
+            _write_data(tool, entry)
     TOOLS.mkdir(parents=True, exist_ok=True)
     for name in names:
         link = TOOLS / name

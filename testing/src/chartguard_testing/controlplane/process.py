@@ -47,10 +47,20 @@ def binaries() -> dict[str, str]:
             found[name] = tools.find_tool(name)
         except tools.ToolMissingError:
             missing.append(name)
+    if "kwok" in found:
+        stages = kwok_stages(found["kwok"])
+        if not stages.is_file():
+            missing.append(str(stages))
     if missing:
         raise ControlPlaneMissingError(
             f"{', '.join(missing)} not found in {tools.TOOLS_DIR}: run `make controlplane`")
     return found
+
+
+def kwok_stages(kwok: str) -> Path:
+    """kwok's default node and pod stages, which ``make controlplane`` puts beside the
+    binary (the kwok binary has none built in; kwokctl normally hands them over)."""
+    return Path(kwok).resolve().parent / "kwok-stages.yaml"
 
 
 def available() -> bool:
@@ -288,11 +298,11 @@ def _boot(bins: dict[str, str], root: Path, stack: ExitStack, *, nodes: int, crd
         bins["kube-scheduler"], f"--kubeconfig={sched_config}", "--leader-elect=false",
         "--secure-port=0", "--v=0",
     ])
-    # HOME of its own: kwok reads ~/.kwok/kwok.yaml; without a config it uses its built-in
-    # default stages (node ready and heartbeat, pod ready, pod delete)
+    # HOME of its own, so no ~/.kwok/kwok.yaml is read; the stages kwokctl would give it:
+    # nodes Ready with a lease, pods Running/Ready, completed (Jobs) and deleted
     (root / "kwok-home").mkdir(exist_ok=True)
     plane.processes["kwok"] = started("kwok", [
-        bins["kwok"], f"--kubeconfig={kwok_config}",
+        bins["kwok"], f"--kubeconfig={kwok_config}", f"--config={kwok_stages(bins['kwok'])}",
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         "--node-ip=10.0.1.1", "--cidr=10.0.2.0/24", "--node-lease-duration-seconds=40",
