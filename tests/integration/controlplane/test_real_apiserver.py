@@ -271,3 +271,4 @@ def test_requests_without_credentials_are_anonymous_and_forbidden(
         urllib.request.urlopen(controlplane.url + "/api/v1/namespaces",  # noqa: S310
                                context=ctx, timeout=10)
     assert denied.value.code == 403
+    denied.value.close()

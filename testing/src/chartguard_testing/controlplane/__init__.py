@@ -3,6 +3,7 @@ kube-scheduler, kwok) built from source by ``make controlplane``: test equipment
 
 from chartguard_testing.controlplane.process import (
     BINARIES,
+    ApiError,
     ControlPlane,
     ControlPlaneMissingError,
     Namespaced,
@@ -13,5 +14,5 @@ from chartguard_testing.controlplane.process import (
     run_controlplane,
 )
 
-__all__ = ["BINARIES", "ControlPlane", "ControlPlaneMissingError", "Namespaced", "available",
-           "binaries", "kwok_node", "namespaced", "run_controlplane"]
+__all__ = ["BINARIES", "ApiError", "ControlPlane", "ControlPlaneMissingError", "Namespaced",
+           "available", "binaries", "kwok_node", "namespaced", "run_controlplane"]

@@ -34,6 +34,14 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler
 CRDS = tools.REPO_ROOT / "crds"
 
 
+class ApiError(RuntimeError):
+    """The API server answered a request with an error status."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class ControlPlaneMissingError(tools.ToolMissingError):
     """A control-plane binary is not built: ``make controlplane`` (part of ``make tools``)."""
 
@@ -140,9 +148,15 @@ def _request(url: str, pki: Pki, method: str, path: str, body: object | None,
     req = urllib.request.Request(url + path, data=data, method=method,  # noqa: S310 (https)
                                  headers={"Content-Type": content_type,
                                           "Accept": "application/json"})
-    with urllib.request.urlopen(req, context=_ssl_context(pki),  # noqa: S310 (https)
-                                timeout=timeout) as resp:
-        raw = resp.read()
+    try:
+        with urllib.request.urlopen(req, context=_ssl_context(pki),  # noqa: S310 (https)
+                                    timeout=timeout) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:
+        # read and close the answer (it holds a socket); the Status message says what failed
+        detail = exc.read().decode(errors="replace")
+        exc.close()
+        raise ApiError(exc.code, f"{method} {path}: {exc.code} {detail}") from None
     return json.loads(raw) if raw else None
 
 
@@ -174,6 +188,9 @@ def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
     try:
         with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:  # noqa: S310
             return bool(resp.status == 200)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response's socket
+        return False
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
 
@@ -329,7 +346,7 @@ def _boot(bins: dict[str, str], root: Path, stack: ExitStack, *, nodes: int, crd
         try:
             plane.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
             return True
-        except urllib.error.HTTPError:
+        except ApiError:
             return False
 
     _wait(nodes_ready, what="kwok nodes Ready", proc=plane.processes["kwok"], workdir=root,
