@@ -27,3 +27,7 @@ def test_demo_runs_the_blog_flow_end_to_end() -> None:
     assert "secret/cosign-pub created" in out
     assert "helmrelease.helm.toolkit.fluxcd.io/nginx created" in out
     assert "implies HelmChart flux-system/flux-system-nginx" in out
+    # it says which Kubernetes API it used: the real control plane once `make tools` built it
+    built = (REPO / ".tools" / "kube-apiserver").exists()
+    assert ("kubernetes: the REAL control plane, kube-apiserver v1." in out) == built
+    assert ("kubernetes: the API EMULATOR" in out) == (not built)

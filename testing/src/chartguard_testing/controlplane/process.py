@@ -298,6 +298,15 @@ def _boot(bins: dict[str, str], root: Path, stack: ExitStack, *, nodes: int, crd
     plane = ControlPlane(url=url, kubeconfig=admin, workdir=root, pki=pki,
                          server_version=str(version))
     plane.processes.update(etcd=etcd, apiserver=apiserver)
+    # CRDs before the controller-manager: its garbage collector reads discovery when it
+    # starts and then only every 30 s, so owners of our kinds would wait that long
+    if crds:
+        kubectl = tools.kubectl()
+        subprocess.run([kubectl, "apply", "-f", str(CRDS)], env=plane.env, check=True,
+                       capture_output=True, timeout=left())
+        subprocess.run([kubectl, "wait", "--for=condition=established", "--timeout=60s",
+                        "crd", "--all"], env=plane.env, check=True, capture_output=True,
+                       timeout=left())
 
     plane.processes["controller-manager"] = started("kube-controller-manager", [
         bins["kube-controller-manager"], f"--kubeconfig={cm_config}",
@@ -328,13 +337,6 @@ def _boot(bins: dict[str, str], root: Path, stack: ExitStack, *, nodes: int, crd
 
     for i in range(nodes):
         plane.request("POST", "/api/v1/nodes", kwok_node(f"kwok-node-{i}"))
-    if crds:
-        kubectl = tools.kubectl()
-        subprocess.run([kubectl, "apply", "-f", str(CRDS)], env=plane.env, check=True,
-                       capture_output=True, timeout=left())
-        subprocess.run([kubectl, "wait", "--for=condition=established", "--timeout=60s",
-                        "crd", "--all"], env=plane.env, check=True, capture_output=True,
-                       timeout=left())
 
     def nodes_ready() -> bool:
         items = plane.request("GET", "/api/v1/nodes")["items"]
