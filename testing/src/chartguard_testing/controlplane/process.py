@@ -174,14 +174,19 @@ def _log_tail(workdir: Path, name: str, lines: int = 25) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+class _ExitedEarlyError(RuntimeError):
+    """A component exited before it was ready."""
+
+
 def _wait(check: Any, *, what: str, proc: subprocess.Popen[bytes], workdir: Path,
           timeout: float) -> None:
     try:
         procs.wait_until(check, timeout=timeout, what=what, proc=proc)
     except (RuntimeError, TimeoutError) as exc:
         name = what.split()[0]
-        raise RuntimeError(f"{exc}; the end of {workdir / (name + '.log')}:\n"
-                           f"{_log_tail(workdir, name)}") from exc
+        kind = _ExitedEarlyError if isinstance(exc, RuntimeError) else RuntimeError
+        raise kind(f"{exc}; the end of {workdir / (name + '.log')}:\n"
+                   f"{_log_tail(workdir, name)}") from exc
 
 
 def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
@@ -227,7 +232,17 @@ def run_controlplane(workdir: Path | None = None, *, nodes: int = 1, crds: bool 
     root.mkdir(parents=True, exist_ok=True)
     try:
         with ExitStack() as stack:
-            plane = _boot(bins, root, stack, nodes=nodes, crds=crds, timeout=timeout)
+            for attempt in range(2):
+                try:
+                    plane = _boot(bins, root / f"run{attempt}", stack, nodes=nodes, crds=crds,
+                                  timeout=timeout)
+                    break
+                except _ExitedEarlyError:
+                    # a free port taken by someone else between our probe and its bind:
+                    # stop what started and try again once on other ports
+                    stack.close()
+                    if attempt:
+                        raise
             yield plane
     finally:
         if owned:
@@ -237,6 +252,7 @@ def run_controlplane(workdir: Path | None = None, *, nodes: int = 1, crds: bool 
 def _boot(bins: dict[str, str], root: Path, stack: ExitStack, *, nodes: int, crds: bool,
           timeout: float) -> ControlPlane:
     deadline = time.monotonic() + timeout
+    root.mkdir(parents=True, exist_ok=True)
 
     def left() -> float:
         return max(1.0, deadline - time.monotonic())
