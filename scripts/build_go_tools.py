@@ -51,9 +51,8 @@ COSIGN3 = "v3.1.3"
 ORAS = "v1.3.6"
 CRANE = "v0.22.1"        # github.com/google/go-containerregistry
 # Flux at the versions our CRDs follow (crds/*.yaml name the commits); comparison only
-# (the newest flux2 release the proxy serves and the controller release it pins; the proxy
-# answers 403 for every version of the github.com/fluxcd/helm-controller module itself, so
-# helm-controller cannot be built here: only its api module is served)
+# (the newest flux2 release the proxy serves and the controller releases it pins; the proxy
+# lists no version of github.com/fluxcd/helm-controller but serves v1.6.4 when asked)
 SOURCE_CONTROLLER = "v1.9.5"
 HELM_CONTROLLER = "v1.6.4"
 FLUX_CLI = "v2.9.5"
@@ -81,6 +80,8 @@ class Tool:
     # data files put beside the binaries: name -> files of the module joined as one YAML
     # stream (copied from Go's module cache, never into the clone)
     data: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # replace lines of our own, where the proxy does not serve a version the tool requires
+    overrides: tuple[tuple[str, str], ...] = ()
 
 
 def _kube_version_ldflags(version: str) -> tuple[str, ...]:
@@ -183,7 +184,11 @@ TOOLSET: tuple[Tool, ...] = (
     Tool("crane", "github.com/google/go-containerregistry", CRANE,
          (Binary("crane", "github.com/google/go-containerregistry/cmd/crane"),), "registry"),
     Tool("source-controller", "github.com/fluxcd/source-controller", SOURCE_CONTROLLER,
-         (Binary("source-controller", "github.com/fluxcd/source-controller"),), "flux"),
+         (Binary("source-controller", "github.com/fluxcd/source-controller"),), "flux",
+         # it requires github.com/fluxcd/pkg/artifact v0.18.3, which the proxy refuses (403,
+         # as v0.18.2); v0.18.1 is the nearest patch release it serves
+         overrides=(("github.com/fluxcd/pkg/artifact",
+                     "github.com/fluxcd/pkg/artifact v0.18.1"),)),
     Tool("helm-controller", "github.com/fluxcd/helm-controller", HELM_CONTROLLER,
          (Binary("helm-controller", "github.com/fluxcd/helm-controller"),), "flux"),
     Tool("flux", "github.com/fluxcd/flux2/v2", FLUX_CLI,
@@ -250,7 +255,7 @@ def _build(tool: Tool, entry: Path) -> None:
     with tempfile.TemporaryDirectory(prefix=f"chartguard-go-{tool.key}-") as tmp:
         wrapper = Path(tmp)
         replaces = wrapper_replaces(_upstream_gomod(tool.module, tool.version, wrapper),
-                                    tool.local_version)
+                                    tool.local_version) | dict(tool.overrides)
         lines = ["module chartguard.invalid/gotools", "", "go 1.26", "",
                  f"require {tool.module} {tool.version}", ""]
         if replaces:
@@ -261,7 +266,9 @@ def _build(tool: Tool, entry: Path) -> None:
         (wrapper / "tools.go").write_text(
             "//go:build tools\n\npackage tools\n\nimport (\n"
             + "".join(f'\t_ "{b.package}"\n' for b in tool.binaries) + ")\n")
-        _go(["mod", "tidy"], wrapper)
+        # -e: a module that only the tools' own tests import may be missing from the proxy
+        # (Flux's helmtestserver is); a module the build needs still fails `go build`
+        _go(["mod", "tidy", "-e"], wrapper)
         for binary in tool.binaries:
             started, cpu = time.monotonic(), _children_cpu()
             ldflags = " ".join(("-s", "-w", *binary.ldflags))
