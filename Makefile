@@ -30,7 +30,8 @@ cosign:
 controlplane:
 	$(PYTHON) scripts/build_go_tools.py cosign controlplane registry
 
-# Flux's source-controller, helm-controller and flux CLI, for benchmark comparison only
+# Flux's source-controller and helm-controller, for benchmark comparison only (no flux CLI:
+# its module lacks the generated install manifests it embeds; see scripts/build_go_tools.py)
 flux-controllers:
 	$(PYTHON) scripts/build_go_tools.py flux
 

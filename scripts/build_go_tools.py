@@ -53,9 +53,8 @@ CRANE = "v0.22.1"        # github.com/google/go-containerregistry
 # Flux at the versions our CRDs follow (crds/*.yaml name the commits); comparison only
 # (the newest flux2 release the proxy serves and the controller releases it pins; the proxy
 # lists no version of github.com/fluxcd/helm-controller but serves v1.6.4 when asked)
-SOURCE_CONTROLLER = "v1.9.5"
+SOURCE_CONTROLLER = "v1.9.5"   # as flux2 v2.9.5 pins them
 HELM_CONTROLLER = "v1.6.4"
-FLUX_CLI = "v2.9.5"
 
 # fixed so the same pins give the same binary (and kubectl version shows a stable date)
 BUILD_DATE = "2026-01-01T00:00:00Z"
@@ -191,8 +190,9 @@ TOOLSET: tuple[Tool, ...] = (
                      "github.com/fluxcd/pkg/artifact v0.18.1"),)),
     Tool("helm-controller", "github.com/fluxcd/helm-controller", HELM_CONTROLLER,
          (Binary("helm-controller", "github.com/fluxcd/helm-controller"),), "flux"),
-    Tool("flux", "github.com/fluxcd/flux2/v2", FLUX_CLI,
-         (Binary("flux", "github.com/fluxcd/flux2/v2/cmd/flux"),), "flux"),
+    # No `flux` CLI: github.com/fluxcd/flux2/v2/cmd/flux embeds manifests/*.yaml, which its
+    # release process generates and the module zip lacks ("pattern manifests/*.yaml: no
+    # matching files found"), so `go build` of it from the module proxy cannot succeed.
 )
 DEFAULT_GROUPS = ("cosign", "controlplane", "registry")
 
