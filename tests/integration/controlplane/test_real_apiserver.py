@@ -321,3 +321,22 @@ def test_requests_without_credentials_are_anonymous_and_forbidden(
                                context=ctx, timeout=10)
     assert denied.value.code == 403
     denied.value.close()
+
+
+def test_statefulsets_and_jobs_reach_their_ready_states_through_kwok(kubectl: Kubectl) -> None:
+    labels = {"app": "db"}
+    pod = {"metadata": {"labels": labels},
+           "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]}}
+    kubectl.apply(
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+         "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": labels},
+                  "template": pod}},
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+         "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                        "containers": [{"name": "c",
+                                                        "image": "registry.example/job:1"}]}}}})
+    # kwok's pod-complete stage finishes the Job's pod; pod-ready readies the StatefulSet's
+    kubectl("wait", "--for=condition=complete", "job/once", "--timeout=60s")
+    kubectl("rollout", "status", "statefulset/db", "--timeout=60s")
+    assert kubectl("get", "statefulset", "db", "-o",
+                   "jsonpath={.status.readyReplicas}").stdout == "2"
