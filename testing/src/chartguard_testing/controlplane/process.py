@@ -221,10 +221,11 @@ def kwok_node(name: str) -> dict[str, Any]:
 @contextmanager
 def run_controlplane(workdir: Path | None = None, *, nodes: int = 1, crds: bool = True,
                      timeout: float = 180.0) -> Iterator[ControlPlane]:
-    """Start the control plane; stop every process by PID and remove ``workdir`` on exit.
+    """Start the control plane; on exit stop every process by its PID.
 
-    ``workdir`` defaults to a fresh temporary directory (removed too). A missing binary
-    raises ControlPlaneMissingError naming ``make controlplane``.
+    Without ``workdir`` everything (etcd's data, certificates, logs) lives in a fresh
+    temporary directory, removed on exit; a given ``workdir`` is kept for its logs. A missing
+    binary raises ControlPlaneMissingError naming ``make controlplane``.
     """
     bins = binaries()
     owned = workdir is None
