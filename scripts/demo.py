@@ -14,7 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -23,6 +24,7 @@ from chartguard.api import HelmRelease, implied_helmchart, parse_resource
 from chartguard_testing import cosign_signer, registry_signer, tools
 from chartguard_testing.apiserver import run_apiserver
 from chartguard_testing.charts import HelmEnv
+from chartguard_testing.controlplane import run_controlplane
 from chartguard_testing.registry import Registry, run_registry
 from chartguard_testing.sigstore_local import LocalSigstore
 
@@ -215,19 +217,46 @@ spec:
 SEED_READ_BACK = '-ojsonpath={{.status.conditions[?(@.type=="SourceVerified")]}}'
 
 
+def use_real_kube() -> bool:
+    """DEMO_KUBE=real|emulator decides; unset, the real control plane when `make tools` built
+    it (.tools/kube-apiserver), else the emulator (fast, needs no build)."""
+    choice = os.environ.get("DEMO_KUBE", "")
+    if choice in ("real", "emulator"):
+        return choice == "real"
+    if choice:
+        raise SystemExit(f"DEMO_KUBE={choice!r}: use 'real' or 'emulator'")
+    return (tools.TOOLS_DIR / "kube-apiserver").exists()
+
+
+@contextmanager
+def kube(work: Path) -> Iterator[dict[str, str]]:
+    """The environment (KUBECONFIG) of the Kubernetes API the demo applies its objects to."""
+    if use_real_kube():
+        with run_controlplane(crds=False) as plane:
+            print(f"  kubernetes: the REAL control plane, kube-apiserver "
+                  f"{plane.server_version} + etcd + controller-manager + scheduler + kwok "
+                  f"(built by `make controlplane`; DEMO_KUBE=emulator for the emulator)")
+            print(f"  export KUBECONFIG={plane.kubeconfig}")
+            yield plane.env
+        return
+    with run_apiserver(work / "kube-api") as api:
+        print("  kubernetes: the API EMULATOR (test equipment standing in for a cluster; "
+              "DEMO_KUBE=real or `make controlplane` for the real one)")
+        print(f"  export KUBECONFIG={api.kubeconfig}")
+        yield api.env
+
+
+
 def kubernetes_objects(reg: Registry, helm: HelmEnv, work: Path) -> None:
-    say("the blog's manifests, applied with the real kubectl to the Kubernetes API emulator")
-    print("  (test equipment standing in for a cluster: `make e2e` uses a real one)")
+    say("the blog's manifests, applied with the real kubectl to a Kubernetes API")
     manifests = work / "nginx.yaml"
     manifests.write_text(MANIFESTS.format(url=reg.oci("charts")).replace(
         "  type: oci\n", "  type: oci\n  insecure: true\n", 1))
     charts_yaml = work / "helmcharts.yaml"
     charts_yaml.write_text(OPERATOR_OBJECTS.format(
         keyless_url=reg.oci("prometheus-community")))
-    with run_apiserver(work / "kube-api") as api:
+    with kube(work) as env:
         kc = [KUBECTL]
-        env = api.env  # KUBECONFIG points at the emulator
-        print(f"  export KUBECONFIG={api.kubeconfig}")
         run([*kc, "apply", "-f", str(REPO / "crds")], env=env)
         run([*kc, "wait", "--for=condition=established", "--timeout=20s", "crd", "--all"],
             env=env)

@@ -6,6 +6,8 @@ directory is removed. A missing tool is an error (``make tools``), never a skip.
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 from chartguard_testing.apiserver import KubeAPI, run_apiserver
 from chartguard_testing.charts import HelmEnv
+from chartguard_testing.controlplane import ControlPlane, Namespaced, namespaced, run_controlplane
 from chartguard_testing.registry import Registry, run_registry
 
 
@@ -52,6 +55,28 @@ def kube_api(tmp_path: Path) -> Iterator[KubeAPI]:
     """
     with run_apiserver(tmp_path / "kube-api") as api:
         yield api
+
+
+@pytest.fixture(scope="session")
+def controlplane() -> Iterator[ControlPlane]:
+    """A real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+    kwok) built by ``make controlplane``: one per pytest process (each xdist worker has its
+    own), in a temporary directory removed at the end. Missing binaries are an error naming
+    ``make controlplane``, never a skip: CI builds them in ``make tools``."""
+    with run_controlplane() as plane:
+        yield plane
+
+
+@pytest.fixture
+def real_kube(controlplane: ControlPlane, request: pytest.FixtureRequest,
+              tmp_path: Path) -> Iterator[Namespaced]:
+    """This test's own namespace on the shared real control plane, as a KubeTarget: its
+    kubeconfig defaults to that namespace (``.namespace``); deleted (not awaited) after."""
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:6]}"
+    target = namespaced(controlplane, name, tmp_path / "real-kube")
+    yield target
+    controlplane.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
 # --- the cosign agreement table (tests/integration/verify/test_real_cosign.py) -----------------

@@ -36,3 +36,7 @@ def test_demo_runs_the_blog_flow_end_to_end() -> None:
     assert "'nginx' version '0.2.0'" in out
     assert '"reason":"VerificationError","status":"False","type":"SourceVerified"' in out
     assert "status.artifact.revision is still 0.1.0@sha256:" in out
+    # it says which Kubernetes API it used: the real control plane once `make tools` built it
+    built = (REPO / ".tools" / "kube-apiserver").exists()
+    assert ("kubernetes: the REAL control plane, kube-apiserver v1." in out) == built
+    assert ("kubernetes: the API EMULATOR" in out) == (not built)
