@@ -49,5 +49,6 @@ fi
 
 "$tools/helm" version --short
 "$tools/helm3" version --short
-"$tools/kubectl" version --client 2>/dev/null | head -n 1
+# sed reads all of it: head would SIGPIPE kubectl, and pipefail would fail the script
+"$tools/kubectl" version --client 2>/dev/null | sed -n 1p
 echo "docker-registry: $(command -v docker-registry || echo /usr/bin/docker-registry)"
