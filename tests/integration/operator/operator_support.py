@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from chartguard_testing import cosign_signer as cs
 from chartguard_testing import procs
 from chartguard_testing import registry_signer as rs
@@ -24,6 +26,10 @@ from chartguard_testing.registry import Registry
 from chartguard_testing.sigstore_local import LocalSigstore
 
 SOURCE = "source.toolkit.fluxcd.io"
+# the operator tests run on both targets (the ``kube`` fixture); these run on the emulator
+# only, to keep CI's time: what they check is the operator's own logic (signature kinds,
+# intervals, registry auth, repository changes, garbage collection), not the API server's
+EMULATOR_ONLY = pytest.mark.parametrize("kube", ["emulator"], indirect=True)
 IDENTITY = "https://github.com/example/charts/.github/workflows/release.yaml@refs/heads/main"
 ISSUER = "https://token.actions.githubusercontent.com"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from operator_support import (
+    EMULATOR_ONLY,
     ISSUER,
     Charts,
     Cluster,
@@ -126,6 +127,7 @@ def test_each_bad_new_version_is_refused_saying_why_and_the_last_good_one_stays(
     assert time.monotonic() - started < 5
 
 
+@EMULATOR_ONLY
 def test_bad_password_is_an_authentication_failure_and_no_secret_is_ever_shown(
         cluster: Cluster, auth_registry: Registry, helm_env: HelmEnv, charts: Charts,
         operator: Operator, tmp_path: Path) -> None:

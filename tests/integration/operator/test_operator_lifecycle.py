@@ -7,6 +7,7 @@ import shutil
 import time
 
 from operator_support import (
+    EMULATOR_ONLY,
     Charts,
     Cluster,
     Operator,
@@ -27,6 +28,7 @@ def _verified(cluster: Cluster, operator: Operator, name: str, status: str = "Tr
         "status") == status, f"{name} SourceVerified={status}", operator=operator)
 
 
+@EMULATOR_ONLY
 def test_new_tag_in_range_after_the_interval_and_unchanged_digest_costs_one_resolve(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
     ns = cluster.ns
@@ -115,6 +117,7 @@ def test_rotating_the_key_in_the_secret_verifies_again_at_once(
     assert operator.stop() == 0
 
 
+@EMULATOR_ONLY
 def test_repository_changes_reach_their_charts_at_once_and_suspend_stops_everything(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
     ns = cluster.ns
@@ -153,6 +156,7 @@ def test_repository_changes_reach_their_charts_at_once_and_suspend_stops_everyth
     assert operator.stop() == 0
 
 
+@EMULATOR_ONLY
 def test_store_files_nobody_refers_to_are_collected(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
     ns = cluster.ns

@@ -70,7 +70,8 @@ class Installed:
     namespace: str
     cluster_objects: list[tuple[str, str]]
 
-    def start(self, docs: list[dict[str, Any]], workdir: Path) -> Operator:
+    def start(self, docs: list[dict[str, Any]], workdir: Path, *,
+              clusterwide: bool = True) -> Operator:
         self.admin.kubectl.apply(*docs)
         self.cluster_objects += [(d["kind"], d["metadata"]["name"]) for d in docs
                                  if d["kind"].startswith("Cluster")]
@@ -84,7 +85,8 @@ class Installed:
         who = Kubectl(tools.kubectl(), as_sa, workdir)("auth", "whoami", "-o", "json").stdout
         assert json.loads(who)["status"]["userInfo"]["username"] == (
             f"system:serviceaccount:{self.namespace}:{sa}")
-        self.operator.api = OperatorTarget("real", as_sa, self.namespace, clusterwide=True)
+        self.operator.api = OperatorTarget("real", as_sa, self.namespace,
+                                           clusterwide=clusterwide)
         return self.operator.start()
 
 
@@ -130,13 +132,21 @@ def _release(tag: str) -> str:
     return f"cg-{tag}-{uuid.uuid4().hex[:6]}"
 
 
+@pytest.mark.parametrize("mode", ["all-namespaces", "namespaced"])
 def test_the_deploy_charts_rbac_is_enough_for_the_whole_flow_with_no_403(
-        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path,
+        mode: str) -> None:
     admin, ns = installed.admin, installed.namespace
     _blog_objects(admin, charts, proxy)
-    docs = render(_release("all"), ns)
-    assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
-    operator = installed.start(docs, tmp_path)
+    if mode == "all-namespaces":  # `chartguard run --all-namespaces`, one ClusterRole
+        docs = render(_release("all"), ns)
+        assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole",
+                                             "ClusterRoleBinding"}
+    else:  # `chartguard run --namespace NS`: a Role in NS, kopf's namespace list cluster-wide
+        docs = render(_release("ns"), ns, "--set", f"rbac.watchNamespaces={{{ns}}}")
+        assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole",
+                                             "ClusterRoleBinding", "Role", "RoleBinding"}
+    operator = installed.start(docs, tmp_path, clusterwide=mode == "all-namespaces")
 
     wait_for(lambda: admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
              .get("status") == "True", "SourceVerified=True as the ServiceAccount",

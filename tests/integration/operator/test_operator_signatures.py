@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from operator_support import (
+    EMULATOR_ONLY,
     ISSUER,
     Charts,
     Cluster,
@@ -16,6 +17,7 @@ from operator_support import (
 from chartguard_testing.proxy import CountingProxy
 
 
+@EMULATOR_ONLY
 def test_three_keys_with_the_match_last_keyless_with_and_without_identity_and_a_bundle(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
     ns = cluster.ns
