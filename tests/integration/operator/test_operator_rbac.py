@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,9 +55,18 @@ class TokenTarget:
                 "KUBECACHEDIR": str(self.kubeconfig.parent / "kube-cache")}
 
 
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real helm with homes of its own (removed after), so nothing of the user's is read."""
+    with tempfile.TemporaryDirectory(prefix="chartguard-helm-") as home:
+        env = {**os.environ, **{f"HELM_{k}_HOME": str(Path(home) / k.lower())
+                                for k in ("CONFIG", "CACHE", "DATA")}}
+        return subprocess.run([tools.helm(), *args], capture_output=True, text=True,
+                              timeout=60, env=env, check=False)
+
+
 def render(release: str, namespace: str, *flags: str) -> list[dict[str, Any]]:
-    out = subprocess.run([tools.helm(), "template", release, str(CHART), "-n", namespace,
-                          *flags], capture_output=True, text=True, check=True, timeout=60)
+    out = helm("template", release, str(CHART), "-n", namespace, *flags)
+    assert out.returncode == 0, out.stderr
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
@@ -210,8 +220,7 @@ def test_without_the_events_rule_the_chart_verifies_but_its_event_is_refused(
 
 
 def test_helm_lint_passes_and_namespaced_mode_renders_a_role_per_namespace() -> None:
-    lint = subprocess.run([tools.helm(), "lint", "--strict", str(CHART)], capture_output=True,
-                          text=True, timeout=60)
+    lint = helm("lint", "--strict", str(CHART))
     assert lint.returncode == 0, lint.stdout + lint.stderr
     docs = render("cg", "ops", "--set", "rbac.watchNamespaces={a,b}")
     roles = {(d["kind"], d["metadata"].get("namespace")) for d in docs
