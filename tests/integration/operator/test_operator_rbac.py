@@ -228,3 +228,21 @@ def test_helm_lint_passes_and_namespaced_mode_renders_a_role_per_namespace() -> 
     assert roles == {("Role", "a"), ("Role", "b"), ("RoleBinding", "a"), ("RoleBinding", "b")}
     cluster_role = next(d for d in docs if d["kind"] == "ClusterRole")
     assert "secrets" not in json.dumps(cluster_role)  # no cluster-wide Secret reads
+
+
+def test_without_the_secrets_rule_the_key_cannot_be_read_and_nothing_is_verified(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
+    admin, ns = installed.admin, installed.namespace
+    _blog_objects(admin, charts, proxy)
+    docs = render(_release("nosecrets"), ns)
+    _drop(docs, lambda r: "secrets" in r["resources"])
+    operator = installed.start(docs, tmp_path)
+    wait_for(lambda: admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
+             .get("status") == "False", "verification refused for want of the key",
+             operator=operator)
+    cond = admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
+    assert cond["message"].endswith(
+        "secret '" + ns + "/cosign-pub' could not be read: 403 Forbidden"), cond
+    assert not admin.status("helmchart", ns, "flux-system-nginx").get("artifact")
+    assert "cannot list resource \"secrets\"" in operator.output()  # kopf's watch, refused
+    assert operator.stop() == 0
