@@ -17,8 +17,8 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from chartguard.operator.kube import Kube, secret_data
-from chartguard.reconcile.seams import SecretNotFoundError
+from chartguard.operator.kube import Kube, KubeError, secret_data
+from chartguard.reconcile.seams import SecretNotFoundError, SecretUnreadableError
 
 K = TypeVar("K", bound=Hashable)
 Ref = tuple[str, str]  # (namespace, name)
@@ -96,7 +96,11 @@ class Secrets:
             latest = self._latest.get(ref)
         if cached is not None and (latest is None or latest == cached[0]):
             return cached[1]
-        data = self._kube.get_secret(namespace, name)
+        try:
+            data = self._kube.get_secret(namespace, name)
+        except KubeError as err:  # 403 (RBAC), 5xx, no answer: a failure the object shows
+            raise SecretUnreadableError(
+                str(err).removeprefix(f"Secret {namespace}/{name}: ")) from None
         if data is None:
             with self._lock:
                 self._data.pop(ref, None)

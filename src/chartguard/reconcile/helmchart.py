@@ -38,6 +38,7 @@ from chartguard.reconcile.seams import (
     RegistryFactory,
     SecretNotFoundError,
     SecretReader,
+    SecretUnreadableError,
     VerifierFactory,
     utcnow,
 )
@@ -208,6 +209,8 @@ def _policy(s: _Scratch) -> None:
             return dict(s.env.secrets.get(ns, name))
         except SecretNotFoundError:
             raise refuse(f"secret '{ns}/{safe(name)}' not found") from None
+        except SecretUnreadableError as err:
+            raise refuse(f"secret '{ns}/{safe(name)}' could not be read: {safe(err)}") from None
 
     try:
         keys = (public_keys_from_secret(secret(verify.secret_ref.name))

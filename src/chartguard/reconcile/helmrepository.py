@@ -25,7 +25,11 @@ from chartguard.oci import (
     tls_from_secret,
 )
 from chartguard.reconcile.outcome import StepFailedError, safe
-from chartguard.reconcile.seams import SecretNotFoundError, SecretReader
+from chartguard.reconcile.seams import (
+    SecretNotFoundError,
+    SecretReader,
+    SecretUnreadableError,
+)
 
 UNSUPPORTED_REPOSITORY_TYPE = "UnsupportedRepositoryType"
 UNSUPPORTED_PROVIDER = "UnsupportedProvider"
@@ -96,6 +100,10 @@ def _secret(secrets: SecretReader, namespace: str, name: str, what: str) -> dict
         raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
                       f"failed to get {what} Secret '{namespace}/{safe(name)}': not found; "
                       "create it or fix the reference") from None
+    except SecretUnreadableError as err:
+        raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
+                      f"failed to get {what} Secret '{namespace}/{safe(name)}': "
+                      f"{safe(err)}") from None
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,19 @@ from chartguard.verify import VerificationPolicy, Verifier
 
 
 class SecretNotFoundError(Exception):
-    """The named Secret does not exist (or cannot be read)."""
+    """The named Secret does not exist."""
+
+
+class SecretUnreadableError(Exception):
+    """The named Secret could not be read (the API refused it, e.g. 403 Forbidden when the
+    operator's RBAC lacks the rule, or did not answer); the message says why, never what the
+    Secret holds. Retried like any transient failure."""
 
 
 class SecretReader(Protocol):
     def get(self, namespace: str, name: str) -> Mapping[str, bytes]:
-        """The Secret's decoded ``data``; ``SecretNotFoundError`` when there is none."""
+        """The Secret's decoded ``data``; ``SecretNotFoundError`` when there is none,
+        ``SecretUnreadableError`` when the API would not give it."""
         ...
 
 

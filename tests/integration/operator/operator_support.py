@@ -14,25 +14,59 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from chartguard_testing import cosign_signer as cs
 from chartguard_testing import procs
 from chartguard_testing import registry_signer as rs
-from chartguard_testing.apiserver import KubeAPI
-from chartguard_testing.apiserver.kubectl import Kubectl
+from chartguard_testing.apiserver.kubectl import Kubectl, KubeTarget
 from chartguard_testing.charts import HelmEnv, PushedChart
+from chartguard_testing.controlplane import ApiError, ControlPlane
 from chartguard_testing.registry import Registry
 from chartguard_testing.sigstore_local import LocalSigstore
 
 SOURCE = "source.toolkit.fluxcd.io"
+# the operator tests run on both targets (the ``kube`` fixture); these run on the emulator
+# only, to keep CI's time: what they check is the operator's own logic (signature kinds,
+# intervals, registry auth, repository changes, garbage collection), not the API server's
+EMULATOR_ONLY = pytest.mark.parametrize("kube", ["emulator"], indirect=True)
 IDENTITY = "https://github.com/example/charts/.github/workflows/release.yaml@refs/heads/main"
 ISSUER = "https://token.actions.githubusercontent.com"
 
 
+@dataclass(frozen=True)
+class OperatorTarget:
+    """A KubeTarget for the operator tests: the emulator or the real control plane, and the
+    namespace the test's objects live in."""
+
+    kind: str  # "emulator" or "real"
+    api: KubeTarget
+    namespace: str
+    clusterwide: bool = False  # on the real control plane too (the RBAC tests)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.api.kubeconfig
+
+    @property
+    def env(self) -> dict[str, str]:
+        """os.environ as it is now (tests set CHARTGUARD_* with monkeypatch), the API's own."""
+        return self.api.env
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        """What the operator watches: everything on the emulator (one per test); on the
+        shared real control plane only this test's namespace, so no test sees another's."""
+        if self.kind == "real" and not self.clusterwide:
+            return ("--namespace", self.namespace)
+        return ("--all-namespaces",)
+
+
 @dataclass
 class Operator:
-    """``chartguard run`` as a subprocess against the emulator; stopped by PID."""
+    """``chartguard run`` as a subprocess against ``api``; stopped by PID."""
 
-    api: KubeAPI
+    api: OperatorTarget
     workdir: Path
     args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
@@ -46,7 +80,7 @@ class Operator:
         env = {**self.api.env, "CHARTGUARD_ARTIFACT_DIR": str(self.artifacts)}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "chartguard", "run", "--all-namespaces",
+                [sys.executable, "-m", "chartguard", "run", *self.api.scope,
                  "--concurrency", "4", *self.args, *extra],
                 env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         return self
@@ -143,10 +177,12 @@ def secret(name: str, namespace: str, data: dict[str, bytes]) -> dict[str, Any]:
 
 
 class Cluster:
-    """Real kubectl on the emulator, with reads the tests repeat."""
+    """Real kubectl on the test's API, with reads the tests repeat; ``ns`` is the namespace
+    the test works in (``flux-system`` on the emulator)."""
 
-    def __init__(self, kubectl: Kubectl) -> None:
+    def __init__(self, kubectl: Kubectl, ns: str) -> None:
         self.kubectl = kubectl
+        self.ns = ns
 
     def status(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         out = self.kubectl("get", kind, "-n", namespace, name, "-o", "json").stdout
@@ -178,3 +214,19 @@ class Cluster:
         out = self.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
         items: list[dict[str, Any]] = json.loads(out)["items"]
         return items
+
+
+def release_finalizers(plane: ControlPlane, namespace: str) -> None:
+    """Drop Flux's finalizer from what a stopped operator leaves behind, so the namespace's
+    deletion is not held up by objects nobody will finalize."""
+    for plural in ("helmcharts", "helmrepositories"):
+        path = f"/apis/source.toolkit.fluxcd.io/v1/namespaces/{namespace}/{plural}"
+        for item in plane.request("GET", path)["items"]:
+            if item["metadata"].get("finalizers"):
+                try:
+                    plane.request("PATCH", f"{path}/{item['metadata']['name']}",
+                                  {"metadata": {"finalizers": None}},
+                                  content_type="application/merge-patch+json")
+                except ApiError as err:
+                    if err.code != 404:
+                        raise

@@ -7,6 +7,7 @@ import shutil
 import time
 
 from operator_support import (
+    EMULATOR_ONLY,
     Charts,
     Cluster,
     Operator,
@@ -18,31 +19,33 @@ from operator_support import (
 
 from chartguard_testing.proxy import CountingProxy
 
-NS = "flux-system"
 KEY = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}
 
 
 def _verified(cluster: Cluster, operator: Operator, name: str, status: str = "True") -> None:
-    wait_for(lambda: cluster.condition("helmchart", NS, name, "SourceVerified").get(
+    ns = cluster.ns
+    wait_for(lambda: cluster.condition("helmchart", ns, name, "SourceVerified").get(
         "status") == status, f"{name} SourceVerified={status}", operator=operator)
 
 
+@EMULATOR_ONLY
 def test_new_tag_in_range_after_the_interval_and_unchanged_digest_costs_one_resolve(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
+    ns = cluster.ns
     for name in ("ranged", "pinned"):
         charts.sign_with_key(charts.push(name, "1.0.0"), "good")
     cluster.kubectl.apply(
-        secret("cosign-pub", NS, {"cosign.pub": charts.key("good").public_pem}),
-        repository("charts", NS, proxy.oci()),
-        helmchart("ranged", NS, "ranged", "1.x", "charts", KEY, interval="2s"),
-        helmchart("pinned", NS, "pinned", "1.0.0", "charts", KEY, interval="1s"))
+        secret("cosign-pub", ns, {"cosign.pub": charts.key("good").public_pem}),
+        repository("charts", ns, proxy.oci()),
+        helmchart("ranged", ns, "ranged", "1.x", "charts", KEY, interval="2s"),
+        helmchart("pinned", ns, "pinned", "1.0.0", "charts", KEY, interval="1s"))
     operator.start()
     for name in ("ranged", "pinned"):
         _verified(cluster, operator, name)
 
     newer = charts.push("ranged", "1.2.0")
     charts.sign_with_key(newer, "good")
-    wait_for(lambda: cluster.revision(NS, "ranged") == f"1.2.0@{newer.digest}",
+    wait_for(lambda: cluster.revision(ns, "ranged") == f"1.2.0@{newer.digest}",
              "1.2.0 picked up by the interval alone", timeout=30, operator=operator)
 
     proxy.reset()
@@ -56,17 +59,18 @@ def test_new_tag_in_range_after_the_interval_and_unchanged_digest_costs_one_reso
 
 def test_sigkill_and_restart_rebuild_the_store_without_touching_any_status(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
+    ns = cluster.ns
     chart = charts.push("steady", "1.0.0")
     charts.sign_with_key(chart, "good")
     cluster.kubectl.apply(
-        secret("cosign-pub", NS, {"cosign.pub": charts.key("good").public_pem}),
-        repository("charts", NS, proxy.oci()),
-        helmchart("steady", NS, "steady", "1.0.0", "charts", KEY))
+        secret("cosign-pub", ns, {"cosign.pub": charts.key("good").public_pem}),
+        repository("charts", ns, proxy.oci()),
+        helmchart("steady", ns, "steady", "1.0.0", "charts", KEY))
     operator.start()
     _verified(cluster, operator, "steady")
-    wait_for(lambda: bool(cluster.status("helmrepository", NS, "charts")), "repository status",
+    wait_for(lambda: bool(cluster.status("helmrepository", ns, "charts")), "repository status",
              operator=operator)
-    before = {kind: cluster.body(kind, NS, name)
+    before = {kind: cluster.body(kind, ns, name)
               for kind, name in (("helmchart", "steady"), ("helmrepository", "charts"))}
     stored = operator.artifacts / before["helmchart"]["status"]["artifact"]["path"]
     assert stored.is_file()
@@ -80,7 +84,7 @@ def test_sigkill_and_restart_rebuild_the_store_without_touching_any_status(
     assert any(path.endswith(".sig") for _, path in proxy.requests)  # verified again
     time.sleep(1.0)
     for kind, name in (("helmchart", "steady"), ("helmrepository", "charts")):
-        after = cluster.body(kind, NS, name)
+        after = cluster.body(kind, ns, name)
         assert after["status"] == before[kind]["status"], kind  # no flap, not even a time
         assert after["metadata"]["resourceVersion"] == before[kind]["metadata"][
             "resourceVersion"], kind  # not a single write
@@ -89,22 +93,23 @@ def test_sigkill_and_restart_rebuild_the_store_without_touching_any_status(
 
 def test_rotating_the_key_in_the_secret_verifies_again_at_once(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
+    ns = cluster.ns
     chart = charts.push("rotated", "1.0.0")
     charts.sign_with_key(chart, "old")
     cluster.kubectl.apply(
-        secret("cosign-pub", NS, {"cosign.pub": charts.key("old").public_pem}),
-        repository("charts", NS, proxy.oci()),
-        helmchart("rotated", NS, "rotated", "1.0.0", "charts", KEY))  # interval 10m
+        secret("cosign-pub", ns, {"cosign.pub": charts.key("old").public_pem}),
+        repository("charts", ns, proxy.oci()),
+        helmchart("rotated", ns, "rotated", "1.0.0", "charts", KEY))  # interval 10m
     operator.start()
     _verified(cluster, operator, "rotated")
-    revision = cluster.revision(NS, "rotated")
+    revision = cluster.revision(ns, "rotated")
 
     # the old key is revoked: only the new one is trusted, and the chart is not signed by it
-    cluster.kubectl.apply(secret("cosign-pub", NS, {"cosign.pub": charts.key("new").public_pem}))
+    cluster.kubectl.apply(secret("cosign-pub", ns, {"cosign.pub": charts.key("new").public_pem}))
     _verified(cluster, operator, "rotated", "False")
-    cond = cluster.condition("helmchart", NS, "rotated", "SourceVerified")
+    cond = cluster.condition("helmchart", ns, "rotated", "SourceVerified")
     assert "signature does not match" in cond["message"]
-    assert cluster.revision(NS, "rotated") == revision
+    assert cluster.revision(ns, "rotated") == revision
 
     # re-signed with the new key: True again (the retry after the failure finds it)
     charts.sign_with_key(chart, "new")
@@ -112,57 +117,61 @@ def test_rotating_the_key_in_the_secret_verifies_again_at_once(
     assert operator.stop() == 0
 
 
+@EMULATOR_ONLY
 def test_repository_changes_reach_their_charts_at_once_and_suspend_stops_everything(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
+    ns = cluster.ns
     charts.sign_with_key(charts.push("moving", "1.0.0"), "good")
     cluster.kubectl.apply(
-        secret("cosign-pub", NS, {"cosign.pub": charts.key("good").public_pem}),
-        repository("charts", NS, proxy.oci()),
-        helmchart("moving", NS, "moving", ">=1.0.0", "charts", KEY))  # interval 10m
+        secret("cosign-pub", ns, {"cosign.pub": charts.key("good").public_pem}),
+        repository("charts", ns, proxy.oci()),
+        helmchart("moving", ns, "moving", ">=1.0.0", "charts", KEY))  # interval 10m
     operator.start()
     _verified(cluster, operator, "moving")
 
     # the repository moves to a path without the chart: its chart notices without waiting
-    cluster.kubectl("patch", "helmrepository", "-n", NS, "charts", "--type=merge",
+    cluster.kubectl("patch", "helmrepository", "-n", ns, "charts", "--type=merge",
                     "-p", f'{{"spec":{{"url":"{proxy.oci("elsewhere")}"}}}}')
-    wait_for(lambda: cluster.condition("helmchart", NS, "moving", "FetchFailed").get(
+    wait_for(lambda: cluster.condition("helmchart", ns, "moving", "FetchFailed").get(
         "status") == "True", "chart follows its repository", operator=operator)
-    cluster.kubectl("patch", "helmrepository", "-n", NS, "charts", "--type=merge",
+    cluster.kubectl("patch", "helmrepository", "-n", ns, "charts", "--type=merge",
                     "-p", f'{{"spec":{{"url":"{proxy.oci()}"}}}}')
-    wait_for(lambda: cluster.condition("helmchart", NS, "moving", "Ready").get(
+    wait_for(lambda: cluster.condition("helmchart", ns, "moving", "Ready").get(
         "status") == "True", "chart back with its repository", operator=operator)
 
     # suspended: neither a new version nor a requested reconcile is acted on
-    cluster.kubectl("patch", "helmchart", "-n", NS, "moving", "--type=merge",
+    cluster.kubectl("patch", "helmchart", "-n", ns, "moving", "--type=merge",
                     "-p", '{"spec":{"suspend":true}}')
     newer = charts.push("moving", "1.1.0")
     charts.sign_with_key(newer, "good")
     time.sleep(1.0)
-    stamp = cluster.request_reconcile("helmchart", NS, "moving")
+    stamp = cluster.request_reconcile("helmchart", ns, "moving")
     time.sleep(2.0)
-    assert cluster.revision(NS, "moving").startswith("1.0.0@")
-    assert cluster.status("helmchart", NS, "moving").get("lastHandledReconcileAt") != stamp
-    cluster.kubectl("patch", "helmchart", "-n", NS, "moving", "--type=merge",
+    assert cluster.revision(ns, "moving").startswith("1.0.0@")
+    assert cluster.status("helmchart", ns, "moving").get("lastHandledReconcileAt") != stamp
+    cluster.kubectl("patch", "helmchart", "-n", ns, "moving", "--type=merge",
                     "-p", '{"spec":{"suspend":false}}')
-    wait_for(lambda: cluster.revision(NS, "moving") == f"1.1.0@{newer.digest}",
+    wait_for(lambda: cluster.revision(ns, "moving") == f"1.1.0@{newer.digest}",
              "resumed: the new version", operator=operator)
     assert operator.stop() == 0
 
 
+@EMULATOR_ONLY
 def test_store_files_nobody_refers_to_are_collected(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
+    ns = cluster.ns
     for name in ("kept", "dropped"):
         charts.sign_with_key(charts.push(name, "1.0.0"), "good")
     cluster.kubectl.apply(
-        secret("cosign-pub", NS, {"cosign.pub": charts.key("good").public_pem}),
-        repository("charts", NS, proxy.oci()),
-        *(helmchart(n, NS, n, "1.0.0", "charts", KEY) for n in ("kept", "dropped")))
+        secret("cosign-pub", ns, {"cosign.pub": charts.key("good").public_pem}),
+        repository("charts", ns, proxy.oci()),
+        *(helmchart(n, ns, n, "1.0.0", "charts", KEY) for n in ("kept", "dropped")))
     operator.start("--gc-interval", "1")
     for name in ("kept", "dropped"):
         _verified(cluster, operator, name)
-    files = {name: operator.artifacts / cluster.status("helmchart", NS, name)["artifact"]["path"]
+    files = {name: operator.artifacts / cluster.status("helmchart", ns, name)["artifact"]["path"]
              for name in ("kept", "dropped")}
-    cluster.kubectl("delete", "helmchart", "-n", NS, "dropped", "--timeout=30s")
+    cluster.kubectl("delete", "helmchart", "-n", ns, "dropped", "--timeout=30s")
     wait_for(lambda: not files["dropped"].exists(), "unreferenced file removed",
              operator=operator)
     time.sleep(1.5)  # another pass

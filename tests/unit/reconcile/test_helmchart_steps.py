@@ -25,7 +25,7 @@ from chartguard.oci import (
     TLSConfig,
 )
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
-from chartguard.reconcile.seams import SecretNotFoundError
+from chartguard.reconcile.seams import SecretNotFoundError, SecretUnreadableError
 from chartguard.reconcile.shared import Verifiers
 from chartguard.store import ArtifactStore
 from chartguard.verify import VerifiedCache
@@ -107,6 +107,8 @@ class _Secrets:
         self.world = world
 
     def get(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        if name == "forbidden":
+            raise SecretUnreadableError("403 Forbidden")
         try:
             return self.world[(namespace, name)]
         except KeyError:
@@ -245,6 +247,22 @@ def test_missing_key_secret_is_a_verification_error_naming_it(world: World) -> N
                                    "secret 'flux-system/cosign-pub' not found")
     assert result.status.artifact is None
     assert result.requeue_after is not None  # retried: the Secret may be created
+
+
+def test_a_key_secret_the_api_refuses_is_a_verification_error_saying_why(
+        world: World) -> None:
+    world.registry.push("1.0.0", cs.generate_key_pair())
+    obj = chart_object()
+    obj["spec"]["verify"]["secretRef"]["name"] = "forbidden"
+    result = run(world, HelmChartStatus(), obj=obj)
+    verified = cond(result, "SourceVerified")
+    assert verified is not None
+    assert verified["message"] == ("failed to verify the signature using provider 'cosign': "
+                                   "secret 'flux-system/forbidden' could not be read: "
+                                   "403 Forbidden")
+    assert result.status.artifact is None
+    assert result.failure is not None
+    assert not result.failure.stalled  # retried
 
 
 def test_registry_down_is_fetch_failed_and_generation_not_observed(world: World) -> None:

@@ -13,7 +13,7 @@ from chartguard.api import conditions as c
 from chartguard.api.status import HelmRepositoryStatus
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
 from chartguard.reconcile.outcome import invalid_spec_conditions
-from chartguard.reconcile.seams import SecretNotFoundError
+from chartguard.reconcile.seams import SecretNotFoundError, SecretUnreadableError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -23,6 +23,8 @@ class Secrets:
         self.data = data
 
     def get(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        if name == "forbidden":
+            raise SecretUnreadableError("403 Forbidden")
         if name not in self.data:
             raise SecretNotFoundError(name)
         return self.data[name]
@@ -51,6 +53,8 @@ def test_the_seeds_repository_is_ready_with_the_seeds_message() -> None:
 @pytest.mark.parametrize(("spec", "secrets", "reason", "words"), [
     ({"secretRef": {"name": "creds"}}, {}, "AuthenticationFailed",
      "failed to get credentials Secret 'default/creds': not found"),
+    ({"secretRef": {"name": "forbidden"}}, {}, "AuthenticationFailed",
+     "failed to get credentials Secret 'default/forbidden': 403 Forbidden"),
     ({"secretRef": {"name": "creds"}}, {"creds": {"username": b"u"}}, "AuthenticationFailed",
      "must have both 'username' and 'password'"),
     ({"certSecretRef": {"name": "tls"}}, {"tls": {"ca.crt": b"not pem"}},

@@ -51,6 +51,8 @@ class ResourceType:
     # per served version: the CRD's additionalPrinterColumns
     printer_columns: dict[str, list[Obj]] = field(default_factory=dict)
     crd_name: str = ""  # set for custom resources
+    # the storage version's openAPIV3Schema, for its defaults only (nothing is validated)
+    schema: Obj = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -176,6 +178,8 @@ class Catalog:
             printer_columns={v["name"]: list(v.get("additionalPrinterColumns") or [])
                              for v in versions},
             crd_name=crd["metadata"]["name"],
+            schema=dict(((versions[0].get("schema") or {}).get("openAPIV3Schema") or {})
+                        if versions else {}),
         )
         if not rt.plural or not rt.kind or not rt.group or not rt.versions:
             raise ApiError(422, "Invalid",

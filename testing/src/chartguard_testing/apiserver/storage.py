@@ -220,6 +220,8 @@ class Store:
             for key, value in (obj.pop("stringData", None) or {}).items():
                 obj.setdefault("data", {})[key] = base64.b64encode(value.encode()).decode()
         workloads.apply_defaults(rt, obj)
+        if rt.schema:
+            schema_defaults(rt.schema, obj, top=True)
 
     def replace(self, rt: ResourceType, namespace: str, name: str, body: Obj, *,
                 status: bool = False, dry_run: bool = False) -> Obj:
@@ -421,3 +423,25 @@ class Store:
 def _owned_by(obj: Obj, uid: str) -> bool:
     return any(ref.get("uid") == uid
                for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def schema_defaults(schema: Obj, value: Any, *, top: bool = False) -> None:
+    """A structural schema's ``default`` values for the fields ``value`` lacks, as the real
+    API server sets them on every write (a CRD with ``status: {default: …}`` gives a new
+    object that status); metadata is the server's own and never defaulted."""
+    if isinstance(value, dict):
+        for key, sub in (schema.get("properties") or {}).items():
+            if top and key in ("metadata", "apiVersion", "kind"):
+                continue
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                schema_defaults(sub, value[key])
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, item in value.items():
+                if key not in (schema.get("properties") or {}):
+                    schema_defaults(extra, item)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            schema_defaults(schema["items"], item)

@@ -1,0 +1,248 @@
+"""``chartguard run --all-namespaces`` under the RBAC of its deploy chart (deploy/chartguard),
+on the real control plane with the chart's ServiceAccount token (not admin): the blog's
+HelmChart reaches SourceVerified=True with no 403 anywhere; without one of the rules the flow
+fails visibly, so each rule tested here is needed. And ``helm lint`` of the chart."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from operator_support import (
+    Charts,
+    Cluster,
+    Operator,
+    OperatorTarget,
+    helmchart,
+    release_finalizers,
+    repository,
+    secret,
+    wait_for,
+)
+
+from chartguard_testing import tools
+from chartguard_testing.apiserver.kubectl import Kubectl
+from chartguard_testing.controlplane import ApiError, ControlPlane, Namespaced, namespaced
+from chartguard_testing.proxy import CountingProxy
+
+CHART = Path(tools.REPO_ROOT) / "deploy" / "chartguard"
+DENIED = re.compile(r"\b403\b|Forbidden|Not enough permissions|cannot (list|watch|get|patch)")
+KEY = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}
+
+# the real control plane is one per pytest process: share the worker its other tests use
+pytestmark = pytest.mark.xdist_group("controlplane")
+
+
+@dataclass(frozen=True)
+class TokenTarget:
+    """A KubeTarget from a kubeconfig holding only a ServiceAccount token."""
+
+    kubeconfig: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig),
+                "KUBECACHEDIR": str(self.kubeconfig.parent / "kube-cache")}
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real helm with homes of its own (removed after), so nothing of the user's is read."""
+    with tempfile.TemporaryDirectory(prefix="chartguard-helm-") as home:
+        env = {**os.environ, **{f"HELM_{k}_HOME": str(Path(home) / k.lower())
+                                for k in ("CONFIG", "CACHE", "DATA")}}
+        return subprocess.run([tools.helm(), *args], capture_output=True, text=True,
+                              timeout=60, env=env, check=False)
+
+
+def render(release: str, namespace: str, *flags: str) -> list[dict[str, Any]]:
+    out = helm("template", release, str(CHART), "-n", namespace, *flags)
+    assert out.returncode == 0, out.stderr
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+@dataclass
+class Installed:
+    """The chart's RBAC applied by admin, and the operator running as its ServiceAccount."""
+
+    admin: Cluster
+    operator: Operator
+    plane: ControlPlane
+    namespace: str
+    cluster_objects: list[tuple[str, str]]
+
+    def start(self, docs: list[dict[str, Any]], workdir: Path, *,
+              clusterwide: bool = True) -> Operator:
+        self.admin.kubectl.apply(*docs)
+        self.cluster_objects += [(d["kind"], d["metadata"]["name"]) for d in docs
+                                 if d["kind"].startswith("Cluster")]
+        sa = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
+        token = self.admin.kubectl("create", "token", sa, "-n", self.namespace,
+                                   "--duration=1h").stdout.strip()
+        config = self.plane.write_kubeconfig(workdir / "sa" / "kubeconfig", token=token,
+                                             user=sa)
+        as_sa = TokenTarget(config)
+        # the token is the ServiceAccount's, not admin's
+        who = Kubectl(tools.kubectl(), as_sa, workdir)("auth", "whoami", "-o", "json").stdout
+        assert json.loads(who)["status"]["userInfo"]["username"] == (
+            f"system:serviceaccount:{self.namespace}:{sa}")
+        self.operator.api = OperatorTarget("real", as_sa, self.namespace,
+                                           clusterwide=clusterwide)
+        return self.operator.start()
+
+
+@pytest.fixture
+def installed(controlplane: ControlPlane, tmp_path: Path,
+              request: pytest.FixtureRequest) -> Iterator[Installed]:
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:30].strip("-")
+    ns: Namespaced = namespaced(controlplane, f"{stem}-{uuid.uuid4().hex[:6]}",
+                                tmp_path / "admin")
+    admin = Cluster(Kubectl(tools.kubectl(), ns, tmp_path), ns.namespace)
+    op = Operator(OperatorTarget("real", ns, ns.namespace, clusterwide=True), tmp_path / "op")
+    op.workdir.mkdir()
+    setup = Installed(admin, op, controlplane, ns.namespace, [])
+    yield setup
+    if op.proc is not None and op.proc.poll() is None:
+        op.stop()
+    release_finalizers(controlplane, ns.namespace)
+    for kind, name in setup.cluster_objects:
+        plural = "clusterroles" if kind == "ClusterRole" else "clusterrolebindings"
+        try:
+            controlplane.request(
+                "DELETE", f"/apis/rbac.authorization.k8s.io/v1/{plural}/{name}")
+        except ApiError as err:
+            if err.code != 404:
+                raise
+    controlplane.request("DELETE", f"/api/v1/namespaces/{ns.namespace}")
+    log = op.output() if op.log.exists() else ""
+    assert "Traceback" not in log, log[-8000:]
+
+
+def _blog_objects(admin: Cluster, charts: Charts, proxy: CountingProxy) -> None:
+    nginx = charts.push("nginx", "0.1.0")
+    charts.sign_with_key(nginx, "cosign")
+    ns = admin.ns
+    admin.kubectl.apply(
+        secret("cosign-pub", ns, {"cosign.pub": charts.key("cosign").public_pem}),
+        repository("developer-guy-charts", ns, proxy.oci(), api_version="v1beta2"),
+        helmchart("flux-system-nginx", ns, "nginx", "*", "developer-guy-charts", KEY,
+                  api_version="v1beta2"))
+
+
+def _release(tag: str) -> str:
+    return f"cg-{tag}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.mark.parametrize("mode", ["all-namespaces", "namespaced"])
+def test_the_deploy_charts_rbac_is_enough_for_the_whole_flow_with_no_403(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path,
+        mode: str) -> None:
+    admin, ns = installed.admin, installed.namespace
+    _blog_objects(admin, charts, proxy)
+    if mode == "all-namespaces":  # `chartguard run --all-namespaces`, one ClusterRole
+        docs = render(_release("all"), ns)
+        assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole",
+                                             "ClusterRoleBinding"}
+    else:  # `chartguard run --namespace NS`: a Role in NS, kopf's namespace list cluster-wide
+        docs = render(_release("ns"), ns, "--set", f"rbac.watchNamespaces={{{ns}}}")
+        assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole",
+                                             "ClusterRoleBinding", "Role", "RoleBinding"}
+    operator = installed.start(docs, tmp_path, clusterwide=mode == "all-namespaces")
+
+    wait_for(lambda: admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
+             .get("status") == "True", "SourceVerified=True as the ServiceAccount",
+             operator=operator)
+    cond = admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
+    assert cond["message"] == "verified signature of version 0.1.0"
+    wait_for(lambda: admin.condition("helmrepository", ns, "developer-guy-charts", "Ready")
+             .get("status") == "True", "HelmRepository Ready", operator=operator)
+    assert ("flux-system-nginx", "ChartPullSucceeded") in {
+        (e["involvedObject"]["name"], e["reason"]) for e in admin.events(ns)}
+    assert admin.body("helmchart", ns, "flux-system-nginx")["metadata"]["finalizers"] == [
+        "finalizers.fluxcd.io"]
+    # a rotated key in the Secret reaches the operator through its Secret watch
+    admin.kubectl.apply(secret("cosign-pub", ns, {"cosign.pub": charts.key("new").public_pem}))
+    wait_for(lambda: admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
+             .get("status") == "False", "rotated key noticed", operator=operator)
+    # deletion: the operator removes Flux's finalizer (a patch of the object)
+    admin.kubectl("delete", "helmchart", "-n", ns, "flux-system-nginx", "--timeout=30s")
+    assert operator.stop() == 0
+    log = operator.output()
+    assert not DENIED.search(log), log[-6000:]
+
+
+def _drop(docs: list[dict[str, Any]], unwanted: Callable[[dict[str, Any]], bool]) -> None:
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    before = len(role["rules"])
+    role["rules"] = [r for r in role["rules"] if not unwanted(r)]
+    assert len(role["rules"]) == before - 1
+
+
+def test_without_the_status_rule_no_condition_is_written_and_the_log_says_403(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
+    admin, ns = installed.admin, installed.namespace
+    _blog_objects(admin, charts, proxy)
+    docs = render(_release("nostatus"), ns)
+    _drop(docs, lambda r: any(res.endswith("/status") for res in r["resources"]))
+    operator = installed.start(docs, tmp_path)
+    refused = re.compile(r"HelmChart \S+/flux-system-nginx: status not written: .*403")
+    wait_for(lambda: bool(refused.search(operator.output())),
+             "the refused status patch in the log", operator=operator)
+    # the finalizer (an allowed patch) is there, the verification result is not
+    body = admin.body("helmchart", ns, "flux-system-nginx")
+    assert body["metadata"]["finalizers"] == ["finalizers.fluxcd.io"]
+    assert not admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
+
+
+def test_without_the_events_rule_the_chart_verifies_but_its_event_is_refused(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
+    admin, ns = installed.admin, installed.namespace
+    _blog_objects(admin, charts, proxy)
+    docs = render(_release("noevents"), ns)
+    _drop(docs, lambda r: "events" in r["resources"])
+    operator = installed.start(docs, tmp_path)
+    wait_for(lambda: "not posted" in operator.output(), "the refused Event in the log",
+             operator=operator)
+    assert re.search(r"event ChartPullSucceeded not posted: .*403", operator.output()), (
+        operator.output()[-4000:])
+    assert admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")[
+        "status"] == "True"
+    assert not [e for e in admin.events(ns) if e["reason"] == "ChartPullSucceeded"]
+
+
+def test_helm_lint_passes_and_namespaced_mode_renders_a_role_per_namespace() -> None:
+    lint = helm("lint", "--strict", str(CHART))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    docs = render("cg", "ops", "--set", "rbac.watchNamespaces={a,b}")
+    roles = {(d["kind"], d["metadata"].get("namespace")) for d in docs
+             if d["kind"] in ("Role", "RoleBinding")}
+    assert roles == {("Role", "a"), ("Role", "b"), ("RoleBinding", "a"), ("RoleBinding", "b")}
+    cluster_role = next(d for d in docs if d["kind"] == "ClusterRole")
+    assert "secrets" not in json.dumps(cluster_role)  # no cluster-wide Secret reads
+
+
+def test_without_the_secrets_rule_the_key_cannot_be_read_and_nothing_is_verified(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
+    admin, ns = installed.admin, installed.namespace
+    _blog_objects(admin, charts, proxy)
+    docs = render(_release("nosecrets"), ns)
+    _drop(docs, lambda r: "secrets" in r["resources"])
+    operator = installed.start(docs, tmp_path)
+    wait_for(lambda: admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
+             .get("status") == "False", "verification refused for want of the key",
+             operator=operator)
+    cond = admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
+    assert cond["message"].endswith(
+        "secret '" + ns + "/cosign-pub' could not be read: 403 Forbidden"), cond
+    assert not admin.status("helmchart", ns, "flux-system-nginx").get("artifact")
+    assert "cannot list resource \"secrets\"" in operator.output()  # kopf's watch, refused
+    assert operator.stop() == 0
