@@ -18,7 +18,8 @@ docker-registry, plain HTTP on 127.0.0.1), one after the other in one run:
 For each side: seconds from `kubectl apply` to all N HelmCharts Ready=True and
 SourceVerified=True (polled from the API server every 0.5 s), the controller's RSS when idle
 before the apply and its peak RSS (VmHWM), and the CPU seconds it used from the apply to all
-Ready (start-up excluded); then the chartguard/Flux ratios. Printed, never
+Ready (start-up excluded), and the CPU kube-apiserver + etcd used meanwhile (the API load each
+controller causes); then the chartguard/Flux ratios. Printed, never
 asserted. Both controllers get the same in-flight work (`--concurrency`: Flux's `--concurrent`,
 chartguard's `--concurrency`).
 
@@ -73,6 +74,7 @@ class Result:
     idle_rss_mib: float
     peak_rss_mib: float
     cpu_seconds: float
+    api_cpu_seconds: float
     log_errors: int
 
 
@@ -169,8 +171,14 @@ def http_ok(url: str) -> bool:
         return bool(answer.status == 200)
 
 
+def api_cpu(plane: ControlPlane) -> float:
+    """CPU seconds kube-apiserver and etcd have used: the API load a controller causes."""
+    return sum(proc_status(plane.processes[name].pid)[1] for name in ("apiserver", "etcd"))
+
+
 def run_side(name: str, plane: ControlPlane, reg: Registry, work: Path, pub: Path, n: int,
-             argv: list[str], env: dict[str, str], health: str, timeout: float) -> Result:
+             argv: list[str], env: dict[str, str], health: str, timeout: float,
+             logs: Path | None, preload: bool) -> Result:
     namespace = name
     kubectl = [tools.kubectl(), "--kubeconfig", str(plane.kubeconfig)]
 
@@ -184,16 +192,27 @@ def run_side(name: str, plane: ControlPlane, reg: Registry, work: Path, pub: Pat
     manifests = work / f"{name}.yaml"
     manifests.write_text(yaml.safe_dump_all(objects(namespace, name, reg.oci("charts"), n)))
     log = work / f"{name}.log"
+    applied = float("nan")
+    if preload:  # the objects wait for the controller: timed from its start
+        print(f"{name}: applying {n} HelmCharts, then starting it ...", flush=True)
+        applying = time.perf_counter()
+        k("apply", "-f", str(manifests))
+        applied = time.perf_counter() - applying
+    api_before = api_cpu(plane)
+    start = time.perf_counter()
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        procs.wait_until(lambda: http_ok(health), timeout=120, what=name, proc=proc)
-        time.sleep(2.0)  # watching before the objects arrive, as in bench_operator.py
-        idle_rss, cpu_before = proc_status(proc.pid)
-        print(f"{name}: applying {n} HelmCharts ...", flush=True)
-        start = time.perf_counter()
-        k("apply", "-f", str(manifests))
-        applied = time.perf_counter() - start
+        idle_rss, cpu_before = float("nan"), 0.0
+        if not preload:
+            procs.wait_until(lambda: http_ok(health), timeout=120, what=name, proc=proc)
+            time.sleep(2.0)  # watching before the objects arrive, as in bench_operator.py
+            idle_rss, cpu_before = proc_status(proc.pid)
+            api_before = api_cpu(plane)
+            print(f"{name}: applying {n} HelmCharts ...", flush=True)
+            start = time.perf_counter()
+            k("apply", "-f", str(manifests))
+            applied = time.perf_counter() - start
         ready = verified = 0
         while time.perf_counter() - start < timeout:
             ready, verified = counts(plane, namespace)
@@ -204,6 +223,7 @@ def run_side(name: str, plane: ControlPlane, reg: Registry, work: Path, pub: Pat
             time.sleep(0.5)
         elapsed = time.perf_counter() - start
         rss, cpu_after = proc_status(proc.pid)
+        api_after = api_cpu(plane)
     finally:
         procs.stop(proc, grace=10)
     text = log.read_text(errors="replace")
@@ -214,8 +234,11 @@ def run_side(name: str, plane: ControlPlane, reg: Registry, work: Path, pub: Pat
     if ready < n and errors:
         tail = [line for line in text.splitlines() if "error" in line.lower()][-5:]
         print("\n".join(f"  {line[:400]}" for line in tail), flush=True)
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / log.name).write_text(text)
     return Result(name, ready, verified, elapsed, applied, idle_rss, rss, cpu_after - cpu_before,
-                  errors)
+                  api_after - api_before, errors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,6 +252,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds each side may take to reach all Ready")
     parser.add_argument("--only", choices=("flux", "chartguard"),
                         help="run one side only")
+    parser.add_argument("--flux-arg", action="append", default=[], metavar="ARG",
+                        help="one more source-controller flag, e.g. --flux-arg=--concurrent=2 "
+                             "(repeatable; a later flag wins)")
+    parser.add_argument("--chartguard-arg", action="append", default=[], metavar="ARG",
+                        help="one more `chartguard run` flag (repeatable)")
+    parser.add_argument("--logs", type=Path, help="keep both controllers' logs in this directory")
+    parser.add_argument("--preload", action="store_true",
+                        help="apply the objects first, then start the controller, and time from "
+                             "its start (start-up and cache sync included; no kubectl apply "
+                             "competing with it)")
     args = parser.parse_args(argv)
     n: int = args.charts
     source_controller = tools.find_tool("source-controller")
@@ -262,9 +295,10 @@ def main(argv: list[str] | None = None) -> int:
                      f"--health-addr=127.0.0.1:{health}",
                      f"--storage-path={work / 'flux-storage'}",
                      f"--storage-addr=127.0.0.1:{storage}",
-                     f"--storage-adv-addr=127.0.0.1:{storage}"],
+                     f"--storage-adv-addr=127.0.0.1:{storage}", *args.flux_arg],
                     {**plane.env, "RUNTIME_NAMESPACE": "flux"},
-                    f"http://127.0.0.1:{health}/readyz", args.timeout))
+                    f"http://127.0.0.1:{health}/readyz", args.timeout, args.logs,
+                    args.preload))
             if args.only in (None, "chartguard"):
                 health = procs.free_port()
                 results.append(run_side(
@@ -273,25 +307,33 @@ def main(argv: list[str] | None = None) -> int:
                      "--selector", f"{SHARD} in (chartguard)",
                      "--concurrency", str(args.concurrency),
                      "--artifact-dir", str(work / "chartguard-artifacts"),
-                     "--health-port", str(health)],
-                    plane.env, f"http://127.0.0.1:{health}/healthz", args.timeout))
+                     "--health-port", str(health), *args.chartguard_arg],
+                    plane.env, f"http://127.0.0.1:{health}/healthz", args.timeout, args.logs,
+                    args.preload))
     print()
     print(f"HelmCharts: {n} (own repository, digest and cosign key signature each, legacy .sig),"
           f" one real control plane (kube-apiserver {plane.server_version}) and one registry, "
           f"in-flight work {args.concurrency} on each side, 2 cores shared with the control "
           f"plane and the registry; pushed in {pushed:.1f} s")
     print(f"  {'':<12}{'all Ready':>12}{'(apply)':>10}{'idle RSS':>12}{'peak RSS':>12}"
-          f"{'CPU':>10}{'Ready':>8}{'Verified':>10}{'log errors':>12}")
+          f"{'CPU':>10}{'API CPU':>10}{'Ready':>8}{'Verified':>10}{'log errors':>12}")
     for r in results:
         print(f"  {r.name:<12}{r.seconds:>10.1f} s{r.apply_seconds:>8.1f} s"
-              f"{r.idle_rss_mib:>8.0f} MiB{r.peak_rss_mib:>8.0f} MiB{r.cpu_seconds:>8.1f} s"
+              f"{r.idle_rss_mib:>8.0f} MiB{r.peak_rss_mib:>8.0f} MiB"
+              f"{r.cpu_seconds:>8.1f} s{r.api_cpu_seconds:>8.1f} s"
               f"{r.ready:>8}{r.verified:>10}{r.log_errors:>12}")
     by_name = {r.name: r for r in results}
     if len(by_name) == 2:
         cg, flux = by_name["chartguard"], by_name["flux"]
         print(f"  chartguard/Flux: time to all Ready {cg.seconds / flux.seconds:.2f}, "
               f"peak RSS {cg.peak_rss_mib / flux.peak_rss_mib:.2f}, "
-              f"CPU {cg.cpu_seconds / max(flux.cpu_seconds, 0.01):.2f}")
+              f"CPU {cg.cpu_seconds / max(flux.cpu_seconds, 0.01):.2f}, "
+              f"API server + etcd CPU {cg.api_cpu_seconds / max(flux.api_cpu_seconds, 0.01):.2f}")
+    if args.preload:
+        print("  --preload: objects applied before each controller started; times and CPU from "
+              "its start (start-up included)")
+    if args.flux_arg or args.chartguard_arg:
+        print(f"  extra flags: Flux {args.flux_arg}, chartguard {args.chartguard_arg}")
     print("  helm-controller: not compared (chartguard has no HelmRelease reconciler yet)")
     return 0 if all(r.ready >= n and r.verified >= n for r in results) else 1
 
