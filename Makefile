@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install base-tools tools controlplane cosign flux-controllers check lint typecheck unit test demo bench e2e clean
+.PHONY: install base-tools tools controlplane cosign flux-controllers check lint typecheck unit test demo bench bench-flux e2e clean
 
 # venv + the package (editable) with its test extras and the test equipment (testing/); redone only when pyproject.toml changes
 install: $(STAMP)
@@ -59,9 +59,17 @@ demo: install base-tools
 	$(BIN)/python scripts/demo.py
 
 # speed and memory figures (tests never time things)
+# (+ the side-by-side with Flux's source-controller when `make flux-controllers` built it)
 bench: install tools
 	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_operator.py
+	if [ -x .tools/source-controller ]; then $(MAKE) --no-print-directory bench-flux; \
+	else echo "bench-flux skipped: run \`make flux-controllers\` for Flux's source-controller"; fi
+
+# chartguard vs Flux's source-controller on one real control plane and registry
+# (FLUX_BENCH_ARGS="--charts 1000" for more)
+bench-flux: install tools flux-controllers
+	$(BIN)/python bench/bench_flux_side_by_side.py $(FLUX_BENCH_ARGS)
 
 # the same flows against a real cluster (needs kind/Docker and KUBECONFIG)
 e2e: install tools

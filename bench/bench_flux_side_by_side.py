@@ -1,0 +1,342 @@
+"""chartguard beside Flux's own source-controller (`make bench-flux`, part of `make bench` when
+`make flux-controllers` has built `.tools/source-controller`).
+
+On ONE real control plane (etcd, kube-apiserver 1.36.3, controller-manager, scheduler, kwok:
+`chartguard_testing.controlplane`, our CRDs from crds/) and ONE registry (Debian's
+docker-registry, plain HTTP on 127.0.0.1), one after the other in one run:
+
+1. N charts are pushed, each its own repository and manifest digest, each signed with one
+   cosign key as `cosign sign --key` writes it (legacy `sha256-<hex>.sig`, no Rekor entry);
+2. Flux's source-controller (v1.9.5, `make flux-controllers`) reconciles a HelmRepository
+   (`type: oci`, `insecure: true`) and N HelmCharts with
+   `verify: {provider: cosign, secretRef: {name: cosign-pub}}` in namespace `flux`, labelled
+   `sharding.fluxcd.io/key: flux` (its `--watch-label-selector`);
+3. it is stopped by PID, then `chartguard run` reconciles the same objects for the same charts in
+   namespace `chartguard`, labelled `sharding.fluxcd.io/key: chartguard` (its `--namespace` and
+   `--selector`), so no object ever has two writers.
+
+For each side: seconds from `kubectl apply` to all N HelmCharts Ready=True and
+SourceVerified=True (polled from the API server every 0.5 s), the controller's RSS when idle
+before the apply and its peak RSS (VmHWM), and the CPU seconds it used from the apply to all
+Ready (start-up excluded), and the CPU kube-apiserver + etcd used meanwhile (the API load each
+controller causes); then the chartguard/Flux ratios. Printed, never
+asserted. Both controllers get the same in-flight work (`--concurrency`: Flux's `--concurrent`,
+chartguard's `--concurrency`).
+
+Flux's source-controller reads HelmChart and HelmRepository through OUR CRDs (crds/, v1
+storage); it also watches GitRepository, Bucket, OCIRepository and ExternalArtifact, whose CRDs
+chartguard does not serve: they are applied from the source-controller module's
+config/crd/bases (Go's module cache; `go mod download` fetches it when missing).
+
+helm-controller (v1.6.4 is built too) is not measured: chartguard's HelmRelease reconciler does
+not exist yet, so there is nothing to compare it with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chartguard.oci import HELM_CHART_LAYER, HELM_CONFIG, OCI_MANIFEST
+from chartguard_testing import cosign_signer as cs
+from chartguard_testing import procs, tools
+from chartguard_testing import registry_signer as rs
+from chartguard_testing.charts import HelmEnv
+from chartguard_testing.controlplane import ControlPlane, run_controlplane
+from chartguard_testing.registry import Registry, run_registry
+
+SOURCE_CONTROLLER_MODULE = "github.com/fluxcd/source-controller@v1.9.5"
+SHARD = "sharding.fluxcd.io/key"
+CHARTGUARD = str(Path(sys.executable).with_name("chartguard"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    ready: int
+    verified: int
+    seconds: float
+    apply_seconds: float
+    idle_rss_mib: float
+    peak_rss_mib: float
+    cpu_seconds: float
+    api_cpu_seconds: float
+    log_errors: int
+
+
+# ---- charts -------------------------------------------------------------------------------
+
+def push_charts(reg: Registry, helm: HelmEnv, key: cs.KeyPair, n: int) -> float:
+    """N charts (repository `charts/cNNNN`, tag 1.0.0), each with a key signature of its own
+    digest; the chart layer is one `helm package` output (as in bench_operator.py)."""
+    start = time.perf_counter()
+    package = helm.package(helm.create("bench", "1.0.0"))
+    layer = rs.Blob(package.read_bytes(), HELM_CHART_LAYER)
+    local = threading.local()
+
+    def push(i: int) -> None:
+        writer = getattr(local, "writer", None)
+        if writer is None:
+            writer = local.writer = rs.RegistryWriter(reg)
+        name = f"c{i:04d}"
+        config = rs.Blob(json.dumps({"apiVersion": "v2", "name": name, "version": "1.0.0"},
+                                    separators=(",", ":")).encode(), HELM_CONFIG)
+        manifest = rs.Blob(json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(),
+            "layers": [layer.descriptor()]}, separators=(",", ":")).encode(), OCI_MANIFEST)
+        digest = writer.push(f"charts/{name}", rs.Artifact(manifest, (config, layer)), "1.0.0")
+        repository = f"{reg.host}/charts/{name}"
+        signature = cs.sign_legacy_with_key(key, cs.simple_signing_payload(repository, digest))
+        writer.push(f"charts/{name}", rs.legacy_signature_artifact([signature]),
+                    rs.sig_tag(digest))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(push, range(n)))
+    return time.perf_counter() - start
+
+
+def objects(namespace: str, shard: str, url: str, n: int) -> list[dict[str, Any]]:
+    labels = {SHARD: shard}
+    docs: list[dict[str, Any]] = [{
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "charts", "namespace": namespace, "labels": labels},
+        "spec": {"type": "oci", "interval": "10m", "insecure": True, "url": url}}]
+    for i in range(n):
+        docs.append({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
+            "metadata": {"name": f"c{i:04d}", "namespace": namespace, "labels": labels},
+            "spec": {"chart": f"c{i:04d}", "version": "1.0.0", "interval": "10m",
+                     "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+                     "verify": {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}}})
+    return docs
+
+
+# ---- Flux's own CRDs for the kinds chartguard does not serve -------------------------------
+
+def flux_extra_crds() -> list[Path]:
+    """source-controller's CRDs except HelmChart and HelmRepository (ours are used)."""
+    found = subprocess.run(["go", "mod", "download", "-json", SOURCE_CONTROLLER_MODULE],
+                           check=True, capture_output=True, text=True, timeout=600)
+    bases = Path(json.loads(found.stdout)["Dir"]) / "config" / "crd" / "bases"
+    return sorted(p for p in bases.glob("*.yaml")
+                  if not p.name.endswith(("_helmcharts.yaml", "_helmrepositories.yaml")))
+
+
+# ---- measuring ----------------------------------------------------------------------------
+
+def proc_status(pid: int) -> tuple[float, float]:
+    """(peak RSS MiB, CPU seconds) of a live process."""
+    hwm = float("nan")
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return hwm, cpu
+
+
+def counts(plane: ControlPlane, namespace: str) -> tuple[int, int]:
+    """(Ready=True for the current generation, SourceVerified=True) among the HelmCharts."""
+    items = plane.request(
+        "GET", f"/apis/source.toolkit.fluxcd.io/v1/namespaces/{namespace}/helmcharts",
+        timeout=120)["items"]
+    ready = verified = 0
+    for item in items:
+        status = item.get("status") or {}
+        conds = {c.get("type"): c.get("status") for c in status.get("conditions", [])}
+        if (conds.get("Ready") == "True"
+                and status.get("observedGeneration") == item["metadata"].get("generation")):
+            ready += 1
+        if conds.get("SourceVerified") == "True":
+            verified += 1
+    return ready, verified
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 (127.0.0.1 only)
+        return bool(answer.status == 200)
+
+
+def api_cpu(plane: ControlPlane) -> float:
+    """CPU seconds kube-apiserver and etcd have used: the API load a controller causes."""
+    return sum(proc_status(plane.processes[name].pid)[1] for name in ("apiserver", "etcd"))
+
+
+def run_side(name: str, plane: ControlPlane, reg: Registry, work: Path, pub: Path, n: int,
+             argv: list[str], env: dict[str, str], health: str, timeout: float,
+             logs: Path | None, preload: bool) -> Result:
+    namespace = name
+    kubectl = [tools.kubectl(), "--kubeconfig", str(plane.kubeconfig)]
+
+    def k(*args: str) -> None:
+        subprocess.run([*kubectl, *args], env=plane.env, check=True, capture_output=True,
+                       text=True, timeout=900)
+
+    k("create", "namespace", namespace)
+    k("-n", namespace, "create", "secret", "generic", "cosign-pub",
+      f"--from-file=cosign.pub={pub}")
+    manifests = work / f"{name}.yaml"
+    manifests.write_text(yaml.safe_dump_all(objects(namespace, name, reg.oci("charts"), n)))
+    log = work / f"{name}.log"
+    applied = float("nan")
+    if preload:  # the objects wait for the controller: timed from its start
+        print(f"{name}: applying {n} HelmCharts, then starting it ...", flush=True)
+        applying = time.perf_counter()
+        k("apply", "-f", str(manifests))
+        applied = time.perf_counter() - applying
+    api_before = api_cpu(plane)
+    start = time.perf_counter()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        idle_rss, cpu_before = float("nan"), 0.0
+        if not preload:
+            procs.wait_until(lambda: http_ok(health), timeout=120, what=name, proc=proc)
+            time.sleep(2.0)  # watching before the objects arrive, as in bench_operator.py
+            idle_rss, cpu_before = proc_status(proc.pid)
+            api_before = api_cpu(plane)
+            print(f"{name}: applying {n} HelmCharts ...", flush=True)
+            start = time.perf_counter()
+            k("apply", "-f", str(manifests))
+            applied = time.perf_counter() - start
+        ready = verified = 0
+        while time.perf_counter() - start < timeout:
+            ready, verified = counts(plane, namespace)
+            if ready >= n and verified >= n:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}: see {log}")
+            time.sleep(0.5)
+        elapsed = time.perf_counter() - start
+        rss, cpu_after = proc_status(proc.pid)
+        api_after = api_cpu(plane)
+    finally:
+        procs.stop(proc, grace=10)
+    text = log.read_text(errors="replace")
+    errors = sum(1 for line in text.splitlines()
+                 if "Traceback" in line or "ERROR" in line or '"level":"error"' in line)
+    print(f"{name}: {ready}/{n} Ready, {verified}/{n} SourceVerified after {elapsed:.1f} s",
+          flush=True)
+    if ready < n and errors:
+        tail = [line for line in text.splitlines() if "error" in line.lower()][-5:]
+        print("\n".join(f"  {line[:400]}" for line in tail), flush=True)
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / log.name).write_text(text)
+    return Result(name, ready, verified, elapsed, applied, idle_rss, rss, cpu_after - cpu_before,
+                  api_after - api_before, errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--charts", type=int,
+                        default=int(os.environ.get("CHARTGUARD_BENCH_FLUX_CHARTS", "200")))
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="Flux's --concurrent and chartguard's --concurrency (default 4, "
+                             "chartguard's default; Flux's is 2)")
+    parser.add_argument("--timeout", type=float, default=900.0,
+                        help="seconds each side may take to reach all Ready")
+    parser.add_argument("--only", choices=("flux", "chartguard"),
+                        help="run one side only")
+    parser.add_argument("--flux-arg", action="append", default=[], metavar="ARG",
+                        help="one more source-controller flag, e.g. --flux-arg=--concurrent=2 "
+                             "(repeatable; a later flag wins)")
+    parser.add_argument("--chartguard-arg", action="append", default=[], metavar="ARG",
+                        help="one more `chartguard run` flag (repeatable)")
+    parser.add_argument("--logs", type=Path, help="keep both controllers' logs in this directory")
+    parser.add_argument("--preload", action="store_true",
+                        help="apply the objects first, then start the controller, and time from "
+                             "its start (start-up and cache sync included; no kubectl apply "
+                             "competing with it)")
+    args = parser.parse_args(argv)
+    n: int = args.charts
+    source_controller = tools.find_tool("source-controller")
+    extra_crds = flux_extra_crds()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="chartguard-fluxbench-") as tmp:
+        work = Path(tmp)
+        with run_registry(workdir=work) as reg, run_controlplane(work / "cp") as plane:
+            helm = HelmEnv(work / "helm")
+            key = cs.generate_key_pair()
+            pub = work / "cosign.pub"
+            pub.write_bytes(key.public_pem)
+            print(f"pushing {n} charts and their signatures ...", flush=True)
+            pushed = push_charts(reg, helm, key, n)
+            for crd in extra_crds:
+                subprocess.run([tools.kubectl(), "apply", "-f", str(crd)], env=plane.env,
+                               check=True, capture_output=True, timeout=120)
+            subprocess.run([tools.kubectl(), "wait", "--for=condition=Established", "crd",
+                            "--all", "--timeout=60s"], env=plane.env, check=True,
+                           capture_output=True, timeout=120)
+            if args.only in (None, "flux"):
+                metrics, health, storage = (procs.free_port() for _ in range(3))
+                (work / "flux-storage").mkdir()
+                results.append(run_side(
+                    "flux", plane, reg, work, pub, n,
+                    [source_controller, "--watch-all-namespaces",
+                     f"--watch-label-selector={SHARD} in (flux)",
+                     "--enable-leader-election=false", "--log-level=info",
+                     "--log-encoding=json", f"--concurrent={args.concurrency}",
+                     f"--metrics-addr=127.0.0.1:{metrics}",
+                     f"--health-addr=127.0.0.1:{health}",
+                     f"--storage-path={work / 'flux-storage'}",
+                     f"--storage-addr=127.0.0.1:{storage}",
+                     f"--storage-adv-addr=127.0.0.1:{storage}", *args.flux_arg],
+                    {**plane.env, "RUNTIME_NAMESPACE": "flux"},
+                    f"http://127.0.0.1:{health}/readyz", args.timeout, args.logs,
+                    args.preload))
+            if args.only in (None, "chartguard"):
+                health = procs.free_port()
+                results.append(run_side(
+                    "chartguard", plane, reg, work, pub, n,
+                    [CHARTGUARD, "run", "--namespace", "chartguard",
+                     "--selector", f"{SHARD} in (chartguard)",
+                     "--concurrency", str(args.concurrency),
+                     "--artifact-dir", str(work / "chartguard-artifacts"),
+                     "--health-port", str(health), *args.chartguard_arg],
+                    plane.env, f"http://127.0.0.1:{health}/healthz", args.timeout, args.logs,
+                    args.preload))
+    print()
+    print(f"HelmCharts: {n} (own repository, digest and cosign key signature each, legacy .sig),"
+          f" one real control plane (kube-apiserver {plane.server_version}) and one registry, "
+          f"in-flight work {args.concurrency} on each side, 2 cores shared with the control "
+          f"plane and the registry; pushed in {pushed:.1f} s")
+    print(f"  {'':<12}{'all Ready':>12}{'(apply)':>10}{'idle RSS':>12}{'peak RSS':>12}"
+          f"{'CPU':>10}{'API CPU':>10}{'Ready':>8}{'Verified':>10}{'log errors':>12}")
+    for r in results:
+        print(f"  {r.name:<12}{r.seconds:>10.1f} s{r.apply_seconds:>8.1f} s"
+              f"{r.idle_rss_mib:>8.0f} MiB{r.peak_rss_mib:>8.0f} MiB"
+              f"{r.cpu_seconds:>8.1f} s{r.api_cpu_seconds:>8.1f} s"
+              f"{r.ready:>8}{r.verified:>10}{r.log_errors:>12}")
+    by_name = {r.name: r for r in results}
+    if len(by_name) == 2:
+        cg, flux = by_name["chartguard"], by_name["flux"]
+        print(f"  chartguard/Flux: time to all Ready {cg.seconds / flux.seconds:.2f}, "
+              f"peak RSS {cg.peak_rss_mib / flux.peak_rss_mib:.2f}, "
+              f"CPU {cg.cpu_seconds / max(flux.cpu_seconds, 0.01):.2f}, "
+              f"API server + etcd CPU {cg.api_cpu_seconds / max(flux.api_cpu_seconds, 0.01):.2f}")
+    if args.preload:
+        print("  --preload: objects applied before each controller started; times and CPU from "
+              "its start (start-up included)")
+    if args.flux_arg or args.chartguard_arg:
+        print(f"  extra flags: Flux {args.flux_arg}, chartguard {args.chartguard_arg}")
+    print("  helm-controller: not compared (chartguard has no HelmRelease reconciler yet)")
+    return 0 if all(r.ready >= n and r.verified >= n for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
