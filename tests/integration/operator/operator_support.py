@@ -59,7 +59,15 @@ class OperatorTarget:
         shared real control plane only this test's namespace, so no test sees another's."""
         if self.kind == "real" and not self.clusterwide:
             return ("--namespace", self.namespace)
+        if self.kind == "real":
+            # cluster-wide on a shared control plane: only this test's labelled objects, so the
+            # operator never acts on (or in) another test's, possibly terminating, namespace
+            return ("--all-namespaces", "--selector", f"{TEST_LABEL}={self.namespace}")
         return ("--all-namespaces",)
+
+
+#: marks a test's objects for a cluster-wide operator on the shared real control plane
+TEST_LABEL = "chartguard.test/namespace"
 
 
 @dataclass

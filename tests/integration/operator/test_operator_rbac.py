@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from operator_support import (
+    TEST_LABEL,
     Charts,
     Cluster,
     Operator,
@@ -97,6 +98,9 @@ class Installed:
             f"system:serviceaccount:{self.namespace}:{sa}")
         self.operator.api = OperatorTarget("real", as_sa, self.namespace,
                                            clusterwide=clusterwide)
+        if clusterwide:  # the cluster-wide operator's --selector (OperatorTarget.scope)
+            self.admin.kubectl("label", "helmcharts,helmrepositories", "--all", "-n",
+                               self.namespace, f"{TEST_LABEL}={self.namespace}")
         return self.operator.start()
 
 
