@@ -40,20 +40,17 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from chartguard.oci import HELM_CHART_LAYER, HELM_CONFIG, OCI_MANIFEST
 from chartguard_testing import cosign_signer as cs
 from chartguard_testing import procs, tools
-from chartguard_testing import registry_signer as rs
+from chartguard_testing.bulk_charts import push_signed_charts
 from chartguard_testing.charts import HelmEnv
 from chartguard_testing.controlplane import ControlPlane, run_controlplane
 from chartguard_testing.registry import Registry, run_registry
@@ -81,31 +78,8 @@ class Result:
 # ---- charts -------------------------------------------------------------------------------
 
 def push_charts(reg: Registry, helm: HelmEnv, key: cs.KeyPair, n: int) -> float:
-    """N charts (repository `charts/cNNNN`, tag 1.0.0), each with a key signature of its own
-    digest; the chart layer is one `helm package` output (as in bench_operator.py)."""
     start = time.perf_counter()
-    package = helm.package(helm.create("bench", "1.0.0"))
-    layer = rs.Blob(package.read_bytes(), HELM_CHART_LAYER)
-    local = threading.local()
-
-    def push(i: int) -> None:
-        writer = getattr(local, "writer", None)
-        if writer is None:
-            writer = local.writer = rs.RegistryWriter(reg)
-        name = f"c{i:04d}"
-        config = rs.Blob(json.dumps({"apiVersion": "v2", "name": name, "version": "1.0.0"},
-                                    separators=(",", ":")).encode(), HELM_CONFIG)
-        manifest = rs.Blob(json.dumps({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(),
-            "layers": [layer.descriptor()]}, separators=(",", ":")).encode(), OCI_MANIFEST)
-        digest = writer.push(f"charts/{name}", rs.Artifact(manifest, (config, layer)), "1.0.0")
-        repository = f"{reg.host}/charts/{name}"
-        signature = cs.sign_legacy_with_key(key, cs.simple_signing_payload(repository, digest))
-        writer.push(f"charts/{name}", rs.legacy_signature_artifact([signature]),
-                    rs.sig_tag(digest))
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(push, range(n)))
+    push_signed_charts(reg, helm, key, n)
     return time.perf_counter() - start
 
 
