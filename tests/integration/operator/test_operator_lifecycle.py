@@ -17,6 +17,7 @@ from operator_support import (
     wait_for,
 )
 
+from chartguard_testing.charts import PushedChart
 from chartguard_testing.proxy import CountingProxy
 
 KEY = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}
@@ -26,6 +27,23 @@ def _verified(cluster: Cluster, operator: Operator, name: str, status: str = "Tr
     ns = cluster.ns
     wait_for(lambda: cluster.condition("helmchart", ns, name, "SourceVerified").get(
         "status") == status, f"{name} SourceVerified={status}", operator=operator)
+
+
+def _one_verified_chart(cluster: Cluster, charts: Charts, proxy: CountingProxy,
+                        operator: Operator, name: str, version: str, key: str,
+                        ) -> PushedChart:
+    """``name`` 1.0.0 signed by ``key``, its Secret, repository and HelmChart (interval 10m,
+    ``version`` as the spec's constraint), the operator started, SourceVerified=True."""
+    ns = cluster.ns
+    chart = charts.push(name, "1.0.0")
+    charts.sign_with_key(chart, key)
+    cluster.kubectl.apply(
+        secret("cosign-pub", ns, {"cosign.pub": charts.key(key).public_pem}),
+        repository("charts", ns, proxy.oci()),
+        helmchart(name, ns, name, version, "charts", KEY))
+    operator.start()
+    _verified(cluster, operator, name)
+    return chart
 
 
 @EMULATOR_ONLY
@@ -60,14 +78,7 @@ def test_new_tag_in_range_after_the_interval_and_unchanged_digest_costs_one_reso
 def test_sigkill_and_restart_rebuild_the_store_without_touching_any_status(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
     ns = cluster.ns
-    chart = charts.push("steady", "1.0.0")
-    charts.sign_with_key(chart, "good")
-    cluster.kubectl.apply(
-        secret("cosign-pub", ns, {"cosign.pub": charts.key("good").public_pem}),
-        repository("charts", ns, proxy.oci()),
-        helmchart("steady", ns, "steady", "1.0.0", "charts", KEY))
-    operator.start()
-    _verified(cluster, operator, "steady")
+    chart = _one_verified_chart(cluster, charts, proxy, operator, "steady", "1.0.0", "good")
     wait_for(lambda: bool(cluster.status("helmrepository", ns, "charts")), "repository status",
              operator=operator)
     before = {kind: cluster.body(kind, ns, name)
@@ -94,14 +105,7 @@ def test_sigkill_and_restart_rebuild_the_store_without_touching_any_status(
 def test_rotating_the_key_in_the_secret_verifies_again_at_once(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
     ns = cluster.ns
-    chart = charts.push("rotated", "1.0.0")
-    charts.sign_with_key(chart, "old")
-    cluster.kubectl.apply(
-        secret("cosign-pub", ns, {"cosign.pub": charts.key("old").public_pem}),
-        repository("charts", ns, proxy.oci()),
-        helmchart("rotated", ns, "rotated", "1.0.0", "charts", KEY))  # interval 10m
-    operator.start()
-    _verified(cluster, operator, "rotated")
+    chart = _one_verified_chart(cluster, charts, proxy, operator, "rotated", "1.0.0", "old")
     revision = cluster.revision(ns, "rotated")
 
     # the old key is revoked: only the new one is trusted, and the chart is not signed by it
@@ -121,13 +125,7 @@ def test_rotating_the_key_in_the_secret_verifies_again_at_once(
 def test_repository_changes_reach_their_charts_at_once_and_suspend_stops_everything(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
     ns = cluster.ns
-    charts.sign_with_key(charts.push("moving", "1.0.0"), "good")
-    cluster.kubectl.apply(
-        secret("cosign-pub", ns, {"cosign.pub": charts.key("good").public_pem}),
-        repository("charts", ns, proxy.oci()),
-        helmchart("moving", ns, "moving", ">=1.0.0", "charts", KEY))  # interval 10m
-    operator.start()
-    _verified(cluster, operator, "moving")
+    _one_verified_chart(cluster, charts, proxy, operator, "moving", ">=1.0.0", "good")
 
     # the repository moves to a path without the chart: its chart notices without waiting
     cluster.kubectl("patch", "helmrepository", "-n", ns, "charts", "--type=merge",
