@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from chartguard.api import HelmRelease
+from chartguard.helm.release import StoredRelease
+from chartguard.helm.runner import ChartFile
 from chartguard.oci import (
     ChartArtifact,
     ChartReference,
@@ -37,6 +40,29 @@ class SecretReader(Protocol):
     def get(self, namespace: str, name: str) -> Mapping[str, bytes]:
         """The Secret's decoded ``data``; ``SecretNotFoundError`` when there is none,
         ``SecretUnreadableError`` when the API would not give it."""
+        ...
+
+
+class ConfigMapNotFoundError(Exception):
+    """The named ConfigMap does not exist."""
+
+
+class ConfigMapReader(Protocol):
+    def get(self, namespace: str, name: str) -> Mapping[str, str]:
+        """The ConfigMap's ``data``; ``ConfigMapNotFoundError`` when there is none,
+        ``SecretUnreadableError`` when the API would not give it."""
+        ...
+
+
+class ChartWriter(Protocol):
+    """Writes the HelmCharts that HelmReleases' ``spec.chart`` imply."""
+
+    def apply(self, body: Mapping[str, object]) -> Mapping[str, object]:
+        """Create the HelmChart, or update its labels, annotations and spec; the stored body."""
+        ...
+
+    def delete(self, namespace: str, name: str) -> None:
+        """Delete it; one that is already gone is not an error."""
         ...
 
 
@@ -67,6 +93,23 @@ class VerifierFactory(Protocol):
     def verifier(self, policy: VerificationPolicy) -> Verifier:
         """The verifier of ``policy`` (built once per policy fingerprint)."""
         ...
+
+
+class HelmActions(Protocol):
+    """What a HelmRelease reconcile asks of helm (:class:`chartguard.helm.runner.Helm`); each
+    raises :class:`chartguard.helm.errors.HelmError` on failure."""
+
+    def install(self, release: HelmRelease, chart: ChartFile, values: Mapping[str, Any], *,
+                description: str = "") -> StoredRelease: ...
+
+    def upgrade(self, release: HelmRelease, chart: ChartFile, values: Mapping[str, Any], *,
+                description: str = "") -> StoredRelease: ...
+
+    def test(self, release: HelmRelease) -> StoredRelease: ...
+
+    def rollback(self, release: HelmRelease, version: int) -> StoredRelease: ...
+
+    def uninstall(self, release: HelmRelease) -> None: ...
 
 
 @dataclass(frozen=True)
