@@ -27,13 +27,26 @@ the per-namespace Roles. README "RBAC" says why each is there.
 - apiGroups: ["source.toolkit.fluxcd.io"]
   resources: ["helmrepositories", "helmcharts"]
   verbs: ["get", "list", "watch", "patch"]
+# the HelmChart a HelmRelease's spec.chart implies: created, merge-patched, deleted with it
+- apiGroups: ["source.toolkit.fluxcd.io"]
+  resources: ["helmcharts"]
+  verbs: ["create", "delete"]
+# HelmReleases: watched, read for dependsOn, finalizer patched
+- apiGroups: ["helm.toolkit.fluxcd.io"]
+  resources: ["helmreleases"]
+  verbs: ["get", "list", "watch", "patch"]
 # Flux's finalizers.fluxcd.io, added and removed with JSON patches (the "patch" above);
 # status is written only as merge patches of the status subresource
-- apiGroups: ["source.toolkit.fluxcd.io"]
-  resources: ["helmrepositories/status", "helmcharts/status"]
+- apiGroups: ["source.toolkit.fluxcd.io", "helm.toolkit.fluxcd.io"]
+  resources: ["helmrepositories/status", "helmcharts/status", "helmreleases/status"]
   verbs: ["patch"]
-# verify keys, trusted roots, registry credentials and TLS: watched (a rotated key re-verifies
-# at once) and read on a cache miss
+# valuesFrom ConfigMaps: watched (a change re-reconciles its releases), read on a cache miss
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch"]
+# verify keys, trusted roots, registry credentials, TLS and valuesFrom Secrets: watched (a
+# rotated key re-verifies at once) and read on a cache miss; helm's release records are listed
+# by label to learn a release's state without starting helm
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
@@ -41,4 +54,8 @@ the per-namespace Roles. README "RBAC" says why each is there.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- end -}}
+
+{{- define "chartguard.releasesServiceAccountName" -}}
+{{- default (printf "%s-releases" (include "chartguard.fullname" .)) .Values.rbac.releases.serviceAccountName -}}
 {{- end -}}

@@ -37,11 +37,11 @@ def _env_flag(name: str) -> bool:
 
 def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     p: argparse.ArgumentParser = sub.add_parser(
-        "run", help="run the operator (HelmRepository and HelmChart reconcilers)",
-        description="Reconcile Flux HelmRepository and HelmChart objects: pull charts from OCI "
-                    "registries, verify their cosign signatures, store the verified ones. "
-                    "Every flag is also read from CHARTGUARD_<FLAG> (e.g. "
-                    "CHARTGUARD_ARTIFACT_DIR).")
+        "run", help="run the operator (HelmRepository, HelmChart and HelmRelease reconcilers)",
+        description="Reconcile Flux HelmRepository, HelmChart and HelmRelease objects: pull "
+                    "charts from OCI registries, verify their cosign signatures, store the "
+                    "verified ones and install exactly those with helm. Every flag is also read "
+                    "from CHARTGUARD_<FLAG> (e.g. CHARTGUARD_ARTIFACT_DIR).")
     scope = p.add_mutually_exclusive_group()
     scope.add_argument("--namespace", action="append", default=None, metavar="NS",
                        help="watch this namespace (repeatable; env: comma-separated)")
@@ -63,6 +63,15 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     p.add_argument("--gc-interval", type=float, default=None, metavar="SECONDS",
                    help="how often store files no HelmChart refers to are removed (default "
                         "300; the first pass waits as long, so every object has been seen)")
+    p.add_argument("--trusted-root", type=Path, default=None, metavar="FILE",
+                   help="Sigstore trusted_root.json for keyless verification when spec.verify "
+                        "names none (default: Sigstore's production root, built in)")
+    p.add_argument("--helm", default=None, metavar="PATH",
+                   help="the helm binary releases are installed with (default: helm on PATH)")
+    p.add_argument("--helm-home", type=Path, default=None, metavar="DIR",
+                   help="helm's private HELM_*_HOME (default: a temporary directory)")
+    p.add_argument("--release-concurrency", type=int, default=None, metavar="N",
+                   help="HelmReleases reconciled (helm processes) at once (default 4)")
     p.set_defaults(handler=main, parser=p)
 
 
@@ -93,6 +102,10 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
     concurrency = pick(args.concurrency, "concurrency", int, defaults.concurrency)
     if concurrency < 1:
         raise ValueError("--concurrency must be at least 1")
+    release_concurrency = pick(args.release_concurrency, "release-concurrency", int,
+                               defaults.release_concurrency)
+    if release_concurrency < 1:
+        raise ValueError("--release-concurrency must be at least 1")
     selector = pick(args.selector, "selector", str, "")
     label_filter(selector)  # fails early on a malformed selector
     return OperatorConfig(
@@ -106,16 +119,26 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         log_format=log_format,
         health_port=pick(args.health_port, "health-port", int, 0),
         gc_interval=pick(args.gc_interval, "gc-interval", float, defaults.gc_interval),
+        trusted_root=pick(args.trusted_root, "trusted-root", Path, None),
+        helm_binary=pick(args.helm, "helm", str, defaults.helm_binary),
+        helm_home=pick(args.helm_home, "helm-home", Path, None),
+        release_concurrency=release_concurrency,
     )
 
 
 def main(args: argparse.Namespace) -> int:
     from chartguard.operator import SelectorError, run
+    from chartguard.verify import TrustRoot, VerificationError
 
     try:
         config = config_from(args)
-    except (ValueError, SelectorError) as err:
+        if config.trusted_root is not None:
+            TrustRoot.from_json(config.trusted_root.read_bytes(), str(config.trusted_root))
+    except (ValueError, SelectorError, VerificationError) as err:
         return Reporter(args.parser).usage(str(err))
+    except OSError as err:
+        return Reporter(args.parser).usage(
+            f"--trusted-root {config.trusted_root}: {err.strerror or err}")
     run(config)
     # kopf has stopped its watches and our workers; a registry call still in flight in a
     # worker thread would hold the interpreter's exit for its timeout. Nothing is lost by not

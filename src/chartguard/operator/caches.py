@@ -17,8 +17,13 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from chartguard.operator.kube import Kube, KubeError, secret_data
-from chartguard.reconcile.seams import SecretNotFoundError, SecretUnreadableError
+from chartguard.api.meta import SOURCE_GROUP
+from chartguard.operator.kube import Kube, KubeError, configmap_data, secret_data
+from chartguard.reconcile.seams import (
+    ConfigMapNotFoundError,
+    SecretNotFoundError,
+    SecretUnreadableError,
+)
 
 K = TypeVar("K", bound=Hashable)
 Ref = tuple[str, str]  # (namespace, name)
@@ -66,15 +71,19 @@ class Sources:
     """An :class:`~chartguard.reconcile.seams.ObjectReader` of one source kind: the cache, or
     the API on a miss (at start-up a chart's event may come before its repository's)."""
 
-    def __init__(self, objects: Objects, kube: Kube, plural: str) -> None:
+    def __init__(self, objects: Objects, kube: Kube, plural: str, *,
+                 group: str = SOURCE_GROUP, version: str = "v1") -> None:
         self._objects = objects
         self._kube = kube
         self._plural = plural
+        self._group = group
+        self._version = version
 
     def get(self, namespace: str, name: str) -> Mapping[str, object] | None:
         body = self._objects.get(namespace, name)
         if body is None:
-            body = self._kube.get_source(self._plural, namespace, name)
+            body = self._kube.get_custom(self._group, self._version, self._plural, namespace,
+                                         name)
             if body is not None:
                 self._objects.put(body)
         return body
@@ -123,6 +132,51 @@ class Secrets:
             self._latest[ref] = rv
             if ref in self._data:
                 self._data[ref] = (rv, secret_data(body))
+        return ref
+
+
+class ConfigMaps:
+    """A :class:`~chartguard.reconcile.seams.ConfigMapReader` over the API with a watch-fed
+    cache of the ConfigMaps some HelmRelease's ``valuesFrom`` names (no other is kept)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self._kube = kube
+        self._data: dict[Ref, tuple[str, dict[str, str]]] = {}
+        self._latest: dict[Ref, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, namespace: str, name: str) -> Mapping[str, str]:
+        ref = (namespace, name)
+        with self._lock:
+            cached = self._data.get(ref)
+            latest = self._latest.get(ref)
+        if cached is not None and (latest is None or latest == cached[0]):
+            return cached[1]
+        try:
+            data = self._kube.get_configmap(namespace, name)
+        except KubeError as err:
+            raise SecretUnreadableError(
+                str(err).removeprefix(f"ConfigMap {namespace}/{name}: ")) from None
+        if data is None:
+            with self._lock:
+                self._data.pop(ref, None)
+            raise ConfigMapNotFoundError(f"{namespace}/{name}")
+        with self._lock:
+            self._data[ref] = (self._latest.get(ref, ""), data)
+        return data
+
+    def observe(self, body: Mapping[str, Any], deleted: bool) -> Ref:
+        meta = body.get("metadata", {})
+        ref = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        rv = str(meta.get("resourceVersion", ""))
+        with self._lock:
+            if deleted:
+                self._data.pop(ref, None)
+                self._latest.pop(ref, None)
+                return ref
+            self._latest[ref] = rv
+            if ref in self._data:
+                self._data[ref] = (rv, configmap_data(body))
         return ref
 
 

@@ -25,3 +25,12 @@ class OperatorConfig:
     gc_interval: float = 300.0
     #: registry request timeout, seconds
     registry_timeout: float = 10.0
+    #: a Sigstore trusted_root.json for keyless verification when spec.verify names none
+    #: (air-gapped clusters, a private Sigstore); None: Sigstore's production root
+    trusted_root: Path | None = None
+    #: the helm binary HelmReleases are installed with (a path, or a name on PATH)
+    helm_binary: str = "helm"
+    #: helm's private HELM_*_HOME; None: a temporary directory of the process
+    helm_home: Path | None = None
+    #: HelmReleases reconciled at once (each may run one helm process)
+    release_concurrency: int = 4

@@ -15,10 +15,10 @@ from typing import Any
 
 import kopf
 
-from chartguard.api.meta import SOURCE_GROUP
+from chartguard.api.meta import HELM_GROUP, SOURCE_GROUP
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import Kube, load_config
-from chartguard.operator.runtime import CHARTS, REPOSITORIES, Runtime
+from chartguard.operator.runtime import CHARTS, RELEASES, REPOSITORIES, Runtime
 from chartguard.operator.selectors import label_filter
 
 ANNOTATION_PREFIX = "chartguard.fluxcd.io"
@@ -66,6 +66,14 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     async def repository_event(event: Any, memo: Any, **_: Any) -> None:
         memo.runtime.observe_repository(event["type"], event["object"])
 
+    @kopf.on.event(HELM_GROUP, "v2", RELEASES, labels=labels, registry=registry)
+    async def release_event(event: Any, memo: Any, **_: Any) -> None:
+        memo.runtime.observe_release(event["type"], event["object"])
+
+    @kopf.on.event("v1", "configmaps", registry=registry)
+    async def configmap_event(event: Any, memo: Any, **_: Any) -> None:
+        memo.runtime.observe_configmap(event["type"], event["object"])
+
     @kopf.on.event("v1", "secrets", registry=registry)
     async def secret_event(event: Any, memo: Any, **_: Any) -> None:
         memo.runtime.observe_secret(event["type"], event["object"])
@@ -73,7 +81,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     @kopf.on.probe(id="queued", registry=registry)
     def queued(memo: Any, **_: Any) -> int:
         runtime: Runtime | None = getattr(memo, "runtime", None)
-        return len(runtime.queue) if runtime is not None else 0
+        return len(runtime.queue) + len(runtime.release_queue) if runtime is not None else 0
 
     return registry
 

@@ -81,15 +81,39 @@ class Kube:
         return secret_data(body)
 
     def get_source(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get_custom(SOURCE_GROUP, "v1", plural, namespace, name)
+
+    def get_custom(self, group: str, version: str, plural: str, namespace: str,
+                   name: str) -> dict[str, Any] | None:
+        """A custom object's body; None when there is none."""
         try:
             body: dict[str, Any] = self._call(
                 f"{plural} {namespace}/{name}", self._custom.get_namespaced_custom_object,
-                SOURCE_GROUP, "v1", namespace, plural, name)
+                group, version, namespace, plural, name)
         except KubeError as err:
             if err.status == 404:
                 return None
             raise
         return body
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The ConfigMap's ``data``; None when there is no such ConfigMap."""
+        try:
+            body = self._call(f"ConfigMap {namespace}/{name}",
+                              self._core.read_namespaced_config_map, name, namespace)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return configmap_data(body)
+
+    def list_secrets(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """The Secrets of ``namespace`` matching ``label_selector`` (whole bodies)."""
+        body = self._call(f"Secrets in {namespace} ({label_selector})",
+                          self._core.list_namespaced_secret, namespace,
+                          label_selector=label_selector)
+        items = body.get("items") if isinstance(body, dict) else None
+        return [item for item in items or [] if isinstance(item, dict)]
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -111,6 +135,35 @@ class Kube:
             self._custom.patch_namespaced_custom_object,
             group, version, namespace, plural, name, ops, _content_type=JSON_PATCH)
         return body
+
+    def create_custom(self, group: str, version: str, plural: str, namespace: str,
+                      body: Mapping[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = self._call(
+            f"create {plural} {namespace}/{body.get('metadata', {}).get('name')}",
+            self._custom.create_namespaced_custom_object, group, version, namespace, plural,
+            dict(body))
+        return created
+
+    def merge_patch(self, group: str, version: str, plural: str, namespace: str, name: str,
+                    patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the object (not its status)."""
+        body: dict[str, Any] = self._call(
+            f"patch {plural} {namespace}/{name}", self._custom.patch_namespaced_custom_object,
+            group, version, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH)
+        return body
+
+    def delete_custom(self, group: str, version: str, plural: str, namespace: str,
+                      name: str) -> bool:
+        """Delete the object; False when it was already gone."""
+        try:
+            self._call(f"delete {plural} {namespace}/{name}",
+                       self._custom.delete_namespaced_custom_object, group, version, namespace,
+                       plural, name)
+        except KubeError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
 
     def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str,
                    annotations: Mapping[str, str]) -> None:
@@ -150,3 +203,11 @@ def secret_data(body: Mapping[str, Any]) -> dict[str, bytes]:
         for key, value in string_data.items():
             out[str(key)] = str(value).encode()
     return out
+
+
+def configmap_data(body: Mapping[str, Any]) -> dict[str, str]:
+    """A ConfigMap's ``data`` (``binaryData`` is not values text and is left out)."""
+    data = body.get("data")
+    if not isinstance(data, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if v is not None}

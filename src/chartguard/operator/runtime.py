@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -25,25 +26,40 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from chartguard.api import HelmChart, HelmRepository, InvalidSpecError
+from chartguard.api import HelmChart, HelmRelease, HelmRepository, InvalidSpecError
 from chartguard.api import conditions as c
-from chartguard.api.meta import SOURCE_GROUP
-from chartguard.api.status import HelmChartStatus, HelmRepositoryStatus
-from chartguard.operator.caches import Index, Objects, Secrets, Sources
+from chartguard.api.meta import HELM_GROUP, SOURCE_GROUP
+from chartguard.api.status import HelmChartStatus, HelmReleaseStatus, HelmRepositoryStatus
+from chartguard.helm.runner import Helm
+from chartguard.operator.caches import ConfigMaps, Index, Objects, Secrets, Sources
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import Kube, KubeError
+from chartguard.operator.releases import KubeCharts, KubeReleaseStorage
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
 from chartguard.reconcile.outcome import INVALID_SPEC, invalid_spec_conditions, safe
+from chartguard.reconcile.release_flow import (
+    ReleaseEnv,
+    ReleaseOutcome,
+    finalize_helmrelease,
+    reconcile_helmrelease,
+)
+from chartguard.reconcile.release_prepare import PrepareEnv
 from chartguard.reconcile.seams import Event, utcnow
 from chartguard.reconcile.shared import RegistryClients, Verifiers
 from chartguard.store import ArtifactStore
-from chartguard.verify import VerifiedCache
+from chartguard.verify import TrustRoot, VerifiedCache
 
 FINALIZER = "finalizers.fluxcd.io"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
-CHARTS, REPOSITORIES = "helmcharts", "helmrepositories"
+FORCE_AT = "reconcile.fluxcd.io/forceAt"
+RESET_AT = "reconcile.fluxcd.io/resetAt"
+CHARTS, REPOSITORIES, RELEASES = "helmcharts", "helmrepositories", "helmreleases"
+#: (group, version) each plural is read and written at
+GROUPS = {CHARTS: (SOURCE_GROUP, "v1"), REPOSITORIES: (SOURCE_GROUP, "v1"),
+          RELEASES: (HELM_GROUP, "v2")}
+KINDS = {CHARTS: "HelmChart", REPOSITORIES: "HelmRepository", RELEASES: "HelmRelease"}
 _MAX_BACKOFF = 300.0
 
 _log = logging.getLogger("chartguard")
@@ -59,6 +75,9 @@ class _Memory:
     requested_at: str | None = None  # the requestedAt annotation last handled
     verified: Verified | None = None
     failures: int = 0
+    #: what a change of this object means to its users (a chart's artifact and Ready, a
+    #: release's Ready), as last seen in a watch event
+    seen: tuple[Any, ...] | None = None
 
 
 class Runtime:
@@ -69,9 +88,14 @@ class Runtime:
         self.kube = kube
         self.charts = Objects()
         self.repositories = Objects()
+        self.releases = Objects()
         self.secrets = Secrets(kube)
+        self.configmaps = ConfigMaps(kube)
         self.secret_users: Index[Key] = Index()
+        self.configmap_users: Index[Key] = Index()
         self.repository_users: Index[Key] = Index()
+        self.chart_users: Index[Key] = Index()  # HelmChart -> HelmReleases installing it
+        self.dependency_users: Index[Key] = Index()  # HelmRelease -> its dependents
         self.store = ArtifactStore(config.artifact_dir)
         self.store.ensure()
         self.registries = RegistryClients(timeout=config.registry_timeout)
@@ -80,12 +104,31 @@ class Runtime:
             secrets=self.secrets, repositories=Sources(self.repositories, kube, REPOSITORIES),
             registries=self.registries,
             verifiers=Verifiers(), verified=VerifiedCache(4096), store=self.store,
-            require_keyless_identity=config.require_keyless_identity, artifact_url_base=base)
+            require_keyless_identity=config.require_keyless_identity, artifact_url_base=base,
+            default_trust_root=_trust_root(config.trusted_root))
+        self.release_storage = KubeReleaseStorage(kube)
+        self._helm_home = config.helm_home or Path(tempfile.mkdtemp(prefix="chartguard-helm-"))
+        self.helm = Helm(binary=config.helm_binary, home=self._helm_home,
+                         storage=self.release_storage,
+                         max_processes=max(1, config.release_concurrency))
+        self.release_env = ReleaseEnv(
+            helm=self.helm, storage=self.release_storage,
+            prepare=PrepareEnv(
+                charts=Sources(self.charts, kube, CHARTS),
+                chart_writer=KubeCharts(kube, self.charts),
+                releases=Sources(self.releases, kube, RELEASES, group=HELM_GROUP, version="v2"),
+                secrets=self.secrets, configmaps=self.configmaps, store=self.store,
+                verified=self.chart_verified))
+        # sources and releases have queues and workers of their own: a release's helm run
+        # (minutes with --wait) never holds up a chart's verification
         self.queue: WorkQueue[Key] = WorkQueue()
+        self.release_queue: WorkQueue[Key] = WorkQueue()
         self.memory: dict[Key, _Memory] = {}
         self._memory_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=max(1, config.concurrency),
                                             thread_name_prefix="reconcile")
+        self._release_executor = ThreadPoolExecutor(
+            max_workers=max(1, config.release_concurrency), thread_name_prefix="release")
         self._tasks: list[asyncio.Task[None]] = []
         self._started = time.monotonic()
 
@@ -93,11 +136,17 @@ class Runtime:
 
     def start(self) -> None:
         for n in range(max(1, self.config.concurrency)):
-            self._tasks.append(asyncio.create_task(self._worker(), name=f"worker-{n}"))
+            self._tasks.append(asyncio.create_task(
+                self._worker(self.queue, self._executor), name=f"worker-{n}"))
+        for n in range(max(1, self.config.release_concurrency)):
+            self._tasks.append(asyncio.create_task(
+                self._worker(self.release_queue, self._release_executor),
+                name=f"release-worker-{n}"))
         self._tasks.append(asyncio.create_task(self._collector(), name="store-gc"))
 
     async def stop(self) -> None:
         self.queue.close()
+        self.release_queue.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -105,6 +154,7 @@ class Runtime:
                 await task
         # in-flight registry calls are bounded by their timeouts; do not wait for them
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._release_executor.shutdown(wait=False, cancel_futures=True)
 
     def _mem(self, key: Key) -> _Memory:
         with self._memory_lock:
@@ -112,8 +162,54 @@ class Runtime:
 
     # -- events (called in the event loop) ---------------------------------------------------
 
+    def queue_of(self, key: Key) -> WorkQueue[Key]:
+        return self.release_queue if key[0] == RELEASES else self.queue
+
+    def chart_verified(self, namespace: str, name: str) -> str | None:
+        """The manifest digest this process last verified for HelmChart ``namespace/name``
+        (or resolved, when the chart has no ``verify``); None before it has."""
+        with self._memory_lock:
+            memory = self.memory.get((CHARTS, namespace, name))
+        verified = memory.verified if memory is not None else None
+        return verified.digest if verified is not None else None
+
     def observe_chart(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        self._observe(CHARTS, self.charts, event_type, body)
+        key = self._observe(CHARTS, self.charts, event_type, body)
+        status = body.get("status") or {}
+        artifact = status.get("artifact") or {}
+        ready = c.get_condition(status.get("conditions") or [], c.READY) or {}
+        self._notify_users(key, self.chart_users, event_type, (
+            artifact.get("revision"), artifact.get("digest"), status.get("observedGeneration"),
+            ready.get("status"), ready.get("reason"), ready.get("message")))
+
+    def observe_release(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        key = self._observe(RELEASES, self.releases, event_type, body)
+        status = body.get("status") or {}
+        ready = c.get_condition(status.get("conditions") or [], c.READY) or {}
+        self._notify_users(key, self.dependency_users, event_type, (
+            ready.get("status"), ready.get("observedGeneration"),
+            body.get("metadata", {}).get("generation")))
+
+    def observe_configmap(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        ref = self.configmaps.observe(body, deleted=event_type == "DELETED")
+        if event_type is None:
+            return
+        for user in self.configmap_users.users(ref):
+            self.queue_of(user).add(user)
+
+    def _notify_users(self, key: Key | None, users: Index[Key], event_type: str | None,
+                      seen: tuple[Any, ...]) -> None:
+        """Queue the users of ``key`` when what they depend on changed (or it went away)."""
+        if key is None:
+            return
+        if event_type == "DELETED":
+            changed = True
+        else:
+            known = self._mem(key)
+            changed, known.seen = known.seen is not None and known.seen != seen, seen
+        if changed:
+            for user in users.users((key[1], key[2])):
+                self.queue_of(user).add(user)
 
     def observe_repository(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = self._observe(REPOSITORIES, self.repositories, event_type, body)
@@ -146,41 +242,45 @@ class Runtime:
         annotations = meta.get("annotations") or {}
         if (meta.get("deletionTimestamp") or known.generation != meta.get("generation")
                 or known.requested_at != annotations.get(REQUESTED_AT)):
-            self.queue.add(key)
+            self.queue_of(key).add(key)
         return key
 
     def _forget(self, key: Key) -> None:
-        self.queue.forget(key)
+        self.queue_of(key).forget(key)
         self.secret_users.drop(key)
+        self.configmap_users.drop(key)
         self.repository_users.drop(key)
+        self.chart_users.drop(key)
+        self.dependency_users.drop(key)
         with self._memory_lock:
             self.memory.pop(key, None)
 
     # -- workers ---------------------------------------------------------------------------
 
-    async def _worker(self) -> None:
+    async def _worker(self, queue: WorkQueue[Key], executor: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            key = await self.queue.get()
+            key = await queue.get()
             try:
-                delay = await loop.run_in_executor(self._executor, self.reconcile, key)
+                delay = await loop.run_in_executor(executor, self.reconcile, key)
             except Exception:  # a bug: log it, keep the worker, retry later
                 _log.exception("reconciling %s %s/%s failed unexpectedly", *key)
                 delay = _MAX_BACKOFF
             finally:
-                self.queue.done(key)
+                queue.done(key)
             if delay is not None:
-                self.queue.add_after(key, delay)
+                queue.add_after(key, delay)
 
     def reconcile(self, key: Key) -> float | None:
         """Reconcile one object (in a worker thread); the delay until the next time."""
         plural, namespace, name = key
-        cache = self.charts if plural == CHARTS else self.repositories
-        body = cache.get(namespace, name)
+        body = self._cache(plural).get(namespace, name)
         if body is None:
             return None
         meta = body.get("metadata", {})
         if meta.get("deletionTimestamp"):
+            if plural == RELEASES:
+                return self._finalize_release(key, body)
             self._finalize(key, body)
             return None
         memory = self._mem(key)
@@ -199,7 +299,13 @@ class Runtime:
             return self._backoff(memory, 5.0)
         if plural == CHARTS:
             return self._reconcile_chart(key, body, memory, requested or "")
+        if plural == RELEASES:
+            return self._reconcile_release(key, body, memory, requested or "")
         return self._reconcile_repository(key, body, memory, requested or "")
+
+    def _cache(self, plural: str) -> Objects:
+        return {CHARTS: self.charts, REPOSITORIES: self.repositories,
+                RELEASES: self.releases}[plural]
 
     def _reconcile_chart(self, key: Key, body: dict[str, Any], memory: _Memory,
                          requested: str) -> float | None:
@@ -243,6 +349,65 @@ class Runtime:
         memory.failures = 0
         return self._jitter(result.requeue_after)
 
+    def _reconcile_release(self, key: Key, body: dict[str, Any], memory: _Memory,
+                           requested: str) -> float | None:
+        old = HelmReleaseStatus.from_status(body.get("status"))
+        try:
+            release = HelmRelease.from_object(body)
+        except InvalidSpecError as err:
+            self._write_invalid(key, body, old.conditions, str(err), requested)
+            return None
+        annotations = body.get("metadata", {}).get("annotations") or {}
+
+        def progress(status: HelmReleaseStatus) -> None:
+            # written before each helm run: a long install shows Reconciling meanwhile
+            self._write(key, self.releases.get(key[1], key[2]) or body, status.to_status(), ())
+
+        result = reconcile_helmrelease(
+            release, old, self.release_env, requested_at=requested,
+            force=_handle(annotations, FORCE_AT, requested, old.last_handled_force_at),
+            reset=_handle(annotations, RESET_AT, requested, old.last_handled_reset_at),
+            on_progress=progress)
+        self._index_release(key, result)
+        self._write(key, self.releases.get(key[1], key[2]) or body, result.status.to_status(),
+                    result.events)
+        self._log_release(release, result)
+        if result.failure is not None:
+            if result.requeue_after is None:  # stalled: only a change of the spec helps
+                return None
+            return self._backoff(memory, _seconds(result.requeue_after))
+        memory.failures = 0
+        return self._jitter(result.requeue_after)
+
+    def _index_release(self, key: Key, result: ReleaseOutcome) -> None:
+        self.secret_users.update(key, result.secrets)
+        self.configmap_users.update(key, result.configmaps)
+        self.chart_users.update(key, result.charts)
+        self.dependency_users.update(key, result.dependencies)
+
+    def _finalize_release(self, key: Key, body: dict[str, Any]) -> float | None:
+        """Uninstall (unless suspended, as helm-controller), delete the owned HelmChart, then
+        let the object go; a failure keeps the finalizer and is retried."""
+        finalizers = list(body.get("metadata", {}).get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            self._forget(key)
+            return None
+        try:
+            release = HelmRelease.from_object(body)
+        except InvalidSpecError:
+            release = None  # nothing chartguard could have installed from it
+        if release is not None and not release.spec.suspend:
+            old = HelmReleaseStatus.from_status(body.get("status"))
+            result = finalize_helmrelease(release, old, self.release_env)
+            if result.failure is not None:
+                self._write(key, body, result.status.to_status(), result.events)
+                _log.warning("%s: %s", release.subject, result.failure.message)
+                return self._backoff(self._mem(key), 30.0)
+            for event in result.events:
+                self._post(key, body, event)
+        self._finalize(key, body)
+        return None
+
     # -- writing ---------------------------------------------------------------------------
 
     def _write(self, key: Key, body: dict[str, Any], status: Mapping[str, Any],
@@ -251,20 +416,22 @@ class Runtime:
         patch = status_patch(body.get("status") or {}, status)
         if patch:
             try:
-                fresh = self.kube.patch_status(SOURCE_GROUP, "v1", plural, namespace, name,
-                                               patch)
+                fresh = self.kube.patch_status(*GROUPS[plural], plural, namespace, name, patch)
             except KubeError as err:
                 _log.warning("%s %s/%s: status not written: %s", _kind(plural), namespace,
                              name, safe(err))
             else:
-                (self.charts if plural == CHARTS else self.repositories).put(fresh)
+                self._cache(plural).put(fresh)
         for event in events:
-            try:
-                self.kube.post_event(body, event.type, event.reason, event.message,
-                                     event.annotations)
-            except KubeError as err:
-                _log.warning("%s %s/%s: event %s not posted: %s", _kind(plural), namespace,
-                             name, event.reason, safe(err))
+            self._post(key, body, event)
+
+    def _post(self, key: Key, body: Mapping[str, Any], event: Event) -> None:
+        try:
+            self.kube.post_event(body, event.type, event.reason, event.message,
+                                 event.annotations)
+        except KubeError as err:
+            _log.warning("%s %s/%s: event %s not posted: %s", _kind(key[0]), key[1], key[2],
+                         event.reason, safe(err))
 
     def _write_invalid(self, key: Key, body: dict[str, Any], conditions: Any, message: str,
                        requested: str) -> None:
@@ -286,8 +453,8 @@ class Runtime:
              {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}]
             if finalizers else
             [{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
-        fresh = self.kube.patch_finalizers(SOURCE_GROUP, "v1", key[0], key[1], key[2], ops)
-        (self.charts if key[0] == CHARTS else self.repositories).put(fresh)
+        fresh = self.kube.patch_finalizers(*GROUPS[key[0]], key[0], key[1], key[2], ops)
+        self._cache(key[0]).put(fresh)
         return fresh
 
     def _finalize(self, key: Key, body: dict[str, Any]) -> None:
@@ -300,7 +467,7 @@ class Runtime:
                {"op": "replace", "path": "/metadata/finalizers",
                 "value": [f for f in finalizers if f != FINALIZER]}]
         try:
-            self.kube.patch_finalizers(SOURCE_GROUP, "v1", key[0], key[1], key[2], ops)
+            self.kube.patch_finalizers(*GROUPS[key[0]], key[0], key[1], key[2], ops)
         except KubeError as err:
             if err.status != 404:
                 _log.warning("%s %s/%s: finalizer not removed: %s", _kind(key[0]), key[1],
@@ -343,6 +510,14 @@ class Runtime:
 
     # -- logs ------------------------------------------------------------------------------
 
+    def _log_release(self, release: HelmRelease, result: ReleaseOutcome) -> None:
+        if result.failure is not None:
+            _log.warning("%s: %s", release.subject, result.failure.message)
+            return
+        ready = c.get_condition(result.status.conditions, c.READY) or {}
+        level = logging.INFO if result.actions else logging.DEBUG
+        _log.log(level, "%s: %s", release.subject, ready.get("message", ""))
+
     def _log_chart(self, chart: HelmChart, result: ChartResult) -> None:
         if result.failure is not None:
             _log.warning("%s: %s", chart.subject, result.failure.message)
@@ -367,12 +542,34 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
 
 
 _STATUS_KEYS = ("observedGeneration", "observedSourceArtifactRevision", "observedChartName",
-                "observedValuesFiles", "conditions", "url", "artifact", "lastHandledReconcileAt")
+                "observedValuesFiles", "conditions", "url", "artifact", "lastHandledReconcileAt",
+                # HelmRelease
+                "observedPostRenderersDigest", "helmChart", "storageNamespace", "history",
+                "lastAttemptedGeneration", "lastAttemptedRevision",
+                "lastAttemptedRevisionDigest", "lastAttemptedConfigDigest",
+                "lastAttemptedReleaseAction", "lastAppliedRevision", "failures",
+                "installFailures", "upgradeFailures", "lastHandledForceAt",
+                "lastHandledResetAt")
 
 
 def _seconds(interval: timedelta | None) -> float:
     return interval.total_seconds() if interval is not None else _MAX_BACKOFF
 
 
+def _trust_root(path: Path | None) -> TrustRoot | None:
+    """The operator-wide trusted root (read once at start-up; a bad file stops the start)."""
+    if path is None:
+        return None
+    return TrustRoot.from_json(path.read_bytes(), str(path))
+
+
 def _kind(plural: str) -> str:
-    return "HelmChart" if plural == CHARTS else "HelmRepository"
+    return KINDS[plural]
+
+
+def _handle(annotations: Mapping[str, Any], annotation: str, requested: str,
+            handled: str) -> bool:
+    """Flux's force/reset requests: the annotation equals ``requestedAt`` and that value has
+    not been handled yet (fluxcd/pkg runtime/reconcile ``handleRequest``)."""
+    value = annotations.get(annotation)
+    return bool(requested) and value == requested and requested != handled

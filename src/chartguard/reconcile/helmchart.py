@@ -82,6 +82,9 @@ class ChartEnv:
     verified: VerifiedCache
     store: ArtifactStore
     require_keyless_identity: bool = False
+    #: keyless verification's trust root when spec.verify names none (``chartguard run
+    #: --trusted-root``, as cosign's SIGSTORE_ROOT_FILE); None: Sigstore's production root
+    default_trust_root: TrustRoot | None = None
     #: ``status.artifact.url`` is this base joined with the artifact's path
     artifact_url_base: str = "file:///"
     now: Callable[[], datetime] = utcnow
@@ -215,7 +218,7 @@ def _policy(s: _Scratch) -> None:
     try:
         keys = (public_keys_from_secret(secret(verify.secret_ref.name))
                 if verify.secret_ref is not None else ())
-        root = None
+        root = s.env.default_trust_root
         if verify.trusted_root_secret_ref is not None:
             name = verify.trusted_root_secret_ref.name
             data = secret(name).get(TRUSTED_ROOT_KEY)

@@ -43,9 +43,9 @@ def kube(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OperatorTar
         api: KubeAPI = request.getfixturevalue("kube_api")
         kubectl = Kubectl(tools.kubectl(), api, tmp_path)
         kubectl("apply", "-f", str(CRDS))
-        for crd in ("helmrepositories", "helmcharts"):
+        for crd in ("helmrepositories.source", "helmcharts.source", "helmreleases.helm"):
             kubectl("wait", "--for=condition=Established",
-                    f"crd/{crd}.source.toolkit.fluxcd.io", "--timeout=10s")
+                    f"crd/{crd}.toolkit.fluxcd.io", "--timeout=10s")
         kubectl("create", "namespace", "flux-system")
         yield OperatorTarget("emulator", api, "flux-system")
         return

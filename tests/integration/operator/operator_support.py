@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from chartguard_testing import cosign_signer as cs
+from chartguard_testing import tools
 from chartguard_testing import procs
 from chartguard_testing import registry_signer as rs
 from chartguard_testing.apiserver.kubectl import Kubectl, KubeTarget
@@ -85,7 +86,9 @@ class Operator:
         self.artifacts = self.workdir / "artifacts"
 
     def start(self, *extra: str) -> Operator:
-        env = {**self.api.env, "CHARTGUARD_ARTIFACT_DIR": str(self.artifacts)}
+        env = {**self.api.env, "CHARTGUARD_ARTIFACT_DIR": str(self.artifacts),
+               "CHARTGUARD_HELM": tools.helm(),
+               "CHARTGUARD_HELM_HOME": str(self.workdir / "helm-home")}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "chartguard", "run", *self.api.scope,
@@ -177,6 +180,25 @@ def helmchart(name: str, namespace: str, chart: str, version: str, repo: str,
             "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
+HELM = "helm.toolkit.fluxcd.io"
+
+
+def helmrelease(name: str, namespace: str, chart: str, repo: str,
+                verify: dict[str, Any] | None, *, version: str = "*",
+                api_version: str = "v2", interval: str = "10m0s",
+                **spec: Any) -> dict[str, Any]:
+    """A HelmRelease as ``flux create helmrelease --export`` writes it (plus ``verify`` as the
+    blog's yq edit adds it, first in ``spec.chart.spec``)."""
+    chart_spec: dict[str, Any] = {}
+    if verify is not None:
+        chart_spec["verify"] = verify
+    chart_spec.update({"chart": chart, "version": version, "reconcileStrategy": "ChartVersion",
+                       "sourceRef": {"kind": "HelmRepository", "name": repo}})
+    return {"apiVersion": f"{HELM}/{api_version}", "kind": "HelmRelease",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"chart": {"spec": chart_spec}, "interval": interval, **spec}}
+
+
 def secret(name: str, namespace: str, data: dict[str, bytes]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name,
                                                               "namespace": namespace},
@@ -227,8 +249,9 @@ class Cluster:
 def release_finalizers(plane: ControlPlane, namespace: str) -> None:
     """Drop Flux's finalizer from what a stopped operator leaves behind, so the namespace's
     deletion is not held up by objects nobody will finalize."""
-    for plural in ("helmcharts", "helmrepositories"):
-        path = f"/apis/source.toolkit.fluxcd.io/v1/namespaces/{namespace}/{plural}"
+    for group, plural in ((f"{SOURCE}/v1", "helmcharts"), (f"{SOURCE}/v1", "helmrepositories"),
+                          (f"{HELM}/v2", "helmreleases")):
+        path = f"/apis/{group}/namespaces/{namespace}/{plural}"
         for item in plane.request("GET", path)["items"]:
             if item["metadata"].get("finalizers"):
                 try:

@@ -86,7 +86,8 @@ class Installed:
         self.admin.kubectl.apply(*docs)
         self.cluster_objects += [(d["kind"], d["metadata"]["name"]) for d in docs
                                  if d["kind"].startswith("Cluster")]
-        sa = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
+        sa = next(d for d in docs if d["kind"] == "ServiceAccount"
+                  and not d["metadata"]["name"].endswith("-releases"))["metadata"]["name"]
         token = self.admin.kubectl("create", "token", sa, "-n", self.namespace,
                                    "--duration=1h").stdout.strip()
         config = self.plane.write_kubeconfig(workdir / "sa" / "kubeconfig", token=token,
@@ -155,7 +156,7 @@ def test_the_deploy_charts_rbac_is_enough_for_the_whole_flow_with_no_403(
     if mode == "all-namespaces":  # `chartguard run --all-namespaces`, one ClusterRole
         docs = render(_release("all"), ns)
         assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole",
-                                             "ClusterRoleBinding"}
+                                             "ClusterRoleBinding", "Role", "RoleBinding"}
     else:  # `chartguard run --namespace NS`: a Role in NS, kopf's namespace list cluster-wide
         docs = render(_release("ns"), ns, "--set", f"rbac.watchNamespaces={{{ns}}}")
         assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole",
@@ -229,7 +230,15 @@ def test_helm_lint_passes_and_namespaced_mode_renders_a_role_per_namespace() -> 
     docs = render("cg", "ops", "--set", "rbac.watchNamespaces={a,b}")
     roles = {(d["kind"], d["metadata"].get("namespace")) for d in docs
              if d["kind"] in ("Role", "RoleBinding")}
-    assert roles == {("Role", "a"), ("Role", "b"), ("RoleBinding", "a"), ("RoleBinding", "b")}
+    # the operator's Role in each watched namespace (and a binding of the releases' identity
+    # there); in its own namespace only the right to impersonate that identity
+    assert roles == {("Role", "a"), ("Role", "b"), ("RoleBinding", "a"), ("RoleBinding", "b"),
+                     ("Role", "ops"), ("RoleBinding", "ops")}
+    impersonate = next(d for d in docs if d["kind"] == "Role"
+                       and d["metadata"]["namespace"] == "ops")
+    assert impersonate["rules"] == [{"apiGroups": [""], "resources": ["serviceaccounts"],
+                                     "verbs": ["impersonate"],
+                                     "resourceNames": ["cg-chartguard-releases"]}]
     cluster_role = next(d for d in docs if d["kind"] == "ClusterRole")
     assert "secrets" not in json.dumps(cluster_role)  # no cluster-wide Secret reads
 

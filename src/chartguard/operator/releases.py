@@ -1,0 +1,141 @@
+"""The Kubernetes side of HelmReleases: helm's release records and the HelmCharts releases own.
+
+- :class:`KubeReleaseStorage`  a :class:`~chartguard.helm.release.ReleaseStorage` reading the
+  Secrets helm's storage driver writes (``owner=helm,name=<release>``) straight from the API, so
+  knowing a release's state costs one list call and no helm process. Decoded records are kept by
+  the Secret's uid and resourceVersion: an unchanged revision is never decoded twice.
+- :class:`KubeCharts`  a :class:`~chartguard.reconcile.seams.ChartWriter`: creates the HelmChart a
+  release's ``spec.chart`` implies, merge-patches it when the template changes, deletes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from chartguard.api.meta import SOURCE_GROUP
+from chartguard.helm.release import ReleaseDecodeError, StoredRelease, decode_release_secret
+from chartguard.operator.caches import Objects
+from chartguard.operator.kube import Kube, KubeError
+from chartguard.reconcile.outcome import safe
+
+_log = logging.getLogger("chartguard")
+
+HELM_RELEASE_TYPE = "helm.sh/release.v1"
+
+
+class ReleaseStorageError(Exception):
+    """helm's release records could not be read (the API refused or did not answer)."""
+
+
+class KubeReleaseStorage:
+    def __init__(self, kube: Kube, *, max_cached: int = 8192) -> None:
+        self._kube = kube
+        self._decoded: OrderedDict[tuple[str, str], StoredRelease] = OrderedDict()
+        self._max = max_cached
+        self._lock = threading.Lock()
+
+    def history(self, namespace: str, name: str) -> list[StoredRelease]:
+        try:
+            items = self._kube.list_secrets(namespace, f"owner=helm,name={name}")
+        except KubeError as err:
+            raise ReleaseStorageError(
+                f"failed to read the release records of {namespace}/{name}: {safe(err)}"
+            ) from None
+        out: list[StoredRelease] = []
+        for body in items:
+            if body.get("type") != HELM_RELEASE_TYPE:
+                continue
+            record = self._decode(body)
+            if record is not None and record.name == name:
+                out.append(record)
+        out.sort(key=lambda r: r.version, reverse=True)
+        return out
+
+    def _decode(self, body: Mapping[str, Any]) -> StoredRelease | None:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
+        with self._lock:
+            found = self._decoded.get(key)
+            if found is not None:
+                self._decoded.move_to_end(key)
+                return found
+        try:
+            record = decode_release_secret(body)
+        except ReleaseDecodeError as err:
+            _log.warning("helm release record %s/%s cannot be read: %s",
+                         meta.get("namespace"), safe(meta.get("name")), safe(err))
+            return None
+        if key[0] and key[1]:
+            with self._lock:
+                self._decoded[key] = record
+                while len(self._decoded) > self._max:
+                    self._decoded.popitem(last=False)
+        return record
+
+
+class KubeCharts:
+    """Writes HelmCharts through the API and keeps the operator's HelmChart cache current."""
+
+    def __init__(self, kube: Kube, cache: Objects) -> None:
+        self._kube = kube
+        self._cache = cache
+
+    def apply(self, body: Mapping[str, object]) -> Mapping[str, object]:
+        meta = body.get("metadata")
+        assert isinstance(meta, Mapping)
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        current = self._cache.get(namespace, name) or self._kube.get_source(
+            "helmcharts", namespace, name)
+        if current is None:
+            try:
+                stored = self._kube.create_custom(SOURCE_GROUP, "v1", "helmcharts", namespace,
+                                                  body)
+            except KubeError as err:
+                if err.status != 409:
+                    raise
+                # created meanwhile (a stale cache): patch it below
+                current = self._kube.get_source("helmcharts", namespace, name) or {}
+            else:
+                self._cache.put(stored)
+                return stored
+        old_meta = current.get("metadata") or {}
+        metadata = {key: diff for key in ("labels", "annotations")
+                    if (diff := merge_patch(old_meta.get(key) or {}, meta.get(key) or {},
+                                            keep_unknown=True))}
+        patch: dict[str, Any] = {"metadata": metadata} if metadata else {}
+        spec = merge_patch(current.get("spec") or {}, body.get("spec") or {})
+        if spec:
+            patch["spec"] = spec
+        if not patch:
+            return current
+        stored = self._kube.merge_patch(SOURCE_GROUP, "v1", "helmcharts", namespace, name,
+                                        patch)
+        self._cache.put(stored)
+        return stored
+
+    def delete(self, namespace: str, name: str) -> None:
+        self._kube.delete_custom(SOURCE_GROUP, "v1", "helmcharts", namespace, name)
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any], *,
+                keep_unknown: bool = False) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) turning ``old`` into ``new``; with ``keep_unknown``,
+    keys only ``old`` has are left alone (labels another tool added)."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            sub = merge_patch(before, value)
+            if sub:
+                patch[key] = sub
+        elif before != value or key not in old:
+            patch[key] = value
+    if not keep_unknown:
+        for key in old:
+            if key not in new:
+                patch[key] = None
+    return patch
