@@ -111,6 +111,12 @@ class HelmActions(Protocol):
 
     def uninstall(self, release: HelmRelease) -> None: ...
 
+    def unlock(self, release: HelmRelease, version: int, *, description: str) -> StoredRelease:
+        """Mark revision ``version``, stuck in a pending-* status (a helm process that died),
+        ``failed`` in helm's storage with ``description``, as helm-controller's unlock does (the
+        helm CLI has no command for it). Raises ``HelmError(action="unlock")``."""
+        ...
+
 
 @dataclass(frozen=True)
 class Event:
