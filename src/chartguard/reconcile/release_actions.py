@@ -137,13 +137,14 @@ class Scratch:
                 test_hooks: Mapping[str, Mapping[str, str]] | None = None,
                 hooks_known: bool = False) -> bool:
         """Update the snapshot of ``stored``'s revision, keeping what helm does not know (OCI
-        digest, test results unless given, action unless given); False when none has it."""
+        and values digests, test results unless given, action unless given); False when no
+        snapshot has that revision."""
         history = list(self.status.history)
         for i, snap in enumerate(history):
             if h.targets(snap, stored):
                 history[i] = h.snapshot(
                     stored, action=snap.action if action is None else action,
-                    oci_digest=snap.oci_digest,
+                    oci_digest=snap.oci_digest, config_digest=snap.config_digest,
                     test_hooks=test_hooks if hooks_known else snap.test_hooks)
                 self.set_history(history)
                 return True
@@ -208,7 +209,7 @@ def _release(s: Scratch, action: str) -> str | None:
     _, changed = s.read_storage(written=written)
     if changed:
         newest, *older = changed
-        s.prepend(h.snapshot(newest, action=action,
+        s.prepend(h.snapshot(newest, action=action, config_digest=values.digest,
                              oci_digest=s.status.last_attempted_revision_digest))
         for other in older:  # e.g. the revision an upgrade superseded
             s.refresh(other)
@@ -325,7 +326,8 @@ def rollback(s: Scratch) -> str | None:
     for stored in changed:
         if not s.refresh(stored, action="rollback"):
             # the new revision deploys exactly prev's chart: it carries prev's OCI digest
-            s.prepend(h.snapshot(stored, action="rollback", oci_digest=prev.oci_digest))
+            s.prepend(h.snapshot(stored, action="rollback", oci_digest=prev.oci_digest,
+                                 config_digest=prev.config_digest))
     token = s.values.digest if s.values else prev.config_digest
     if error is not None:
         message = (f"Helm rollback to previous release {full_name(prev)} with chart "

@@ -76,13 +76,17 @@ def targets(snap: Snapshot | None, stored: StoredRelease) -> bool:
 
 
 def snapshot(stored: StoredRelease, *, action: str, oci_digest: str,
-             test_hooks: Mapping[str, Mapping[str, str]] | None = None) -> Snapshot:
+             test_hooks: Mapping[str, Mapping[str, str]] | None = None,
+             config_digest: str = "") -> Snapshot:
     """One history entry for a revision in helm's storage; ``oci_digest`` and ``action`` are
-    what helm does not know (the verified manifest digest, what chartguard ran)."""
+    what helm does not know (the verified manifest digest, what chartguard ran).
+    ``config_digest``: the digest of the values chartguard gave helm for this revision, when
+    it made it (helm-controller records the same: it hands helm the values in memory, where
+    chartguard writes them to a file helm parses), else the stored one."""
     return Snapshot(
         name=stored.name, namespace=stored.namespace, version=stored.version,
         status=stored.status, chart_name=stored.chart_name, chart_version=stored.chart_version,
-        config_digest=stored.config_digest, digest=stored.digest,
+        config_digest=config_digest or stored.config_digest, digest=stored.digest,
         first_deployed=stored.first_deployed, last_deployed=stored.last_deployed,
         app_version=stored.app_version, oci_digest=oci_digest, deleted=stored.deleted,
         action=action, test_hooks=test_hooks)

@@ -4,6 +4,7 @@ helm calls helm-controller would make for each scenario."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from chartguard.api import conditions as c
 from chartguard.api.helmrelease import HelmRelease
 from chartguard.api.status import HelmReleaseStatus
 from chartguard.helm.release import StoredRelease
+from chartguard.helm.runner import ChartFile
 from chartguard.reconcile.helmrelease import (
     ReleaseResult,
     reconcile_release,
@@ -492,19 +494,13 @@ def test_an_unlock_failure_is_retried() -> None:
 # -- one action of a kind per reconcile --------------------------------------------------------
 
 
-class SkewedHelm(FakeHelm):
-    """A helm whose stored values never match what was asked: always out of sync."""
-
-    def upgrade(self, release: HelmRelease, chart: Any, values: Any, *,
-                description: str = "") -> StoredRelease:
-        return super().upgrade(release, chart, {**values, "skew": True},
-                               description=description)
-
-
 def test_each_kind_of_action_runs_at_most_once_per_reconcile() -> None:
-    fake = SkewedHelm()
+    """A chart whose packaged version is not the one resolved stays out of sync after every
+    upgrade: one upgrade per reconcile, then come back later (never a loop)."""
+    fake = FakeHelm()
     first = reconcile(fake, release())
-    result = reconcile(fake, release(), first.status, vals=values({"replicas": 2}))
+    mislabelled = replace(chart("1.0.1", oci="b"), version="1.0.2")
+    result = reconcile(fake, release(), first.status, ready=mislabelled)
     assert result.actions == ("upgrade",)  # still out of sync, but no second upgrade now
     assert result.failure is not None
     assert not result.failure.stalled
@@ -625,3 +621,19 @@ def test_helm_messages_are_escaped(text: str) -> None:
     assert "\n" not in message
     assert "\x1b" not in message
     assert "\x00" not in message
+
+
+class ReparsingHelm(FakeHelm):
+    """A helm that stores the values file as it parsed it, not byte-identical to ours."""
+
+    def install(self, release: HelmRelease, chart: ChartFile, values: Mapping[str, Any], *,
+                description: str = "") -> StoredRelease:
+        return super().install(release, chart, {**values, "parsed": None})
+
+
+def test_the_history_records_the_values_chartguard_gave_helm() -> None:
+    fake = ReparsingHelm()
+    first = reconcile(fake, release())
+    assert fake.history("apps", "app")[0].config_digest != VALUES.digest
+    assert first.status.history[0].config_digest == VALUES.digest
+    assert reconcile(fake, release(), first.status).actions == ()
