@@ -637,3 +637,40 @@ def test_the_history_records_the_values_chartguard_gave_helm() -> None:
     assert fake.history("apps", "app")[0].config_digest != VALUES.digest
     assert first.status.history[0].config_digest == VALUES.digest
     assert reconcile(fake, release(), first.status).actions == ()
+
+
+@pytest.mark.parametrize("storage_changed", [True, False])
+def test_a_failed_rollback_says_so_on_remediated(storage_changed: bool) -> None:
+    fake = FakeHelm()
+    rel = release({"upgrade": {"remediation": {"retries": 1}}})
+    first = reconcile(fake, rel)
+    fake.fail("upgrade")
+    fake.fail("rollback", "rollback hook failed", storage_changed=storage_changed)
+    result = reconcile(fake, rel, first.status, vals=values({"replicas": 2}))
+    assert result.actions == ("upgrade", "rollback")
+    assert cond(result.status, c.REMEDIATED) == (
+        c.FALSE, c.ROLLBACK_FAILED, "Helm rollback to previous release apps/app.v1 with chart "
+                                    "app@1.0.0 failed: rollback hook failed")
+    assert cond(result.status, c.READY) == cond(result.status, c.REMEDIATED)
+    assert result.status.failures == 2  # the upgrade and the rollback
+    assert result.status.upgrade_failures == 1  # a failed remediation is no release attempt
+    assert result.failure is not None
+    assert not result.failure.stalled
+    # a rollback that wrote a revision is recorded; one that wrote nothing is not
+    assert len(result.status.history) == (3 if storage_changed else 2)
+    assert events(result)[-1] == ("Warning", c.ROLLBACK_FAILED)
+
+
+def test_a_failed_uninstall_remediation_says_so_on_remediated() -> None:
+    fake = FakeHelm()
+    fake.fail("install")
+    fake.fail("uninstall", "context deadline exceeded", storage_changed=False)
+    rel = release({"install": {"remediation": {"retries": 1}}})
+    result = reconcile(fake, rel)
+    assert result.actions == ("install", "uninstall")
+    assert cond(result.status, c.REMEDIATED) == (
+        c.FALSE, c.UNINSTALL_FAILED, "Helm uninstall remediation for release apps/app.v1 with "
+                                     "chart app@1.0.0 failed: context deadline exceeded")
+    assert result.failure is not None
+    assert not result.failure.stalled
+    assert [r.status for r in fake.history("apps", "app")] == ["failed"]
