@@ -160,7 +160,7 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValuesDocumentError(f"the document has {value!r}, which JSON cannot hold "
+            raise ValuesDocumentError("the document has .inf or .nan, which JSON cannot hold "
                                       "(values must be JSON values)")
         return value
     raise ValuesDocumentError(f"the document has a value of YAML type {_type_name(value)}, "

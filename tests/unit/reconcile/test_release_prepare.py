@@ -342,3 +342,9 @@ def test_the_chart_to_delete_with_the_release() -> None:
     assert release_chart_to_delete(release(suspend=True), status(f"{NS}/{CHART}")) is None
     ref = release(chartRef={"kind": "HelmChart", "name": "shared"})
     assert release_chart_to_delete(ref, status()) is None
+
+
+def test_the_readme_names_every_refused_field() -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    for field, _ in REFUSED_FIELDS:
+        assert f"`{field.split(' ')[0]}`" in readme, field

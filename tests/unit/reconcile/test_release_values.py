@@ -242,6 +242,9 @@ def test_an_unreadable_secret_is_retried_even_when_optional() -> None:
     b"hunter2",                                       # a string
     b"password: !!binary aHVudGVyMg==\n",              # not a JSON value
     b"\xffhunter2",                                   # not UTF-8
+    b"hunter2: .inf\n",                               # not a JSON number
+    b"hunter2: &a [*a]\n",                            # recursive
+    b"? [hunter2]\n: 1\n",                            # a key that is not a string
 ])
 def test_a_secret_that_is_not_a_values_map_is_refused_without_its_content(
         document: bytes) -> None:
