@@ -178,20 +178,23 @@ class Snapshot:
     oci_digest: str = ""
     deleted: str = ""
     action: str = ""
-    #: Helm test hooks of this release by name: ``{lastStarted, lastCompleted, phase}``
-    test_hooks: Mapping[str, Mapping[str, str]] = field(
-        default_factory=lambda: MappingProxyType({}))
+    #: Helm test hooks of this release by name: ``{lastStarted, lastCompleted, phase}``.
+    #: None: no test run observed; ``{}``: tested, and the chart has no (selected) test hooks
+    #: (helm-controller's nil vs empty map, written as ``testHooks: {}``)
+    test_hooks: Mapping[str, Mapping[str, str]] | None = None
 
     def to_status(self) -> dict[str, Any]:
-        return _drop_empty({
+        out = _drop_empty({
             "name": self.name, "namespace": self.namespace, "version": self.version,
             "status": self.status, "chartName": self.chart_name,
             "chartVersion": self.chart_version, "configDigest": self.config_digest,
             "digest": self.digest, "firstDeployed": self.first_deployed,
             "lastDeployed": self.last_deployed, "appVersion": self.app_version,
             "ociDigest": self.oci_digest, "deleted": self.deleted, "action": self.action,
-            "testHooks": {k: _drop_empty(dict(v)) for k, v in self.test_hooks.items()},
         })
+        if self.test_hooks is not None:
+            out["testHooks"] = {k: _drop_empty(dict(v)) for k, v in self.test_hooks.items()}
+        return out
 
     @classmethod
     def from_status(cls, raw: Mapping[str, Any]) -> Snapshot:
@@ -207,9 +210,9 @@ class Snapshot:
         )
 
 
-def _test_hooks(raw: Any) -> Mapping[str, Mapping[str, str]]:
+def _test_hooks(raw: Any) -> Mapping[str, Mapping[str, str]] | None:
     if not isinstance(raw, Mapping):
-        return MappingProxyType({})
+        return None
     keys = ("lastStarted", "lastCompleted", "phase")
     return MappingProxyType({
         str(name): MappingProxyType({k: _str(hook, k) for k in keys if _str(hook, k)})

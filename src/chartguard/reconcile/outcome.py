@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from chartguard.api import conditions as c
@@ -43,6 +43,20 @@ class StepFailedError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+#: helm-controller's ``--requeue-dependency`` default: how soon a release that waits for a
+#: dependency or for its chart looks again
+DEPENDENCY_REQUEUE = timedelta(seconds=30)
+
+
+@dataclass(eq=False)
+class WaitingError(StepFailedError):
+    """Not there yet (a dependency not Ready, a chart without a verified artifact): look again
+    after ``requeue_after`` instead of backing off, as helm-controller's errWaitForDependency
+    and errWaitForChart do."""
+
+    requeue_after: timedelta = DEPENDENCY_REQUEUE
 
 
 def invalid_spec_conditions(conditions: Sequence[Mapping[str, Any]], error: object, *,

@@ -54,15 +54,22 @@ class ConfigMapReader(Protocol):
         ...
 
 
+class ChartWriteError(Exception):
+    """A HelmChart could not be written or deleted (the API refused it or did not answer); the
+    message says why. Retried like any transient failure."""
+
+
 class ChartWriter(Protocol):
     """Writes the HelmCharts that HelmReleases' ``spec.chart`` imply."""
 
     def apply(self, body: Mapping[str, object]) -> Mapping[str, object]:
-        """Create the HelmChart, or update its labels, annotations and spec; the stored body."""
+        """Create the HelmChart, or update its labels, annotations and spec; the stored body.
+        ``ChartWriteError`` when the API would not take it."""
         ...
 
     def delete(self, namespace: str, name: str) -> None:
-        """Delete it; one that is already gone is not an error."""
+        """Delete it; one that is already gone is not an error. ``ChartWriteError`` when the
+        API would not delete it."""
         ...
 
 
@@ -110,6 +117,12 @@ class HelmActions(Protocol):
     def rollback(self, release: HelmRelease, version: int) -> StoredRelease: ...
 
     def uninstall(self, release: HelmRelease) -> None: ...
+
+    def unlock(self, release: HelmRelease, version: int, *, description: str) -> StoredRelease:
+        """Mark revision ``version``, stuck in a pending-* status (a helm process that died),
+        ``failed`` in helm's storage with ``description``, as helm-controller's unlock does (the
+        helm CLI has no command for it). Raises ``HelmError(action="unlock")``."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -219,6 +219,19 @@ def test_status_models_round_trip_and_omit_empty_fields() -> None:
     assert release.to_status()["history"][0]["chartVersion"] == "15.18.0"
 
 
+def test_snapshot_test_hooks_tell_untested_from_tested_without_hooks() -> None:
+    """helm-controller's nil vs empty map: no testHooks, never tested; ``{}``, tested and
+    the chart has no (selected) test hooks."""
+    snap = Snapshot(name="app", namespace="apps", version=1, status="deployed",
+                    chart_name="app", chart_version="1.0.0", config_digest="sha256:c",
+                    digest="sha256:d", first_deployed="t", last_deployed="t")
+    assert "testHooks" not in snap.to_status()
+    assert Snapshot.from_status(snap.to_status()).test_hooks is None
+    tested = dataclasses.replace(snap, test_hooks={})
+    assert tested.to_status()["testHooks"] == {}
+    assert Snapshot.from_status(tested.to_status()).test_hooks == {}
+
+
 def test_parse_resource_dispatches_on_kind() -> None:
     assert isinstance(parse_resource(_release()), HelmRelease)
     with pytest.raises(InvalidSpecError, match="kind: unsupported value 'OCIRepository'"):

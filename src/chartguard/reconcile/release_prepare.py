@@ -1,0 +1,277 @@
+"""Everything a HelmRelease reconcile does before helm runs, as helm-controller orders it:
+
+    refuse     spec fields chartguard cannot honour (``REFUSED_FIELDS``): Stalled, naming them
+    chart      spec.chart: create or update the implied HelmChart, delete the one the release
+               used before (moved to another name or namespace, or now a chartRef); chartRef
+               kind HelmChart: nothing to write (helm-controller's reconcileChartTemplate runs
+               before the dependency check, so the chart is fetched and verified meanwhile)
+    dependsOn  each dependency HelmRelease exists and is Ready at its current generation
+    readiness  the chart has an artifact this process verified, in the store
+    values     valuesFrom in order, then spec.values, and their digest
+
+Each step raises :class:`~chartguard.reconcile.outcome.StepFailedError` with Ready False and
+helm-controller's reason and words; ``stalled`` only where the spec must change, waiting
+(``WaitingError``, a fixed requeue) for dependencies and charts, a backoff otherwise. Plain
+functions over the seams: no I/O of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chartguard.api import HelmRelease
+from chartguard.api import conditions as c
+from chartguard.api.implied import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
+from chartguard.api.status import HelmReleaseStatus
+from chartguard.reconcile.outcome import StepFailedError, WaitingError, safe
+from chartguard.reconcile.release_chart import (
+    chart_readiness,
+    desired_helmchart_body,
+    helmchart_needs_update,
+    release_chart_key,
+)
+from chartguard.reconcile.release_inputs import ComposedValues, ReadyChart
+from chartguard.reconcile.seams import (
+    ChartWriteError,
+    ChartWriter,
+    ConfigMapReader,
+    ObjectReader,
+    SecretReader,
+)
+from chartguard.reconcile.values import compose_values
+from chartguard.store import ArtifactStore
+
+UNSUPPORTED_FIELD = "UnsupportedField"
+UNSUPPORTED_SOURCE_KIND = "UnsupportedSourceKind"
+
+#: Spec fields a HelmRelease may carry (Flux's API has them) that chartguard refuses, each with
+#: why; a release using one is Stalled with a message naming it. ``persistentClient`` is
+#: honoured as it stands (every helm action is its own process, so it changes nothing), and
+#: ``driftDetection.ignore`` with mode ``disabled`` has no effect, as in Flux.
+REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
+    ("spec.chartRef (kind OCIRepository)",
+     "OCIRepository sources are not served by chartguard, which installs only charts it "
+     "verified through a HelmChart; use spec.chart or chartRef kind HelmChart"),
+    ("spec.kubeConfig",
+     "releases into other clusters are not supported: chartguard installs into the cluster "
+     "it runs in"),
+    ("spec.serviceAccountName",
+     "chartguard cannot impersonate a service account yet: helm runs with the operator's "
+     "own permissions"),
+    ("spec.postRenderers",
+     "post-renderers (kustomize patches and images) are not applied by chartguard yet"),
+    ("spec.driftDetection.mode (enabled or warn)",
+     "chartguard does not detect or correct drift of released objects yet"),
+    ("spec.storageNamespace (other than the release namespace)",
+     "the helm CLI keeps a release's records in the namespace it installs into"),
+)
+_WHY = dict(REFUSED_FIELDS)
+_CHART_REF_OCI, _KUBECONFIG, _SERVICE_ACCOUNT, _POST_RENDERERS, _DRIFT, _STORAGE = (
+    field for field, _ in REFUSED_FIELDS)
+
+
+@dataclass(frozen=True)
+class PrepareEnv:
+    """The reads and writes preparing a release uses (built once, shared by all releases)."""
+
+    charts: ObjectReader  # HelmCharts
+    chart_writer: ChartWriter
+    releases: ObjectReader  # HelmReleases, for dependsOn
+    secrets: SecretReader
+    configmaps: ConfigMapReader
+    store: ArtifactStore
+    #: (namespace, name) of a HelmChart -> the manifest digest this process verified for it
+    #: under its current spec.verify, or None (nothing verified, or the last check failed)
+    verified: Callable[[str, str], str | None]
+
+
+@dataclass(frozen=True)
+class ReleaseRefs:
+    """The objects a release reads (from its spec alone), so the operator re-reconciles it
+    when one changes, also while it fails (a missing Secret that appears, a dependency that
+    becomes Ready). All (namespace, name)."""
+
+    secrets: frozenset[tuple[str, str]] = frozenset()
+    configmaps: frozenset[tuple[str, str]] = frozenset()
+    charts: frozenset[tuple[str, str]] = frozenset()
+    dependencies: frozenset[tuple[str, str]] = frozenset()
+
+
+@dataclass(frozen=True)
+class ChartSync:
+    """What the chart step did: ``helm_chart`` is the new ``status.helmChart``."""
+
+    helm_chart: str  # "<namespace>/<name>" of the HelmChart spec.chart implies; "" for chartRef
+    body: Mapping[str, Any] | None  # the HelmChart as stored (spec.chart) or read (chartRef)
+    actions: tuple[str, ...] = ()  # "created ns/name", "updated ns/name", "deleted ns/name"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    chart: ReadyChart
+    values: ComposedValues
+    #: "<namespace>/<name>" for status.helmChart ("" with chartRef, as helm-controller leaves it)
+    helm_chart: str
+    secrets: frozenset[tuple[str, str]]
+    configmaps: frozenset[tuple[str, str]]
+    charts: frozenset[tuple[str, str]]
+    dependencies: frozenset[tuple[str, str]]
+    actions: tuple[str, ...] = ()
+
+
+def prepare_release(release: HelmRelease, status: HelmReleaseStatus, env: PrepareEnv, *,
+                    chart_sync: ChartSync | None = None) -> Prepared:
+    """The chart and values to release, or ``StepFailedError`` from the first step that cannot
+    go on. ``chart_sync``: the result of :func:`sync_release_chart` when the caller ran it
+    first (to record ``status.helmChart`` even if a later step fails)."""
+    refuse_unsupported(release)
+    sync = chart_sync if chart_sync is not None else sync_release_chart(release, status, env)
+    check_dependencies(release, env.releases)
+    key = release_chart_key(release)
+    assert key is not None  # refuse_unsupported let only HelmChart sources through
+    chart = chart_readiness(release, sync.body, env.store, env.verified(*key))
+    values = compose_values(release, env.secrets, env.configmaps)
+    refs = release_refs(release)
+    return Prepared(chart=chart, values=values, helm_chart=sync.helm_chart,
+                    secrets=refs.secrets, configmaps=refs.configmaps, charts=refs.charts,
+                    dependencies=refs.dependencies, actions=sync.actions)
+
+
+def refuse_unsupported(release: HelmRelease) -> None:
+    """Stalled (Ready False) naming every field of ``REFUSED_FIELDS`` the spec uses."""
+    spec = release.spec
+    ref = spec.chart_ref
+    if ref is not None and ref.kind == "OCIRepository":
+        raise StepFailedError(c.READY, UNSUPPORTED_SOURCE_KIND,
+                              f"spec.chartRef: {_WHY[_CHART_REF_OCI]}", stalled=True,
+                              status=c.FALSE)
+    used = []
+    if spec.kube_config is not None:
+        used.append(_KUBECONFIG)
+    if spec.service_account_name:
+        used.append(_SERVICE_ACCOUNT)
+    if spec.post_renderers:
+        used.append(_POST_RENDERERS)
+    if spec.drift_detection_mode != "disabled":
+        used.append(_DRIFT)
+    if spec.storage_namespace and spec.storage_namespace != release.release_namespace:
+        used.append(_STORAGE)
+    if used:
+        problems = "; ".join(f"{field.split(' ')[0]} is not supported: {_WHY[field]}"
+                             for field in used)
+        raise StepFailedError(c.READY, UNSUPPORTED_FIELD,
+                              f"{problems}; remove it (see README, 'Not supported yet')",
+                              stalled=True, status=c.FALSE)
+
+
+def sync_release_chart(release: HelmRelease, status: HelmReleaseStatus,
+                       env: PrepareEnv) -> ChartSync:
+    """helm-controller's ``HelmChartTemplate``: the chart ``status.helmChart`` names is deleted
+    when the release now implies another one or uses chartRef, and the implied chart is
+    applied when absent or out of date. A chart that is not labelled as this release's is
+    never deleted. On ``StepFailedError`` keep ``status.helmChart`` as it was (both writes are
+    idempotent, the next reconcile repeats them)."""
+    actions: list[str] = []
+    desired = (f"{release.helmchart_namespace}/{release.helmchart_name}"
+               if release.spec.chart is not None else "")
+    if status.helm_chart and status.helm_chart != desired:
+        old = _split(status.helm_chart)
+        if old is not None and _delete_owned(release, old, env):
+            actions.append(f"deleted {status.helm_chart}")
+    if release.spec.chart is None:
+        key = release_chart_key(release)
+        return ChartSync("", env.charts.get(*key) if key else None, tuple(actions))
+    namespace, name = release.helmchart_namespace, release.helmchart_name
+    body = desired_helmchart_body(release)
+    current = env.charts.get(namespace, name)
+    if current is not None and not helmchart_needs_update(current, body):
+        return ChartSync(desired, current, tuple(actions))
+    try:
+        stored = env.chart_writer.apply(body)
+    except ChartWriteError as err:
+        raise StepFailedError(c.READY, c.ARTIFACT_FAILED,
+                              f"failed to apply HelmChart '{desired}': {safe(err)}",
+                              status=c.FALSE) from None
+    actions.append(f"{'created' if current is None else 'updated'} {desired}")
+    return ChartSync(desired, stored, tuple(actions))
+
+
+def check_dependencies(release: HelmRelease, releases: ObjectReader) -> None:
+    """helm-controller's ``checkDependencies``: every dependency exists, has reconciled its
+    current generation and is Ready; else ``DependencyNotReady``, looked at again after
+    ``WaitingError.requeue_after``."""
+    for namespace, name in _dependencies(release):
+        body = releases.get(namespace, name)
+        if body is None:
+            raise WaitingError(
+                c.READY, c.DEPENDENCY_NOT_READY,
+                f"unable to get '{namespace}/{name}' dependency: "
+                f'helmreleases.helm.toolkit.fluxcd.io "{name}" not found', status=c.FALSE)
+        metadata = body.get("metadata")
+        generation = metadata.get("generation") if isinstance(metadata, Mapping) else None
+        dep_status = HelmReleaseStatus.from_status(body.get("status"))
+        if (generation != dep_status.observed_generation
+                or not c.is_status(dep_status.conditions, c.READY, c.TRUE)):
+            raise WaitingError(c.READY, c.DEPENDENCY_NOT_READY,
+                               c.dependency_not_ready_message(namespace, name), status=c.FALSE)
+
+
+def release_refs(release: HelmRelease) -> ReleaseRefs:
+    """Every object ``release``'s spec makes it read."""
+    namespace = release.metadata.namespace
+    key = release_chart_key(release)
+    return ReleaseRefs(
+        secrets=frozenset((namespace, r.name) for r in release.spec.values_from
+                          if r.kind == "Secret"),
+        configmaps=frozenset((namespace, r.name) for r in release.spec.values_from
+                             if r.kind == "ConfigMap"),
+        charts=frozenset({key} if key else ()),
+        dependencies=frozenset(_dependencies(release)),
+    )
+
+
+def release_chart_to_delete(release: HelmRelease,
+                            status: HelmReleaseStatus) -> tuple[str, str] | None:
+    """The HelmChart to delete once ``release`` is uninstalled: the one ``status.helmChart``
+    names, else the one its spec.chart implies (applied, but the status not yet written).
+    None while the release is suspended (helm-controller then neither uninstalls nor deletes
+    the chart) or when it owns none."""
+    if release.spec.suspend:
+        return None
+    if status.helm_chart:
+        return _split(status.helm_chart)
+    if release.spec.chart is not None:
+        return release.helmchart_namespace, release.helmchart_name
+    return None
+
+
+def _dependencies(release: HelmRelease) -> list[tuple[str, str]]:
+    return [(d.namespace or release.metadata.namespace, d.name)
+            for d in release.spec.depends_on]
+
+
+def _split(ref: str) -> tuple[str, str] | None:
+    namespace, _, name = ref.partition("/")
+    return (namespace, name) if namespace and name else None
+
+
+def _delete_owned(release: HelmRelease, key: tuple[str, str], env: PrepareEnv) -> bool:
+    """Delete the chart at ``key`` if it exists and is labelled as this release's."""
+    body = env.charts.get(*key)
+    if body is None:
+        return False
+    metadata = body.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    labels = labels if isinstance(labels, Mapping) else {}
+    if (labels.get(OWNER_NAME_LABEL) != release.metadata.name
+            or labels.get(OWNER_NAMESPACE_LABEL) != release.metadata.namespace):
+        return False
+    try:
+        env.chart_writer.delete(*key)
+    except ChartWriteError as err:
+        raise StepFailedError(c.READY, c.ARTIFACT_FAILED,
+                              f"failed to delete HelmChart '{key[0]}/{key[1]}': {safe(err)}",
+                              status=c.FALSE) from None
+    return True
