@@ -106,7 +106,7 @@ def decode_release_secret(body: Mapping[str, Any]) -> StoredRelease:
     kind = body.get("type")
     if kind != HELM_RELEASE_V1:
         raise ReleaseDecodeError(
-            f"not a helm release Secret: type is {escape(kind)!r}, not {HELM_RELEASE_V1!r}")
+            f"not a helm release Secret: type is {escape(repr(kind))}, not {HELM_RELEASE_V1!r}")
     data = body.get("data")
     encoded = data.get("release") if isinstance(data, Mapping) else None
     if not isinstance(encoded, str) or not encoded:
@@ -138,7 +138,7 @@ def release_from_json(obj: Mapping[str, Any], *, digest: str | None = None) -> S
     version = obj.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ReleaseDecodeError(
-            f"the helm release record's version is {escape(version)!r}, not a positive integer")
+            f"the helm release record's version is {escape(repr(version))}, not a positive integer")
     config = obj.get("config")
     if config is not None and not isinstance(config, Mapping):
         raise ReleaseDecodeError("the helm release record's config is not an object")
@@ -205,7 +205,7 @@ def _text(parent: Mapping[str, Any], key: str, path: str = "", *, required: bool
     if value is None and not required:
         return ""
     raise ReleaseDecodeError(
-        f"the helm release record's {path or key} is {escape(value)!r}, not a "
+        f"the helm release record's {path or key} is {escape(repr(value))}, not a "
         f"{'non-empty ' if required else ''}string")
 
 
