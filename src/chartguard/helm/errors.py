@@ -23,7 +23,7 @@ from chartguard.untrusted import escape
 
 #: what a message quotes of helm's stderr at the most
 MAX_MESSAGE = 600
-_MAX_LINES = 3
+_MAX_LINES = 6
 _REDACTED = "[redacted]"
 
 _CREDENTIALS = (
@@ -70,11 +70,15 @@ def redact(text: str) -> str:
 
 
 def summarize(stderr: str, *, limit: int = MAX_MESSAGE) -> str:
-    """helm's ``Error:`` lines (else its last lines), redacted, as one escaped line."""
+    """helm's error (its ``Error:`` line and the lines of the same error after it; else its
+    last lines), redacted, as one escaped line."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line.removeprefix("Error:").strip() for line in lines
-              if line.startswith("Error:")]
-    chosen = errors[-_MAX_LINES:] or lines[-_MAX_LINES:]
-    if not chosen:
+    if not lines:
         return "helm printed no error message"
+    start = next((i for i, line in enumerate(lines) if line.startswith("Error:")), None)
+    if start is None:
+        chosen = lines[-_MAX_LINES:]
+    else:
+        chosen = lines[start:start + _MAX_LINES]
+        chosen[0] = chosen[0].removeprefix("Error:").strip()
     return escape(redact("; ".join(chosen)), limit)

@@ -116,8 +116,14 @@ class Helm:
         return self._changing("rollback", release, argv, before=before)
 
     def uninstall(self, release: HelmRelease) -> None:
-        """Uninstall; a release that does not exist (any more) is not an error."""
+        """Uninstall; a release that does not exist (any more) is not an error.
+
+        A release already uninstalled with its history kept is left alone: helm would refuse
+        ("already deleted"), and there is nothing left to remove. (Without keepHistory, helm
+        purges that history.)"""
         before = newest(self._history(release))
+        if before and before.status == "uninstalled" and release.spec.uninstall.keep_history:
+            return
         self._run("uninstall", release, helm_args.uninstall_args(release), before)
 
     # --- running ------------------------------------------------------------------------------

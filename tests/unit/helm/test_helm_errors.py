@@ -43,8 +43,19 @@ def test_summary_keeps_the_error_lines_without_the_prefix() -> None:
     assert summarize(stderr) == "UPGRADE FAILED: context deadline exceeded"
 
 
+def test_summary_keeps_the_lines_of_a_multi_line_error() -> None:
+    stderr = ("Error: INSTALLATION FAILED: demo/templates/bad.yaml:1:10\n"
+              "  executing \"demo/templates/bad.yaml\" at <.Values.nope.missing>:\n"
+              "    nil pointer evaluating interface {}.missing\n")
+    assert summarize(stderr) == (
+        'INSTALLATION FAILED: demo/templates/bad.yaml:1:10; executing '
+        '"demo/templates/bad.yaml" at <.Values.nope.missing>:; '
+        "nil pointer evaluating interface {}.missing")
+
+
 def test_summary_falls_back_to_the_last_lines() -> None:
-    assert summarize("a\n\nb\nc\nd\n") == "b; c; d"
+    assert summarize("".join(f"line {i}\n\n" for i in range(10))) == (
+        "line 4; line 5; line 6; line 7; line 8; line 9")
     assert summarize("") == "helm printed no error message"
 
 
