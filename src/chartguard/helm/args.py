@@ -121,6 +121,10 @@ def unsupported(release: HelmRelease) -> tuple[str, ...]:
             "spec.storageNamespace: the helm CLI keeps its release records in the release's "
             f"namespace ({release.release_namespace}); remove storageNamespace or set it to "
             "that namespace")
+    if spec.kube_config is not None:
+        found.append(
+            "spec.kubeConfig: helm runs against the cluster the operator runs in; installing "
+            "into another cluster through a kubeconfig Secret is not supported; remove it")
     if spec.install.crds == "CreateReplace" and not spec.install.skip_crds:
         found.append(
             "spec.install.crds: helm install creates a chart's CRDs but never replaces existing "

@@ -9,6 +9,7 @@ from helm_support import Kube, KubectlReleaseStorage, chart_file, helm_release
 from chartguard.helm.errors import HelmError
 from chartguard.helm.release import values_digest
 from chartguard.helm.runner import Helm
+from chartguard_testing.apiserver import KubeAPI
 from chartguard_testing.charts import HelmEnv
 
 
@@ -105,3 +106,64 @@ def test_upgrade_of_a_release_that_does_not_exist_fails_without_storage_change(
     assert caught.value.action == "upgrade"
     assert caught.value.storage_changed is False
     assert "has no deployed releases" in caught.value.message
+
+
+def test_real_helm_4_accepts_every_flag_the_builders_write(helm: Helm, helm_env: HelmEnv,
+                                                           kube: Kube) -> None:
+    """Each spec option set at once: a misspelt or removed flag would fail the action."""
+    kube("create", "namespace", "web")
+    release = helm_release("""
+      targetNamespace: web
+      releaseName: site
+      serviceAccountName: deployer
+      maxHistory: 2
+      install:
+        createNamespace: true
+        crds: Skip
+        replace: true
+        disableHooks: true
+        disableOpenAPIValidation: true
+        disableSchemaValidation: true
+        disableTakeOwnership: true
+        disableWaitForJobs: true
+      upgrade:
+        force: true
+        preserveValues: true
+        cleanupOnFail: true
+        disableWait: true
+        disableHooks: true
+        disableOpenAPIValidation: true
+        disableSchemaValidation: true
+        disableTakeOwnership: true
+      test:
+        filters: [{name: site-demo-test-connection}, {name: other, exclude: true}]
+      rollback: {force: true, cleanupOnFail: true, disableHooks: true, disableWait: true}
+      uninstall: {keepHistory: true, disableHooks: true, disableWait: true,
+                  deletionPropagation: orphan}
+    """)
+    chart = chart_file(helm_env)
+    assert helm.install(release, chart, {"a": 1}, description="all flags").status == "deployed"
+    upgraded = helm.upgrade(release, chart, {"b": 2}, description="again")
+    # preserveValues: helm merged the new values into the previous ones
+    assert upgraded.config_digest == values_digest({"a": 1, "b": 2})
+    assert helm.test(release).test_hooks["site-demo-test-connection"].phase == "Succeeded"
+    assert helm.rollback(release, 1).version == 3
+    helm.uninstall(release)
+    assert helm.processes == 5
+
+
+def test_a_client_side_applied_release_stays_client_side_and_honours_force(
+        helm: Helm, helm_env: HelmEnv, kube_api: KubeAPI,
+        storage: KubectlReleaseStorage) -> None:
+    """A release helm applied client-side (as helm 3 did) is upgraded and rolled back
+    client-side, where ``force`` means --force-replace (as in helm-controller)."""
+    chart = chart_file(helm_env)
+    helm_env.run("install", "demo", str(chart.path), "-n", "flux-system", "--server-side=false",
+                 env={"KUBECONFIG": str(kube_api.kubeconfig)})
+    (first,) = storage.history("flux-system", "demo")
+    assert first.apply_method == "csa"
+    release = helm_release("{upgrade: {force: true}, rollback: {force: true}}")
+    upgraded = helm.upgrade(release, chart, {"replicaCount": 2})
+    assert (upgraded.version, upgraded.apply_method) == (2, "csa")
+    rolled = helm.rollback(release, 0)
+    assert (rolled.version, rolled.apply_method) == (3, "csa")

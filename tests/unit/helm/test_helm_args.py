@@ -192,13 +192,14 @@ def test_unsupported_names_each_field_the_cli_cannot_honour() -> None:
     found = unsupported(release("""
       targetNamespace: apps
       storageNamespace: flux-system
+      kubeConfig: {secretRef: {name: remote}}
       install: {crds: CreateReplace}
       upgrade: {crds: Create}
       rollback: {recreate: true}
       postRenderers: [{kustomize: {images: [{name: nginx, newTag: "1.25"}]}}]
     """))
     assert [item.split(":", 1)[0] for item in found] == [
-        "spec.storageNamespace", "spec.install.crds", "spec.upgrade.crds",
+        "spec.storageNamespace", "spec.kubeConfig", "spec.install.crds", "spec.upgrade.crds",
         "spec.rollback.recreate", "spec.postRenderers"]
     assert all(len(item.split(": ", 1)[1]) > 20 for item in found)  # each says why
     assert "(apps)" in found[0]
