@@ -58,7 +58,13 @@ class ChartFile:
 
 
 class Helm:
-    """The helm binary, run for one operator process with a home of its own."""
+    """The helm binary, run for one operator process with a home of its own.
+
+    Safe to share between threads (one action per release at a time is the caller's rule).
+    ``storage`` must read what helm just wrote (a direct list of the Secrets, not a lagging
+    watch cache), or ``storage_changed`` and the returned revision lag too; its own errors
+    propagate, except after a failed helm run, which then counts as having changed storage.
+    """
 
     def __init__(self, *, binary: str, home: Path, storage: ReleaseStorage,
                  env: Mapping[str, str] | None = None, max_processes: int = 4,
