@@ -229,3 +229,22 @@ def test_the_callers_helm_variables_do_not_reach_helm(tmp_path: Path, kube_api: 
     assert helm.env["HELM_DATA_HOME"] == str(tmp_path / "runner" / "data")
     assert "HELM_NAMESPACE" not in helm.env
     assert not (tmp_path / "shared").exists()
+
+
+def test_a_test_hook_that_fails_is_an_error_and_its_run_is_stored(
+        helm: Helm, helm_env: HelmEnv, storage: KubectlReleaseStorage) -> None:
+    hanging_test = HANGING_HOOK.replace(b"-hook", b"-slow-test").replace(
+        b"pre-install,pre-upgrade", b"test")
+    chart = chart_file(helm_env, files={"templates/tests/slow.yaml": hanging_test})
+    release = helm_release("test: {timeout: 2s}")
+    installed = helm.install(release, chart, {})
+    with pytest.raises(HelmError) as caught:
+        helm.test(release)
+    assert caught.value.action == "test"
+    assert caught.value.storage_changed is True  # helm recorded the hooks' runs
+    (stored,) = storage.history("flux-system", "demo")
+    assert stored.version == installed.version
+    hooks = stored.test_hooks
+    assert set(hooks) == {"demo-test-connection", "demo-slow-test"}
+    assert hooks["demo-slow-test"].phase not in ("", "Succeeded")
+    assert hooks["demo-slow-test"].last_started
