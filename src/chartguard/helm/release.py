@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import hashlib
 import json
 import zlib
@@ -89,6 +90,13 @@ class ReleaseStorage(Protocol):
         there is none."""
         ...
 
+    def mark_failed(self, namespace: str, name: str, version: int,
+                    description: str) -> StoredRelease:
+        """Rewrite revision ``version`` of release ``name`` (stuck in ``pending-*``) as
+        ``failed`` with ``description`` (see :func:`failed_release_secret`); the revision as
+        stored afterwards. Any failure raises (the caller words it)."""
+        ...
+
 
 def newest(history: Iterable[StoredRelease]) -> StoredRelease | None:
     """The highest revision, whatever order the storage listed them in."""
@@ -122,6 +130,27 @@ def decode_release_secret(body: Mapping[str, Any]) -> StoredRelease:
     except UntrustedInputError as exc:
         raise ReleaseDecodeError(str(exc)) from exc
     return release_from_json(obj, digest=digest)
+
+
+def failed_release_secret(body: Mapping[str, Any], description: str, *,
+                          status: str = "failed") -> dict[str, Any]:
+    """The helm release Secret ``body`` rewritten as helm-controller's unlock writes a revision
+    stuck in ``pending-*`` (``SetStatus(failed, description)`` + ``Releases.Update``): the
+    record's ``info.status`` and ``info.description``, the ``status`` label, re-encoded the
+    way helm's Secret driver encodes (JSON, gzip, base64). ``resourceVersion`` is kept, so the
+    write fails if helm touched the Secret meanwhile."""
+    decode_release_secret(body)  # the same checks as a read
+    data = body["data"]
+    record = _record_bytes(_base64(data["release"], "data.release (Kubernetes base64)"))
+    obj = json.loads(record)
+    obj["info"]["status"] = status
+    obj["info"]["description"] = description
+    encoded = base64.b64encode(gzip.compress(
+        json.dumps(obj, separators=(",", ":")).encode(), compresslevel=9))
+    meta = dict(body.get("metadata") or {})
+    meta["labels"] = {**(meta.get("labels") or {}), "status": status}
+    return {**body, "metadata": meta,
+            "data": {**data, "release": base64.b64encode(encoded).decode("ascii")}}
 
 
 def release_from_json(obj: Mapping[str, Any], *, digest: str | None = None) -> StoredRelease:

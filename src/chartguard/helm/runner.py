@@ -132,6 +132,18 @@ class Helm:
             return
         self._run("uninstall", release, helm_args.uninstall_args(release), before)
 
+    def unlock(self, release: HelmRelease, version: int, *, description: str) -> StoredRelease:
+        """Mark revision ``version``, stuck in ``pending-*`` (a helm killed mid-run), as
+        ``failed``, as helm-controller's unlock does. The helm CLI has no command for it, so the
+        record is rewritten in helm's storage; no helm process runs."""
+        try:
+            return self.storage.mark_failed(release.release_namespace, release.release_name,
+                                            version, description)
+        except Exception as exc:  # the storage's own error, whatever it is: worded here
+            raise HelmError("unlock", f"cannot mark revision {version} of release "
+                                      f"{release.release_namespace}/{release.release_name} "
+                                      f"failed: {escape(exc)}", storage_changed=False) from None
+
     # --- running ------------------------------------------------------------------------------
 
     def _changing(self, action: str, release: HelmRelease, argv: list[str], *,

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from chartguard.api import HelmRelease
-from chartguard.helm.release import StoredRelease, decode_release_secret
+from chartguard.helm.release import StoredRelease, decode_release_secret, failed_release_secret
 from chartguard.helm.runner import ChartFile
 from chartguard_testing import tools
 from chartguard_testing.apiserver import KubeAPI
@@ -33,6 +33,13 @@ class Kube:
         assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
         return proc.stdout
 
+    def replace(self, body: dict[str, Any]) -> None:
+        proc = subprocess.run([tools.kubectl(), "--kubeconfig", str(self.api.kubeconfig),
+                               "replace", "-f", "-"], input=json.dumps(body),
+                              env=self.api.env, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert proc.returncode == 0, f"kubectl replace: {proc.stderr}"
+
     def items(self, kind: str, namespace: str, *selector: str) -> list[dict[str, Any]]:
         out = self("get", kind, "-n", namespace, *selector, "-o", "json")
         items: list[dict[str, Any]] = json.loads(out)["items"]
@@ -47,6 +54,16 @@ class KubectlReleaseStorage:
         secrets = self.kube.items("secrets", namespace, "-l", f"owner=helm,name={name}")
         releases = [decode_release_secret(secret) for secret in secrets]
         return sorted(releases, key=lambda release: release.version, reverse=True)
+
+    def mark_failed(self, namespace: str, name: str, version: int,
+                    description: str) -> StoredRelease:
+        secret = f"sh.helm.release.v1.{name}.v{version}"
+        body = next(s for s in self.kube.items("secrets", namespace, "-l",
+                                               f"owner=helm,name={name}")
+                    if s["metadata"]["name"] == secret)
+        new = failed_release_secret(body, description)
+        self.kube.replace(new)
+        return decode_release_secret(new)
 
 
 def chart_file(helm_env: HelmEnv, name: str = "demo", version: str = "0.1.0", *,

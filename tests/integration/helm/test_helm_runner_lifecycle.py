@@ -7,7 +7,7 @@ import pytest
 from helm_support import Kube, KubectlReleaseStorage, chart_file, helm_release
 
 from chartguard.helm.errors import HelmError
-from chartguard.helm.release import values_digest
+from chartguard.helm.release import failed_release_secret, values_digest
 from chartguard.helm.runner import Helm
 from chartguard_testing.apiserver import KubeAPI
 from chartguard_testing.charts import HelmEnv
@@ -167,3 +167,33 @@ def test_a_client_side_applied_release_stays_client_side_and_honours_force(
     assert (upgraded.version, upgraded.apply_method) == (2, "csa")
     rolled = helm.rollback(release, 0)
     assert (rolled.version, rolled.apply_method) == (3, "csa")
+
+
+def test_unlock_lets_real_helm_upgrade_a_release_left_in_pending(
+        helm: Helm, helm_env: HelmEnv, kube: Kube, storage: KubectlReleaseStorage) -> None:
+    chart = chart_file(helm_env)
+    release = helm_release()
+    helm.install(release, chart, {})
+    # what a helm killed mid-upgrade leaves: the newest revision in pending-upgrade
+    (secret,) = kube.items("secrets", "flux-system", "-l", "owner=helm,name=demo")
+    kube.replace(failed_release_secret(secret, "Upgrade in progress", status="pending-upgrade"))
+    assert storage.history("flux-system", "demo")[0].status == "pending-upgrade"
+    with pytest.raises(HelmError) as caught:
+        helm.upgrade(release, chart, {"replicaCount": 2})
+    assert "another operation" in caught.value.message
+    processes = helm.processes
+    unlocked = helm.unlock(release, 1, description="Release unlocked from stale "
+                                                   "'pending-upgrade' state")
+    assert helm.processes == processes  # no helm process: the record is rewritten
+    assert (unlocked.status, unlocked.description) == (
+        "failed", "Release unlocked from stale 'pending-upgrade' state")
+    # helm reads the rewritten record as its own: the next upgrade goes through
+    upgraded = helm.upgrade(release, chart, {"replicaCount": 2})
+    assert (upgraded.version, upgraded.status) == (2, "deployed")
+
+
+def test_unlock_of_a_revision_that_is_not_stored_is_a_helm_error(helm: Helm) -> None:
+    with pytest.raises(HelmError) as caught:
+        helm.unlock(helm_release(), 7, description="x")
+    assert caught.value.action == "unlock"
+    assert caught.value.storage_changed is False
