@@ -68,13 +68,16 @@ class Helm:
 
     def __init__(self, *, binary: str, home: Path, storage: ReleaseStorage,
                  env: Mapping[str, str] | None = None, max_processes: int = 4,
-                 grace: timedelta = DEFAULT_GRACE) -> None:
+                 grace: timedelta = DEFAULT_GRACE, default_service_account: str = "") -> None:
         if max_processes < 1:
             raise ValueError(f"max_processes must be 1 or more, not {max_processes}")
         self.binary = binary
         self.home = home
         self.storage = storage
         self.grace = grace
+        #: "namespace/name" of the ServiceAccount helm acts as for releases that name none
+        #: (``chartguard run --release-service-account``); "": the operator's own identity
+        self.default_service_account = default_service_account
         self.processes = 0
         self._count = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_processes)
@@ -159,6 +162,10 @@ class Helm:
     def _run(self, action: str, release: HelmRelease, argv: list[str],
              previous: StoredRelease | None) -> StoredRelease | None:
         seconds = (helm_args.action_timeout(release, action) + self.grace).total_seconds()
+        if self.default_service_account and not release.spec.service_account_name:
+            namespace, _, name = self.default_service_account.partition("/")
+            # a flag: before the "--" that ends helm's flags
+            argv = ["--kube-as-user", f"system:serviceaccount:{namespace}:{name}", *argv]
         with self._slots:
             returncode, stderr, expired = self._process(action, argv, seconds)
         failed = expired or returncode != 0
