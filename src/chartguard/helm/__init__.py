@@ -5,5 +5,35 @@ API models (:mod:`.args`); :class:`Helm` runs them with a private HELM_*_HOME, v
 temporary file, the chart re-hashed against the digest that was verified, and a bounded number of
 processes at once; :mod:`.release` decodes helm's release records (the Secrets helm's storage
 driver writes) into :class:`StoredRelease`, which is how the reconciler learns a release's state
-without starting helm.
+without starting helm. :mod:`.errors` says what a failure means (did helm's storage change?).
 """
+
+from chartguard.helm.args import unsupported
+from chartguard.helm.errors import ChartDigestMismatchError, HelmError
+from chartguard.helm.release import (
+    ReleaseDecodeError,
+    ReleaseStorage,
+    StoredRelease,
+    TestHook,
+    decode_release_secret,
+    newest,
+    release_from_json,
+    values_digest,
+)
+from chartguard.helm.runner import ChartFile, Helm
+
+__all__ = [
+    "ChartDigestMismatchError",
+    "ChartFile",
+    "Helm",
+    "HelmError",
+    "ReleaseDecodeError",
+    "ReleaseStorage",
+    "StoredRelease",
+    "TestHook",
+    "decode_release_secret",
+    "newest",
+    "release_from_json",
+    "unsupported",
+    "values_digest",
+]

@@ -1,9 +1,52 @@
-"""Running the helm binary. (Skeleton: the runner lands with the ``helm`` branch.)"""
+"""Running the helm binary: the only place chartguard starts a process.
+
+Each action runs one helm process with:
+
+- a private HELM_CACHE_HOME / HELM_CONFIG_HOME / HELM_DATA_HOME under ``home`` (mode 0700),
+  HELM_DRIVER=secret, and no other HELM_* variable of the caller's (they would change what helm
+  reads or where it stores); the rest of the caller's environment (KUBECONFIG, proxies) passes;
+- the chart copied into a private directory WHILE it is hashed, the hash compared with the
+  digest that was verified, and helm run on that copy: what helm reads is what was hashed, and
+  a changed store file never reaches helm (:class:`ChartDigestMismatchError`);
+- the values in a 0600 file in that directory, which is removed afterwards, also on failure;
+- at most ``max_processes`` helm processes at once, each given helm's timeout plus ``grace``
+  before it is stopped by its PID (SIGTERM, then SIGKILL).
+
+Whether a failure changed helm's release storage is decided by reading the storage before and
+after: the newest revision's (version, status, digest) differ. A success returns the newest
+revision as stored after the action.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from chartguard.api.helmrelease import HelmRelease
+from chartguard.helm import args as helm_args
+from chartguard.helm.errors import ChartDigestMismatchError, HelmError, summarize
+from chartguard.helm.release import ReleaseStorage, StoredRelease, newest
+from chartguard.untrusted import escape
+
+#: time helm gets past its own --timeout to finish writing its storage before it is stopped
+DEFAULT_GRACE = timedelta(seconds=30)
+_STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+_MAX_STDERR = 256 * 1024
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+_HOMES = {"HELM_CACHE_HOME": "cache", "HELM_CONFIG_HOME": "config", "HELM_DATA_HOME": "data"}
 
 
 @dataclass(frozen=True)
@@ -12,3 +55,235 @@ class ChartFile:
 
     path: Path
     digest: str  # sha256:<hex> of the .tgz (the HelmChart's status.artifact.digest)
+
+
+class Helm:
+    """The helm binary, run for one operator process with a home of its own.
+
+    Safe to share between threads (one action per release at a time is the caller's rule).
+    ``storage`` must read what helm just wrote (a direct list of the Secrets, not a lagging
+    watch cache), or ``storage_changed`` and the returned revision lag too; its own errors
+    propagate, except after a failed helm run, which then counts as having changed storage.
+    """
+
+    def __init__(self, *, binary: str, home: Path, storage: ReleaseStorage,
+                 env: Mapping[str, str] | None = None, max_processes: int = 4,
+                 grace: timedelta = DEFAULT_GRACE, default_service_account: str = "") -> None:
+        if max_processes < 1:
+            raise ValueError(f"max_processes must be 1 or more, not {max_processes}")
+        self.binary = binary
+        self.home = home
+        self.storage = storage
+        self.grace = grace
+        #: "namespace/name" of the ServiceAccount helm acts as for releases that name none
+        #: (``chartguard run --release-service-account``); "": the operator's own identity
+        self.default_service_account = default_service_account
+        self.processes = 0
+        self._count = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max_processes)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name in (*_HOMES.values(), "tmp"):
+            _private_dir(home / name)
+        caller = os.environ if env is None else env
+        self.env = {key: value for key, value in caller.items() if not key.startswith("HELM_")}
+        self.env.update({key: str(home / name) for key, name in _HOMES.items()})
+        self.env["HELM_DRIVER"] = "secret"
+
+    # --- the actions --------------------------------------------------------------------------
+
+    def install(self, release: HelmRelease, chart: ChartFile, values: Mapping[str, Any], *,
+                description: str = "") -> StoredRelease:
+        with self._workdir("install") as work:
+            copy = self._copy_chart("install", chart, work)
+            values_file = _write_values("install", values, work)
+            argv = helm_args.install_args(release, copy, values_file, description=description)
+            return self._changing("install", release, argv)
+
+    def upgrade(self, release: HelmRelease, chart: ChartFile, values: Mapping[str, Any], *,
+                description: str = "") -> StoredRelease:
+        with self._workdir("upgrade") as work:
+            copy = self._copy_chart("upgrade", chart, work)
+            values_file = _write_values("upgrade", values, work)
+            before = self._history(release)
+            current = newest(before)
+            argv = helm_args.upgrade_args(
+                release, copy, values_file, description=description,
+                server_side=current is not None and current.apply_method == "ssa")
+            return self._changing("upgrade", release, argv, before=before)
+
+    def test(self, release: HelmRelease) -> StoredRelease:
+        """Run the release's test hooks; the release as stored after, with their last runs."""
+        return self._changing("test", release, helm_args.test_args(release))
+
+    def rollback(self, release: HelmRelease, version: int) -> StoredRelease:
+        """Roll back to ``version``; 0 is the revision before the newest."""
+        before = self._history(release)
+        current = newest(before)
+        target = version or (current.version - 1 if current else 0)
+        method = next((r.apply_method for r in before if r.version == target), "")
+        argv = helm_args.rollback_args(release, version, server_side=method == "ssa")
+        return self._changing("rollback", release, argv, before=before)
+
+    def uninstall(self, release: HelmRelease) -> None:
+        """Uninstall; a release that does not exist (any more) is not an error.
+
+        A release already uninstalled with its history kept is left alone: helm would refuse
+        ("already deleted"), and there is nothing left to remove. (Without keepHistory, helm
+        purges that history.)"""
+        before = newest(self._history(release))
+        if before and before.status == "uninstalled" and release.spec.uninstall.keep_history:
+            return
+        self._run("uninstall", release, helm_args.uninstall_args(release), before)
+
+    def unlock(self, release: HelmRelease, version: int, *, description: str) -> StoredRelease:
+        """Mark revision ``version``, stuck in ``pending-*`` (a helm killed mid-run), as
+        ``failed``, as helm-controller's unlock does. The helm CLI has no command for it, so the
+        record is rewritten in helm's storage; no helm process runs."""
+        try:
+            return self.storage.mark_failed(release.release_namespace, release.release_name,
+                                            version, description)
+        except Exception as exc:  # the storage's own error, whatever it is: worded here
+            raise HelmError("unlock", f"cannot mark revision {version} of release "
+                                      f"{release.release_namespace}/{release.release_name} "
+                                      f"failed: {escape(exc)}", storage_changed=False) from None
+
+    # --- running ------------------------------------------------------------------------------
+
+    def _changing(self, action: str, release: HelmRelease, argv: list[str], *,
+                  before: list[StoredRelease] | None = None) -> StoredRelease:
+        previous = newest(self._history(release) if before is None else before)
+        after = self._run(action, release, argv, previous)
+        if after is None:
+            raise HelmError(action, "helm succeeded but its storage holds no revision of "
+                                    f"release {release.release_namespace}/"
+                                    f"{release.release_name}", storage_changed=False)
+        return after
+
+    def _run(self, action: str, release: HelmRelease, argv: list[str],
+             previous: StoredRelease | None) -> StoredRelease | None:
+        seconds = (helm_args.action_timeout(release, action) + self.grace).total_seconds()
+        if self.default_service_account and not release.spec.service_account_name:
+            namespace, _, name = self.default_service_account.partition("/")
+            # a flag: before the "--" that ends helm's flags
+            argv = ["--kube-as-user", f"system:serviceaccount:{namespace}:{name}", *argv]
+        with self._slots:
+            returncode, stderr, expired = self._process(action, argv, seconds)
+        failed = expired or returncode != 0
+        try:
+            after = newest(self._history(release))
+        except Exception:
+            if not failed:
+                raise
+            after = None  # unknown: count it as a change, as a remediation must look at it
+            changed = True
+        else:
+            changed = _key(after) != _key(previous)
+        if expired:
+            raise HelmError(action, f"helm did not finish within {seconds:.0f}s and was "
+                                    "stopped", storage_changed=changed)
+        if failed:
+            raise HelmError(action, summarize(stderr), storage_changed=changed)
+        return after
+
+    def _process(self, action: str, argv: list[str], seconds: float) -> tuple[int, str, bool]:
+        try:
+            proc = subprocess.Popen(
+                [self.binary, *argv], env=self.env, cwd=self.home / "tmp",
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise HelmError(action, f"the helm binary {escape(self.binary)} cannot be run "
+                                    f"({escape(exc.strerror or exc)}); install helm 4 or "
+                                    "point the operator at it", storage_changed=False) from exc
+        with self._count:
+            self.processes += 1
+        try:
+            _, err = proc.communicate(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            return -1, "", True
+        except BaseException:
+            _stop(proc)
+            raise
+        return proc.returncode, err[-_MAX_STDERR:].decode("utf-8", "replace"), False
+
+    def _history(self, release: HelmRelease) -> list[StoredRelease]:
+        return self.storage.history(release.release_namespace, release.release_name)
+
+    # --- files --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _workdir(self, action: str) -> Iterator[Path]:
+        try:
+            work = Path(tempfile.mkdtemp(prefix=f"{action}-", dir=self.home / "tmp"))
+        except OSError as exc:
+            raise HelmError(action, f"cannot create a private directory under "
+                                    f"{escape(self.home)} ({escape(exc.strerror or exc)})",
+                            storage_changed=False) from exc
+        try:
+            yield work
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    @staticmethod
+    def _copy_chart(action: str, chart: ChartFile, work: Path) -> Path:
+        """Copy while hashing; the copy is what helm reads, so it is what was compared."""
+        copy = work / "chart.tgz"
+        digest = hashlib.sha256()
+        try:
+            with chart.path.open("rb") as source, _create_private(copy) as target:
+                while block := source.read(1024 * 1024):
+                    digest.update(block)
+                    target.write(block)
+        except OSError as exc:
+            raise HelmError(action, f"cannot read the chart file {escape(chart.path)} "
+                                    f"({escape(exc.strerror or exc)})",
+                            storage_changed=False) from exc
+        actual = "sha256:" + digest.hexdigest()
+        if actual != chart.digest:
+            raise ChartDigestMismatchError(action, path=str(chart.path), expected=chart.digest,
+                                           actual=actual)
+        return copy
+
+
+def _key(release: StoredRelease | None) -> tuple[int, str, str] | None:
+    return None if release is None else (release.version, release.status, release.digest)
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, exist_ok=True)
+    path.chmod(0o700)  # mkdir's mode is masked by the umask, and an existing one may be open
+
+
+def _create_private(path: Path) -> BinaryIO:
+    return cast(BinaryIO, os.fdopen(
+        os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb"))
+
+
+def _write_values(action: str, values: Mapping[str, Any], work: Path) -> Path:
+    """The values as JSON, which helm reads as YAML, in a 0600 file.
+
+    JSON escapes the C0 controls; characters YAML reads as line breaks or does not allow
+    raw (C1 controls, U+2028/2029, BOM, non-characters, lone surrogates) are escaped too."""
+    try:
+        text = json.dumps(values, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise HelmError(action, f"the values cannot be given to helm ({escape(exc)})",
+                        storage_changed=False) from exc
+    text = _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    path = work / "values.json"
+    with _create_private(path) as out:
+        out.write(text.encode("utf-8"))
+    return path
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop exactly this process, by its PID: SIGTERM (helm then marks its release failed),
+    SIGKILL if it does not exit."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.communicate(timeout=_STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()

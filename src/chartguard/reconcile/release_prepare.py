@@ -47,7 +47,8 @@ UNSUPPORTED_FIELD = "UnsupportedField"
 UNSUPPORTED_SOURCE_KIND = "UnsupportedSourceKind"
 
 #: Spec fields a HelmRelease may carry (Flux's API has them) that chartguard refuses, each with
-#: why; a release using one is Stalled with a message naming it. ``persistentClient`` is
+#: why; a release using one is Stalled with a message naming it. ``serviceAccountName`` is
+#: honoured (helm impersonates it, as Flux does). ``persistentClient`` is
 #: honoured as it stands (every helm action is its own process, so it changes nothing), and
 #: ``driftDetection.ignore`` with mode ``disabled`` has no effect, as in Flux.
 REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
@@ -57,9 +58,6 @@ REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
     ("spec.kubeConfig",
      "releases into other clusters are not supported: chartguard installs into the cluster "
      "it runs in"),
-    ("spec.serviceAccountName",
-     "chartguard cannot impersonate a service account yet: helm runs with the operator's "
-     "own permissions"),
     ("spec.postRenderers",
      "post-renderers (kustomize patches and images) are not applied by chartguard yet"),
     ("spec.driftDetection.mode (enabled or warn)",
@@ -68,7 +66,7 @@ REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
      "the helm CLI keeps a release's records in the namespace it installs into"),
 )
 _WHY = dict(REFUSED_FIELDS)
-_CHART_REF_OCI, _KUBECONFIG, _SERVICE_ACCOUNT, _POST_RENDERERS, _DRIFT, _STORAGE = (
+_CHART_REF_OCI, _KUBECONFIG, _POST_RENDERERS, _DRIFT, _STORAGE = (
     field for field, _ in REFUSED_FIELDS)
 
 
@@ -150,8 +148,6 @@ def refuse_unsupported(release: HelmRelease) -> None:
     used = []
     if spec.kube_config is not None:
         used.append(_KUBECONFIG)
-    if spec.service_account_name:
-        used.append(_SERVICE_ACCOUNT)
     if spec.post_renderers:
         used.append(_POST_RENDERERS)
     if spec.drift_detection_mode != "disabled":

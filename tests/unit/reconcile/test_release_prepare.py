@@ -247,7 +247,6 @@ def test_an_oci_repository_chart_ref_is_stalled(world: World) -> None:
 
 @pytest.mark.parametrize(("spec", "field"), [
     ({"kubeConfig": {"secretRef": {"name": "remote"}}}, "spec.kubeConfig"),
-    ({"serviceAccountName": "deployer"}, "spec.serviceAccountName"),
     ({"postRenderers": [{"kustomize": {"images": [{"name": "nginx", "newTag": "1"}]}}]},
      "spec.postRenderers"),
     ({"driftDetection": {"mode": "enabled"}}, "spec.driftDetection.mode"),
@@ -266,18 +265,20 @@ def test_refused_fields_stall_naming_the_field(world: World, spec: dict[str, Any
 
 
 def test_every_refused_field_is_named_at_once(world: World) -> None:
-    err = fails(release(serviceAccountName="deployer", driftDetection={"mode": "warn"}), world)
-    assert "spec.serviceAccountName is not supported" in err.message
+    err = fails(release(kubeConfig={"secretRef": {"name": "remote"}},
+                        driftDetection={"mode": "warn"}), world)
+    assert "spec.kubeConfig is not supported" in err.message
     assert "spec.driftDetection.mode is not supported" in err.message
 
 
 @pytest.mark.parametrize("spec", [
     {"persistentClient": False},
+    {"serviceAccountName": "deployer"},  # honoured: helm impersonates it
     {"driftDetection": {"mode": "disabled", "ignore": [{"paths": ["/spec/replicas"]}]}},
     {"storageNamespace": NS},
     {"targetNamespace": "podinfo", "storageNamespace": "podinfo"},
 ])
-def test_fields_that_change_nothing_for_chartguard_are_accepted(world: World,
+def test_fields_chartguard_honours_or_that_change_nothing_are_accepted(world: World,
                                                                 spec: dict[str, Any]) -> None:
     world.verified[(NS, CHART)] = MANIFEST
     assert prepare_release(release(**spec), status(), world.env).chart.file.digest == CHART_DIGEST

@@ -1,0 +1,173 @@
+"""helm 4's command lines for each release action, built from the API models: pure, no I/O.
+
+Each choice follows helm-controller's ``internal/action`` (Flux on the helm 4 SDK), written as
+the helm CLI's flags:
+
+- waiting is helm 4's ``--wait=watcher`` (kstatus, Flux's default strategy) and
+  ``--wait-for-jobs``; ``disableWait`` is ``--wait=hookOnly`` (helm's own default: hooks only);
+- install applies server-side (helm 4's default, as Flux's) with ``--force-conflicts``;
+  upgrade and rollback keep the apply method of the release they start from (the runner reads
+  it from storage and passes ``server_side``), force conflicts when server-side, and honour
+  ``force`` as ``--force-replace`` only when client-side (helm 4 renamed ``--force``, and Flux
+  ignores ``force`` under server-side apply);
+- ``spec.serviceAccountName`` is impersonated as Flux does it:
+  ``system:serviceaccount:<HelmRelease namespace>:<name>`` (``--kube-as-user``);
+- positional arguments follow ``--``, so no release name or path is read as a flag.
+
+What the CLI cannot do is listed by :func:`unsupported`, for the reconciler to refuse.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from chartguard.api.durations import format_duration
+from chartguard.api.helmrelease import HelmRelease
+
+WAIT = "watcher"  # helm 4's kstatus waiter: helm-controller's default wait strategy
+NO_WAIT = "hookOnly"  # helm 4's default: wait for hooks only
+ACTIONS = ("install", "upgrade", "test", "rollback", "uninstall")
+
+
+def action_timeout(release: HelmRelease, action: str) -> timedelta:
+    """The action's ``timeout``, else ``spec.timeout`` (Flux's ``GetTimeout``)."""
+    spec = release.spec
+    own = {"install": spec.install.timeout, "upgrade": spec.upgrade.timeout,
+           "test": spec.test.timeout, "rollback": spec.rollback.timeout,
+           "uninstall": spec.uninstall.timeout}[action]
+    return own if own is not None else spec.timeout
+
+
+def install_args(release: HelmRelease, chart: Path, values: Path, *,
+                 description: str = "") -> list[str]:
+    """``helm install``: the chart file and values file are the runner's private copies."""
+    install = release.spec.install
+    args = ["install", *_common(release, "install"),
+            *_wait(install.disable_wait, install.disable_wait_for_jobs),
+            "--force-conflicts", "--values", str(values)]
+    if release.spec.target_namespace and install.create_namespace:
+        args.append("--create-namespace")  # Flux honours it only with a targetNamespace
+    if install.crds == "Skip" or install.skip_crds:
+        args.append("--skip-crds")
+    args += _flag("--no-hooks", install.disable_hooks)
+    args += _flag("--disable-openapi-validation", install.disable_openapi_validation)
+    args += _flag("--skip-schema-validation", install.disable_schema_validation)
+    args += _flag("--take-ownership", not install.disable_take_ownership)
+    args += _flag("--replace", install.replace)
+    args += _description(description)
+    return [*args, "--", release.release_name, str(chart)]
+
+
+def upgrade_args(release: HelmRelease, chart: Path, values: Path, *, server_side: bool,
+                 description: str = "") -> list[str]:
+    """``helm upgrade`` (never ``--install``: installing is its own action)."""
+    upgrade = release.spec.upgrade
+    args = ["upgrade", *_common(release, "upgrade"),
+            *_wait(upgrade.disable_wait, upgrade.disable_wait_for_jobs),
+            *_apply(server_side, force=upgrade.force),
+            "--history-max", str(release.spec.max_history), "--values", str(values),
+            "--reuse-values" if upgrade.preserve_values else "--reset-values"]
+    args += _flag("--no-hooks", upgrade.disable_hooks)
+    args += _flag("--disable-openapi-validation", upgrade.disable_openapi_validation)
+    args += _flag("--skip-schema-validation", upgrade.disable_schema_validation)
+    args += _flag("--take-ownership", not upgrade.disable_take_ownership)
+    args += _flag("--cleanup-on-fail", upgrade.cleanup_on_fail)
+    args += _description(description)
+    return [*args, "--", release.release_name, str(chart)]
+
+
+def test_args(release: HelmRelease) -> list[str]:
+    """``helm test`` with ``spec.test.filters`` as ``--filter name=<n>`` / ``!name=<n>``."""
+    args = ["test", *_common(release, "test")]
+    for item in release.spec.test.filters:
+        args += ["--filter", f"{'!' if item.exclude else ''}name={item.name}"]
+    return [*args, "--", release.release_name]
+
+
+def rollback_args(release: HelmRelease, version: int, *, server_side: bool) -> list[str]:
+    """``helm rollback`` to ``version``; 0 means the revision before the newest."""
+    if version < 0:
+        raise ValueError(f"a rollback version is 0 (the previous one) or more, not {version}")
+    rollback = release.spec.rollback
+    args = ["rollback", *_common(release, "rollback"),
+            *_wait(rollback.disable_wait, rollback.disable_wait_for_jobs),
+            *_apply(server_side, force=rollback.force),
+            "--history-max", str(release.spec.max_history)]
+    args += _flag("--no-hooks", rollback.disable_hooks)
+    args += _flag("--cleanup-on-fail", rollback.cleanup_on_fail)
+    args += ["--", release.release_name]
+    return [*args, str(version)] if version else args
+
+
+def uninstall_args(release: HelmRelease) -> list[str]:
+    """``helm uninstall``; a release that is already gone is success (``--ignore-not-found``)."""
+    uninstall = release.spec.uninstall
+    args = ["uninstall", *_common(release, "uninstall"),
+            f"--wait={NO_WAIT if uninstall.disable_wait else WAIT}",
+            "--cascade", uninstall.deletion_propagation, "--ignore-not-found"]
+    args += _flag("--keep-history", uninstall.keep_history)
+    args += _flag("--no-hooks", uninstall.disable_hooks)
+    return [*args, "--", release.release_name]
+
+
+def unsupported(release: HelmRelease) -> tuple[str, ...]:
+    """``"<spec field path>: <why>"`` for each field of ``release`` the helm CLI cannot honour;
+    the reconciler refuses such a release (Stalled, naming the field)."""
+    spec = release.spec
+    found: list[str] = []
+    if spec.storage_namespace and spec.storage_namespace != release.release_namespace:
+        found.append(
+            "spec.storageNamespace: the helm CLI keeps its release records in the release's "
+            f"namespace ({release.release_namespace}); remove storageNamespace or set it to "
+            "that namespace")
+    if spec.kube_config is not None:
+        found.append(
+            "spec.kubeConfig: helm runs against the cluster the operator runs in; installing "
+            "into another cluster through a kubeconfig Secret is not supported; remove it")
+    if spec.install.crds == "CreateReplace" and not spec.install.skip_crds:
+        found.append(
+            "spec.install.crds: helm install creates a chart's CRDs but never replaces existing "
+            "ones (CreateReplace); use Create or Skip")
+    if spec.upgrade.crds in ("Create", "CreateReplace"):
+        found.append(
+            f"spec.upgrade.crds: helm upgrade never applies a chart's crds/ directory "
+            f"({spec.upgrade.crds}); use Skip")
+    if spec.rollback.recreate:
+        found.append(
+            "spec.rollback.recreate: helm 4 removed pod recreation on rollback (Flux ignores "
+            "the field since helm 4); remove it")
+    if spec.post_renderers:
+        found.append(
+            "spec.postRenderers: the helm CLI runs only post-renderer plugins, not Flux's "
+            "kustomize post-renderers; remove them")
+    return tuple(found)
+
+
+def _common(release: HelmRelease, action: str) -> list[str]:
+    args = ["--namespace", release.release_namespace,
+            "--timeout", format_duration(action_timeout(release, action))]
+    if release.spec.service_account_name:
+        args += ["--kube-as-user", f"system:serviceaccount:{release.metadata.namespace}:"
+                                   f"{release.spec.service_account_name}"]
+    return args
+
+
+def _wait(disable_wait: bool, disable_wait_for_jobs: bool) -> list[str]:
+    if disable_wait:
+        return [f"--wait={NO_WAIT}"]
+    return [f"--wait={WAIT}", *_flag("--wait-for-jobs", not disable_wait_for_jobs)]
+
+
+def _apply(server_side: bool, *, force: bool) -> list[str]:
+    if server_side:
+        return ["--server-side=true", "--force-conflicts"]
+    return ["--server-side=false", *_flag("--force-replace", force)]
+
+
+def _flag(flag: str, on: bool) -> list[str]:
+    return [flag] if on else []
+
+
+def _description(description: str) -> list[str]:
+    return ["--description", description] if description else []
