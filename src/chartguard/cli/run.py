@@ -70,6 +70,9 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
                    help="the helm binary releases are installed with (default: helm on PATH)")
     p.add_argument("--helm-home", type=Path, default=None, metavar="DIR",
                    help="helm's private HELM_*_HOME (default: a temporary directory)")
+    p.add_argument("--release-service-account", default=None, metavar="NAMESPACE/NAME",
+                   help="the ServiceAccount helm acts as (impersonated) for HelmReleases that "
+                        "name no spec.serviceAccountName (default: the operator's own identity)")
     p.add_argument("--release-concurrency", type=int, default=None, metavar="N",
                    help="HelmReleases reconciled (helm processes) at once (default 4)")
     p.set_defaults(handler=main, parser=p)
@@ -106,6 +109,9 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
                                defaults.release_concurrency)
     if release_concurrency < 1:
         raise ValueError("--release-concurrency must be at least 1")
+    identity = pick(args.release_service_account, "release-service-account", str, "")
+    if identity and (identity.count("/") != 1 or not all(identity.split("/"))):
+        raise ValueError(f"--release-service-account {identity!r}: use NAMESPACE/NAME")
     selector = pick(args.selector, "selector", str, "")
     label_filter(selector)  # fails early on a malformed selector
     return OperatorConfig(
@@ -123,6 +129,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         helm_binary=pick(args.helm, "helm", str, defaults.helm_binary),
         helm_home=pick(args.helm_home, "helm-home", Path, None),
         release_concurrency=release_concurrency,
+        release_service_account=identity,
     )
 
 

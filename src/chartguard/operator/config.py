@@ -32,5 +32,8 @@ class OperatorConfig:
     helm_binary: str = "helm"
     #: helm's private HELM_*_HOME; None: a temporary directory of the process
     helm_home: Path | None = None
+    #: "namespace/name": the ServiceAccount helm impersonates for releases without
+    #: spec.serviceAccountName (the deploy chart's releases identity); "": the operator's own
+    release_service_account: str = ""
     #: HelmReleases reconciled at once (each may run one helm process)
     release_concurrency: int = 4

@@ -80,6 +80,25 @@ class Kube:
             raise
         return secret_data(body)
 
+    def get_secret_body(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret as the API returns it (helm's release records); None when absent."""
+        try:
+            body: dict[str, Any] = self._call(f"Secret {namespace}/{name}",
+                                              self._core.read_namespaced_secret, name, namespace)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return body
+
+    def replace_secret(self, namespace: str, name: str,
+                       body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT the Secret (its resourceVersion guards against a concurrent writer)."""
+        stored: dict[str, Any] = self._call(f"Secret {namespace}/{name}",
+                                            self._core.replace_namespaced_secret, name,
+                                            namespace, dict(body))
+        return stored
+
     def get_source(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get_custom(SOURCE_GROUP, "v1", plural, namespace, name)
 

@@ -17,10 +17,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from chartguard.api.meta import SOURCE_GROUP
-from chartguard.helm.release import ReleaseDecodeError, StoredRelease, decode_release_secret
+from chartguard.helm.release import (
+    ReleaseDecodeError,
+    StoredRelease,
+    decode_release_secret,
+    failed_release_secret,
+)
 from chartguard.operator.caches import Objects
 from chartguard.operator.kube import Kube, KubeError
 from chartguard.reconcile.outcome import safe
+from chartguard.reconcile.seams import ChartWriteError
 
 _log = logging.getLogger("chartguard")
 
@@ -55,6 +61,19 @@ class KubeReleaseStorage:
         out.sort(key=lambda r: r.version, reverse=True)
         return out
 
+    def mark_failed(self, namespace: str, name: str, version: int,
+                    description: str) -> StoredRelease:
+        secret = f"sh.helm.release.v1.{name}.v{version}"
+        body = self._kube.get_secret_body(namespace, secret)
+        if body is None:
+            raise ReleaseStorageError(f"revision {version} of {namespace}/{name} is not stored")
+        new = failed_release_secret(body, description)
+        try:
+            stored = self._kube.replace_secret(namespace, secret, new)
+        except KubeError as err:
+            raise ReleaseStorageError(f"{secret}: {safe(err)}") from None
+        return decode_release_secret(stored)
+
     def _decode(self, body: Mapping[str, Any]) -> StoredRelease | None:
         meta = body.get("metadata") or {}
         key = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
@@ -85,6 +104,12 @@ class KubeCharts:
         self._cache = cache
 
     def apply(self, body: Mapping[str, object]) -> Mapping[str, object]:
+        try:
+            return self._apply(body)
+        except KubeError as err:
+            raise ChartWriteError(safe(err)) from None
+
+    def _apply(self, body: Mapping[str, object]) -> Mapping[str, object]:
         meta = body.get("metadata")
         assert isinstance(meta, Mapping)
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
@@ -107,7 +132,9 @@ class KubeCharts:
                     if (diff := merge_patch(old_meta.get(key) or {}, meta.get(key) or {},
                                             keep_unknown=True))}
         patch: dict[str, Any] = {"metadata": metadata} if metadata else {}
-        spec = merge_patch(current.get("spec") or {}, body.get("spec") or {})
+        desired_spec = body.get("spec")
+        assert isinstance(desired_spec, Mapping)
+        spec = merge_patch(current.get("spec") or {}, desired_spec)
         if spec:
             patch["spec"] = spec
         if not patch:
@@ -118,7 +145,10 @@ class KubeCharts:
         return stored
 
     def delete(self, namespace: str, name: str) -> None:
-        self._kube.delete_custom(SOURCE_GROUP, "v1", "helmcharts", namespace, name)
+        try:
+            self._kube.delete_custom(SOURCE_GROUP, "v1", "helmcharts", namespace, name)
+        except KubeError as err:
+            raise ChartWriteError(safe(err)) from None
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any], *,

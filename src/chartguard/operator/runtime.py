@@ -110,7 +110,8 @@ class Runtime:
         self._helm_home = config.helm_home or Path(tempfile.mkdtemp(prefix="chartguard-helm-"))
         self.helm = Helm(binary=config.helm_binary, home=self._helm_home,
                          storage=self.release_storage,
-                         max_processes=max(1, config.release_concurrency))
+                         max_processes=max(1, config.release_concurrency),
+                         default_service_account=config.release_service_account)
         self.release_env = ReleaseEnv(
             helm=self.helm, storage=self.release_storage,
             prepare=PrepareEnv(

@@ -23,17 +23,16 @@ from chartguard.reconcile.helmrelease import (
     reset_failure_counts,
     uninstall_release,
 )
-from chartguard.reconcile.outcome import StepFailedError
+from chartguard.reconcile.outcome import StepFailedError, WaitingError
 from chartguard.reconcile.release_prepare import (
     PrepareEnv,
-    Refs,
+    ReleaseRefs,
     prepare_release,
     release_chart_to_delete,
+    release_refs,
+    sync_release_chart,
 )
-from chartguard.reconcile.seams import Event, HelmActions, utcnow
-
-#: a release waiting for something (a dependency, its chart) looks again at least this often
-WAIT_RETRY = timedelta(seconds=30)
+from chartguard.reconcile.seams import ChartWriteError, Event, HelmActions, utcnow
 
 
 @dataclass(frozen=True)
@@ -85,37 +84,48 @@ def reconcile_helmrelease(release: HelmRelease, status: HelmReleaseStatus, env: 
         return _stopped(release, status, StepFailedError(
             c.STALLED, c.INIT_FAILED,
             f"the helm binary cannot honour {why}: change the spec", stalled=True), now)
-    refs = Refs()
+    # what the spec refers to is watched even when a step stops (a missing Secret created
+    # later, a dependency becoming Ready, re-reconcile at once)
+    refs = release_refs(release)
     try:
-        prepared = prepare_release(release, status, env.prepare, refs=refs)
+        sync = sync_release_chart(release, status, env.prepare)
+        status = replace(status, helm_chart=sync.helm_chart)
+        prepared = prepare_release(release, status, env.prepare, chart_sync=sync)
     except StepFailedError as err:
         return _stopped(release, status, err, now, refs)
-    status = replace(status, helm_chart=prepared.helm_chart)
     result = reconcile_release(release, status, env.helm, env.storage, chart=prepared.chart,
                                values=prepared.values, now=now, on_progress=on_progress,
                                force=force)
-    return ReleaseOutcome(
+    return _with_refs(ReleaseOutcome(
         status=result.status, events=result.events, requeue_after=result.requeue_after,
-        failure=result.failure, actions=result.actions, **refs.frozen())
+        failure=result.failure, actions=sync.actions + result.actions), refs)
 
 
 def finalize_helmrelease(release: HelmRelease, status: HelmReleaseStatus,
                          env: ReleaseEnv) -> ReleaseOutcome:
     """The release is being deleted: helm uninstall (a release already gone is fine), then the
     HelmChart it owns. A failure leaves both for the next try."""
-    result = uninstall_release(release, status, env.helm, now=env.now())
+    result = uninstall_release(release, status, env.helm, env.storage, now=env.now())
     if result.failure is not None:
         return ReleaseOutcome(status=result.status, events=result.events,
                               requeue_after=release.spec.interval, failure=result.failure,
                               actions=result.actions)
     chart = release_chart_to_delete(release, status)
     if chart is not None:
-        env.prepare.chart_writer.delete(*chart)
+        try:
+            env.prepare.chart_writer.delete(*chart)
+        except ChartWriteError as err:
+            message = f"failed to delete HelmChart '{chart[0]}/{chart[1]}': {err}"
+            return ReleaseOutcome(
+                status=result.status, events=(Event("Warning", c.ARTIFACT_FAILED, message),),
+                requeue_after=release.spec.interval,
+                failure=StepFailedError(c.READY, c.ARTIFACT_FAILED, message, status=c.FALSE),
+                actions=result.actions)
     return ReleaseOutcome(status=result.status, events=result.events, actions=result.actions)
 
 
 def _stopped(release: HelmRelease, status: HelmReleaseStatus, err: StepFailedError,
-             now: datetime, refs: Refs | None = None) -> ReleaseOutcome:
+             now: datetime, refs: ReleaseRefs | None = None) -> ReleaseOutcome:
     """A stop before helm ran: Ready False with the step's reason and message (and Stalled
     when only a spec change helps), as helm-controller marks it; the release stays as it is."""
     gen = release.metadata.generation
@@ -139,7 +149,18 @@ def _stopped(release: HelmRelease, status: HelmReleaseStatus, err: StepFailedErr
     before = c.get_condition(status.conditions, c.READY) or {}
     # one Event per new reason to wait, not one per retry
     repeated = (before.get("status"), before.get("message")) == (c.FALSE, err.message)
-    return ReleaseOutcome(
+    if err.stalled:
+        requeue = None
+    elif isinstance(err, WaitingError):
+        requeue = err.requeue_after
+    else:
+        requeue = release.spec.interval  # the ceiling of the operator's backoff
+    outcome = ReleaseOutcome(
         status=new, events=() if repeated else (Event("Warning", err.reason, err.message),),
-        requeue_after=None if err.stalled else min(release.spec.interval, WAIT_RETRY),
-        failure=err, **(refs.frozen() if refs is not None else {}))
+        requeue_after=requeue, failure=err)
+    return outcome if refs is None else _with_refs(outcome, refs)
+
+
+def _with_refs(outcome: ReleaseOutcome, refs: ReleaseRefs) -> ReleaseOutcome:
+    return replace(outcome, secrets=refs.secrets, configmaps=refs.configmaps,
+                   charts=refs.charts, dependencies=refs.dependencies)

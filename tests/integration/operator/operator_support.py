@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from chartguard_testing import cosign_signer as cs
-from chartguard_testing import tools
-from chartguard_testing import procs
+from chartguard_testing import procs, tools
 from chartguard_testing import registry_signer as rs
 from chartguard_testing.apiserver.kubectl import Kubectl, KubeTarget
 from chartguard_testing.charts import HelmEnv, PushedChart

@@ -103,6 +103,12 @@ def test_release_flags_and_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert config.helm_home == tmp_path
     assert config.release_concurrency == 2
     assert config.trusted_root == tmp_path / "root.json"
+    assert config.release_service_account == ""
+    named = config_from(build_parser().parse_args(
+        ["run", "--release-service-account", "ops/chartguard-releases"]))
+    assert named.release_service_account == "ops/chartguard-releases"
+    with pytest.raises(ValueError, match="NAMESPACE/NAME"):
+        config_from(build_parser().parse_args(["run", "--release-service-account", "ops"]))
     monkeypatch.setenv("CHARTGUARD_RELEASE_CONCURRENCY", "0")
     with pytest.raises(ValueError, match="--release-concurrency"):
         config_from(build_parser().parse_args(["run"]))
