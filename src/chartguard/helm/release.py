@@ -124,12 +124,11 @@ def decode_release_secret(body: Mapping[str, Any]) -> StoredRelease:
             f"the helm release Secret's data.release is {len(encoded)} characters, more than "
             f"the {MAX_ENCODED} a Secret can hold")
     record = _record_bytes(_base64(encoded, "data.release (Kubernetes base64)"))
-    digest = "sha256:" + hashlib.sha256(record).hexdigest()
     try:
         obj = loads_json(record, what="the helm release record", max_depth=MAX_RELEASE_DEPTH)
     except UntrustedInputError as exc:
         raise ReleaseDecodeError(str(exc)) from exc
-    return release_from_json(obj, digest=digest)
+    return release_from_json(obj)
 
 
 def failed_release_secret(body: Mapping[str, Any], description: str, *,
@@ -153,12 +152,22 @@ def failed_release_secret(body: Mapping[str, Any], description: str, *,
             "data": {**data, "release": base64.b64encode(encoded).decode("ascii")}}
 
 
+def record_digest(obj: Mapping[str, Any]) -> str:
+    """``sha256:`` of the record as sorted, compact JSON, without the hooks' ``last_run``: a
+    ``helm test`` run by hand records its run in the revision, which must not make the revision
+    look like another one (helm-controller's release digest leaves test runs out too)."""
+    hooks = obj.get("hooks")
+    if isinstance(hooks, list):
+        obj = {**obj, "hooks": [{k: v for k, v in hook.items() if k != "last_run"}
+                                if isinstance(hook, Mapping) else hook for hook in hooks]}
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def release_from_json(obj: Mapping[str, Any], *, digest: str | None = None) -> StoredRelease:
     """A release record (helm's JSON, decoded) as a :class:`StoredRelease`.
 
-    ``digest`` is the sha256 of the record's bytes as stored (what
-    :func:`decode_release_secret` passes); without it, of the record re-encoded as sorted,
-    compact JSON."""
+    ``digest`` defaults to :func:`record_digest` of ``obj``."""
     if not isinstance(obj, Mapping):
         raise ReleaseDecodeError("the helm release record is not a JSON object")
     info = _mapping(obj, "info")
@@ -172,8 +181,7 @@ def release_from_json(obj: Mapping[str, Any], *, digest: str | None = None) -> S
     if config is not None and not isinstance(config, Mapping):
         raise ReleaseDecodeError("the helm release record's config is not an object")
     if digest is None:
-        canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        digest = "sha256:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+        digest = record_digest(obj)
     return StoredRelease(
         name=_text(obj, "name", required=True),
         namespace=_text(obj, "namespace", required=True),

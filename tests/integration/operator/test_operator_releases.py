@@ -78,5 +78,9 @@ def test_blog_v2beta1_release_with_the_key_block_installs_the_verified_chart(
     assert status["lastAttemptedRevision"] == "0.1.0"
     assert status["lastAttemptedReleaseAction"] == "install"
     assert status["observedGeneration"] == 1
-    table = cluster.kubectl("get", "helmreleases", "-n", ns).stdout
-    assert "nginx" in table and "True" in table, table
+    # `kubectl get helmreleases`: the CRD's printer columns, Ready and its message
+    header, row = cluster.kubectl("get", "helmreleases", "-n", ns).stdout.splitlines()
+    assert header.split()[:4] == ["NAME", "AGE", "READY", "STATUS"], header
+    assert row.split()[0] == "nginx"
+    assert row.split()[2] == "True"
+    assert row.endswith(cond["message"]), row

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import gzip
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from chartguard.helm.release import (
     TestHook,
     decode_release_secret,
     newest,
+    record_digest,
     release_from_json,
     values_digest,
 )
@@ -82,14 +82,28 @@ def test_a_secret_helm_4_wrote_decodes_to_its_revision() -> None:
         {"replicaCount": 2, "podAnnotations": {"team": "yes", "note": "a: b"}})
     assert stored.config_digest == (
         "sha256:692920ec47576983a1640537fd775d444fc69ba48186b5a056ec23495b7a8b55")
-    # the digest names exactly the stored record
-    assert stored.digest == "sha256:" + hashlib.sha256(record_of(secret)).hexdigest()
+    # the digest names the stored record (without its hooks' runs: see the test below)
+    assert stored.digest == record_digest(json.loads(record_of(secret)))
     # helm test ran the chart's one test hook
     (name, hook), = stored.test_hooks.items()
     assert name == "demo-test-connection"
     assert hook.phase == "Succeeded"
     assert hook.last_started
     assert hook.last_completed >= hook.last_started
+
+
+def test_a_test_run_by_hand_does_not_change_the_digest_but_anything_else_does() -> None:
+    record = json.loads(record_of(real_secret()))
+    first = decode_release_secret(secret_holding(json.dumps(record).encode()))
+    # `helm test` by hand: a new last_run on the test hook, the revision is the same one
+    for hook in record["hooks"]:
+        hook["last_run"] = {"started_at": "2030-01-01T00:00:00Z", "phase": "Failed"}
+    rerun = decode_release_secret(secret_holding(json.dumps(record).encode()))
+    assert rerun.digest == first.digest
+    assert next(iter(rerun.test_hooks.values())).phase == "Failed"  # still read
+    record["manifest"] += "\n# edited"
+    edited = decode_release_secret(secret_holding(json.dumps(record).encode()))
+    assert edited.digest != first.digest
 
 
 def test_the_digest_changes_with_any_byte_of_the_record() -> None:
