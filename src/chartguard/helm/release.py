@@ -90,11 +90,12 @@ class ReleaseStorage(Protocol):
         there is none."""
         ...
 
-    def mark_failed(self, namespace: str, name: str, version: int,
-                    description: str) -> StoredRelease:
+    def mark_failed(self, namespace: str, name: str, version: int, description: str, *,
+                    as_user: str = "") -> StoredRelease:
         """Rewrite revision ``version`` of release ``name`` (stuck in ``pending-*``) as
-        ``failed`` with ``description`` (see :func:`failed_release_secret`); the revision as
-        stored afterwards. Any failure raises (the caller words it)."""
+        ``failed`` with ``description`` (see :func:`failed_release_secret`), acting as
+        ``as_user`` (the identity helm runs the release as; "": the caller's own); the revision
+        as stored afterwards. Any failure raises (the caller words it)."""
         ...
 
 

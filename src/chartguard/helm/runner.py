@@ -141,11 +141,22 @@ class Helm:
         record is rewritten in helm's storage; no helm process runs."""
         try:
             return self.storage.mark_failed(release.release_namespace, release.release_name,
-                                            version, description)
+                                            version, description, as_user=self.identity(release))
         except Exception as exc:  # the storage's own error, whatever it is: worded here
             raise HelmError("unlock", f"cannot mark revision {version} of release "
                                       f"{release.release_namespace}/{release.release_name} "
                                       f"failed: {escape(exc)}", storage_changed=False) from None
+
+    def identity(self, release: HelmRelease) -> str:
+        """The user helm acts as for ``release``: its ``spec.serviceAccountName`` (in its
+        namespace, as Flux), else the runner's default ServiceAccount; "": the caller's own."""
+        if release.spec.service_account_name:
+            return (f"system:serviceaccount:{release.metadata.namespace}:"
+                    f"{release.spec.service_account_name}")
+        if self.default_service_account:
+            namespace, _, name = self.default_service_account.partition("/")
+            return f"system:serviceaccount:{namespace}:{name}"
+        return ""
 
     # --- running ------------------------------------------------------------------------------
 
@@ -163,9 +174,8 @@ class Helm:
              previous: StoredRelease | None) -> StoredRelease | None:
         seconds = (helm_args.action_timeout(release, action) + self.grace).total_seconds()
         if self.default_service_account and not release.spec.service_account_name:
-            namespace, _, name = self.default_service_account.partition("/")
             # a flag: before the "--" that ends helm's flags
-            argv = ["--kube-as-user", f"system:serviceaccount:{namespace}:{name}", *argv]
+            argv = ["--kube-as-user", self.identity(release), *argv]
         with self._slots:
             returncode, stderr, expired = self._process(action, argv, seconds)
         failed = expired or returncode != 0

@@ -91,12 +91,14 @@ class Kube:
             raise
         return body
 
-    def replace_secret(self, namespace: str, name: str,
-                       body: Mapping[str, Any]) -> dict[str, Any]:
-        """PUT the Secret (its resourceVersion guards against a concurrent writer)."""
+    def replace_secret(self, namespace: str, name: str, body: Mapping[str, Any], *,
+                       as_user: str = "") -> dict[str, Any]:
+        """PUT the Secret (its resourceVersion guards against a concurrent writer), as
+        ``as_user`` when given (an ``Impersonate-User`` request)."""
+        headers = {"Impersonate-User": as_user} if as_user else None
         stored: dict[str, Any] = self._call(f"Secret {namespace}/{name}",
                                             self._core.replace_namespaced_secret, name,
-                                            namespace, dict(body))
+                                            namespace, dict(body), _headers=headers)
         return stored
 
     def get_source(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

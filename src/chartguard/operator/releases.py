@@ -61,15 +61,17 @@ class KubeReleaseStorage:
         out.sort(key=lambda r: r.version, reverse=True)
         return out
 
-    def mark_failed(self, namespace: str, name: str, version: int,
-                    description: str) -> StoredRelease:
+    def mark_failed(self, namespace: str, name: str, version: int, description: str, *,
+                    as_user: str = "") -> StoredRelease:
         secret = f"sh.helm.release.v1.{name}.v{version}"
         body = self._kube.get_secret_body(namespace, secret)
         if body is None:
             raise ReleaseStorageError(f"revision {version} of {namespace}/{name} is not stored")
         new = failed_release_secret(body, description)
         try:
-            stored = self._kube.replace_secret(namespace, secret, new)
+            # written as the identity helm runs the release as: the operator's own needs no
+            # write access to release namespaces
+            stored = self._kube.replace_secret(namespace, secret, new, as_user=as_user)
         except KubeError as err:
             raise ReleaseStorageError(f"{secret}: {safe(err)}") from None
         return decode_release_secret(stored)

@@ -55,8 +55,8 @@ class KubectlReleaseStorage:
         releases = [decode_release_secret(secret) for secret in secrets]
         return sorted(releases, key=lambda release: release.version, reverse=True)
 
-    def mark_failed(self, namespace: str, name: str, version: int,
-                    description: str) -> StoredRelease:
+    def mark_failed(self, namespace: str, name: str, version: int, description: str, *,
+                    as_user: str = "") -> StoredRelease:
         secret = f"sh.helm.release.v1.{name}.v{version}"
         body = next(s for s in self.kube.items("secrets", namespace, "-l",
                                                f"owner=helm,name={name}")
