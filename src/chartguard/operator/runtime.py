@@ -228,7 +228,8 @@ class Runtime:
         if event_type is None:
             return  # the initial listing: nothing changed
         for user in self.secret_users.users(ref):
-            self.queue.add(user)
+            # a release on the sources' queue could run beside its own queue's worker
+            self.queue_of(user).add(user)
 
     def _observe(self, plural: str, cache: Objects, event_type: str | None,
                  body: Mapping[str, Any]) -> Key | None:

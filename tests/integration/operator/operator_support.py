@@ -84,9 +84,10 @@ class Operator:
         self.log = self.workdir / "operator.log"
         self.artifacts = self.workdir / "artifacts"
 
-    def start(self, *extra: str) -> Operator:
+    def start(self, *extra: str, helm: str | None = None) -> Operator:
+        """Run ``chartguard run``; ``helm``: another helm binary (a test's counting wrapper)."""
         env = {**self.api.env, "CHARTGUARD_ARTIFACT_DIR": str(self.artifacts),
-               "CHARTGUARD_HELM": tools.helm(),
+               "CHARTGUARD_HELM": helm or tools.helm(),
                "CHARTGUARD_HELM_HOME": str(self.workdir / "helm-home")}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

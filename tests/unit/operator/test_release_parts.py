@@ -4,16 +4,25 @@ reset requests, the release flags of ``chartguard run``, status patches of relea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from chartguard.cli import build_parser
 from chartguard.cli.run import config_from
 from chartguard.operator.caches import Objects
-from chartguard.operator.kube import KubeError
+from chartguard.operator.config import OperatorConfig
+from chartguard.operator.kube import Kube, KubeError
 from chartguard.operator.releases import KubeCharts, merge_patch
-from chartguard.operator.runtime import FORCE_AT, RESET_AT, _handle, status_patch
+from chartguard.operator.runtime import (
+    CHARTS,
+    FORCE_AT,
+    RELEASES,
+    RESET_AT,
+    Runtime,
+    _handle,
+    status_patch,
+)
 
 
 def test_merge_patch_removes_what_the_template_dropped_and_keeps_foreign_labels() -> None:
@@ -112,3 +121,18 @@ def test_release_flags_and_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("CHARTGUARD_RELEASE_CONCURRENCY", "0")
     with pytest.raises(ValueError, match="--release-concurrency"):
         config_from(build_parser().parse_args(["run"]))
+
+
+def test_a_secret_change_queues_each_user_on_its_own_kinds_queue(tmp_path: Path) -> None:
+    # a release queued on the sources' queue could run beside its own queue's worker: two
+    # helm processes on one release at once
+    runtime = Runtime(OperatorConfig(artifact_dir=tmp_path / "store",
+                                     helm_home=tmp_path / "helm"), cast(Kube, None))
+    release, chart = (RELEASES, "ns", "app"), (CHARTS, "ns", "app-chart")
+    runtime.secret_users.update(release, [("ns", "shared")])
+    runtime.secret_users.update(chart, [("ns", "shared")])
+    runtime.observe_secret("MODIFIED", {"metadata": {"namespace": "ns", "name": "shared",
+                                                     "resourceVersion": "7"}})
+    assert (len(runtime.release_queue), len(runtime.queue)) == (1, 1)
+    assert runtime.release_queue._queue.get_nowait() == release
+    assert runtime.queue._queue.get_nowait() == chart
