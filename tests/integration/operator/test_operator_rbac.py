@@ -25,6 +25,7 @@ from operator_support import (
     Operator,
     OperatorTarget,
     helmchart,
+    helmrelease,
     release_finalizers,
     repository,
     secret,
@@ -82,7 +83,7 @@ class Installed:
     cluster_objects: list[tuple[str, str]]
 
     def start(self, docs: list[dict[str, Any]], workdir: Path, *,
-              clusterwide: bool = True) -> Operator:
+              clusterwide: bool = True, extra: tuple[str, ...] = ()) -> Operator:
         self.admin.kubectl.apply(*docs)
         self.cluster_objects += [(d["kind"], d["metadata"]["name"]) for d in docs
                                  if d["kind"].startswith("Cluster")]
@@ -100,9 +101,9 @@ class Installed:
         self.operator.api = OperatorTarget("real", as_sa, self.namespace,
                                            clusterwide=clusterwide)
         if clusterwide:  # the cluster-wide operator's --selector (OperatorTarget.scope)
-            self.admin.kubectl("label", "helmcharts,helmrepositories", "--all", "-n",
-                               self.namespace, f"{TEST_LABEL}={self.namespace}")
-        return self.operator.start()
+            self.admin.kubectl("label", "helmcharts,helmrepositories,helmreleases", "--all",
+                               "-n", self.namespace, f"{TEST_LABEL}={self.namespace}")
+        return self.operator.start(*extra)
 
 
 @pytest.fixture
@@ -259,3 +260,60 @@ def test_without_the_secrets_rule_the_key_cannot_be_read_and_nothing_is_verified
     assert not admin.status("helmchart", ns, "flux-system-nginx").get("artifact")
     assert "cannot list resource \"secrets\"" in operator.output()  # kopf's watch, refused
     assert operator.stop() == 0
+
+
+def _web_release(ns: str, charts_label: dict[str, str]) -> dict[str, Any]:
+    """A HelmRelease of the blog's nginx chart; the HelmChart it implies carries the test's
+    label, so a cluster-wide operator's --selector sees it."""
+    body = helmrelease("web", ns, "nginx", "developer-guy-charts", KEY, targetNamespace=ns,
+                       releaseName="web")
+    body["spec"]["chart"]["metadata"] = {"labels": charts_label}
+    return body
+
+
+@pytest.mark.parametrize("mode", ["all-namespaces", "namespaced"])
+def test_releases_install_as_the_releases_identity_and_the_operator_needs_no_more(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path,
+        mode: str) -> None:
+    admin, ns = installed.admin, installed.namespace
+    _blog_objects(admin, charts, proxy)
+    admin.kubectl.apply(_web_release(ns, {TEST_LABEL: ns}))
+    name = _release("rel")
+    flags = ("--set", f"rbac.watchNamespaces={{{ns}}}") if mode == "namespaced" else ()
+    docs = render(name, ns, *flags)
+    identity = f"{ns}/{name}-chartguard-releases"
+    operator = installed.start(docs, tmp_path, clusterwide=mode == "all-namespaces",
+                               extra=("--release-service-account", identity))
+    wait_for(lambda: admin.condition("helmrelease", ns, "web", "Ready").get("status")
+             == "True", "HelmRelease web Ready as the releases' identity", timeout=120,
+             operator=operator)
+    assert admin.body("deployment", ns, "web-nginx")["metadata"]["labels"][
+        "app.kubernetes.io/instance"] == "web"
+    admin.kubectl("delete", "helmrelease", "-n", ns, "web", "--timeout=60s")
+    out = admin.kubectl("get", "secrets", "-n", ns, "-l", "owner=helm,name=web",
+                        "-o", "name").stdout
+    assert out.strip() == ""  # uninstalled as the releases' identity too
+    assert operator.stop() == 0
+    log = operator.output()
+    assert not DENIED.search(log), log[-6000:]
+
+
+def test_without_the_releases_binding_helm_is_refused_as_that_identity(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
+    """The operator's own ServiceAccount cannot install anything: helm acts as the releases'
+    identity, and without its binding the API server refuses that identity, by name."""
+    admin, ns = installed.admin, installed.namespace
+    _blog_objects(admin, charts, proxy)
+    admin.kubectl.apply(_web_release(ns, {TEST_LABEL: ns}))
+    name = _release("nobind")
+    docs = render(name, ns, "--set", "rbac.releases.clusterRole=")
+    identity = f"{ns}/{name}-chartguard-releases"
+    operator = installed.start(docs, tmp_path, extra=("--release-service-account", identity))
+    refused = f"system:serviceaccount:{ns}:{name}-chartguard-releases"
+    wait_for(lambda: refused in admin.condition("helmrelease", ns, "web", "Ready").get(
+        "message", ""), "the install refused as the releases' identity", timeout=120,
+        operator=operator)
+    cond = admin.condition("helmrelease", ns, "web", "Ready")
+    assert cond["status"] == "False"
+    assert "forbidden" in cond["message"].lower()
+    assert admin.kubectl("get", "deployments", "-n", ns, "-o", "name").stdout.strip() == ""
