@@ -25,6 +25,7 @@ from chartguard.reconcile.outcome import safe
 from chartguard.reconcile.release_inputs import ComposedValues, ReadyChart
 from chartguard.reconcile.release_state import active_remediation, remediation_for
 from chartguard.reconcile.seams import Event, HelmActions
+from chartguard.reconcile.secret_values import redact
 
 GROUP = "helm.toolkit.fluxcd.io"
 #: helm-controller's event metadata (eventMeta: ``<group>/<key>``)
@@ -58,6 +59,11 @@ class Scratch:
     @property
     def generation(self) -> int:
         return self.release.metadata.generation
+
+    def helm_says(self, error: HelmError) -> str:
+        """helm's message, safe to show: without a value a Secret gave (helm quotes values in
+        template errors)."""
+        return safe(redact(error.message, self.values.sensitive if self.values else ()))
 
     # -- conditions ----------------------------------------------------------------------
 
@@ -216,7 +222,7 @@ def _release(s: Scratch, action: str) -> str | None:
     if error is not None:
         message = (f"Helm {action} failed for release {s.release.release_namespace}/"
                    f"{s.release.release_name} with chart {safe(chart.chart_name)}@"
-                   f"{safe(chart.version)}: {safe(error.message)}")
+                   f"{safe(chart.version)}: {s.helm_says(error)}")
         s.status = replace(s.status, failures=s.status.failures + 1)
         reason = c.INSTALL_FAILED if action == "install" else c.UPGRADE_FAILED
         s.mark(c.RELEASED, c.FALSE, reason, message)
@@ -277,7 +283,7 @@ def test(s: Scratch) -> str | None:
     assert cur is not None
     if error is not None:
         message = (f"Helm test failed for release {full_name(cur)} with chart "
-                   f"{chart_of(cur)}: {safe(error.message)}")
+                   f"{chart_of(cur)}: {s.helm_says(error)}")
         s.status = replace(s.status, failures=s.status.failures + 1)
         s.mark(c.TEST_SUCCESS, c.FALSE, c.TEST_FAILED, message)
         s.snapshot_event("Warning", c.TEST_FAILED, message, cur)
@@ -331,7 +337,7 @@ def rollback(s: Scratch) -> str | None:
     token = s.values.digest if s.values else prev.config_digest
     if error is not None:
         message = (f"Helm rollback to previous release {full_name(prev)} with chart "
-                   f"{chart_of(prev)} failed: {safe(error.message)}")
+                   f"{chart_of(prev)} failed: {s.helm_says(error)}")
         s.status = replace(s.status, failures=s.status.failures + 1)
         s.mark(c.REMEDIATED, c.FALSE, c.ROLLBACK_FAILED, message)
         s.event("Warning", c.ROLLBACK_FAILED, message, revision=prev.chart_version, token=token,
@@ -359,7 +365,7 @@ def uninstall_remediation(s: Scratch) -> str | None:
     assert cur is not None
     if error is not None:
         message = (f"Helm uninstall remediation for release {full_name(cur)} with chart "
-                   f"{chart_of(cur)} failed: {safe(error.message)}")
+                   f"{chart_of(cur)} failed: {s.helm_says(error)}")
         s.status = replace(s.status, failures=s.status.failures + 1)
         s.mark(c.REMEDIATED, c.FALSE, c.UNINSTALL_FAILED, message)
         s.snapshot_event("Warning", c.UNINSTALL_FAILED, message, cur)
@@ -414,7 +420,7 @@ def unlock(s: Scratch) -> str | None:
                                 description=f"Release unlocked from stale '{state}' state")
     except HelmError as err:
         message = (f"Unlock of Helm release {full_name(cur)} with chart {chart_of(cur)} in "
-                   f"{state} state failed: {safe(err.message)}")
+                   f"{state} state failed: {s.helm_says(err)}")
         s.status = replace(s.status, failures=s.status.failures + 1)
         s.mark(c.RELEASED, c.FALSE, PENDING_RELEASE, message)
         s.snapshot_event("Warning", PENDING_RELEASE, message, cur)
@@ -451,7 +457,7 @@ def uninstall(s: Scratch, target: HelmRelease, cur: Snapshot) -> str | None:
     cur = next((snap for snap in s.status.history if snap.version == cur.version), cur)
     if error is not None:
         message = (f"Helm uninstall failed for release {full_name(cur)} with chart "
-                   f"{chart_of(cur)}: {safe(error.message)}")
+                   f"{chart_of(cur)}: {s.helm_says(error)}")
         s.status = replace(s.status, failures=s.status.failures + 1)
         s.mark(c.RELEASED, c.FALSE, c.UNINSTALL_FAILED, message)
         s.snapshot_event("Warning", c.UNINSTALL_FAILED, message, cur)

@@ -20,6 +20,8 @@ class ComposedValues:
     digest: str  # chartguard.helm.release.values_digest(values)
     secrets: frozenset[tuple[str, str]] = frozenset()  # (namespace, name) read
     configmaps: frozenset[tuple[str, str]] = frozenset()
+    #: the text of the values Secrets gave: kept out of helm's messages (secret_values)
+    sensitive: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ composes them (``chartutil.ChartValuesFromReferences`` of fluxcd/pkg).
   reconcile even when several entries name it.
 
 Messages name the kind, namespace, name and key; a Secret's content never appears in them.
+What Secrets gave is listed in ``ComposedValues.sensitive``, so helm's messages lose it too.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from chartguard.reconcile.seams import (
     SecretReader,
     SecretUnreadableError,
 )
+from chartguard.reconcile.secret_values import sensitive_strings
 
 #: helm-controller's Ready reason when the values cannot be composed
 VALUES_ERROR = "ValuesError"
@@ -52,6 +54,7 @@ def compose_values(release: HelmRelease, secrets: SecretReader,
     inline: dict[str, Any] = thaw(release.spec.values)
     result: dict[str, Any] = {}
     read: dict[tuple[str, str], Mapping[str, Any] | None] = {}
+    sensitive: set[str] = set()
     for ref in release.spec.values_from:
         if (ref.kind, ref.name) not in read:
             read[(ref.kind, ref.name)] = _read(ref, namespace, secrets, configmaps)
@@ -68,6 +71,8 @@ def compose_values(release: HelmRelease, secrets: SecretReader,
         if ref.target_path:
             result = merge_maps(result, inline)
             _set_path(result, ref, namespace, raw)
+            if ref.kind == "Secret":
+                sensitive |= _target_strings(ref, raw)
             continue
         try:
             values = load_values(raw)
@@ -75,6 +80,8 @@ def compose_values(release: HelmRelease, secrets: SecretReader,
             detail = f": {safe(err.detail)}" if err.detail and ref.kind != "Secret" else ""
             why = f"failed to read values data: {err}{detail}"
             raise _failure(ref, namespace, why) from None
+        if ref.kind == "Secret":
+            sensitive |= sensitive_strings(values)
         result = merge_maps(result, values)
     composed = _plain(merge_maps(result, inline))
     try:
@@ -87,6 +94,7 @@ def compose_values(release: HelmRelease, secrets: SecretReader,
         digest=digest,
         secrets=frozenset((namespace, n) for k, n in read if k == "Secret"),
         configmaps=frozenset((namespace, n) for k, n in read if k == "ConfigMap"),
+        sensitive=frozenset(sensitive),
     )
 
 
@@ -142,6 +150,14 @@ def _set_path(result: dict[str, Any], ref: ValuesReference, namespace: str,
             why = safe(err)
         raise _failure(ref, namespace, f"failed to merge value at targetPath "
                                        f"'{safe(ref.target_path)}': {why}") from None
+
+
+def _target_strings(ref: ValuesReference, raw: str | bytes) -> frozenset[str]:
+    """What a Secret's ``targetPath`` value gave: the text, and the values it parses into."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # _set_path checked it
+    parsed: dict[str, Any] = {}
+    replace_path_value(parsed, ref.target_path, text)  # parsed once already: it cannot fail
+    return sensitive_strings(text) | sensitive_strings(parsed)
 
 
 def _failure(ref: ValuesReference, namespace: str, why: str) -> StepFailedError:

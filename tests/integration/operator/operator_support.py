@@ -84,8 +84,10 @@ class Operator:
         self.log = self.workdir / "operator.log"
         self.artifacts = self.workdir / "artifacts"
 
-    def start(self, *extra: str, helm: str | None = None) -> Operator:
-        """Run ``chartguard run``; ``helm``: another helm binary (a test's counting wrapper)."""
+    def start(self, *extra: str, helm: str | None = None, own_group: bool = False) -> Operator:
+        """Run ``chartguard run``; ``helm``: another helm binary (a test's counting wrapper);
+        ``own_group``: in a new session, so :meth:`kill_group` kills the helm processes it
+        started too (the operator's children share its process group)."""
         env = {**self.api.env, "CHARTGUARD_ARTIFACT_DIR": str(self.artifacts),
                "CHARTGUARD_HELM": helm or tools.helm(),
                "CHARTGUARD_HELM_HOME": str(self.workdir / "helm-home")}
@@ -93,7 +95,8 @@ class Operator:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "chartguard", "run", *self.api.scope,
                  "--concurrency", "4", *self.args, *extra],
-                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=own_group)
         return self
 
     def stop(self) -> int:
@@ -104,6 +107,14 @@ class Operator:
     def kill(self) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def kill_group(self) -> None:
+        """SIGKILL the operator and every process of its group (started with
+        ``own_group=True``): a crash that leaves helm no moment to record anything."""
+        assert self.proc is not None
+        assert os.getpgid(self.proc.pid) == self.proc.pid, "not started with own_group=True"
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
     def output(self) -> str:

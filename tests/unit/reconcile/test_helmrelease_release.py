@@ -623,6 +623,23 @@ def test_helm_messages_are_escaped(text: str) -> None:
     assert "\x00" not in message
 
 
+@pytest.mark.parametrize("action", ["install", "test"])
+def test_a_value_a_secret_gave_never_reaches_a_message(action: str) -> None:
+    fake = FakeHelm(hooks=("app-test",))
+    rel = release({"test": {"enable": True}})
+    vals = replace(VALUES, sensitive=frozenset({"hunter2-Zq9"}))
+    fake.fail(action, 'execution error: greeting "hunter2-Zq9" is not allowed',
+              storage_changed=False)
+    result = reconcile(fake, rel, vals=vals)
+    shown = [found[2] for type_ in (c.READY, c.RELEASED, c.TEST_SUCCESS)
+             if (found := cond(result.status, type_)) is not None]
+    shown += [e.message for e in result.events]
+    assert result.failure is not None
+    shown.append(result.failure.message)
+    assert any('greeting "[redacted]" is not allowed' in text for text in shown)
+    assert not any("hunter2" in text for text in shown), shown
+
+
 class ReparsingHelm(FakeHelm):
     """A helm that stores the values file as it parsed it, not byte-identical to ours."""
 

@@ -353,3 +353,27 @@ def test_no_references_give_spec_values_and_their_digest() -> None:
     assert composed.values == {"image": {"tag": "6.5.4"}}
     assert composed.digest == values_digest({"image": {"tag": "6.5.4"}})
     assert composed.secrets == composed.configmaps == frozenset()
+
+
+def test_what_secrets_gave_is_listed_as_sensitive_and_nothing_else() -> None:
+    refs = [{"kind": "Secret", "name": "creds"}, {"kind": "ConfigMap", "name": "base"},
+            {"kind": "Secret", "name": "creds", "valuesKey": "key",
+             "targetPath": "db.key"}]
+    secrets = Secrets({"creds": {
+        "values.yaml": b"db:\n  password: s3cr3t-pw\n  port: 543210\n  tls: true\n"
+                       b"  cert: |\n    -----BEGIN-----\n    MIIBabc\n  list: [hunter2x]\n"
+                       b"  on: yes\n",
+        "key": b"k3y-v4lue"}})
+    composed = compose_values(release(refs, {"image": {"tag": "6.5.4"}}), secrets,
+                              ConfigMaps({"base": {"values.yaml": "replicas: 12345"}}))
+    assert composed.values["db"]["key"] == "k3y-v4lue"
+    assert composed.sensitive == {"s3cr3t-pw", "543210", "-----BEGIN-----\nMIIBabc",
+                                  "-----BEGIN-----", "MIIBabc", "hunter2x", "k3y-v4lue"}
+
+
+def test_a_secret_target_path_list_gives_each_item() -> None:
+    refs = [{"kind": "Secret", "name": "creds", "valuesKey": "k", "targetPath": "hosts"}]
+    composed = compose_values(release(refs), Secrets({"creds": {"k": b"{alpha1,beta22}"}}),
+                              ConfigMaps())
+    assert composed.values == {"hosts": ["alpha1", "beta22"]}
+    assert {"alpha1", "beta22"} <= composed.sensitive
