@@ -89,16 +89,32 @@ class Sources:
         return body
 
 
-class Secrets:
-    """A :class:`~chartguard.reconcile.seams.SecretReader` over the API with a watch-fed cache."""
+V = TypeVar("V")
+
+
+class _Referenced(Generic[V]):
+    """Core objects some object refers to (Secrets, ConfigMaps), read once from the API and
+    kept fresh by their watch; one nobody refers to is never kept (helm's release Secrets are
+    big). Subclasses say how to read and decode one and what its absence raises."""
+
+    kind = ""
 
     def __init__(self, kube: Kube) -> None:
         self._kube = kube
-        self._data: dict[Ref, tuple[str, dict[str, bytes]]] = {}
-        self._latest: dict[Ref, str] = {}  # resourceVersion of every Secret event seen
+        self._data: dict[Ref, tuple[str, V]] = {}
+        self._latest: dict[Ref, str] = {}  # resourceVersion of every event seen
         self._lock = threading.Lock()
 
-    def get(self, namespace: str, name: str) -> Mapping[str, bytes]:
+    def _read(self, namespace: str, name: str) -> V | None:
+        raise NotImplementedError
+
+    def _decode(self, body: Mapping[str, Any]) -> V:
+        raise NotImplementedError
+
+    def _missing(self, namespace: str, name: str) -> Exception:
+        raise NotImplementedError
+
+    def get(self, namespace: str, name: str) -> V:
         ref = (namespace, name)
         with self._lock:
             cached = self._data.get(ref)
@@ -106,21 +122,21 @@ class Secrets:
         if cached is not None and (latest is None or latest == cached[0]):
             return cached[1]
         try:
-            data = self._kube.get_secret(namespace, name)
+            data = self._read(namespace, name)
         except KubeError as err:  # 403 (RBAC), 5xx, no answer: a failure the object shows
             raise SecretUnreadableError(
-                str(err).removeprefix(f"Secret {namespace}/{name}: ")) from None
+                str(err).removeprefix(f"{self.kind} {namespace}/{name}: ")) from None
         if data is None:
             with self._lock:
                 self._data.pop(ref, None)
-            raise SecretNotFoundError(f"{namespace}/{name}")
-        # the resourceVersion read is not returned by get_secret: key it by the latest event
+            raise self._missing(namespace, name)
+        # the resourceVersion read is not returned by the read: key it by the latest event
         with self._lock:
             self._data[ref] = (self._latest.get(ref, ""), data)
         return data
 
     def observe(self, body: Mapping[str, Any], deleted: bool) -> Ref:
-        """A watch event: refresh a cached Secret, forget a deleted one."""
+        """A watch event: refresh a cached object, forget a deleted one."""
         meta = body.get("metadata", {})
         ref = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         rv = str(meta.get("resourceVersion", ""))
@@ -131,53 +147,39 @@ class Secrets:
                 return ref
             self._latest[ref] = rv
             if ref in self._data:
-                self._data[ref] = (rv, secret_data(body))
+                self._data[ref] = (rv, self._decode(body))
         return ref
 
 
-class ConfigMaps:
+class Secrets(_Referenced[dict[str, bytes]]):
+    """A :class:`~chartguard.reconcile.seams.SecretReader` over the API with a watch-fed cache."""
+
+    kind = "Secret"
+
+    def _read(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        return self._kube.get_secret(namespace, name)
+
+    def _decode(self, body: Mapping[str, Any]) -> dict[str, bytes]:
+        return secret_data(body)
+
+    def _missing(self, namespace: str, name: str) -> Exception:
+        return SecretNotFoundError(f"{namespace}/{name}")
+
+
+class ConfigMaps(_Referenced[dict[str, str]]):
     """A :class:`~chartguard.reconcile.seams.ConfigMapReader` over the API with a watch-fed
-    cache of the ConfigMaps some HelmRelease's ``valuesFrom`` names (no other is kept)."""
+    cache of the ConfigMaps some HelmRelease's ``valuesFrom`` names."""
 
-    def __init__(self, kube: Kube) -> None:
-        self._kube = kube
-        self._data: dict[Ref, tuple[str, dict[str, str]]] = {}
-        self._latest: dict[Ref, str] = {}
-        self._lock = threading.Lock()
+    kind = "ConfigMap"
 
-    def get(self, namespace: str, name: str) -> Mapping[str, str]:
-        ref = (namespace, name)
-        with self._lock:
-            cached = self._data.get(ref)
-            latest = self._latest.get(ref)
-        if cached is not None and (latest is None or latest == cached[0]):
-            return cached[1]
-        try:
-            data = self._kube.get_configmap(namespace, name)
-        except KubeError as err:
-            raise SecretUnreadableError(
-                str(err).removeprefix(f"ConfigMap {namespace}/{name}: ")) from None
-        if data is None:
-            with self._lock:
-                self._data.pop(ref, None)
-            raise ConfigMapNotFoundError(f"{namespace}/{name}")
-        with self._lock:
-            self._data[ref] = (self._latest.get(ref, ""), data)
-        return data
+    def _read(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self._kube.get_configmap(namespace, name)
 
-    def observe(self, body: Mapping[str, Any], deleted: bool) -> Ref:
-        meta = body.get("metadata", {})
-        ref = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        rv = str(meta.get("resourceVersion", ""))
-        with self._lock:
-            if deleted:
-                self._data.pop(ref, None)
-                self._latest.pop(ref, None)
-                return ref
-            self._latest[ref] = rv
-            if ref in self._data:
-                self._data[ref] = (rv, configmap_data(body))
-        return ref
+    def _decode(self, body: Mapping[str, Any]) -> dict[str, str]:
+        return configmap_data(body)
+
+    def _missing(self, namespace: str, name: str) -> Exception:
+        return ConfigMapNotFoundError(f"{namespace}/{name}")
 
 
 class Index(Generic[K]):
