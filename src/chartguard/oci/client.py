@@ -24,6 +24,7 @@ from pathlib import Path
 
 from chartguard.digest import DIGEST
 from chartguard.oci import mediatypes as mt
+from chartguard.oci._metered import MeteredTransport
 from chartguard.oci._requests_transport import RequestsTransport, system_ca_bundle
 from chartguard.oci._transport import HostSession, read_limited, status_error
 from chartguard.oci.chart import read_chart
@@ -158,8 +159,9 @@ class RegistryClient:
             if tls.cert_pem and tls.key_pem:
                 self._cert = (str(self._write("tls.crt", tls.cert_pem)),
                               str(self._write("tls.key", tls.key_pem)))
-        self._http: Transport = transport if transport is not None else RequestsTransport(
-            verify=self._verify, foreign_verify=self._foreign_verify, cert=self._cert)
+        self._http: Transport = MeteredTransport(transport if transport is not None else (
+            RequestsTransport(verify=self._verify, foreign_verify=self._foreign_verify,
+                              cert=self._cert)))
 
     def _write(self, name: str, data: bytes) -> Path:
         assert self._tmp is not None
