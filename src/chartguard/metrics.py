@@ -54,8 +54,9 @@ __all__ = [
 KINDS: tuple[str, ...] = ("HelmRepository", "HelmChart", "HelmRelease")
 READY_STATUSES: tuple[str, ...] = ("True", "False", "Unknown")
 #: success: done until the next interval; failure: retried with backoff; stalled: waits for a
-#: change of the spec; suspended: spec.suspend, nothing done
-RESULTS: tuple[str, ...] = ("success", "failure", "stalled", "suspended")
+#: change of the spec; waiting: a release's dependency or chart is not Ready yet (looked at
+#: again soon, not a failure, as helm-controller's errWaitForChart); suspended: spec.suspend
+RESULTS: tuple[str, ...] = ("success", "failure", "stalled", "waiting", "suspended")
 #: verified: a signature verified; failed: signatures were tried and none verified;
 #: unsigned: there was no signature to try
 OUTCOMES: tuple[str, ...] = ("verified", "failed", "unsigned")
@@ -93,7 +94,8 @@ _reconcile_object = Histogram(
     ["kind", "name", "namespace"], buckets=DURATION_BUCKETS, registry=REGISTRY)
 _reconcile = Histogram(
     "chartguard_reconcile_duration_seconds",
-    "Reconcile passes by kind and result (success, failure, stalled, suspended), in seconds.",
+    "Reconcile passes by kind and result (success, failure, stalled, waiting, suspended), in "
+    "seconds.",
     ["kind", "result"], buckets=DURATION_BUCKETS, registry=REGISTRY)
 _verifications = Counter(
     "chartguard_verifications",

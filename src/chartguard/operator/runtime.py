@@ -39,7 +39,12 @@ from chartguard.operator.releases import KubeCharts, KubeReleaseStorage
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
-from chartguard.reconcile.outcome import INVALID_SPEC, invalid_spec_conditions, safe
+from chartguard.reconcile.outcome import (
+    INVALID_SPEC,
+    WaitingError,
+    invalid_spec_conditions,
+    safe,
+)
 from chartguard.reconcile.release_flow import (
     ReleaseEnv,
     ReleaseOutcome,
@@ -68,6 +73,7 @@ _log = logging.getLogger("chartguard")
 Key = tuple[str, str, str]  # (plural, namespace, name)
 #: what a reconcile pass ended with (``chartguard_reconcile_duration_seconds{result}``)
 SUCCESS, FAILURE, STALLED, SUSPENDED = "success", "failure", "stalled", "suspended"
+WAITING = "waiting"  # a release's dependency or chart is not Ready yet
 _Pass = tuple[float | None, str]  # the delay until the next pass, the pass's result
 
 
@@ -415,7 +421,8 @@ class Runtime:
         if result.failure is not None:
             if result.requeue_after is None:  # stalled: only a change of the spec helps
                 return None, STALLED
-            return self._backoff(memory, _seconds(result.requeue_after)), FAILURE
+            return self._backoff(memory, _seconds(result.requeue_after)), (
+                WAITING if isinstance(result.failure, WaitingError) else FAILURE)
         memory.failures = 0
         return self._jitter(result.requeue_after), SUCCESS
 
