@@ -159,9 +159,10 @@ class RegistryClient:
             if tls.cert_pem and tls.key_pem:
                 self._cert = (str(self._write("tls.crt", tls.cert_pem)),
                               str(self._write("tls.key", tls.key_pem)))
-        self._http: Transport = MeteredTransport(transport if transport is not None else (
-            RequestsTransport(verify=self._verify, foreign_verify=self._foreign_verify,
-                              cert=self._cert)))
+        self._http: Transport = transport if transport is not None else RequestsTransport(
+            verify=self._verify, foreign_verify=self._foreign_verify, cert=self._cert)
+        # what the sessions send through: every exchange counted for /metrics
+        self._metered = MeteredTransport(self._http)
 
     def _write(self, name: str, data: bytes) -> Path:
         assert self._tmp is not None
@@ -188,7 +189,7 @@ class RegistryClient:
             session = self._transports.get(host)
             if session is None:
                 session = HostSession(
-                    host, plain_http=self.plain_http, transport=self._http,
+                    host, plain_http=self.plain_http, transport=self._metered,
                     credentials=self._credentials, timeout=self._timeout,
                     retries=self._retries, max_token_bytes=self.limits.max_token_bytes,
                     sleep=self._sleep)
