@@ -60,6 +60,11 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     p.add_argument("--log-format", choices=("text", "json"), default=None)
     p.add_argument("--health-port", type=int, default=None, metavar="PORT",
                    help="serve liveness/readiness on http://0.0.0.0:PORT/healthz")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve Prometheus metrics on http://ADDRESS:PORT/metrics (default 0: "
+                        "not served)")
+    p.add_argument("--metrics-address", default=None, metavar="ADDRESS",
+                   help="the address /metrics listens on (default 0.0.0.0)")
     p.add_argument("--gc-interval", type=float, default=None, metavar="SECONDS",
                    help="how often store files no HelmChart refers to are removed (default "
                         "300; the first pass waits as long, so every object has been seen)")
@@ -112,6 +117,12 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
     identity = pick(args.release_service_account, "release-service-account", str, "")
     if identity and (identity.count("/") != 1 or not all(identity.split("/"))):
         raise ValueError(f"--release-service-account {identity!r}: use NAMESPACE/NAME")
+    metrics_port = pick(args.metrics_port, "metrics-port", int, defaults.metrics_port)
+    if not 0 <= metrics_port <= 65535:
+        raise ValueError(f"--metrics-port {metrics_port}: use a port from 1 to 65535, or 0 "
+                         "for no metrics")
+    metrics_address = pick(args.metrics_address, "metrics-address", str,
+                           defaults.metrics_address)
     selector = pick(args.selector, "selector", str, "")
     label_filter(selector)  # fails early on a malformed selector
     return OperatorConfig(
@@ -124,6 +135,8 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         selector=selector,
         log_format=log_format,
         health_port=pick(args.health_port, "health-port", int, 0),
+        metrics_port=metrics_port,
+        metrics_address=metrics_address,
         gc_interval=pick(args.gc_interval, "gc-interval", float, defaults.gc_interval),
         trusted_root=pick(args.trusted_root, "trusted-root", Path, None),
         helm_binary=pick(args.helm, "helm", str, defaults.helm_binary),
@@ -134,6 +147,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
 
 
 def main(args: argparse.Namespace) -> int:
+    from chartguard.metrics import MetricsServerError
     from chartguard.operator import SelectorError, run
     from chartguard.verify import TrustRoot, VerificationError
 
@@ -146,7 +160,10 @@ def main(args: argparse.Namespace) -> int:
     except OSError as err:
         return Reporter(args.parser).usage(
             f"--trusted-root {config.trusted_root}: {err.strerror or err}")
-    run(config)
+    try:
+        run(config)
+    except MetricsServerError as err:
+        return Reporter(args.parser).failure(str(err))
     # kopf has stopped its watches and our workers; a registry call still in flight in a
     # worker thread would hold the interpreter's exit for its timeout. Nothing is lost by not
     # waiting (store writes are atomic; the next start re-reconciles): flush and leave now.

@@ -29,12 +29,14 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from chartguard import metrics
 from chartguard.api.helmrelease import HelmRelease
 from chartguard.helm import args as helm_args
 from chartguard.helm.errors import ChartDigestMismatchError, HelmError, summarize
@@ -177,8 +179,14 @@ class Helm:
             # a flag: before the "--" that ends helm's flags
             argv = ["--kube-as-user", self.identity(release), *argv]
         with self._slots:
-            returncode, stderr, expired = self._process(action, argv, seconds)
+            started = time.monotonic()
+            try:
+                returncode, stderr, expired = self._process(action, argv, seconds)
+            except HelmError:  # could not be started
+                metrics.helm_command(action, time.monotonic() - started, failed=True)
+                raise
         failed = expired or returncode != 0
+        metrics.helm_command(action, time.monotonic() - started, failed=failed)
         try:
             after = newest(self._history(release))
         except Exception:

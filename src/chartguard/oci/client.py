@@ -24,6 +24,7 @@ from pathlib import Path
 
 from chartguard.digest import DIGEST
 from chartguard.oci import mediatypes as mt
+from chartguard.oci._metered import MeteredTransport
 from chartguard.oci._requests_transport import RequestsTransport, system_ca_bundle
 from chartguard.oci._transport import HostSession, read_limited, status_error
 from chartguard.oci.chart import read_chart
@@ -160,6 +161,8 @@ class RegistryClient:
                               str(self._write("tls.key", tls.key_pem)))
         self._http: Transport = transport if transport is not None else RequestsTransport(
             verify=self._verify, foreign_verify=self._foreign_verify, cert=self._cert)
+        # what the sessions send through: every exchange counted for /metrics
+        self._metered = MeteredTransport(self._http)
 
     def _write(self, name: str, data: bytes) -> Path:
         assert self._tmp is not None
@@ -186,7 +189,7 @@ class RegistryClient:
             session = self._transports.get(host)
             if session is None:
                 session = HostSession(
-                    host, plain_http=self.plain_http, transport=self._http,
+                    host, plain_http=self.plain_http, transport=self._metered,
                     credentials=self._credentials, timeout=self._timeout,
                     retries=self._retries, max_token_bytes=self.limits.max_token_bytes,
                     sleep=self._sleep)

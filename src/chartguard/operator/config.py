@@ -17,6 +17,9 @@ class OperatorConfig:
     selector: str = ""
     log_format: str = "text"  # text | json
     health_port: int = 0  # 0: no health endpoint
+    #: Prometheus ``/metrics`` on this port; 0: not served (the deploy chart serves 8080)
+    metrics_port: int = 0
+    metrics_address: str = "0.0.0.0"  # noqa: S104 - every interface of the pod
     #: ``status.artifact.url`` base (Flux: the storage's advertised address)
     artifact_url_base: str = ""
     #: jitter added to every interval, as a fraction (Flux: --interval-jitter-percentage 5)

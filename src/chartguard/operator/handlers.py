@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from chartguard import metrics
 from chartguard.api.meta import HELM_GROUP, SOURCE_GROUP
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import Kube, load_config
@@ -93,6 +94,13 @@ def run(config: OperatorConfig) -> None:
     # kopf logs every handler call at INFO; ours are queue feeders, not worth a line each
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     liveness = (f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None)
-    kopf.run(registry=build_registry(config), standalone=True,
-             clusterwide=not config.namespaces, namespaces=list(config.namespaces),
-             liveness_endpoint=liveness, memo=kopf.Memo())
+    # before kopf: a port in use stops the start with a clear message (MetricsServerError)
+    server = (metrics.serve(config.metrics_port, config.metrics_address)
+              if config.metrics_port else None)
+    try:
+        kopf.run(registry=build_registry(config), standalone=True,
+                 clusterwide=not config.namespaces, namespaces=list(config.namespaces),
+                 liveness_endpoint=liveness, memo=kopf.Memo())
+    finally:
+        if server is not None:
+            server.close()

@@ -26,6 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from chartguard import metrics
 from chartguard.api import HelmChart, HelmRelease, HelmRepository, InvalidSpecError
 from chartguard.api import conditions as c
 from chartguard.api.meta import HELM_GROUP, SOURCE_GROUP
@@ -38,7 +39,12 @@ from chartguard.operator.releases import KubeCharts, KubeReleaseStorage
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
-from chartguard.reconcile.outcome import INVALID_SPEC, invalid_spec_conditions, safe
+from chartguard.reconcile.outcome import (
+    INVALID_SPEC,
+    WaitingError,
+    invalid_spec_conditions,
+    safe,
+)
 from chartguard.reconcile.release_flow import (
     ReleaseEnv,
     ReleaseOutcome,
@@ -65,6 +71,10 @@ _MAX_BACKOFF = 300.0
 _log = logging.getLogger("chartguard")
 
 Key = tuple[str, str, str]  # (plural, namespace, name)
+#: what a reconcile pass ended with (``chartguard_reconcile_duration_seconds{result}``)
+SUCCESS, FAILURE, STALLED, SUSPENDED = "success", "failure", "stalled", "suspended"
+WAITING = "waiting"  # a release's dependency or chart is not Ready yet
+_Pass = tuple[float | None, str]  # the delay until the next pass, the pass's result
 
 
 @dataclass
@@ -144,8 +154,12 @@ class Runtime:
                 self._worker(self.release_queue, self._release_executor),
                 name=f"release-worker-{n}"))
         self._tasks.append(asyncio.create_task(self._collector(), name="store-gc"))
+        metrics.sample_objects(self.ready_counts)
+        metrics.sample_store(self.store.usage)
 
     async def stop(self) -> None:
+        metrics.sample_objects(None)
+        metrics.sample_store(None)
         self.queue.close()
         self.release_queue.close()
         for task in self._tasks:
@@ -156,6 +170,18 @@ class Runtime:
         # in-flight registry calls are bounded by their timeouts; do not wait for them
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._release_executor.shutdown(wait=False, cancel_futures=True)
+
+    def ready_counts(self) -> list[tuple[str, str, int]]:
+        """(kind, status of Ready, how many) of the objects watched: ``chartguard_objects``."""
+        counts: dict[tuple[str, str], int] = {}
+        for plural, kind in KINDS.items():
+            for body in self._cache(plural).values():
+                ready = c.get_condition((body.get("status") or {}).get("conditions") or [],
+                                        c.READY) or {}
+                status = ready.get("status")
+                key = (kind, status if status in (c.TRUE, c.FALSE) else c.UNKNOWN)
+                counts[key] = counts.get(key, 0) + 1
+        return [(kind, status, count) for (kind, status), count in counts.items()]
 
     def _mem(self, key: Key) -> _Memory:
         with self._memory_lock:
@@ -248,6 +274,7 @@ class Runtime:
         return key
 
     def _forget(self, key: Key) -> None:
+        metrics.forget(_kind(key[0]), key[1], key[2])
         self.queue_of(key).forget(key)
         self.secret_users.drop(key)
         self.configmap_users.drop(key)
@@ -275,16 +302,32 @@ class Runtime:
 
     def reconcile(self, key: Key) -> float | None:
         """Reconcile one object (in a worker thread); the delay until the next time."""
+        started = time.monotonic()
+        result: str | None = FAILURE  # unless _reconcile returns
+        try:
+            delay, result = self._reconcile(key)
+        finally:
+            if result is not None:
+                body = self._cache(key[0]).get(key[1], key[2])
+                # an object let go (finalizer removed) has no series any more, as in Flux
+                gone = result == SUCCESS and (
+                    body is None or bool(body.get("metadata", {}).get("deletionTimestamp")))
+                metrics.reconciled(_kind(key[0]), key[1], key[2], result,
+                                   time.monotonic() - started, gone=gone)
+        return delay
+
+    def _reconcile(self, key: Key) -> tuple[float | None, str | None]:
+        """The delay until the next time and the pass's result (None: nothing to do)."""
         plural, namespace, name = key
         body = self._cache(plural).get(namespace, name)
         if body is None:
-            return None
+            return None, None
         meta = body.get("metadata", {})
         if meta.get("deletionTimestamp"):
             if plural == RELEASES:
                 return self._finalize_release(key, body)
             self._finalize(key, body)
-            return None
+            return None, SUCCESS
         memory = self._mem(key)
         annotations = meta.get("annotations") or {}
         requested = annotations.get(REQUESTED_AT)
@@ -292,13 +335,13 @@ class Runtime:
         memory.requested_at = requested
         if (body.get("spec") or {}).get("suspend") is True:
             _log.info("%s %s/%s is suspended: not reconciled", _kind(plural), namespace, name)
-            return None
+            return None, SUSPENDED
         try:
             body = self._ensure_finalizer(key, body)
         except KubeError as err:
             _log.warning("%s %s/%s: cannot add finalizer: %s", _kind(plural), namespace, name,
                          safe(err))
-            return self._backoff(memory, 5.0)
+            return self._backoff(memory, 5.0), FAILURE
         if plural == CHARTS:
             return self._reconcile_chart(key, body, memory, requested or "")
         if plural == RELEASES:
@@ -310,13 +353,13 @@ class Runtime:
                 RELEASES: self.releases}[plural]
 
     def _reconcile_chart(self, key: Key, body: dict[str, Any], memory: _Memory,
-                         requested: str) -> float | None:
+                         requested: str) -> _Pass:
         old = HelmChartStatus.from_status(body.get("status"))
         try:
             chart = HelmChart.from_object(body)
         except InvalidSpecError as err:
             self._write_invalid(key, body, old.conditions, str(err), requested)
-            return None
+            return None, STALLED
         result = reconcile_helmchart(chart, old, self.env, verified_before=memory.verified,
                                      requested_at=requested)
         self.secret_users.update(key, result.secrets)
@@ -325,19 +368,20 @@ class Runtime:
         self._write(key, body, result.status.to_status(), result.events)
         self._log_chart(chart, result)
         if result.failure is not None:
-            return None if result.failure.stalled else self._backoff(memory, _seconds(
-                result.requeue_after))
+            if result.failure.stalled:
+                return None, STALLED
+            return self._backoff(memory, _seconds(result.requeue_after)), FAILURE
         memory.failures = 0
-        return self._jitter(result.requeue_after)
+        return self._jitter(result.requeue_after), SUCCESS
 
     def _reconcile_repository(self, key: Key, body: dict[str, Any], memory: _Memory,
-                              requested: str) -> float | None:
+                              requested: str) -> _Pass:
         old = HelmRepositoryStatus.from_status(body.get("status"))
         try:
             repo = HelmRepository.from_object(body)
         except InvalidSpecError as err:
             self._write_invalid(key, body, old.conditions, str(err), requested)
-            return None
+            return None, STALLED
         result = reconcile_helmrepository(repo, old, self.secrets, now=utcnow(),
                                           requested_at=requested)
         self.secret_users.update(key, result.secrets)
@@ -347,18 +391,18 @@ class Runtime:
             _log.warning("%s: %s", repo.subject, result.failure.message)
         self._write(key, body, result.status.to_status(), events)
         if result.failure is not None and not result.failure.stalled:
-            return self._backoff(memory, _seconds(result.requeue_after))
+            return self._backoff(memory, _seconds(result.requeue_after)), FAILURE
         memory.failures = 0
-        return self._jitter(result.requeue_after)
+        return self._jitter(result.requeue_after), STALLED if result.failure else SUCCESS
 
     def _reconcile_release(self, key: Key, body: dict[str, Any], memory: _Memory,
-                           requested: str) -> float | None:
+                           requested: str) -> _Pass:
         old = HelmReleaseStatus.from_status(body.get("status"))
         try:
             release = HelmRelease.from_object(body)
         except InvalidSpecError as err:
             self._write_invalid(key, body, old.conditions, str(err), requested)
-            return None
+            return None, STALLED
         annotations = body.get("metadata", {}).get("annotations") or {}
 
         def progress(status: HelmReleaseStatus) -> None:
@@ -376,10 +420,11 @@ class Runtime:
         self._log_release(release, result)
         if result.failure is not None:
             if result.requeue_after is None:  # stalled: only a change of the spec helps
-                return None
-            return self._backoff(memory, _seconds(result.requeue_after))
+                return None, STALLED
+            return self._backoff(memory, _seconds(result.requeue_after)), (
+                WAITING if isinstance(result.failure, WaitingError) else FAILURE)
         memory.failures = 0
-        return self._jitter(result.requeue_after)
+        return self._jitter(result.requeue_after), SUCCESS
 
     def _index_release(self, key: Key, result: ReleaseOutcome) -> None:
         self.secret_users.update(key, result.secrets)
@@ -387,13 +432,13 @@ class Runtime:
         self.chart_users.update(key, result.charts)
         self.dependency_users.update(key, result.dependencies)
 
-    def _finalize_release(self, key: Key, body: dict[str, Any]) -> float | None:
+    def _finalize_release(self, key: Key, body: dict[str, Any]) -> _Pass:
         """Uninstall (unless suspended, as helm-controller), delete the owned HelmChart, then
         let the object go; a failure keeps the finalizer and is retried."""
         finalizers = list(body.get("metadata", {}).get("finalizers") or [])
         if FINALIZER not in finalizers:
             self._forget(key)
-            return None
+            return None, SUCCESS
         try:
             release = HelmRelease.from_object(body)
         except InvalidSpecError:
@@ -404,11 +449,11 @@ class Runtime:
             if result.failure is not None:
                 self._write(key, body, result.status.to_status(), result.events)
                 _log.warning("%s: %s", release.subject, result.failure.message)
-                return self._backoff(self._mem(key), 30.0)
+                return self._backoff(self._mem(key), 30.0), FAILURE
             for event in result.events:
                 self._post(key, body, event)
         self._finalize(key, body)
-        return None
+        return None, SUCCESS
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from chartguard import metrics
 from chartguard.api import HelmChart, HelmRepository, InvalidSpecError
 from chartguard.api import conditions as c
 from chartguard.api.status import Artifact, HelmChartStatus
@@ -269,11 +270,14 @@ def _verify(s: _Scratch) -> None:
     s.verified = Verified(s.resolved.digest, fingerprint)
     if s.verified == s.verified_before and _in_store(s):
         s.actions.append("unchanged")
+        if s.policy is not None:  # verified by this object before: not done again
+            metrics.verification_cache(hit=True)
         return
     if s.policy is None or s.verifier is None:
         return
     digest = s.resolved.digest
     cached = s.env.verified.get(digest, s.policy)
+    metrics.verification_cache(hit=cached is not None)
     if cached is not None:
         s.result = cached
         return

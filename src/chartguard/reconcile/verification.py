@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from chartguard import metrics
 from chartguard.oci import SignatureArtifacts
 from chartguard.verify import (
     COSIGN_SIGN_PREDICATE,
@@ -36,6 +37,7 @@ __all__ = [
     "FAILURES_SHOWN",
     "NoSignatureFoundError",
     "build_policy",
+    "signature_format",
     "signature_inputs",
     "verify_artifacts",
 ]
@@ -123,15 +125,25 @@ def verify_artifacts(verifier: Verifier, artifacts: SignatureArtifacts) -> Verif
         if not group.legacy and not group.bundles:
             continue
         try:
-            return verifier.verify(artifacts.digest, group.legacy, group.bundles)
+            result = verifier.verify(artifacts.digest, group.legacy, group.bundles)
         except NoSignatureError:
             continue
         except VerificationFailedError as err:
             failures.extend(_summarised(group.name, err.failures))
+        else:
+            metrics.verification("verified", signature_format(result))
+            return result
     failures.extend(artifacts.failures)
     if not failures:
+        metrics.verification("unsigned", "none")
         raise NoSignatureFoundError(artifacts.digest, tuple(artifacts.looked_at))
+    metrics.verification("failed", "none")
     raise VerificationFailedError(artifacts.digest, tuple(failures))
+
+
+def signature_format(result: VerificationResult) -> str:
+    """``legacy_key``, ``legacy_keyless``, ``bundle_key`` or ``bundle_keyless``: what verified."""
+    return f"{result.format}_{'key' if result.key is not None else 'keyless'}"
 
 
 def _read(path: Path, what: str) -> bytes:

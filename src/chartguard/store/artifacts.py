@@ -122,6 +122,17 @@ class ArtifactStore:
                 if n.endswith(_SUFFIX) and not n.startswith(".")
                 and is_digest(f"sha256:{n[:-len(_SUFFIX)]}")}
 
+    def usage(self) -> tuple[int, int]:
+        """How many chart archives the store holds and their bytes (temporaries excluded)."""
+        count = size = 0
+        for digest in self.digests():
+            try:
+                size += self.path(digest).stat().st_size
+            except OSError:
+                continue  # removed meanwhile (garbage collection)
+            count += 1
+        return count, size
+
     def collect(self, referenced: Iterable[str]) -> list[str]:
         """Remove every file whose digest is not in ``referenced`` (and old temporaries);
         return the digests removed."""

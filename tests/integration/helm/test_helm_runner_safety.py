@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from helm_support import Kube, KubectlReleaseStorage, chart_file, helm_release
 
+from chartguard import metrics
 from chartguard.helm.errors import ChartDigestMismatchError, HelmError
 from chartguard.helm.release import StoredRelease
 from chartguard.helm.runner import ChartFile, Helm
 from chartguard_testing import tools
 from chartguard_testing.apiserver import KubeAPI
 from chartguard_testing.charts import HelmEnv
+from chartguard_testing.scrape import Samples
 
 # a pre-install hook Pod that never completes (the emulator keeps restartPolicy Always pods
 # Running): helm records the release, then fails it when its --timeout ends
@@ -248,3 +250,28 @@ def test_a_test_hook_that_fails_is_an_error_and_its_run_is_stored(
     assert set(hooks) == {"demo-test-connection", "demo-slow-test"}
     assert hooks["demo-slow-test"].phase == "Failed"
     assert hooks["demo-slow-test"].last_started
+
+
+def test_helm_runs_are_timed_and_failures_counted_by_action_for_metrics(
+        tmp_path: Path, kube_api: KubeAPI, helm: Helm, helm_env: HelmEnv,
+        storage: KubectlReleaseStorage) -> None:
+    chart = chart_file(helm_env)
+    before = Samples.parse(metrics.exposition())
+    helm.install(helm_release(), chart, {})
+    with pytest.raises(HelmError):
+        helm.install(helm_release(), chart, {})  # it exists already: helm fails
+    tampered = ChartFile(chart.path, "sha256:" + "0" * 64)
+    with pytest.raises(ChartDigestMismatchError):  # helm never starts: no helm run counted
+        helm.upgrade(helm_release(), tampered, {})
+    with pytest.raises(HelmError):  # cannot start: a failure, of no duration to speak of
+        runner(tmp_path, kube_api, storage, str(tmp_path / "no-such-helm")).uninstall(
+            helm_release())
+    moved = Samples.parse(metrics.exposition()).since(before)
+    runs, failures = ("chartguard_helm_command_duration_seconds_count",
+                      "chartguard_helm_command_failures_total")
+    assert (moved.total(runs, action="install"), moved.total(failures, action="install")) == (
+        2, 1)
+    assert moved.total(runs, action="upgrade") == 0
+    assert (moved.total(runs, action="uninstall"),
+            moved.total(failures, action="uninstall")) == (1, 1)
+    assert moved.total("chartguard_helm_command_duration_seconds_sum", action="install") > 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from chartguard import metrics
 from chartguard.api import HelmChart
 from chartguard.api import conditions as c
 from chartguard.api.status import HelmChartStatus
@@ -30,6 +31,7 @@ from chartguard.reconcile.shared import Verifiers
 from chartguard.store import ArtifactStore
 from chartguard.verify import VerifiedCache
 from chartguard_testing import cosign_signer as cs
+from chartguard_testing.scrape import Samples
 
 NS = "flux-system"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -328,3 +330,47 @@ def test_missing_store_file_is_fetched_and_verified_again_without_status_change(
     assert again.status == first.status
     assert again.events == ()
     assert world.env.store.has(first.status.artifact.digest)
+
+
+def test_verifications_and_reused_verifications_are_counted_for_metrics(world: World) -> None:
+    key = cs.generate_key_pair()
+    world.secrets[(NS, "cosign-pub")] = {"cosign.pub": key.public_pem}
+    world.registry.push("1.0.0", key)
+
+    def counting(step: Callable[[], object]) -> Samples:
+        before = Samples.parse(metrics.exposition())
+        step()
+        return Samples.parse(metrics.exposition()).since(before)
+
+    verifications, hits, misses = ("chartguard_verifications_total",
+                                   "chartguard_verification_cache_hits_total",
+                                   "chartguard_verification_cache_misses_total")
+    first: list[ChartResult] = []
+    moved = counting(lambda: first.append(run(world, HelmChartStatus())))
+    assert moved.total(verifications, outcome="verified", format="legacy_key") == 1
+    assert (moved.total(hits), moved.total(misses)) == (0, 1)
+    # the same object again: verified before, nothing done
+    moved = counting(lambda: run(world, first[0].status, before=first[0].verified))
+    assert moved.total(verifications) == 0
+    assert (moved.total(hits), moved.total(misses)) == (1, 0)
+    # another object of the same digest and policy: the process-wide cache answers
+    world.registry.calls.clear()
+    moved = counting(lambda: run(world, HelmChartStatus()))
+    assert world.registry.calls == ["resolve", "fetch"]  # no signatures read
+    assert moved.total(verifications) == 0
+    assert (moved.total(hits), moved.total(misses)) == (1, 0)
+    # a new unsigned version, then a key that did not sign
+    world.registry.push("1.1.0", None)
+    moved = counting(lambda: run(world, first[0].status, before=first[0].verified))
+    assert moved.total(verifications, outcome="unsigned", format="none") == 1
+    assert moved.total(verifications) == 1
+    world.secrets[(NS, "cosign-pub")] = {"cosign.pub": cs.generate_key_pair().public_pem}
+    world.registry.push("1.2.0", key)
+    moved = counting(lambda: run(world, first[0].status, before=first[0].verified))
+    assert moved.total(verifications, outcome="failed", format="none") == 1
+    assert moved.total(misses) == 1
+    # no spec.verify: no verification and no cache to ask
+    unverified = chart_object()
+    del unverified["spec"]["verify"]
+    moved = counting(lambda: run(world, HelmChartStatus(), obj=unverified))
+    assert moved.total(verifications) + moved.total(hits) + moved.total(misses) == 0

@@ -5,24 +5,39 @@ from __future__ import annotations
 
 import pytest
 
+from chartguard import metrics
 from chartguard.oci import (
     BUNDLE_ARTIFACT_TYPE,
     COSIGN_SIGNATURE_LAYER,
     ChartReference,
     RegistryClient,
+    SignatureArtifacts,
     signature_tag,
 )
-from chartguard.reconcile.verification import FAILURES_SHOWN, verify_artifacts
-from chartguard.verify import PublicKey, VerificationFailedError, VerificationPolicy, Verifier
+from chartguard.reconcile.verification import (
+    FAILURES_SHOWN,
+    NoSignatureFoundError,
+    signature_format,
+    verify_artifacts,
+)
+from chartguard.verify import (
+    PublicKey,
+    VerificationFailedError,
+    VerificationPolicy,
+    VerificationResult,
+    Verifier,
+)
 from chartguard_testing.cosign_signer import (
     generate_key_pair,
     sign_legacy_with_key,
     simple_signing_payload,
 )
 from chartguard_testing.memory_registry import MemoryRegistry, MockTransport
+from chartguard_testing.scrape import Samples
 
 REPO = "charts/demo"
 GONE = "sha256:" + "cd" * 32
+DIGEST = "sha256:" + "ab" * 32
 
 
 def _registry_with_a_signed_chart_and_a_broken_referrer(
@@ -86,3 +101,32 @@ def test_thousands_of_bad_signatures_give_a_summary() -> None:
         f"tag {signature_tag(digest)}: 64 signatures failed; the first 5 are shown, 59 more")
     assert failures[-1] == (f"tag {signature_tag(digest)}: 3,000 layers; only the first 64 "
                             "were considered (the limit), 2,936 were not")
+
+
+@pytest.mark.parametrize(("result", "label"), [
+    (VerificationResult(DIGEST, "legacy", key="cosign.pub"), "legacy_key"),
+    (VerificationResult(DIGEST, "legacy", identity=("issuer", "subject")), "legacy_keyless"),
+    (VerificationResult(DIGEST, "bundle", key="cosign.pub"), "bundle_key"),
+    (VerificationResult(DIGEST, "bundle", identity=("issuer", "subject")), "bundle_keyless"),
+])
+def test_the_signature_format_label_says_legacy_or_bundle_and_key_or_keyless(
+        result: VerificationResult, label: str) -> None:
+    assert signature_format(result) == label
+
+
+def test_each_verdict_is_counted_once_for_metrics() -> None:
+    registry, digest, ref, pem = _registry_with_a_signed_chart_and_a_broken_referrer()
+    artifacts = RegistryClient(transport=MockTransport(registry.handle)).find_signatures(
+        ref, digest)
+    before = Samples.parse(metrics.exposition())
+    verify_artifacts(_verifier(pem), artifacts)  # the legacy .sig verifies
+    with pytest.raises(VerificationFailedError):
+        verify_artifacts(_verifier(generate_key_pair().public_pem), artifacts)
+    with pytest.raises(NoSignatureFoundError):
+        verify_artifacts(_verifier(pem), SignatureArtifacts(digest=digest))
+    moved = Samples.parse(metrics.exposition()).since(before)
+    name = "chartguard_verifications_total"
+    assert moved.total(name, outcome="verified", format="legacy_key") == 1
+    assert moved.total(name, outcome="failed", format="none") == 1
+    assert moved.total(name, outcome="unsigned", format="none") == 1
+    assert moved.total(name) == 3

@@ -33,3 +33,16 @@ def test_collect_removes_only_unreferenced_files(tmp_path: Path) -> None:
     assert store.digests() == {keep}
     assert store.has(keep)
     assert not store.has(drop)
+
+
+def test_usage_counts_stored_archives_and_their_bytes_not_temporaries(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    assert store.usage() == (0, 0)  # not even created yet
+    store.ensure()
+    first = store.put(b"a" * 100)
+    store.put(b"b" * 50)
+    store.put(b"a" * 100)  # the same bytes: one file
+    (tmp_path / "sha256" / ".tmp-writing.tgz").write_bytes(b"c" * 999)
+    assert store.usage() == (2, 150)
+    store.collect([first])
+    assert store.usage() == (1, 100)
