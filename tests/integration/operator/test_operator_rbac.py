@@ -1,4 +1,4 @@
-"""``chartguard run --all-namespaces`` under the RBAC of its deploy chart (deploy/chartguard),
+"""``chartguard run --all-namespaces`` under the RBAC of its deploy chart (deploy/chart/chartguard),
 on the real control plane with the chart's ServiceAccount token (not admin): the blog's
 HelmChart reaches SourceVerified=True with no 403 anywhere; without one of the rules the flow
 fails visibly, so each rule tested here is needed. And ``helm lint`` of the chart."""
@@ -37,7 +37,7 @@ from chartguard_testing.apiserver.kubectl import Kubectl
 from chartguard_testing.controlplane import ApiError, ControlPlane, Namespaced, namespaced
 from chartguard_testing.proxy import CountingProxy
 
-CHART = Path(tools.REPO_ROOT) / "deploy" / "chartguard"
+CHART = Path(tools.REPO_ROOT) / "deploy" / "chart" / "chartguard"
 DENIED = re.compile(r"\b403\b|Forbidden|Not enough permissions|cannot (list|watch|get|patch)")
 KEY = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}
 
