@@ -66,10 +66,15 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
                               timeout=60, env=env, check=False)
 
 
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
 def render(release: str, namespace: str, *flags: str) -> list[dict[str, Any]]:
+    """The chart's identities and RBAC (its CRDs, Deployment and Service are
+    tests/integration/deploy's: here the operator runs as a process under these rules)."""
     out = helm("template", release, str(CHART), "-n", namespace, *flags)
     assert out.returncode == 0, out.stderr
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc and doc["kind"] in RBAC_KINDS]
 
 
 @dataclass
@@ -159,7 +164,7 @@ def test_the_deploy_charts_rbac_is_enough_for_the_whole_flow_with_no_403(
         assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole",
                                              "ClusterRoleBinding", "Role", "RoleBinding"}
     else:  # `chartguard run --namespace NS`: a Role in NS, kopf's namespace list cluster-wide
-        docs = render(_release("ns"), ns, "--set", f"rbac.watchNamespaces={{{ns}}}")
+        docs = render(_release("ns"), ns, "--set", f"watchNamespaces={{{ns}}}")
         assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole",
                                              "ClusterRoleBinding", "Role", "RoleBinding"}
     operator = installed.start(docs, tmp_path, clusterwide=mode == "all-namespaces")
@@ -228,7 +233,7 @@ def test_without_the_events_rule_the_chart_verifies_but_its_event_is_refused(
 def test_helm_lint_passes_and_namespaced_mode_renders_a_role_per_namespace() -> None:
     lint = helm("lint", "--strict", str(CHART))
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    docs = render("cg", "ops", "--set", "rbac.watchNamespaces={a,b}")
+    docs = render("cg", "ops", "--set", "watchNamespaces={a,b}")
     roles = {(d["kind"], d["metadata"].get("namespace")) for d in docs
              if d["kind"] in ("Role", "RoleBinding")}
     # the operator's Role in each watched namespace (and a binding of the releases' identity
@@ -279,7 +284,7 @@ def test_releases_install_as_the_releases_identity_and_the_operator_needs_no_mor
     _blog_objects(admin, charts, proxy)
     admin.kubectl.apply(_web_release(ns, {TEST_LABEL: ns}))
     name = _release("rel")
-    flags = ("--set", f"rbac.watchNamespaces={{{ns}}}") if mode == "namespaced" else ()
+    flags = ("--set", f"watchNamespaces={{{ns}}}") if mode == "namespaced" else ()
     docs = render(name, ns, *flags)
     identity = f"{ns}/{name}-chartguard-releases"
     operator = installed.start(docs, tmp_path, clusterwide=mode == "all-namespaces",
