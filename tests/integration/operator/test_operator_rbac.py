@@ -126,10 +126,11 @@ def installed(controlplane: ControlPlane, tmp_path: Path,
         op.stop()
     release_finalizers(controlplane, ns.namespace)
     for kind, name in setup.cluster_objects:
-        plural = "clusterroles" if kind == "ClusterRole" else "clusterrolebindings"
+        path = {"ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                "ClusterKopfPeering": "/apis/kopf.dev/v1/clusterkopfpeerings"}[kind]
         try:
-            controlplane.request(
-                "DELETE", f"/apis/rbac.authorization.k8s.io/v1/{plural}/{name}")
+            controlplane.request("DELETE", f"{path}/{name}")
         except ApiError as err:
             if err.code != 404:
                 raise
@@ -322,3 +323,54 @@ def test_without_the_releases_binding_helm_is_refused_as_that_identity(
     assert cond["status"] == "False"
     assert "forbidden" in cond["message"].lower()
     assert admin.kubectl("get", "deployments", "-n", ns, "-o", "name").stdout.strip() == ""
+
+
+PEERING_CRDS = CHART / "files" / "kopf-peering-crds.yaml"
+
+
+def _with_peering(installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path,
+                  drop_peering_rule: bool) -> tuple[Operator, str]:
+    """The chart rendered with replicas=2 (kopf's peering rules), the operator started as its
+    ServiceAccount with ``--peering``; the ClusterKopfPeering it creates is removed after."""
+    admin, ns = installed.admin, installed.namespace
+    _blog_objects(admin, charts, proxy)
+    admin.kubectl("apply", "-f", str(PEERING_CRDS))
+    admin.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev",
+                  "--timeout=30s")
+    name = _release("ha")
+    docs = render(name, ns, "--set", "replicas=2")
+    if drop_peering_rule:
+        _drop(docs, lambda r: r["apiGroups"] == ["kopf.dev"])
+    peering = f"{name}-chartguard"  # cluster-scoped: one per test on the shared control plane
+    installed.cluster_objects.append(("ClusterKopfPeering", peering))
+    return installed.start(docs, tmp_path, extra=("--peering", peering)), peering
+
+
+def test_with_replicas_the_peering_rules_let_the_operator_lead_with_no_403(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
+    operator, peering = _with_peering(installed, charts, proxy, tmp_path, False)
+    wait_for(lambda: "leads and reconciles" in operator.output(), "the replica leads",
+             operator=operator)
+    assert f"peering: created ClusterKopfPeering {peering}" in operator.output()
+    admin, ns = installed.admin, installed.namespace
+    wait_for(lambda: admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
+             .get("status") == "True", "SourceVerified=True under peering", operator=operator)
+    # kopf's keep-alive reached the peering object through the patch rule
+    status = installed.plane.request(
+        "GET", f"/apis/kopf.dev/v1/clusterkopfpeerings/{peering}").get("status") or {}
+    assert [entry.get("lifetime") for entry in status.values()] == [60]
+    assert operator.stop() == 0
+    log = operator.output()
+    assert not DENIED.search(log), log[-6000:]
+
+
+def test_without_the_peering_rule_the_replica_stands_by_and_says_why(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
+    operator, peering = _with_peering(installed, charts, proxy, tmp_path, True)
+    refused = re.compile(rf"stands by: ClusterKopfPeering {peering} cannot be read: .*403")
+    wait_for(lambda: bool(refused.search(operator.output())),
+             "the refused peering object in the log", operator=operator)
+    assert "leads and reconciles" not in operator.output()
+    # standing by, it reconciles nothing: no verification result is written
+    admin, ns = installed.admin, installed.namespace
+    assert not admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
