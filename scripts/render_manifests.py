@@ -8,7 +8,7 @@
     .venv/bin/python scripts/render_manifests.py          # rewrite both
     .venv/bin/python scripts/render_manifests.py --check  # exit 1 when either is out of date
 
-tests/integration/deploy/test_chart.py fails while either is out of date.
+tests/integration/deploy/test_deploy_chart.py fails while either is out of date.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""``chartguard run --all-namespaces`` under the RBAC of its deploy chart (deploy/chart/chartguard),
-on the real control plane with the chart's ServiceAccount token (not admin): the blog's
-HelmChart reaches SourceVerified=True with no 403 anywhere; without one of the rules the flow
-fails visibly, so each rule tested here is needed. And ``helm lint`` of the chart."""
+"""``chartguard run --all-namespaces`` under the RBAC of its deploy chart
+(deploy/chart/chartguard), on the real control plane with the chart's ServiceAccount token (not
+admin): the blog's HelmChart reaches SourceVerified=True with no 403 anywhere; without one of
+the rules the flow fails visibly, so each rule tested here is needed. With replicas, the
+peering rules let ``--peering`` lead. And ``helm lint`` of the chart."""
 
 from __future__ import annotations
 
