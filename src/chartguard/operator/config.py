@@ -40,3 +40,7 @@ class OperatorConfig:
     release_service_account: str = ""
     #: HelmReleases reconciled at once (each may run one helm process)
     release_concurrency: int = 4
+    #: the kopf peering object replicas share (``--peering``); "": standalone, one replica
+    peering: str = ""
+    #: this replica's peering priority: the highest live one reconciles, the others stand by
+    peering_priority: int = 0

@@ -6,10 +6,14 @@ server prunes from Flux's structural schemas, and no ``last-handled-configuratio
 annotation). Per-object intervals, retries and triggers are the operator's own work queue
 (:mod:`.runtime`), as in Flux's controllers. The storages are still set to annotations under
 ``chartguard.fluxcd.io`` so that a handler added later cannot silently write into status.
+With ``--peering`` the start-up handler also starts :func:`.peering.follow`, which pauses the
+work queue while another replica leads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -19,14 +23,16 @@ from chartguard import metrics
 from chartguard.api.meta import HELM_GROUP, SOURCE_GROUP
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import Kube, load_config
+from chartguard.operator.peering import Peering, follow, own_identity
 from chartguard.operator.runtime import CHARTS, RELEASES, REPOSITORIES, Runtime
 from chartguard.operator.selectors import label_filter
 
 ANNOTATION_PREFIX = "chartguard.fluxcd.io"
 
 
-def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
-    """The handlers of ``chartguard run`` for ``config`` (the selector filters Flux's kinds)."""
+def build_registry(config: OperatorConfig, *, identity: str = "") -> kopf.OperatorRegistry:
+    """The handlers of ``chartguard run`` for ``config`` (the selector filters Flux's kinds);
+    ``identity``: this replica's name in the peering object (with ``config.peering``)."""
     registry = kopf.OperatorRegistry()
     labels = label_filter(config.selector) or None
 
@@ -50,11 +56,21 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         settings.watching.reconnect_backoff = 1.0
         settings.networking.request_timeout = 30
         settings.queueing.exit_timeout = 2.0
-        memo.runtime = Runtime(config, Kube(load_config(config.concurrency + 4)))
+        kube = Kube(load_config(config.concurrency + 4))
+        memo.runtime = Runtime(config, kube)
         memo.runtime.start()
+        if config.peering:
+            peering = Peering(kube, config.peering, config.namespaces, identity,
+                              config.peering_priority)
+            memo.peering = asyncio.create_task(follow(peering, memo.runtime), name="peering")
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: Any, **_: Any) -> None:
+        follower: asyncio.Task[None] | None = getattr(memo, "peering", None)
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         runtime: Runtime | None = getattr(memo, "runtime", None)
         if runtime is not None:
             await runtime.stop()
@@ -94,13 +110,19 @@ def run(config: OperatorConfig) -> None:
     # kopf logs every handler call at INFO; ours are queue feeders, not worth a line each
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     liveness = (f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None)
+    # our own identity even when standalone: kopf's default asks the passwd database for the
+    # user name, and the image's numeric user may have none
+    identity = own_identity()
+    peering: dict[str, Any] = {"identity": identity, "standalone": not config.peering}
+    if config.peering:  # mandatory peering: kopf waits until the object exists
+        peering.update(peering_name=config.peering, priority=config.peering_priority)
     # before kopf: a port in use stops the start with a clear message (MetricsServerError)
     server = (metrics.serve(config.metrics_port, config.metrics_address)
               if config.metrics_port else None)
     try:
-        kopf.run(registry=build_registry(config), standalone=True,
+        kopf.run(registry=build_registry(config, identity=identity),
                  clusterwide=not config.namespaces, namespaces=list(config.namespaces),
-                 liveness_endpoint=liveness, memo=kopf.Memo())
+                 liveness_endpoint=liveness, memo=kopf.Memo(), **peering)
     finally:
         if server is not None:
             server.close()

@@ -117,6 +117,21 @@ class Kube:
             raise
         return body
 
+    def get_object(self, group: str, version: str, plural: str, namespace: str,
+                   name: str) -> dict[str, Any] | None:
+        """A custom object, namespaced or (``namespace`` "") cluster-scoped; None when absent."""
+        if namespace:
+            return self.get_custom(group, version, plural, namespace, name)
+        try:
+            body: dict[str, Any] = self._call(
+                f"{plural} {name}", self._custom.get_cluster_custom_object, group, version,
+                plural, name)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return body
+
     def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
         """The ConfigMap's ``data``; None when there is no such ConfigMap."""
         try:
@@ -163,6 +178,16 @@ class Kube:
             f"create {plural} {namespace}/{body.get('metadata', {}).get('name')}",
             self._custom.create_namespaced_custom_object, group, version, namespace, plural,
             dict(body))
+        return created
+
+    def create_object(self, group: str, version: str, plural: str, namespace: str,
+                      body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a custom object, namespaced or (``namespace`` "") cluster-scoped."""
+        if namespace:
+            return self.create_custom(group, version, plural, namespace, body)
+        created: dict[str, Any] = self._call(
+            f"create {plural} {body.get('metadata', {}).get('name')}",
+            self._custom.create_cluster_custom_object, group, version, plural, dict(body))
         return created
 
     def merge_patch(self, group: str, version: str, plural: str, namespace: str, name: str,

@@ -142,6 +142,11 @@ class Runtime:
             max_workers=max(1, config.release_concurrency), thread_name_prefix="release")
         self._tasks: list[asyncio.Task[None]] = []
         self._started = time.monotonic()
+        #: set while this replica reconciles: always when standalone; with peering, only
+        #: while it leads (:mod:`.peering` sets and clears it)
+        self.active = asyncio.Event()
+        if not config.peering:
+            self.active.set()
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -182,6 +187,19 @@ class Runtime:
                 key = (kind, status if status in (c.TRUE, c.FALSE) else c.UNKNOWN)
                 counts[key] = counts.get(key, 0) + 1
         return [(kind, status, count) for (kind, status), count in counts.items()]
+
+    def pause(self, reason: str) -> None:
+        """Another replica reconciles: forget the queues and what was learnt, as if stopped
+        (reconciles in flight finish). kopf's watches are paused too; when they resume they
+        list everything again, and that re-queues every object."""
+        self.active.clear()
+        self.queue.clear()
+        self.release_queue.clear()
+        with self._memory_lock:
+            self.memory.clear()
+
+    def resume(self) -> None:
+        self.active.set()
 
     def _mem(self, key: Key) -> _Memory:
         with self._memory_lock:
@@ -289,7 +307,11 @@ class Runtime:
     async def _worker(self, queue: WorkQueue[Key], executor: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            await self.active.wait()
             key = await queue.get()
+            if not self.active.is_set():  # paused while waiting: the re-listing brings it back
+                queue.done(key)
+                continue
             try:
                 delay = await loop.run_in_executor(executor, self.reconcile, key)
             except Exception:  # a bug: log it, keep the worker, retry later

@@ -5,6 +5,8 @@
   in parallel).
 - ``add_after(key, delay)``: queue later; a new delay replaces the key's previous one.
 - ``forget(key)``: drop its timer (the object is gone or suspended).
+- ``clear()``: drop every queued key and timer (another replica took over); keys being worked
+  on finish.
 
 Every method is called from the event loop's thread only.
 """
@@ -80,3 +82,10 @@ class WorkQueue(Generic[K]):
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+
+    def clear(self) -> None:
+        self.close()
+        self._dirty.clear()
+        self._queued.clear()
+        while not self._queue.empty():
+            self._queue.get_nowait()

@@ -1,7 +1,8 @@
-"""``chartguard run --all-namespaces`` under the RBAC of its deploy chart (deploy/chartguard),
-on the real control plane with the chart's ServiceAccount token (not admin): the blog's
-HelmChart reaches SourceVerified=True with no 403 anywhere; without one of the rules the flow
-fails visibly, so each rule tested here is needed. And ``helm lint`` of the chart."""
+"""``chartguard run --all-namespaces`` under the RBAC of its deploy chart
+(deploy/chart/chartguard), on the real control plane with the chart's ServiceAccount token (not
+admin): the blog's HelmChart reaches SourceVerified=True with no 403 anywhere; without one of
+the rules the flow fails visibly, so each rule tested here is needed. With replicas, the
+peering rules let ``--peering`` lead. And ``helm lint`` of the chart."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from chartguard_testing.apiserver.kubectl import Kubectl
 from chartguard_testing.controlplane import ApiError, ControlPlane, Namespaced, namespaced
 from chartguard_testing.proxy import CountingProxy
 
-CHART = Path(tools.REPO_ROOT) / "deploy" / "chartguard"
+CHART = Path(tools.REPO_ROOT) / "deploy" / "chart" / "chartguard"
 DENIED = re.compile(r"\b403\b|Forbidden|Not enough permissions|cannot (list|watch|get|patch)")
 KEY = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}
 
@@ -66,10 +67,15 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
                               timeout=60, env=env, check=False)
 
 
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
 def render(release: str, namespace: str, *flags: str) -> list[dict[str, Any]]:
+    """The chart's identities and RBAC (its CRDs, Deployment and Service are
+    tests/integration/deploy's: here the operator runs as a process under these rules)."""
     out = helm("template", release, str(CHART), "-n", namespace, *flags)
     assert out.returncode == 0, out.stderr
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc and doc["kind"] in RBAC_KINDS]
 
 
 @dataclass
@@ -121,10 +127,11 @@ def installed(controlplane: ControlPlane, tmp_path: Path,
         op.stop()
     release_finalizers(controlplane, ns.namespace)
     for kind, name in setup.cluster_objects:
-        plural = "clusterroles" if kind == "ClusterRole" else "clusterrolebindings"
+        path = {"ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                "ClusterKopfPeering": "/apis/kopf.dev/v1/clusterkopfpeerings"}[kind]
         try:
-            controlplane.request(
-                "DELETE", f"/apis/rbac.authorization.k8s.io/v1/{plural}/{name}")
+            controlplane.request("DELETE", f"{path}/{name}")
         except ApiError as err:
             if err.code != 404:
                 raise
@@ -159,7 +166,7 @@ def test_the_deploy_charts_rbac_is_enough_for_the_whole_flow_with_no_403(
         assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole",
                                              "ClusterRoleBinding", "Role", "RoleBinding"}
     else:  # `chartguard run --namespace NS`: a Role in NS, kopf's namespace list cluster-wide
-        docs = render(_release("ns"), ns, "--set", f"rbac.watchNamespaces={{{ns}}}")
+        docs = render(_release("ns"), ns, "--set", f"watchNamespaces={{{ns}}}")
         assert {d["kind"] for d in docs} == {"ServiceAccount", "ClusterRole",
                                              "ClusterRoleBinding", "Role", "RoleBinding"}
     operator = installed.start(docs, tmp_path, clusterwide=mode == "all-namespaces")
@@ -228,7 +235,7 @@ def test_without_the_events_rule_the_chart_verifies_but_its_event_is_refused(
 def test_helm_lint_passes_and_namespaced_mode_renders_a_role_per_namespace() -> None:
     lint = helm("lint", "--strict", str(CHART))
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    docs = render("cg", "ops", "--set", "rbac.watchNamespaces={a,b}")
+    docs = render("cg", "ops", "--set", "watchNamespaces={a,b}")
     roles = {(d["kind"], d["metadata"].get("namespace")) for d in docs
              if d["kind"] in ("Role", "RoleBinding")}
     # the operator's Role in each watched namespace (and a binding of the releases' identity
@@ -279,7 +286,7 @@ def test_releases_install_as_the_releases_identity_and_the_operator_needs_no_mor
     _blog_objects(admin, charts, proxy)
     admin.kubectl.apply(_web_release(ns, {TEST_LABEL: ns}))
     name = _release("rel")
-    flags = ("--set", f"rbac.watchNamespaces={{{ns}}}") if mode == "namespaced" else ()
+    flags = ("--set", f"watchNamespaces={{{ns}}}") if mode == "namespaced" else ()
     docs = render(name, ns, *flags)
     identity = f"{ns}/{name}-chartguard-releases"
     operator = installed.start(docs, tmp_path, clusterwide=mode == "all-namespaces",
@@ -317,3 +324,54 @@ def test_without_the_releases_binding_helm_is_refused_as_that_identity(
     assert cond["status"] == "False"
     assert "forbidden" in cond["message"].lower()
     assert admin.kubectl("get", "deployments", "-n", ns, "-o", "name").stdout.strip() == ""
+
+
+PEERING_CRDS = CHART / "files" / "kopf-peering-crds.yaml"
+
+
+def _with_peering(installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path,
+                  drop_peering_rule: bool) -> tuple[Operator, str]:
+    """The chart rendered with replicas=2 (kopf's peering rules), the operator started as its
+    ServiceAccount with ``--peering``; the ClusterKopfPeering it creates is removed after."""
+    admin, ns = installed.admin, installed.namespace
+    _blog_objects(admin, charts, proxy)
+    admin.kubectl("apply", "-f", str(PEERING_CRDS))
+    admin.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev",
+                  "--timeout=30s")
+    name = _release("ha")
+    docs = render(name, ns, "--set", "replicas=2")
+    if drop_peering_rule:
+        _drop(docs, lambda r: r["apiGroups"] == ["kopf.dev"])
+    peering = f"{name}-chartguard"  # cluster-scoped: one per test on the shared control plane
+    installed.cluster_objects.append(("ClusterKopfPeering", peering))
+    return installed.start(docs, tmp_path, extra=("--peering", peering)), peering
+
+
+def test_with_replicas_the_peering_rules_let_the_operator_lead_with_no_403(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
+    operator, peering = _with_peering(installed, charts, proxy, tmp_path, False)
+    wait_for(lambda: "leads and reconciles" in operator.output(), "the replica leads",
+             operator=operator)
+    assert f"peering: created ClusterKopfPeering {peering}" in operator.output()
+    admin, ns = installed.admin, installed.namespace
+    wait_for(lambda: admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
+             .get("status") == "True", "SourceVerified=True under peering", operator=operator)
+    # kopf's keep-alive reached the peering object through the patch rule
+    status = installed.plane.request(
+        "GET", f"/apis/kopf.dev/v1/clusterkopfpeerings/{peering}").get("status") or {}
+    assert [entry.get("lifetime") for entry in status.values()] == [60]
+    assert operator.stop() == 0
+    log = operator.output()
+    assert not DENIED.search(log), log[-6000:]
+
+
+def test_without_the_peering_rule_the_replica_stands_by_and_says_why(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
+    operator, peering = _with_peering(installed, charts, proxy, tmp_path, True)
+    refused = re.compile(rf"stands by: ClusterKopfPeering {peering} cannot be read: .*403")
+    wait_for(lambda: bool(refused.search(operator.output())),
+             "the refused peering object in the log", operator=operator)
+    assert "leads and reconciles" not in operator.output()
+    # standing by, it reconciles nothing: no verification result is written
+    admin, ns = installed.admin, installed.namespace
+    assert not admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")

@@ -59,3 +59,36 @@ the per-namespace Roles. README "RBAC" says why each is there.
 {{- define "chartguard.releasesServiceAccountName" -}}
 {{- default (printf "%s-releases" (include "chartguard.fullname" .)) .Values.rbac.releases.serviceAccountName -}}
 {{- end -}}
+
+{{- define "chartguard.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* More than one replica: kopf peering, one replica reconciles at a time. */}}
+{{- define "chartguard.peering" -}}
+{{- if gt (int .Values.replicas) 1 }}true{{ end -}}
+{{- end -}}
+
+{{- define "chartguard.peeringName" -}}
+{{- default (include "chartguard.fullname" .) .Values.peering.name -}}
+{{- end -}}
+
+{{/* "namespace/name" of the releases' identity, or "" when none is configured. */}}
+{{- define "chartguard.releasesIdentity" -}}
+{{- if and .Values.rbac.create .Values.rbac.releases.create -}}
+{{ .Release.Namespace }}/{{ include "chartguard.releasesServiceAccountName" . }}
+{{- else if .Values.rbac.releases.serviceAccountName -}}
+{{ .Release.Namespace }}/{{ .Values.rbac.releases.serviceAccountName }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Rules for kopf's peering objects (replicas > 1): kopf reads, watches and patches them (its
+keep-alive in status); chartguard creates its peering object when it is absent.
+*/}}
+{{- define "chartguard.peeringRules" -}}
+- apiGroups: ["kopf.dev"]
+  resources: [{{ if .Values.watchNamespaces }}"kopfpeerings"{{ else }}"clusterkopfpeerings"{{ end }}]
+  verbs: ["get", "list", "watch", "patch", "create"]
+{{- end -}}
