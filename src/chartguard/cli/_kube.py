@@ -66,7 +66,9 @@ class Kube:
             response = fn(*args, _preload_content=False, _request_timeout=self._timeout, **kw)
         except ApiException as err:
             raise KubeError(f"{what}: {_reason(err)}", err.status or 0) from None
-        except OSError as err:  # urllib3's connection errors are OSErrors
+        except Exception as err:
+            if not _transport_error(err):
+                raise
             raise KubeError(f"{what}: the API server did not answer ({type(err).__name__}); "
                             "is the kubeconfig's cluster reachable?") from None
         try:
@@ -134,6 +136,13 @@ class Kube:
             body = self._call(f"list events in {namespace}", self._core.list_namespaced_event,
                               namespace)
         return _items(body)
+
+
+def _transport_error(err: Exception) -> bool:
+    """A connection that failed (socket errors, and urllib3's, which the client lets through:
+    urllib3 itself is not imported here, it stays behind chartguard.oci)."""
+    return isinstance(err, OSError) or any(
+        cls.__module__.split(".")[0] == "urllib3" for cls in type(err).__mro__)
 
 
 def _items(body: Any) -> list[dict[str, Any]]:
