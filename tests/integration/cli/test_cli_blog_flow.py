@@ -87,7 +87,7 @@ def test_exported_key_based_release_applied_with_kubectl_installs_and_get_prints
         f"✗ HelmRelease object 'other' not found in \"{ns}\" namespace\n")
 
 
-def test_keyless_release_created_from_identity_flags_is_applied_and_awaited(
+def test_keyless_release_from_identity_flags_applied_with_kubectl_installs(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator,
         chartguard: Chartguard) -> None:
     ns = cluster.ns
@@ -96,6 +96,7 @@ def test_keyless_release_created_from_identity_flags_is_applied_and_awaited(
     cluster.kubectl.apply(secret("sigstore-root", ns,
                                  {"trusted_root.json": charts.sigstore.trusted_root_json()}))
     operator.start()
+    # without --export: applied, then awaited, with flux's lines
     source = chartguard("create", "source", "helm", "prometheus-community",
                         f"--url={proxy.oci()}", "--interval=10m", "--insecure")
     assert source.code == 0, source.err
@@ -103,21 +104,26 @@ def test_keyless_release_created_from_identity_flags_is_applied_and_awaited(
         "✚ generating HelmRepository source", "► applying HelmRepository source",
         "✔ source created", "◎ waiting for HelmRepository source reconciliation",
         "✔ HelmRepository source reconciliation completed"]
+    # the blog's keyless release, the signer named (and the test Sigstore's trusted root)
     release = chartguard("create", "helmrelease", "prometheus",
                          "--source=HelmRepository/prometheus-community", "--chart=prometheus",
                          "--interval=10m", "--release-name", "prometheus",
                          "--target-namespace=monitoring", "--create-target-namespace",
                          "--verify-provider", "cosign", "--verify-oidc-issuer", f"^{ISSUER}$",
                          "--verify-oidc-subject", "^https://github.com/example/",
-                         "--verify-trusted-root-secret-ref", "sigstore-root")
-    assert release.code == 0, release.err
-    assert release.out == ""
-    assert release.lines == [
-        "✚ generating HelmRelease", "► applying HelmRelease", "✔ HelmRelease created",
-        "◎ waiting for HelmRelease reconciliation", "✔ HelmRelease prometheus is ready",
-        "✔ applied revision 15.18.0"]
+                         "--verify-trusted-root-secret-ref", "sigstore-root", "--export")
+    assert (release.code, release.err) == (0, "")
+    cluster.kubectl("apply", "-f", "-", stdin=release.out)
+    wait_for(lambda: ready(cluster, "helmrelease", "prometheus").get("status") == "True",
+             "HelmRelease prometheus Ready", timeout=90, operator=operator)
+    assert ready(cluster, "helmrelease", "prometheus")["message"] == (
+        "Helm install succeeded for release monitoring/prometheus.v1 with chart "
+        "prometheus@15.18.0")
     assert cluster.body("deployment", "monitoring", "prometheus")["metadata"]["labels"][
         "helm.sh/chart"] == "prometheus-15.18.0"
+    verified = cluster.condition("helmchart", ns, f"{ns}-prometheus", "SourceVerified")
+    assert (verified["status"], verified["message"]) == (
+        "True", "verified signature of version 15.18.0")
     verify = cluster.body("helmchart", ns, f"{ns}-prometheus")["spec"]["verify"]
     assert verify["matchOIDCIdentity"] == [{"issuer": f"^{ISSUER}$",
                                             "subject": "^https://github.com/example/"}]

@@ -33,13 +33,17 @@ def installed(cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: 
     cluster.kubectl.apply(secret("cosign-pub", cluster.ns,
                                  {"cosign.pub": charts.key("cosign").public_pem}))
     operator.start()
-    for argv in (("create", "source", "helm", "charts", f"--url={proxy.oci()}", "--insecure",
-                  "--interval=10m"),
-                 ("create", "hr", "nginx", "--source=HelmRepository/charts", "--chart=nginx",
-                  "--interval=10m", "--target-namespace=default", "--release-name=nginx",
-                  *KEY_FLAGS)):
-        result = chartguard(*argv)
-        assert result.code == 0, result.err
+    source = chartguard("create", "source", "helm", "charts", f"--url={proxy.oci()}",
+                        "--insecure", "--interval=10m")
+    assert source.code == 0, source.err
+    release = chartguard("create", "hr", "nginx", "--source=HelmRepository/charts",
+                         "--chart=nginx", "--interval=10m", "--target-namespace=default",
+                         "--release-name=nginx", *KEY_FLAGS)
+    assert release.code == 0, release.err
+    assert release.lines == [
+        "✚ generating HelmRelease", "► applying HelmRelease", "✔ HelmRelease created",
+        "◎ waiting for HelmRelease reconciliation", "✔ HelmRelease nginx is ready",
+        "✔ applied revision 0.1.0"]
 
 
 def test_reconcile_with_source_returns_once_the_new_signed_version_is_installed(
