@@ -27,11 +27,11 @@ from chartguard.cli._generate import (
     verification_of,
 )
 from chartguard.cli._kinds import HELM_RELEASE, HELM_REPOSITORY, Kind
-from chartguard.cli._outcome import EXIT_OK, Reporter, UsageError
+from chartguard.cli._outcome import EXIT_FAILED, EXIT_OK, Reporter, UsageError
 from chartguard.cli._progress import Progress
 from chartguard.cli._scope import Body, Scope, add_scope_flags, run_command, scope_from
-from chartguard.cli._wait import ObjectGoneError, WaitTimeoutError, poll, settled
-from chartguard.cli.reconcile import still_waiting, success_message
+from chartguard.cli._wait import settled
+from chartguard.cli.reconcile import await_verdict, success_message
 
 if TYPE_CHECKING:
     from chartguard.cli._kube import Kube
@@ -195,14 +195,11 @@ def _apply(generated: Generated) -> Body:
         progress.waiting(f"waiting for {what} reconciliation")
         meta = stored.get("metadata") or {}
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-        try:
-            verdict, last = poll(lambda: kube.get(kind, namespace, name), settled,
-                                 deadline=deadline)
-        except ObjectGoneError:
-            return progress.failure(f"{kind.name} {namespace}/{name} was deleted")
-        except WaitTimeoutError as err:
-            return progress.failure(still_waiting(kind, namespace, name, scope.timeout,
-                                                  err.last))
+        outcome = await_verdict(kube, progress, kind, namespace, name, settled,
+                                deadline=deadline, timeout=scope.timeout)
+        if outcome is None:
+            return EXIT_FAILED
+        verdict, last = outcome
         if not verdict.ready:
             return progress.failure(f"{kind.name} {name} is not ready: {verdict.message}")
         if kind is HELM_RELEASE:

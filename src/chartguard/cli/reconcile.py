@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from chartguard.api.durations import format_duration
 from chartguard.cli import _tables
 from chartguard.cli._kinds import HELM_CHART, HELM_RELEASE, HELM_REPOSITORY, Kind
-from chartguard.cli._outcome import EXIT_OK, UsageError
+from chartguard.cli._outcome import EXIT_FAILED, EXIT_OK, UsageError
 from chartguard.cli._progress import Progress
 from chartguard.cli._scope import Body, Scope, add_scope_flags, run_command
 from chartguard.cli._wait import ObjectGoneError, Verdict, WaitTimeoutError, handled, poll
@@ -109,6 +109,20 @@ def still_waiting(kind: Kind, namespace: str, name: str, timeout: float,
     return f"{text} (Ready {ready.get('status')}: {ready.get('message', '')})"
 
 
+def await_verdict(kube: Kube, progress: Progress, kind: Kind, namespace: str, name: str,
+                  judge: Callable[[Mapping[str, Any]], Verdict | None], *, deadline: float,
+                  timeout: float) -> tuple[Verdict, Mapping[str, Any]] | None:
+    """Read the object until ``judge`` decides; None once the failure line is printed (the
+    object went away, or the deadline passed: then what Ready said last)."""
+    try:
+        return poll(lambda: kube.get(kind, namespace, name), judge, deadline=deadline)
+    except ObjectGoneError:
+        progress.failure(f"{kind.name} {namespace}/{name} was deleted")
+    except WaitTimeoutError as err:
+        progress.failure(still_waiting(kind, namespace, name, timeout, err.last))
+    return None
+
+
 class Run:
     """One ``reconcile`` command: requests, waits and progress lines against one deadline."""
 
@@ -176,15 +190,12 @@ class Run:
         self.kube.merge_patch(kind, namespace, name, {"metadata": {"annotations": annotations}})
         self.progress.success(f"{kind.name} annotated")
         self.progress.waiting(f"waiting for {kind.name} reconciliation")
-        try:
-            verdict, body = poll(lambda: self.kube.get(kind, namespace, name),
-                                 lambda b: handled(b, stamp), deadline=self.deadline)
-        except ObjectGoneError:
-            return self.progress.failure(f"{kind.name} {namespace}/{name} was deleted")
-        except WaitTimeoutError as err:
-            return self.progress.failure(still_waiting(kind, namespace, name, self.timeout,
-                                                       err.last))
-        return self._verdict(kind, verdict, body)
+        outcome = await_verdict(self.kube, self.progress, kind, namespace, name,
+                                lambda b: handled(b, stamp), deadline=self.deadline,
+                                timeout=self.timeout)
+        if outcome is None:
+            return EXIT_FAILED
+        return self._verdict(kind, *outcome)
 
     def _verdict(self, kind: Kind, verdict: Verdict, body: Mapping[str, Any]) -> int:
         if not verdict.ready:

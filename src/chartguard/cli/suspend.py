@@ -13,11 +13,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from chartguard.cli._kinds import HELM_CHART, HELM_RELEASE, HELM_REPOSITORY, Kind
-from chartguard.cli._outcome import EXIT_OK
+from chartguard.cli._outcome import EXIT_FAILED, EXIT_OK
 from chartguard.cli._progress import Progress
 from chartguard.cli._scope import Body, Scope, add_scope_flags, run_command
-from chartguard.cli._wait import ObjectGoneError, WaitTimeoutError, poll, settled
-from chartguard.cli.reconcile import still_waiting, success_message
+from chartguard.cli._wait import settled
+from chartguard.cli.reconcile import await_verdict, success_message
 
 if TYPE_CHECKING:
     from chartguard.cli._kube import Kube
@@ -76,13 +76,11 @@ def resume(kube: Kube, progress: Progress, kind: Kind, namespace: str, name: str
     kube.merge_patch(kind, namespace, name, {"spec": {"suspend": None}})
     progress.success(f"{kind.human} resumed")
     progress.waiting(f"waiting for {kind.name} reconciliation")
-    try:
-        verdict, body = poll(lambda: kube.get(kind, namespace, name), settled,
-                             deadline=deadline)
-    except ObjectGoneError:
-        return progress.failure(f"{kind.name} {namespace}/{name} was deleted")
-    except WaitTimeoutError as err:
-        return progress.failure(still_waiting(kind, namespace, name, timeout, err.last))
+    outcome = await_verdict(kube, progress, kind, namespace, name, settled, deadline=deadline,
+                            timeout=timeout)
+    if outcome is None:
+        return EXIT_FAILED
+    verdict, body = outcome
     if not verdict.ready:
         return progress.failure(f"{kind.name} {name} reconciliation failed: {verdict.message}")
     progress.success(f"{kind.name} {name} reconciliation completed")
