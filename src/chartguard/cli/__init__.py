@@ -1,5 +1,10 @@
 """``chartguard``: the command line. Each sub-command lives in its own module here.
 
+``run`` is the operator; ``verify`` and ``pull`` work on a registry; ``get``, ``reconcile``,
+``create``, ``suspend``/``resume`` and ``events`` are flux's commands for the three kinds, on the
+current kubeconfig (their shared parts: ``_scope``, ``_kube``, ``_tables``, ``_wait``,
+``_export``, ``_generate``, ``_progress``).
+
 Exit codes are the same for every command: 0 success, 1 failure (one line on stderr saying
 what to fix), 2 usage error (the usage line and what to change). They, the printing of
 usage errors and failures, and the flag hints live in one place: :mod:`._outcome`.
@@ -11,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from chartguard import __version__
-from chartguard.cli import pull, run, verify
+from chartguard.cli import create, events, get, pull, reconcile, run, suspend, verify
 from chartguard.cli._outcome import (
     EXIT_FAILED,
     EXIT_OK,
@@ -31,7 +36,7 @@ def build_parser() -> ArgumentParser:
         description="Install only Helm charts whose cosign signatures are verified.")
     parser.add_argument("--version", action="version", version=f"chartguard {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (pull, run, verify):
+    for module in (run, verify, pull, get, reconcile, create, suspend, events):
         module.register(sub)
     return parser
 

@@ -6,8 +6,10 @@ temporary file, the chart re-hashed against the digest that was verified, and a 
 processes at once; :mod:`.release` decodes helm's release records (the Secrets helm's storage
 driver writes) into :class:`StoredRelease`, which is how the reconciler learns a release's state
 without starting helm. :mod:`.errors` says what a failure means (did helm's storage change?).
+:func:`encode_document` is go-yaml v2's emitter (helm-controller's and flux's YAML) for documents.
 """
 
+from chartguard.helm._goyaml import KeyOrder, encode_document
 from chartguard.helm.args import unsupported
 from chartguard.helm.errors import ChartDigestMismatchError, HelmError
 from chartguard.helm.release import (
@@ -27,11 +29,13 @@ __all__ = [
     "ChartFile",
     "Helm",
     "HelmError",
+    "KeyOrder",
     "ReleaseDecodeError",
     "ReleaseStorage",
     "StoredRelease",
     "TestHook",
     "decode_release_secret",
+    "encode_document",
     "newest",
     "release_from_json",
     "unsupported",

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+#: the order a mapping's keys are written in (default: sorted by their text)
+KeyOrder = Callable[[Mapping[Any, Any]], Iterable[Any]]
 
 _INDENT = 2
 _WIDTH = 80
@@ -247,7 +250,8 @@ def _escape(ch: str) -> str:
 
 
 class _Emitter:
-    def __init__(self) -> None:
+    def __init__(self, order: KeyOrder | None = None) -> None:
+        self.order: KeyOrder = order or _sorted_keys
         self.out: list[str] = []
         self.column = 0
         self.indent = -1
@@ -316,7 +320,7 @@ class _Emitter:
             self.empty("{", "}")
             return
         self.increase_indent(flow=False, indentless=False)
-        for key in sorted(value, key=_key):
+        for key in self.order(value):
             text = _key(key)
             self.write_indent()
             if not _analyze(text).multiline and len(text.encode("utf-8")) <= _MAX_SIMPLE_KEY:
@@ -467,6 +471,10 @@ def _text(value: str) -> str:
     return _SURROGATE.sub("\ufffd", value)
 
 
+def _sorted_keys(mapping: Mapping[Any, Any]) -> list[Any]:
+    return sorted(mapping, key=_key)
+
+
 def _key(key: object) -> str:
     """A mapping key as the string helm-controller has (YAML keys become JSON object keys)."""
     if isinstance(key, str):
@@ -493,3 +501,12 @@ def encode_values(values: Mapping[str, Any]) -> bytes:
     emitter.mapping(values)
     emitter.write_indent()  # document end
     return "".join(emitter.out).encode("utf-8")
+
+
+def encode_document(document: Mapping[str, Any], order: KeyOrder) -> str:
+    """``document`` as go-yaml v2's emitter writes it, mappings in ``order`` (sigs.k8s.io/yaml's
+    ``Marshal``, i.e. ``flux … --export`` and ``kubectl -o yaml``, with go-yaml's key order)."""
+    emitter = _Emitter(order)
+    emitter.mapping(document)
+    emitter.write_indent()
+    return "".join(emitter.out)
