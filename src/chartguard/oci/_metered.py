@@ -43,22 +43,22 @@ class MeteredTransport:
 
 
 class _MeteredResponse:
-    def __init__(self, inner: Response, code: str) -> None:
-        self._inner = inner
+    def __init__(self, response: Response, code: str) -> None:
+        self._response = response
         self._code = code
 
     @property
     def status_code(self) -> int:
-        return self._inner.status_code
+        return self._response.status_code
 
     @property
     def headers(self) -> Mapping[str, str]:
-        return self._inner.headers
+        return self._response.headers
 
     def iter_bytes(self, chunk_size: int) -> Iterator[bytes]:
-        for chunk in self._inner.iter_bytes(chunk_size):
+        for chunk in self._response.iter_bytes(chunk_size):
             metrics.registry_bytes(self._code, len(chunk))
             yield chunk
 
     def close(self) -> None:
-        self._inner.close()
+        self._response.close()

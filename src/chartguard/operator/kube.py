@@ -63,7 +63,8 @@ class Kube:
             response = fn(*args, _preload_content=False, _request_timeout=self._timeout, **kw)
         except ApiException as err:
             raise KubeError(f"{what}: {err.status} {err.reason}", err.status or 0) from None
-        except OSError as err:  # urllib3 connection errors are OSErrors
+        except Exception as err:  # urllib3 errors too (MaxRetryError is no OSError)
+            # no answer: the error's class only (its text may carry the request's URL)
             raise KubeError(f"{what}: {type(err).__name__}") from None
         return json.loads(response.data) if response.data else {}
 
