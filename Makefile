@@ -59,10 +59,12 @@ demo: install base-tools
 	$(BIN)/python scripts/demo.py
 
 # speed and memory figures (tests never time things)
-# (+ the side-by-side with Flux's source-controller when `make flux-controllers` built it)
+# (RELEASES_BENCH_ARGS="--releases 20 --rss-objects 100" for a quick bench_releases.py;
+# + the side-by-side with Flux's source-controller when `make flux-controllers` built it)
 bench: install tools
 	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_operator.py
+	$(BIN)/python bench/bench_releases.py $(RELEASES_BENCH_ARGS)
 	if [ -x .tools/source-controller ]; then $(MAKE) --no-print-directory bench-flux; \
 	else echo "bench-flux skipped: run \`make flux-controllers\` for Flux's source-controller"; fi
 
