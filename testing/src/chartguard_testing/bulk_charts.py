@@ -46,8 +46,8 @@ def renamed_package(package: bytes, name: str) -> bytes:
 
 
 def push_signed_charts(reg: Registry, helm: HelmEnv, key: cs.KeyPair, n: int, *,
-                       layer_per_chart: bool = False) -> None:
-    """Push charts ``charts/c0000`` … ``charts/c{n-1}`` at 1.0.0, each signed with ``key``;
+                       layer_per_chart: bool = False, path: str = "charts") -> None:
+    """Push charts ``<path>/c0000`` … ``<path>/c{n-1}`` at 1.0.0, each signed with ``key``;
     with ``layer_per_chart``, each chart's layer names it as its config does."""
     package = helm.package(helm.create("bench", "1.0.0")).read_bytes()
     shared = rs.Blob(package, HELM_CHART_LAYER)
@@ -65,10 +65,10 @@ def push_signed_charts(reg: Registry, helm: HelmEnv, key: cs.KeyPair, n: int, *,
         manifest = rs.Blob(json.dumps({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(),
             "layers": [layer.descriptor()]}, separators=(",", ":")).encode(), OCI_MANIFEST)
-        digest = writer.push(f"charts/{name}", rs.Artifact(manifest, (config, layer)), "1.0.0")
-        repository = f"{reg.host}/charts/{name}"
+        digest = writer.push(f"{path}/{name}", rs.Artifact(manifest, (config, layer)), "1.0.0")
+        repository = f"{reg.host}/{path}/{name}"
         signature = cs.sign_legacy_with_key(key, cs.simple_signing_payload(repository, digest))
-        writer.push(f"charts/{name}", rs.legacy_signature_artifact([signature]),
+        writer.push(f"{path}/{name}", rs.legacy_signature_artifact([signature]),
                     rs.sig_tag(digest))
 
     with ThreadPoolExecutor(max_workers=8) as pool:
