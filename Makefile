@@ -64,15 +64,19 @@ demo: install base-tools
 	$(BIN)/python scripts/demo.py
 
 # speed and memory figures (tests never time things)
-# (+ the side-by-side with Flux's source-controller when `make flux-controllers` built it)
+# (RELEASES_BENCH_ARGS="--releases 20 --rss-objects 100" for a quick bench_releases.py;
+# + the side-by-side with Flux's source-controller and helm-controller when
+# `make flux-controllers` built them)
 bench: install tools
 	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_operator.py
+	$(BIN)/python bench/bench_releases.py $(RELEASES_BENCH_ARGS)
 	if [ -x .tools/source-controller ]; then $(MAKE) --no-print-directory bench-flux; \
 	else echo "bench-flux skipped: run \`make flux-controllers\` for Flux's source-controller"; fi
 
-# chartguard vs Flux's source-controller on one real control plane and registry
-# (FLUX_BENCH_ARGS="--charts 1000" for more)
+# chartguard vs Flux's source-controller (HelmCharts) and source-controller + helm-controller
+# (HelmReleases) on one real control plane and registry
+# (FLUX_BENCH_ARGS="--charts 1000 --releases 200" for more)
 bench-flux: install tools flux-controllers
 	$(BIN)/python bench/bench_flux_side_by_side.py $(FLUX_BENCH_ARGS)
 

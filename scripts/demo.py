@@ -3,11 +3,15 @@
 A real OCI registry (Debian's docker-registry) on 127.0.0.1, a chart made, packaged and pushed
 by the real helm, signed the way cosign signs (key-based with an encrypted cosign.key, and
 keyless against a local Sigstore instance), then verified and pulled with `chartguard`.
+Then the blog's end: its HelmRepository + HelmRelease manifests (with the verify blocks) applied
+with kubectl, `chartguard run` installing the verified charts with the real helm, and a newer,
+unsigned chart refused while the release keeps running the verified one.
 Every command is printed before it runs; the demo fails (exit 1) at the first surprise.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -30,6 +34,7 @@ from chartguard_testing.sigstore_local import LocalSigstore
 
 CHARTGUARD = str(Path(sys.executable).with_name("chartguard"))
 KUBECTL = tools.kubectl()
+HELM = tools.helm()
 REPO = Path(__file__).resolve().parents[1]
 
 # What the blog's `flux create source helm` / `flux create helmrelease` (+ the yq edit adding
@@ -74,7 +79,7 @@ def say(text: str) -> None:
 
 def run(argv: list[str], *, expect: int = 0, cwd: Path | None = None,
         stdin: str | None = None, env: dict[str, str] | None = None) -> str:
-    shown = [Path(a).name if a in (CHARTGUARD, KUBECTL) else a for a in argv]
+    shown = [Path(a).name if a in (CHARTGUARD, KUBECTL, HELM) else a for a in argv]
     print(f"$ {shlex.join(shown)}", flush=True)
     proc = subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, text=True,
                           timeout=120, check=False, env=env)
@@ -163,7 +168,11 @@ def pull(reg: Registry, helm: HelmEnv, work: Path, digest: str) -> None:
     print(f"  nginx-0.1.0.tgz: {len(ours)} bytes, identical to `helm pull`'s ({digest})")
 
 
-OPERATOR_OBJECTS = """\
+# The blog's keyless example: `flux create source helm prometheus-community --url=oci://...`
+# and `flux create helmrelease prometheus --chart=prometheus --chart-version=15.18.0
+# --target-namespace=monitoring --create-target-namespace --export`, plus the yq edit adding
+# the keyless `verify` block (no key: the operator's --trusted-root, here the local Sigstore's)
+KEYLESS_MANIFESTS = """\
 apiVersion: source.toolkit.fluxcd.io/v1beta2
 kind: HelmRepository
 metadata:
@@ -172,46 +181,28 @@ metadata:
 spec:
   interval: 10m0s
   type: oci
-  insecure: true  # the demo registry speaks plain HTTP
-  url: {keyless_url}
+  url: {url}
 ---
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: HelmChart
+apiVersion: helm.toolkit.fluxcd.io/v2beta1
+kind: HelmRelease
 metadata:
-  name: flux-system-nginx
+  name: prometheus
   namespace: flux-system
 spec:
-  chart: nginx
-  version: "*"
+  chart:
+    spec:
+      verify:
+        provider: cosign
+      chart: prometheus
+      version: 15.18.0
+      reconcileStrategy: ChartVersion
+      sourceRef:
+        kind: HelmRepository
+        name: prometheus-community
+  install:
+    createNamespace: true
   interval: 10m0s
-  reconcileStrategy: ChartVersion
-  sourceRef:
-    kind: HelmRepository
-    name: demo-charts
-  verify:
-    provider: cosign
-    secretRef:
-      name: cosign-pub
----
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: HelmChart
-metadata:
-  name: flux-system-prometheus
-  namespace: flux-system
-spec:
-  chart: prometheus
-  version: 15.18.0
-  interval: 10m0s
-  sourceRef:
-    kind: HelmRepository
-    name: prometheus-community
-  verify:
-    provider: cosign
-    trustedRootSecretRef:  # the demo's local Sigstore instead of the public one
-      name: sigstore-root
-    matchOIDCIdentity:
-    - issuer: ^https://token\\.actions\\.githubusercontent\\.com$
-      subject: ^https://github\\.com/prometheus-community/helm-charts/.*$
+  targetNamespace: monitoring
 """
 # the blog's read-back, verbatim but for the chart's name
 SEED_READ_BACK = '-ojsonpath={{.status.conditions[?(@.type=="SourceVerified")]}}'
@@ -247,14 +238,23 @@ def kube(work: Path) -> Iterator[dict[str, str]]:
 
 
 
+def _plain_http(manifests: str) -> str:
+    """The demo registry speaks plain HTTP: `insecure: true` on every OCI HelmRepository."""
+    return manifests.replace("  type: oci\n", "  type: oci\n  insecure: true\n")
+
+
+#: (HelmRelease, its targetNamespace, the helm release name Flux's defaults give it)
+RELEASES = (("nginx", "default", "nginx"),
+            ("prometheus", "monitoring", "monitoring-prometheus"))
+
+
 def kubernetes_objects(reg: Registry, helm: HelmEnv, work: Path) -> None:
     say("the blog's manifests, applied with the real kubectl to a Kubernetes API")
     manifests = work / "nginx.yaml"
-    manifests.write_text(MANIFESTS.format(url=reg.oci("charts")).replace(
-        "  type: oci\n", "  type: oci\n  insecure: true\n", 1))
-    charts_yaml = work / "helmcharts.yaml"
-    charts_yaml.write_text(OPERATOR_OBJECTS.format(
-        keyless_url=reg.oci("prometheus-community")))
+    manifests.write_text(_plain_http(MANIFESTS.format(url=reg.oci("charts"))))
+    keyless_yaml = work / "prometheus.yaml"
+    keyless_yaml.write_text(_plain_http(KEYLESS_MANIFESTS.format(
+        url=reg.oci("prometheus-community"))))
     with kube(work) as env:
         kc = [KUBECTL]
         run([*kc, "apply", "-f", str(REPO / "crds")], env=env)
@@ -263,30 +263,36 @@ def kubernetes_objects(reg: Registry, helm: HelmEnv, work: Path) -> None:
         run([*kc, "create", "namespace", "flux-system"], env=env)
         run([*kc, "-n", "flux-system", "create", "secret", "generic", "cosign-pub",
              "--from-file=cosign.pub=cosign.pub"], env=env, cwd=work)
-        run([*kc, "-n", "flux-system", "create", "secret", "generic", "sigstore-root",
-             "--from-file=trusted_root.json=trusted_root.json"], env=env, cwd=work)
-        run([*kc, "apply", "-f", str(manifests)], env=env)
-        for doc in yaml.safe_load_all(manifests.read_text()):
-            model = parse_resource(doc)
-            if isinstance(model, HelmRelease):
-                chart = implied_helmchart(model)
-                print(f"  chartguard.api: HelmRelease {model.metadata.namespace}/"
-                      f"{model.metadata.name} implies HelmChart {chart.metadata.namespace}/"
-                      f"{chart.metadata.name}, verify provider "
-                      f"{chart.spec.verify.provider if chart.spec.verify else None!r}")
-        operator_flow(reg, helm, work, env, charts_yaml)
+        print("  key-signed nginx (the blog's key block) and keyless prometheus (the blog's "
+              "keyless block, targetNamespace monitoring with createNamespace):")
+        for path in (manifests, keyless_yaml):
+            run([*kc, "apply", "-f", str(path)], env=env)
+            for doc in yaml.safe_load_all(path.read_text()):
+                model = parse_resource(doc)
+                if isinstance(model, HelmRelease):
+                    chart = implied_helmchart(model)
+                    print(f"  chartguard.api: HelmRelease {model.metadata.namespace}/"
+                          f"{model.metadata.name} implies HelmChart "
+                          f"{chart.metadata.namespace}/{chart.metadata.name}, verify provider "
+                          f"{chart.spec.verify.provider if chart.spec.verify else None!r}, "
+                          f"release {model.release_namespace}/{model.release_name}")
+        operator_flow(reg, helm, work, env)
 
 
-def _jsonpath(env: dict[str, str], name: str, path: str) -> str:
-    proc = subprocess.run([KUBECTL, "get", "helmcharts", "-n", "flux-system", name,
-                           f"-ojsonpath={path}"], env=env, capture_output=True, text=True,
-                          timeout=30, check=False)
+def _get(env: dict[str, str], kind: str, name: str, path: str,
+         namespace: str = "flux-system") -> str:
+    proc = subprocess.run([KUBECTL, "get", kind, "-n", namespace, name, f"-ojsonpath={path}"],
+                          env=env, capture_output=True, text=True, timeout=30, check=False)
     return proc.stdout
 
 
+def _condition(type_: str, field: str = "status") -> str:
+    return f'{{.status.conditions[?(@.type=="{type_}")].{field}}}'
+
+
 def _wait(what: str, check: Callable[[], bool], operator: subprocess.Popen[bytes],
-          log: Path) -> None:
-    deadline = time.monotonic() + 60
+          log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
@@ -297,51 +303,93 @@ def _wait(what: str, check: Callable[[], bool], operator: subprocess.Popen[bytes
     raise SystemExit(f"demo: {what} did not happen")
 
 
-def operator_flow(reg: Registry, helm: HelmEnv, work: Path, env: dict[str, str],
-                  charts_yaml: Path) -> None:
-    say("chartguard run: the operator reconciles HelmRepository and HelmChart")
+def _helm_records(env: dict[str, str], namespace: str, release: str) -> dict[str, str]:
+    """helm's release Secrets of ``release``: name -> status label."""
+    proc = subprocess.run([KUBECTL, "get", "secrets", "-n", namespace, "-l",
+                           f"owner=helm,name={release}", "-o", "json"], env=env,
+                          capture_output=True, text=True, timeout=30, check=True)
+    return {item["metadata"]["name"]: item["metadata"]["labels"].get("status", "")
+            for item in json.loads(proc.stdout)["items"]}
+
+
+def operator_flow(reg: Registry, helm: HelmEnv, work: Path, env: dict[str, str]) -> None:
+    say("chartguard run: the operator reconciles the HelmRepositories and HelmReleases as "
+        "applied")
     log = work / "operator.log"
-    argv = [CHARTGUARD, "run", "--all-namespaces", "--artifact-dir", str(work / "artifacts")]
+    argv = [CHARTGUARD, "run", "--all-namespaces", "--artifact-dir", str(work / "artifacts"),
+            "--helm", HELM, "--helm-home", str(work / "operator-helm"),
+            # keyless charts whose verify block names no trusted root: the local Sigstore's
+            "--trusted-root", str(work / "trusted_root.json")]
     print(f"$ {shlex.join(['chartguard', *argv[1:]])} &   (log: {log})")
     with log.open("wb") as out:
         operator = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL)
     try:
-        print("  the HelmCharts the HelmReleases imply (the HelmRelease reconciler comes next),"
-              " key-signed nginx and keyless prometheus:")
-        run([KUBECTL, "apply", "-f", str(charts_yaml)], env=env)
-        for name in ("flux-system-nginx", "flux-system-prometheus"):
-            _wait(f"{name} verified", lambda n=name: _jsonpath(  # type: ignore[misc]
-                env, n, '{.status.conditions[?(@.type=="SourceVerified")].status}') == "True",
-                operator, log)
-        say("the blog's check, with the real kubectl")
-        for name in ("nginx", "prometheus"):
+        for name, _, _ in RELEASES:
+            _wait(f"HelmRelease {name} Ready", lambda n=name: _get(  # type: ignore[misc]
+                env, "helmrelease", n, _condition("Ready")) == "True", operator, log)
+        say("the blog's checks, with the real kubectl")
+        run([KUBECTL, "get", "helmreleases", "-n", "flux-system"], env=env)
+        for name, _, _ in RELEASES:
             run([KUBECTL, "get", "helmcharts", "-n", "flux-system", f"flux-system-{name}",
                  SEED_READ_BACK.format()], env=env)
+        for _, namespace, release in RELEASES:
+            run([KUBECTL, "get", "deploy", "-n", namespace, "-L", "helm.sh/chart"], env=env)
+            if not _get(env, "deploy", release, "{.metadata.name}", namespace=namespace):
+                raise SystemExit(f"demo: no Deployment {namespace}/{release} installed")
         run([KUBECTL, "get", "helmrepositories,helmcharts", "-n", "flux-system"], env=env)
-
-        say("an unsigned newer version is pushed: refused, the verified artifact stays")
-        chart = helm.make_chart(reg, "nginx", "0.2.0")
-        print(f"$ helm push nginx-0.2.0.tgz {reg.oci('charts')} --plain-http   (not signed)\n"
-              f"  Digest: {chart.digest}")
-        run([KUBECTL, "annotate", "--overwrite", "helmchart", "-n", "flux-system",
-             "flux-system-nginx", f"reconcile.fluxcd.io/requestedAt={time.time_ns()}"],
-            env=env)
-        _wait("0.2.0 refused", lambda: _jsonpath(
-            env, "flux-system-nginx",
-            '{.status.conditions[?(@.type=="SourceVerified")].status}') == "False",
-            operator, log)
-        run([KUBECTL, "get", "helmcharts", "-n", "flux-system", "flux-system-nginx",
-             SEED_READ_BACK.format()], env=env)
-        revision = _jsonpath(env, "flux-system-nginx", "{.status.artifact.revision}")
-        print(f"\n  status.artifact.revision is still {revision}")
-        if not revision.startswith("0.1.0@"):
-            raise SystemExit("demo: the verified artifact was replaced")
+        unsigned_newer(reg, helm, env, operator, log)
     finally:
         operator.terminate()
         operator.wait(timeout=15)
     lines = [line for line in log.read_text().splitlines() if "chartguard " in line]
     print("  operator log:\n    " + "\n    ".join(line[:220] for line in lines))
+
+
+def unsigned_newer(reg: Registry, helm: HelmEnv, env: dict[str, str],
+                   operator: subprocess.Popen[bytes], log: Path) -> None:
+    say("a newer, unsigned nginx 0.2.0 appears in the release's range (version \"*\"): "
+        "refused, the release keeps running the verified 0.1.0")
+    chart = helm.make_chart(reg, "nginx", "0.2.0")
+    print(f"$ helm push nginx-0.2.0.tgz {reg.oci('charts')} --plain-http   (not signed)\n"
+          f"  Digest: {chart.digest}")
+    run([KUBECTL, "annotate", "--overwrite", "helmchart", "-n", "flux-system",
+         "flux-system-nginx", f"reconcile.fluxcd.io/requestedAt={time.time_ns()}"], env=env)
+    _wait("0.2.0 refused", lambda: _get(env, "helmchart", "flux-system-nginx",
+                                        _condition("SourceVerified")) == "False",
+          operator, log)
+    run([KUBECTL, "get", "helmcharts", "-n", "flux-system", "flux-system-nginx",
+         SEED_READ_BACK.format()], env=env)
+    # the release looks again (asked to, as `flux reconcile helmrelease` does) and says why it
+    # does not upgrade
+    stamp = str(time.time_ns())
+    run([KUBECTL, "annotate", "--overwrite", "helmrelease", "-n", "flux-system", "nginx",
+         f"reconcile.fluxcd.io/requestedAt={stamp}"], env=env)
+    _wait("HelmRelease nginx reconciled after the refusal", lambda: (
+        _get(env, "helmrelease", "nginx", "{.status.lastHandledReconcileAt}") == stamp
+        and _get(env, "helmrelease", "nginx", _condition("Ready")) == "False"), operator, log)
+    run([KUBECTL, "get", "helmreleases", "-n", "flux-system"], env=env)
+    run([KUBECTL, "get", "helmrelease", "-n", "flux-system", "nginx",
+         f"-ojsonpath={_condition('Ready', 'message')}"], env=env)
+    print()
+    run([HELM, "history", "nginx", "-n", "default"], env={**helm.env, **env})
+    run([KUBECTL, "get", "secrets", "-n", "default", "-l", "owner=helm,name=nginx",
+         "-L", "status,version"], env=env)
+    run([KUBECTL, "get", "deploy", "-n", "default", "nginx", "-L", "helm.sh/chart"], env=env)
+    label = _get(env, "deploy", "nginx", r"{.metadata.labels.helm\.sh/chart}",
+                 namespace="default")
+    records = _helm_records(env, "default", "nginx")
+    revision = _get(env, "helmchart", "flux-system-nginx", "{.status.artifact.revision}")
+    print(f"\n  the Deployment runs chart {label}; helm's records: "
+          + ", ".join(f"{k}={v}" for k, v in sorted(records.items()))
+          + f"; the HelmChart's artifact is still {revision}")
+    if label != "nginx-0.1.0":
+        raise SystemExit(f"demo: the Deployment moved to {label!r}, not the verified "
+                         "nginx-0.1.0")
+    if records != {"sh.helm.release.v1.nginx.v1": "deployed"}:
+        raise SystemExit(f"demo: helm's records changed: {records}")
+    if not revision.startswith("0.1.0@"):
+        raise SystemExit("demo: the verified artifact was replaced")
 
 
 def main() -> int:

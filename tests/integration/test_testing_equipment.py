@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from chartguard_testing import cosign_signer as cs
+from chartguard_testing.bulk_charts import push_signed_charts
 from chartguard_testing.charts import HelmEnv
 from chartguard_testing.registry import Registry, run_registry
 
@@ -21,6 +23,23 @@ def test_helm_push_then_pull_round_trips_bytes(registry: Registry, helm_env: Hel
         f"{registry.url}/v2/charts/demo/manifests/{chart.digest}", timeout=5,
         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
     assert "sha256:" + hashlib.sha256(manifest.content).hexdigest() == chart.digest
+
+
+def test_bulk_charts_with_a_layer_per_chart_name_each_chart_as_helm_push_would(
+        registry: Registry, helm_env: HelmEnv, tmp_path: Path) -> None:
+    # helm installs the Chart.yaml name; a config naming the chart otherwise makes a release
+    # look moved to another chart on every reconcile
+    push_signed_charts(registry, helm_env, cs.generate_key_pair(), 2, layer_per_chart=True,
+                       path="bulk")
+    pulled = [helm_env.pull(registry, f"c{i:04d}", "1.0.0", tmp_path / str(i), path="bulk")
+              for i in range(2)]
+    assert [p.name for p in pulled] == ["c0000-1.0.0.tgz", "c0001-1.0.0.tgz"]
+    for i, package in enumerate(pulled):
+        shown = helm_env.run("show", "chart", str(package)).stdout
+        assert f"name: c{i:04d}\n" in shown
+        rendered = helm_env.run("template", "r", str(package)).stdout
+        assert f"helm.sh/chart: c{i:04d}-1.0.0" in rendered
+    assert pulled[0].read_bytes() != pulled[1].read_bytes()
 
 
 def test_auth_registry_refuses_anonymous_and_accepts_login(auth_registry: Registry,
