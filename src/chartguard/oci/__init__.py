@@ -26,6 +26,7 @@ from chartguard.oci.credentials import (
 from chartguard.oci.errors import (
     AuthenticationError,
     BlobNotFoundError,
+    ChartContentError,
     CredentialsError,
     DeadlineExceededError,
     DigestMismatchError,
@@ -83,6 +84,7 @@ __all__ = [
     "AuthenticationError",
     "BlobNotFoundError",
     "ChartArtifact",
+    "ChartContentError",
     "ChartReference",
     "CredentialsError",
     "Deadline",

@@ -10,13 +10,20 @@ does not match is named ("the chart layer ... does not match its digest").
 
 from __future__ import annotations
 
+import gzip
+import io
+import tarfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from chartguard.digest import is_digest
 from chartguard.oci import mediatypes as mt
 from chartguard.oci.errors import (
+    ChartContentError,
     DigestMismatchError,
     SizeLimitExceededError,
     UnsupportedMediaTypeError,
@@ -119,4 +126,77 @@ def read_chart(media_type: str, data: Mapping[str, Any], where: str, limits: Lim
                 f"{where}: the {kind} {desc['digest']} does not match its digest: {err}",
             ) from None
     name, version = chart_metadata(parts[0], where)
+    in_archive = archive_metadata(parts[1], where)
+    if in_archive != (name, version):
+        # helm records the archive's Chart.yaml; a config that says otherwise would make the
+        # chart another one at install time than the one resolved and shown (Flux reads the
+        # name from the archive): refuse the artifact rather than guess
+        raise ChartContentError(
+            f"{where}: the Helm config names chart {escape(name)} {escape(version)} but its "
+            f"archive's Chart.yaml names {escape(in_archive[0])} {escape(in_archive[1])}: push "
+            "the chart with `helm push`, which writes both from the same Chart.yaml")
     return ChartParts(config=parts[0], layer=parts[1], name=name, version=version)
+
+
+#: a chart's archive is read only as far as its Chart.yaml, and never past this many bytes
+MAX_ARCHIVE_READ = 32 * 1024 * 1024
+MAX_CHART_YAML = 1024 * 1024
+
+
+class _Capped(io.RawIOBase):
+    """The decompressed archive, refusing to be read past ``MAX_ARCHIVE_READ`` (a gzip bomb)."""
+
+    def __init__(self, inner: gzip.GzipFile) -> None:
+        self._inner = inner
+        self._read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(min(len(buffer), MAX_ARCHIVE_READ + 1 - self._read))
+        self._read += len(data)
+        if self._read > MAX_ARCHIVE_READ:
+            raise ChartContentError(f"the chart archive unpacks past {MAX_ARCHIVE_READ} bytes "
+                                    "before its Chart.yaml")
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def archive_metadata(layer: bytes, where: str) -> tuple[str, str]:
+    """The name and version the chart archive's ``<chart>/Chart.yaml`` gives (what helm
+    installs as), read in one bounded pass; ``ChartContentError`` when there is none."""
+    try:
+        stream = io.BufferedReader(_Capped(gzip.GzipFile(fileobj=io.BytesIO(layer))))
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            for member in archive:
+                parts = member.name.strip("/").split("/")
+                if len(parts) != 2 or parts[1] != "Chart.yaml" or not member.isfile():
+                    continue
+                if member.size > MAX_CHART_YAML:
+                    raise ChartContentError(f"{where}: the chart's Chart.yaml is "
+                                            f"{member.size} bytes, over {MAX_CHART_YAML}")
+                extracted = archive.extractfile(member)
+                return _chart_yaml(extracted.read() if extracted else b"", where)
+    except ChartContentError as err:
+        raise ChartContentError(str(err) if str(err).startswith(where)
+                                else f"{where}: {err}") from None
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as err:
+        raise ChartContentError(f"{where}: the chart layer is not a gzipped tar archive "
+                                f"({escape(err)})") from None
+    raise ChartContentError(f"{where}: the chart archive has no <chart>/Chart.yaml")
+
+
+def _chart_yaml(text: bytes, where: str) -> tuple[str, str]:
+    try:
+        # no anchors or aliases in a Chart.yaml: refused before anything is built from it
+        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text)):
+            raise ChartContentError(f"{where}: the chart's Chart.yaml uses YAML aliases")
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        doc = None
+    name = doc.get("name") if isinstance(doc, dict) else None
+    version = doc.get("version") if isinstance(doc, dict) else None
+    if not isinstance(name, str) or not name or not isinstance(version, (str, int, float)):
+        raise ChartContentError(f"{where}: the chart's Chart.yaml has no name and version")
+    return name, str(version)

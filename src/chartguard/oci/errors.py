@@ -134,3 +134,8 @@ class SizeLimitExceededError(OCIError):
 
 class UnsupportedMediaTypeError(OCIError):
     """The manifest or one of its parts is not what a Helm chart is made of."""
+
+
+class ChartContentError(OCIError):
+    """The chart archive is not what its manifest says it is (its Chart.yaml names another
+    chart or version than the Helm config, or there is no readable Chart.yaml)."""

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import tarfile
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -161,11 +163,11 @@ class MemoryRegistry:
 
     def push_chart(self, repository: str, version: str, *, name: str | None = None,
                    layer: bytes | None = None) -> str:
-        """A chart as ``helm push`` lays it out (the .tgz bytes are not a real archive)."""
+        """A chart as ``helm push`` lays it out: a Helm config and a .tgz holding the same
+        Chart.yaml (``layer``: other bytes, as they are)."""
         chart = name or repository.rsplit("/", 1)[-1]
         config = self.push_blob(json.dumps({"name": chart, "version": version}).encode())
-        content = self.push_blob(layer if layer is not None else
-                                 f"chart {chart} {version}".encode())
+        content = self.push_blob(layer if layer is not None else chart_archive(chart, version))
         return self.push_manifest(repository, version.replace("+", "_"), {
             "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
             "config": {"mediaType": mt.HELM_CONFIG, **config},
@@ -305,3 +307,18 @@ class MemoryRegistry:
             return _json(401, {"details": "bad credentials"})
         scope = urllib.parse.parse_qs(url.query).get("scope", [""])[0]
         return _json(200, {"token": self._token_for(scope)})
+
+
+def chart_archive(name: str, version: str, padding: bytes = b"") -> bytes:
+    """A minimal chart archive as ``helm package`` lays it out: ``<name>/Chart.yaml`` first
+    (and ``padding`` as ``<name>/padding.txt``, to make it as large as a test needs)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        files = [("Chart.yaml", f"apiVersion: v2\nname: {name}\nversion: {version}\n".encode())]
+        if padding:
+            files.append(("padding.txt", padding))
+        for path, data in files:
+            info = tarfile.TarInfo(f"{name}/{path}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()

@@ -152,7 +152,7 @@ def test_legacy_chart_layer_media_type_is_accepted(
         registry: Registry, helm_env: HelmEnv, raw_registry: RawRegistry,
         make_client: Callable[..., RegistryClient]) -> None:
     chart = helm_env.make_chart(registry, "demo", "0.1.0")
-    digest = _chart_manifest(raw_registry, chart.package.read_bytes(), tag="0.2.0",
+    digest = _chart_manifest(raw_registry, chart.package.read_bytes(), tag="0.1.0",
                              layer_type=HELM_LEGACY_CHART_LAYER)
     artifact = make_client(registry).fetch_chart(reference(chart), digest)
     assert artifact.layer == chart.package.read_bytes()

@@ -6,7 +6,9 @@ deadline tests take no real time.
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from chartguard.oci import (
     AuthenticationError,
     BlobNotFoundError,
+    ChartContentError,
     ChartReference,
     DeadlineExceededError,
     DigestMismatchError,
@@ -34,6 +37,7 @@ from chartguard_testing.memory_registry import (
     MemoryRegistry,
     MockResponse,
     MockTransport,
+    chart_archive,
 )
 
 REPO = "charts/demo"
@@ -130,13 +134,13 @@ def test_missing_repository_is_version_not_found() -> None:
 
 def test_fetch_chart_checks_every_digest() -> None:
     registry = MemoryRegistry()
-    digest = registry.push_chart(REPO, "1.0.0", layer=b"the chart tgz")
+    tgz = chart_archive("demo", "1.0.0")
+    digest = registry.push_chart(REPO, "1.0.0", layer=tgz)
     client, _ = _client(registry)
     artifact = client.fetch_chart(_ref(registry), digest)
-    assert (artifact.name, artifact.version, artifact.layer) == ("demo", "1.0.0",
-                                                                 b"the chart tgz")
+    assert (artifact.name, artifact.version, artifact.layer) == ("demo", "1.0.0", tgz)
     layer = json.loads(registry.manifests[(REPO, digest)][0])["layers"][0]["digest"]
-    registry.blobs[layer] = b"the chart tgZ"  # altered in storage
+    registry.blobs[layer] = tgz[:-1] + bytes([tgz[-1] ^ 1])  # altered in storage
     with pytest.raises(DigestMismatchError, match=f"blob {layer} .* altered or corrupted"):
         client.fetch_chart(_ref(registry), digest)
 
@@ -262,7 +266,7 @@ def test_a_5xx_is_retried_with_short_sleeps_then_answered() -> None:
 
 def test_a_trickling_body_fails_at_the_deadline() -> None:
     registry = MemoryRegistry()
-    digest = registry.push_chart(REPO, "1.0.0", layer=b"z" * 100)
+    digest = registry.push_chart(REPO, "1.0.0", layer=b"z" * 100)  # never read to its end
     layer = json.loads(registry.manifests[(REPO, digest)][0])["layers"][0]["digest"]
     clock = FakeClock()
     registry.faults[("GET", f"/v2/{REPO}/blobs/{layer}")] = lambda: MockResponse(
@@ -355,3 +359,48 @@ def test_plain_http_to_a_tls_registry_hints_at_tls() -> None:
     with pytest.raises(RegistryResponseError, match="serves HTTPS") as caught:
         client.resolve(ChartReference.parse("oci://registry.test/charts", "demo"), "1.0.0")
     assert caught.value.hints == (Hint.USE_TLS, Hint.CA_CERTIFICATE)
+
+
+def test_a_chart_whose_archive_names_another_chart_than_its_config_is_refused() -> None:
+    """helm installs what the archive's Chart.yaml says: a config that says otherwise (a
+    hand-built artifact) would make the resolved chart another one at install time."""
+    registry = MemoryRegistry()
+    renamed = registry.push_chart(REPO, "1.0.0", layer=chart_archive("other", "1.0.0"))
+    bumped = registry.push_chart(REPO, "2.0.0", layer=chart_archive("demo", "1.0.0"))
+    client, _ = _client(registry)
+    with pytest.raises(ChartContentError, match=r"names chart demo 1\.0\.0 but its archive's "
+                                                r"Chart\.yaml names other 1\.0\.0"):
+        client.fetch_chart(_ref(registry), renamed)
+    with pytest.raises(ChartContentError, match=r"demo 2\.0\.0 but .* demo 1\.0\.0"):
+        client.fetch_chart(_ref(registry), bumped)
+
+
+def test_a_chart_layer_that_is_no_archive_or_a_bomb_is_a_clear_error() -> None:
+    registry = MemoryRegistry()
+    client, _ = _client(registry)
+    junk = registry.push_chart(REPO, "1.0.0", layer=b"not gzip at all")
+    with pytest.raises(ChartContentError, match="not a gzipped tar archive"):
+        client.fetch_chart(_ref(registry), junk)
+    # 40 MiB of zeros before the Chart.yaml: refused after reading 32 MiB, not unpacked whole
+    bomb = io.BytesIO()
+    with tarfile.open(fileobj=bomb, mode="w:gz") as archive:
+        info = tarfile.TarInfo("demo/zeros")
+        info.size = 40 * 1024 * 1024
+        archive.addfile(info, io.BytesIO(bytes(info.size)))
+    assert len(bomb.getvalue()) < 1024 * 1024
+    digest = registry.push_chart(REPO, "2.0.0", layer=bomb.getvalue())
+    with pytest.raises(ChartContentError, match="unpacks past 33554432 bytes"):
+        client.fetch_chart(_ref(registry), digest)
+    empty = registry.push_chart(REPO, "3.0.0", layer=_tgz_without_chart_yaml())
+    with pytest.raises(ChartContentError, match=r"has no <chart>/Chart\.yaml"):
+        client.fetch_chart(_ref(registry), empty)
+
+
+def _tgz_without_chart_yaml() -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        info = tarfile.TarInfo("demo/values.yaml")
+        data = b"a: 1\n"
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()

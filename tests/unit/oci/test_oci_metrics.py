@@ -4,6 +4,7 @@ path as a label."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from chartguard_testing.memory_registry import (
     MemoryRegistry,
     MockResponse,
     MockTransport,
+    chart_archive,
 )
 from chartguard_testing.scrape import Samples
 
@@ -35,7 +37,8 @@ def now() -> Samples:
 
 def test_a_chart_pull_counts_each_exchange_and_the_bytes_it_read() -> None:
     registry = MemoryRegistry(storage_host="storage.test")  # blobs redirected: 307 then 200
-    digest = registry.push_chart("charts/demo", "1.0.0", layer=b"t" * 5000)
+    digest = registry.push_chart("charts/demo", "1.0.0",
+                                 layer=chart_archive("demo", "1.0.0", os.urandom(5000)))
     clock = FakeClock()
     transport = MockTransport(registry.handle)
     client = RegistryClient(transport=transport, clock=clock, sleep=clock.sleep)
