@@ -147,14 +147,14 @@ class _Capped(io.RawIOBase):
     """The decompressed archive, refusing to be read past ``MAX_ARCHIVE_READ`` (a gzip bomb)."""
 
     def __init__(self, inner: gzip.GzipFile) -> None:
-        self._inner = inner
+        self._gzip = inner
         self._read = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._inner.read(min(len(buffer), MAX_ARCHIVE_READ + 1 - self._read))
+        data = self._gzip.read(min(len(buffer), MAX_ARCHIVE_READ + 1 - self._read))
         self._read += len(data)
         if self._read > MAX_ARCHIVE_READ:
             raise ChartContentError(f"the chart archive unpacks past {MAX_ARCHIVE_READ} bytes "
