@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e_support import InCluster
 
 from chartguard_testing import tools
 from chartguard_testing.apiserver.kubectl import Kubectl
@@ -55,16 +56,6 @@ def namespace(kubectl: Kubectl) -> Iterator[str]:
         yield name
     finally:
         kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-@dataclass(frozen=True)
-class InCluster:
-    """What `make e2e` set up inside the cluster: the registry (from here and from the
-    operator) and the namespace the operator runs in."""
-
-    registry: str
-    registry_in_cluster: str
-    operator_namespace: str
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from e2e_support import InCluster
 
 from chartguard_testing.apiserver.kubectl import Kubectl
 from chartguard_testing.charts import HelmEnv
 from chartguard_testing.cosign_cli import CosignCLI
-from conftest import InCluster
 
 pytestmark = pytest.mark.e2e
 
