@@ -25,10 +25,11 @@ $(STAMP): pyproject.toml testing/pyproject.toml requirements.lock
 base-tools:
 	bash scripts/install-tools.sh
 
-# the above, then cosign v2/v3, the control plane, oras and crane built from source with Go
-# (cached by version in ~/.cache/chartguard/go-tools: ~25 CPU-minutes once, 0.2 s after)
+# the above, then cosign v2/v3, the control plane, oras, crane and Flux's source-controller and
+# helm-controller (the GitOps tests run them) built from source with Go (cached by version in
+# ~/.cache/chartguard/go-tools: ~40 CPU-minutes once, 0.2 s after)
 tools: base-tools
-	$(PYTHON) scripts/build_go_tools.py cosign controlplane registry
+	$(PYTHON) scripts/build_go_tools.py cosign controlplane registry flux
 
 # cosign (v2 as .tools/cosign, v3 as .tools/cosign3) only
 cosign:
@@ -38,8 +39,9 @@ cosign:
 controlplane:
 	$(PYTHON) scripts/build_go_tools.py cosign controlplane registry
 
-# Flux's source-controller and helm-controller, for benchmark comparison only (no flux CLI:
-# its module lacks the generated install manifests it embeds; see scripts/build_go_tools.py)
+# Flux's source-controller and helm-controller (+ the CRDs of the source kinds we do not serve),
+# for the GitOps tests and the benchmark; part of `make tools` (no flux CLI: its module lacks
+# the generated install manifests it embeds; see scripts/build_go_tools.py)
 flux-controllers:
 	$(PYTHON) scripts/build_go_tools.py flux
 
@@ -63,13 +65,12 @@ test: install tools
 demo: install base-tools
 	$(BIN)/python scripts/demo.py
 
-# speed and memory figures (tests never time things)
-# (+ the side-by-side with Flux's source-controller when `make flux-controllers` built it)
+# speed and memory figures (tests never time things), and the side-by-side with Flux's
+# source-controller
 bench: install tools
 	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_operator.py
-	if [ -x .tools/source-controller ]; then $(MAKE) --no-print-directory bench-flux; \
-	else echo "bench-flux skipped: run \`make flux-controllers\` for Flux's source-controller"; fi
+	$(MAKE) --no-print-directory bench-flux
 
 # chartguard vs Flux's source-controller on one real control plane and registry
 # (FLUX_BENCH_ARGS="--charts 1000" for more)

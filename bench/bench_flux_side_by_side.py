@@ -1,5 +1,5 @@
-"""chartguard beside Flux's own source-controller (`make bench-flux`, part of `make bench` when
-`make flux-controllers` has built `.tools/source-controller`).
+"""chartguard beside Flux's own source-controller (`make bench-flux`, part of `make bench`;
+Flux's controllers are built by `make flux-controllers`, part of `make tools`).
 
 On ONE real control plane (etcd, kube-apiserver 1.36.3, controller-manager, scheduler, kwok:
 `chartguard_testing.controlplane`, our CRDs from crds/) and ONE registry (Debian's

@@ -4,10 +4,11 @@ checks and benchmarks beside chartguard: test equipment.
 The binaries (source-controller v1.9.5, helm-controller v1.6.4) and the CRDs of the source
 kinds chartguard does not serve (``flux-source-crds.yaml``: Bucket, ExternalArtifact,
 GitRepository, OCIRepository, which both controllers watch) are built and copied by
-``make flux-controllers`` into ``.tools/``; a missing one is an error naming that target,
-never a skip. Each controller runs on free ports of 127.0.0.1, watches one namespace
-(``--watch-all-namespaces=false`` with ``RUNTIME_NAMESPACE``), so it never touches another
-test's objects on a shared control plane, and is stopped by its PID.
+``make flux-controllers`` (part of ``make tools``, so CI has them) into ``.tools/``; a missing
+one is an error naming that target, never a skip. Each controller runs on free ports of
+127.0.0.1, watches one namespace (``--watch-all-namespaces=false`` with
+``RUNTIME_NAMESPACE``), so it never touches another test's objects on a shared control plane,
+and is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ def find(name: str) -> Path:
     path = tools.TOOLS_DIR / name
     if not path.is_file():
         raise FluxMissingError(f"{name} not found in {tools.TOOLS_DIR}: run `make "
-                               "flux-controllers` (Flux's source-controller and helm-controller,"
-                               " built from source)")
+                               "flux-controllers` (part of `make tools`: Flux's source-controller"
+                               " and helm-controller, built from source)")
     return path
 
 
