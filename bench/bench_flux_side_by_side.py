@@ -1,5 +1,5 @@
-"""chartguard beside Flux's own source-controller (`make bench-flux`, part of `make bench` when
-`make flux-controllers` has built `.tools/source-controller`).
+"""chartguard beside Flux's own source-controller (`make bench-flux`, part of `make bench`;
+Flux's controllers are built by `make flux-controllers`, part of `make tools`).
 
 On ONE real control plane (etcd, kube-apiserver 1.36.3, controller-manager, scheduler, kwok:
 `chartguard_testing.controlplane`, our CRDs from crds/) and ONE registry (Debian's
@@ -25,8 +25,8 @@ chartguard's `--concurrency`).
 
 Flux's source-controller reads HelmChart and HelmRepository through OUR CRDs (crds/, v1
 storage); it also watches GitRepository, Bucket, OCIRepository and ExternalArtifact, whose CRDs
-chartguard does not serve: they are applied from the source-controller module's
-config/crd/bases (Go's module cache; `go mod download` fetches it when missing).
+chartguard does not serve: they are applied from `.tools/flux-source-crds.yaml`, which
+`make flux-controllers` copies from the source-controller module's config/crd/bases.
 
 Then HelmReleases (`--releases`, default 100; 0 skips): R more charts are pushed (repository
 `releases/cNNNN`, each its own layer, named in its Chart.yaml as in its Helm config, and its own
@@ -45,7 +45,6 @@ default waiting (kstatus) and `--concurrent` / `--release-concurrency` = `--conc
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -59,14 +58,13 @@ from typing import Any
 import yaml
 
 from chartguard_testing import cosign_signer as cs
-from chartguard_testing import procs, tools
+from chartguard_testing import flux, procs, tools
 from chartguard_testing.bulk_charts import push_signed_charts
 from chartguard_testing.charts import HelmEnv
 from chartguard_testing.controlplane import ControlPlane, run_controlplane
 from chartguard_testing.registry import Registry, run_registry
 
-SOURCE_CONTROLLER_MODULE = "github.com/fluxcd/source-controller@v1.9.5"
-SHARD = "sharding.fluxcd.io/key"
+SHARD = flux.SHARD
 CHARTGUARD = str(Path(sys.executable).with_name("chartguard"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -113,11 +111,7 @@ def objects(namespace: str, shard: str, url: str, n: int) -> list[dict[str, Any]
 
 def flux_extra_crds() -> list[Path]:
     """source-controller's CRDs except HelmChart and HelmRepository (ours are used)."""
-    found = subprocess.run(["go", "mod", "download", "-json", SOURCE_CONTROLLER_MODULE],
-                           check=True, capture_output=True, text=True, timeout=600)
-    bases = Path(json.loads(found.stdout)["Dir"]) / "config" / "crd" / "bases"
-    return sorted(p for p in bases.glob("*.yaml")
-                  if not p.name.endswith(("_helmcharts.yaml", "_helmrepositories.yaml")))
+    return [flux.source_crds()]
 
 
 # ---- measuring ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Build pinned Go tools from source through the Go module proxy, cached by version.
 
-    python3 scripts/build_go_tools.py [GROUP...]      groups: cosign controlplane registry flux
-                                                         (default: cosign controlplane registry)
+    python3 scripts/build_go_tools.py [GROUP...]      groups: cosign controlplane registry flux e2e
+                                                         (default: all but e2e)
 
 Why from source: no prebuilt kube-apiserver, etcd, kwok or cosign can be downloaded on our
 machines, but the Go module proxy is reachable, and building Kubernetes as a dependency is
@@ -50,11 +50,13 @@ COSIGN2 = "v2.6.5"
 COSIGN3 = "v3.1.3"
 ORAS = "v1.3.6"
 CRANE = "v0.22.1"        # github.com/google/go-containerregistry
-# Flux at the versions our CRDs follow (crds/*.yaml name the commits); comparison only
-# (the newest flux2 release the proxy serves and the controller releases it pins; the proxy
+# Flux at the versions our CRDs follow (crds/*.yaml name the commits), for the GitOps tests
+# and the benchmark (the newest flux2 release the proxy serves and the controller releases it
+# pins; the proxy
 # lists no version of github.com/fluxcd/helm-controller but serves v1.6.4 when asked)
 SOURCE_CONTROLLER = "v1.9.5"   # as flux2 v2.9.5 pins them
 HELM_CONTROLLER = "v1.6.4"
+KIND = "v0.33.0"           # sigs.k8s.io/kind, `make e2e` only
 
 # fixed so the same pins give the same binary (and kubectl version shows a stable date)
 BUILD_DATE = "2026-01-01T00:00:00Z"
@@ -187,14 +189,26 @@ TOOLSET: tuple[Tool, ...] = (
          # it requires github.com/fluxcd/pkg/artifact v0.18.3, which the proxy refuses (403,
          # as v0.18.2); v0.18.1 is the nearest patch release it serves
          overrides=(("github.com/fluxcd/pkg/artifact",
-                     "github.com/fluxcd/pkg/artifact v0.18.1"),)),
+                     "github.com/fluxcd/pkg/artifact v0.18.1"),),
+         # the CRDs of the source kinds chartguard does not serve (ours serve HelmRepository
+         # and HelmChart), which source-controller and helm-controller watch: without them
+         # neither starts against a cluster that has only ours
+         data=(("flux-source-crds.yaml",
+                tuple(f"config/crd/bases/source.toolkit.fluxcd.io_{kind}.yaml"
+                      for kind in ("buckets", "externalartifacts", "gitrepositories",
+                                   "ocirepositories"))),)),
     Tool("helm-controller", "github.com/fluxcd/helm-controller", HELM_CONTROLLER,
          (Binary("helm-controller", "github.com/fluxcd/helm-controller"),), "flux"),
+    # kind for `make e2e` (a cluster in docker); never built by `make tools`
+    Tool("kind", "sigs.k8s.io/kind", KIND,
+         (Binary("kind", "sigs.k8s.io/kind"),), "e2e"),
     # No `flux` CLI: github.com/fluxcd/flux2/v2/cmd/flux embeds manifests/*.yaml, which its
     # release process generates and the module zip lacks ("pattern manifests/*.yaml: no
     # matching files found"), so `go build` of it from the module proxy cannot succeed.
 )
-DEFAULT_GROUPS = ("cosign", "controlplane", "registry")
+# what `make tools` builds (kind, group e2e, only for `make e2e`); cold on 2 cores: ~1,500
+# CPU-s for the first three, ~830 more for flux (source-controller 597, helm-controller 176)
+DEFAULT_GROUPS = ("cosign", "controlplane", "registry", "flux")
 
 
 def _go_env() -> dict[str, str]:
@@ -315,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("groups", nargs="*", default=list(DEFAULT_GROUPS),
-                        help="cosign, controlplane, registry, flux (default: all but flux)")
+                        help="cosign, controlplane, registry, flux, e2e (default: all but e2e)")
     args = parser.parse_args(argv)
     unknown = set(args.groups) - {t.group for t in TOOLSET}
     if unknown:

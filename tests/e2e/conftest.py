@@ -1,9 +1,11 @@
 """`make e2e`: the flows of the emulator-backed tests, against a real cluster.
 
-Needs ``CHARTGUARD_E2E_KUBECONFIG`` (or ``KUBECONFIG``) pointing at a disposable cluster, e.g.
-``kind create cluster && make e2e``. Everything a test creates lives in a namespace of its
-own, deleted afterwards; the CRDs are applied server-side (idempotent) and left installed.
-Without a cluster these tests fail with a line saying so: they never skip.
+`make e2e` (scripts/e2e.py) creates a kind cluster, installs the operator with the deploy
+chart, runs a registry in it and sets ``CHARTGUARD_E2E_KUBECONFIG``, ``CHARTGUARD_E2E_REGISTRY``
+(the registry as this machine reaches it, 127.0.0.1 through ``kubectl port-forward``),
+``CHARTGUARD_E2E_REGISTRY_IN_CLUSTER`` (as the operator reaches it) and
+``CHARTGUARD_E2E_OPERATOR_NAMESPACE``. Everything a test creates lives in a namespace of its
+own, deleted afterwards. Without them these tests fail with a line saying so: they never skip.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e_support import InCluster
 
 from chartguard_testing import tools
 from chartguard_testing.apiserver.kubectl import Kubectl
@@ -53,3 +56,14 @@ def namespace(kubectl: Kubectl) -> Iterator[str]:
         yield name
     finally:
         kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def in_cluster(cluster: Cluster) -> InCluster:
+    names = ("CHARTGUARD_E2E_REGISTRY", "CHARTGUARD_E2E_REGISTRY_IN_CLUSTER",
+             "CHARTGUARD_E2E_OPERATOR_NAMESPACE")
+    values = [os.environ.get(name, "") for name in names]
+    if not all(values):
+        pytest.fail(f"the operator and registry of `make e2e` are not set up ({', '.join(names)}"
+                    " unset): run `make e2e`, which creates a kind cluster with both")
+    return InCluster(*values)

@@ -80,6 +80,24 @@ def test_every_default_group_is_pinned_to_a_release() -> None:
         assert tool.version.count(".") == 2, tool
     groups = {t.group for t in script.TOOLSET}
     assert set(script.DEFAULT_GROUPS) <= groups
-    assert "flux" not in script.DEFAULT_GROUPS
+    # Flux's controllers too: the GitOps tests run them and must fail, not skip, without them
+    assert "flux" in script.DEFAULT_GROUPS
     # cosign first: tests that wait for the real cosign need nothing else
     assert script.TOOLSET[0].group == "cosign"
+
+
+def test_flux_controllers_come_with_the_crds_of_the_kinds_chartguard_does_not_serve() -> None:
+    """Both controllers watch Bucket, ExternalArtifact, GitRepository and OCIRepository:
+    without these CRDs neither starts; ours serve HelmRepository and HelmChart."""
+    (tool,) = [t for t in _script().TOOLSET if t.key == "source-controller"]
+    ((name, parts),) = tool.data
+    assert name == "flux-source-crds.yaml"
+    kinds = {Path(p).name.split("_", 1)[1].removesuffix(".yaml") for p in parts}
+    assert kinds == {"buckets", "externalartifacts", "gitrepositories", "ocirepositories"}
+
+
+def test_kind_is_built_for_make_e2e_only() -> None:
+    script = _script()
+    (tool,) = [t for t in script.TOOLSET if t.key == "kind"]
+    assert (tool.module, tool.group) == ("sigs.k8s.io/kind", "e2e")
+    assert "e2e" not in script.DEFAULT_GROUPS

@@ -6,6 +6,14 @@ else the release's), labels/annotations from ``spec.chart.metadata``, interval f
 chartguard extensions (``matchOIDCIdentity``, ``trustedRootSecretRef``) that Flux's template
 lacks. Two labels name the owning release, because a cross-namespace owner reference is not
 allowed and the chart must still be found and garbage-collected.
+
+One addition of chartguard's: the release's sharding label (``sharding.fluxcd.io/key``) is
+copied onto the chart when the template sets none. helm-controller copies only
+``spec.chart.metadata.labels`` (Flux's sharding guide asks users to repeat the key there);
+without the copy, a chartguard started with ``--selector sharding.fluxcd.io/key=chartguard``
+would never see the chart its own release implies, while a Flux source-controller started with
+``--watch-label-selector='!sharding.fluxcd.io/key'`` would reconcile it instead, and the
+release would wait for an artifact chartguard never verified.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from chartguard.api.meta import SOURCE_GROUP, SOURCE_VERSIONS, ObjectMeta
 
 OWNER_NAME_LABEL = "helm.toolkit.fluxcd.io/name"
 OWNER_NAMESPACE_LABEL = "helm.toolkit.fluxcd.io/namespace"
+#: Flux's sharding key: the controller instance an object belongs to
+SHARDING_LABEL = "sharding.fluxcd.io/key"
 
 
 def implied_helmchart(release: HelmRelease) -> HelmChart:
@@ -26,8 +36,10 @@ def implied_helmchart(release: HelmRelease) -> HelmChart:
     if template is None:
         raise ValueError(f"{release.subject} uses spec.chartRef: it implies no HelmChart")
     spec = template.spec
+    shard = release.metadata.labels.get(SHARDING_LABEL)
     labels = {
-        **template.labels,
+        **({SHARDING_LABEL: shard} if shard is not None else {}),
+        **template.labels,  # a key the template sets itself wins, as helm-controller has it
         OWNER_NAME_LABEL: release.metadata.name,
         OWNER_NAMESPACE_LABEL: release.metadata.namespace,
     }

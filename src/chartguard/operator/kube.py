@@ -21,11 +21,14 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
+from chartguard import __version__
 from chartguard.api.meta import SOURCE_GROUP
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 COMPONENT = "chartguard"
+#: the manager of every field chartguard writes (metadata.managedFields)
+FIELD_MANAGER = "chartguard"
 
 
 class KubeError(Exception):
@@ -45,7 +48,12 @@ def load_config(pool_size: int) -> kubernetes.client.ApiClient:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=os.environ.get("KUBECONFIG") or None, client_configuration=config)
     config.connection_pool_maxsize = pool_size
-    return kubernetes.client.ApiClient(config)
+    client = kubernetes.client.ApiClient(config)
+    # the API server names a request's field manager after its user agent (up to the first
+    # "/"): every write shows up as "chartguard" in managedFields, as Flux's controllers show
+    # up as "source-controller" and "helm-controller", not as the client's "OpenAPI-Generator"
+    client.user_agent = f"{FIELD_MANAGER}/{__version__}"
+    return client
 
 
 class Kube:

@@ -9,9 +9,11 @@ from pathlib import Path
 import kopf
 import pytest
 
+from chartguard import __version__
 from chartguard.cli import build_parser
 from chartguard.cli.run import config_from
 from chartguard.operator import SelectorError, label_filter
+from chartguard.operator.kube import FIELD_MANAGER, load_config
 from chartguard.operator.runtime import status_patch
 from chartguard.operator.workqueue import WorkQueue
 
@@ -80,3 +82,21 @@ def test_run_flags_fall_back_to_chartguard_variables(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("CHARTGUARD_HEALTH_PORT")
     everywhere = config_from(build_parser().parse_args(["run", "--all-namespaces"]))
     assert everywhere.namespaces == ()
+
+
+def test_every_api_write_names_chartguard_as_its_field_manager(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API server takes a write's field manager from the user agent (up to the first /):
+    beside Flux, managedFields must say "chartguard" where Flux's say "source-controller"."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    client = load_config(4)
+    assert client.user_agent == f"{FIELD_MANAGER}/{__version__}"
+    assert client.user_agent.split("/", 1)[0] == "chartguard"
+    assert client.default_headers["User-Agent"] == client.user_agent

@@ -12,7 +12,7 @@ import pytest
 
 from chartguard.api import HelmChart, HelmRelease, implied_helmchart
 from chartguard.api import conditions as c
-from chartguard.api.implied import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
+from chartguard.api.implied import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, SHARDING_LABEL
 from chartguard.reconcile.outcome import StepFailedError, WaitingError
 from chartguard.reconcile.release_chart import (
     SOURCE_NOT_READY,
@@ -36,7 +36,8 @@ EXTENDED = {"provider": "cosign",
 
 def release(verify: dict[str, Any] | None = BLOG_KEY, *, api_version: str = "v2",
             version: str = "6.x", source_namespace: str = "",
-            labels: dict[str, str] | None = None) -> HelmRelease:
+            labels: dict[str, str] | None = None,
+            release_labels: dict[str, str] | None = None) -> HelmRelease:
     source: dict[str, Any] = {"kind": "HelmRepository", "name": "podinfo"}
     if source_namespace:
         source["namespace"] = source_namespace
@@ -49,7 +50,7 @@ def release(verify: dict[str, Any] | None = BLOG_KEY, *, api_version: str = "v2"
         chart["metadata"] = {"labels": labels, "annotations": {"team": "web"}}
     return HelmRelease.from_object({
         "apiVersion": f"helm.toolkit.fluxcd.io/{api_version}", "kind": "HelmRelease",
-        "metadata": {"name": "podinfo", "namespace": NS},
+        "metadata": {"name": "podinfo", "namespace": NS, "labels": release_labels or {}},
         "spec": {"interval": "5m", "targetNamespace": "podinfo", "chart": chart}})
 
 
@@ -78,6 +79,38 @@ def test_desired_chart_lives_in_the_source_namespace() -> None:
     assert (body["metadata"]["namespace"], body["metadata"]["name"]) == (
         "sources", "flux-system-podinfo")
     assert body["spec"]["sourceRef"] == {"kind": "HelmRepository", "name": "podinfo"}
+
+
+def test_the_implied_chart_carries_the_releases_sharding_label() -> None:
+    """chartguard's addition (helm-controller copies only spec.chart.metadata.labels): beside
+    Flux, `--selector sharding.fluxcd.io/key=chartguard` must see the chart its release
+    implies, and Flux's `--watch-label-selector='!sharding.fluxcd.io/key'` must not."""
+    hr = release(release_labels={SHARDING_LABEL: "chartguard", "team": "web"},
+                 labels={"app": "podinfo"})
+    body = desired_helmchart_body(hr)
+    assert body["metadata"]["labels"] == {SHARDING_LABEL: "chartguard", "app": "podinfo",
+                                          OWNER_NAME_LABEL: "podinfo", OWNER_NAMESPACE_LABEL: NS}
+    # the release's other labels stay the release's, as with helm-controller
+    assert "team" not in body["metadata"]["labels"]
+
+
+def test_a_sharding_label_the_template_sets_wins_over_the_releases() -> None:
+    """Flux's sharding guide puts the key in spec.chart.metadata.labels: that stays."""
+    hr = release(release_labels={SHARDING_LABEL: "chartguard"},
+                 labels={SHARDING_LABEL: "shard2"})
+    assert desired_helmchart_body(hr)["metadata"]["labels"][SHARDING_LABEL] == "shard2"
+
+
+def test_an_unsharded_release_implies_an_unsharded_chart() -> None:
+    assert SHARDING_LABEL not in desired_helmchart_body(release())["metadata"]["labels"]
+
+
+def test_a_stored_chart_without_the_releases_sharding_label_needs_update() -> None:
+    """A chart written before the release was labelled (or by helm-controller) is relabelled."""
+    unsharded = stored(desired_helmchart_body(release()))
+    desired = desired_helmchart_body(release(release_labels={SHARDING_LABEL: "chartguard"}))
+    assert helmchart_needs_update(unsharded, desired)
+    assert not helmchart_needs_update(stored(desired), desired)
 
 
 def stored(body: dict[str, Any]) -> dict[str, Any]:
