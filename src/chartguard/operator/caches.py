@@ -44,7 +44,7 @@ class Objects:
             # never go back to an older body (a patch response may race a watch event)
             if old is not None and _rv(old) > _rv(body):
                 return
-            self._bodies[ref] = dict(body)
+            self._bodies[ref] = slim(body)
 
     def drop(self, ref: Ref) -> None:
         with self._lock:
@@ -57,6 +57,25 @@ class Objects:
     def values(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._bodies.values())
+
+
+#: kept by the API server on every object, read by nothing in the operator: ``kubectl apply``'s
+#: copy of the whole spec is about half of an applied object's body
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` without what the operator never reads (``managedFields``, kubectl's
+    last-applied copy): at 1,000 releases and charts that is most of the cache."""
+    out = dict(body)
+    meta = body.get("metadata")
+    if isinstance(meta, Mapping):
+        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        annotations = meta.get("annotations")
+        if isinstance(annotations, Mapping) and _LAST_APPLIED in annotations:
+            meta["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
+        out["metadata"] = meta
+    return out
 
 
 def _rv(body: Mapping[str, Any]) -> int:

@@ -56,7 +56,8 @@ def build_registry(config: OperatorConfig, *, identity: str = "") -> kopf.Operat
         settings.watching.reconnect_backoff = 1.0
         settings.networking.request_timeout = 30
         settings.queueing.exit_timeout = 2.0
-        kube = Kube(load_config(config.concurrency + 4))
+        kube = Kube(load_config(
+            config.concurrency + config.release_concurrency + 4))
         memo.runtime = Runtime(config, kube)
         memo.runtime.start()
         if config.peering:

@@ -136,3 +136,20 @@ def test_a_secret_change_queues_each_user_on_its_own_kinds_queue(tmp_path: Path)
     assert (len(runtime.release_queue), len(runtime.queue)) == (1, 1)
     assert runtime.release_queue._queue.get_nowait() == release
     assert runtime.queue._queue.get_nowait() == chart
+
+
+def test_cached_bodies_drop_what_the_operator_never_reads() -> None:
+    objects = Objects()
+    applied = {"metadata": {"name": "a", "namespace": "ns", "resourceVersion": "3",
+                            "managedFields": [{"manager": "kubectl"}],
+                            "annotations": {
+                                "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+                                "reconcile.fluxcd.io/requestedAt": "now"}},
+               "spec": {"interval": "1m"}}
+    objects.put(applied)
+    cached = objects.get("ns", "a")
+    assert cached is not None
+    assert "managedFields" not in cached["metadata"]
+    assert cached["metadata"]["annotations"] == {"reconcile.fluxcd.io/requestedAt": "now"}
+    assert cached["spec"] == {"interval": "1m"}
+    assert "managedFields" in applied["metadata"]  # the caller's body is not changed
