@@ -216,7 +216,13 @@ class Runtime:
         with self._memory_lock:
             memory = self.memory.get((CHARTS, namespace, name))
         verified = memory.verified if memory is not None else None
-        return verified.digest if verified is not None else None
+        if verified is None:
+            return None
+        # the file a release gets is the one this process bound to that digest: a status whose
+        # artifact names another file (not written by this process) is not taken
+        body = self.charts.get(namespace, name) or {}
+        artifact = (body.get("status") or {}).get("artifact") or {}
+        return verified.digest if artifact.get("digest") == verified.artifact else None
 
     def observe_chart(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = self._observe(CHARTS, self.charts, event_type, body)

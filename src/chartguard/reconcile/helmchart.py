@@ -21,7 +21,7 @@ verified chart stays what the cluster uses. Nothing here imports kopf or the Kub
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -93,10 +93,13 @@ class ChartEnv:
 
 @dataclass(frozen=True)
 class Verified:
-    """What this process last verified for one object: a manifest digest under a policy."""
+    """What this process last verified for one object: a manifest digest under a policy, and
+    the store digest of the chart layer it fetched and hashed for that manifest itself."""
 
     digest: str
     policy: str  # the policy fingerprint; "" when spec.verify is not set
+    #: the artifact (store) digest bound to ``digest`` by this process; "" before it fetched
+    artifact: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -312,8 +315,17 @@ def _fetch(s: _Scratch) -> None:
     assert s.resolved is not None
     assert s.client is not None
     assert s.ref is not None
-    if _in_store(s):
-        return  # this digest's chart is stored: nothing to download
+    bound = s.verified_before.artifact if s.verified_before is not None else ""
+    art = s.status.artifact
+    if (_in_store(s) and s.verified == s.verified_before and art is not None
+            and art.digest == bound):
+        # this process fetched this digest's chart itself and stored it under that name
+        if s.verified is not None:
+            s.verified = replace(s.verified, artifact=bound)
+        return
+    # first time here (e.g. after a restart): the stored file is taken only once this manifest's
+    # layer is fetched and hashed again, so status.artifact.digest (which anyone who may write
+    # the status could have changed) never decides alone which file stands for the digest
     try:
         chart = s.client.fetch_chart(s.ref, s.resolved.digest)
     except OCIError as err:
@@ -325,6 +337,8 @@ def _fetch(s: _Scratch) -> None:
         raise StepFailedError(c.STORAGE_OPERATION_FAILED, c.ARCHIVE_OPERATION_FAILED,
                       f"unable to copy Helm chart to storage: {safe(err)}") from None
     s.actions.append("fetched")
+    if s.verified is not None:
+        s.verified = replace(s.verified, artifact=digest)
     s.chart_name = safe(chart.name)  # from the registry: outside text
     path = s.env.store.relative_path(digest)
     old = s.status.artifact

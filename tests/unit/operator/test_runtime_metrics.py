@@ -157,3 +157,24 @@ def test_metrics_flags_and_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         config_from(build_parser().parse_args(["run"]))
     with pytest.raises(ValueError, match="--metrics-port 70000: use a port from 1 to 65535"):
         config_from(build_parser().parse_args(["run", "--metrics-port", "70000"]))
+
+
+def test_a_release_gets_a_chart_only_as_this_process_bound_its_file(runtime: Runtime) -> None:
+    """chart_verified gives the verified manifest digest only while the HelmChart's status names
+    the store file this process fetched for it; a status naming another file gives None."""
+    from chartguard.operator.runtime import CHARTS
+    from chartguard.reconcile.helmchart import Verified
+
+    def chart(digest: str) -> dict[str, Any]:
+        return {"metadata": {"name": "app", "namespace": "ns", "resourceVersion": digest[-1]},
+                "status": {"artifact": {"digest": digest,
+                                        "revision": "1.0.0@sha256:" + "m" * 64}}}
+
+    bound, other = "sha256:" + "a" * 63 + "1", "sha256:" + "b" * 63 + "2"
+    assert runtime.chart_verified("ns", "app") is None  # nothing verified yet
+    runtime._mem((CHARTS, "ns", "app")).verified = Verified("sha256:" + "m" * 64, "p",
+                                                             artifact=bound)
+    runtime.charts.put(chart(bound))
+    assert runtime.chart_verified("ns", "app") == "sha256:" + "m" * 64
+    runtime.charts.put(chart(other))  # a status written by someone else
+    assert runtime.chart_verified("ns", "app") is None

@@ -374,3 +374,38 @@ def test_verifications_and_reused_verifications_are_counted_for_metrics(world: W
     del unverified["spec"]["verify"]
     moved = counting(lambda: run(world, HelmChartStatus(), obj=unverified))
     assert moved.total(verifications) + moved.total(hits) + moved.total(misses) == 0
+
+
+def test_a_new_process_binds_the_stored_file_to_the_digest_it_verified_again(
+        world: World) -> None:
+    """status.artifact.digest is not trusted to name the file of a verified manifest: a new
+    process fetches the manifest's layer and hashes it before the stored file stands for it,
+    so a status pointing at another chart's file in the store is put right."""
+    key = cs.generate_key_pair()
+    world.secrets[(NS, "cosign-pub")] = {"cosign.pub": key.public_pem}
+    world.registry.push("1.0.0", key)
+    first = run(world, HelmChartStatus())
+    assert first.status.artifact is not None
+    other = world.env.store.put(b"another verified chart, stored here too")
+    forged = HelmChartStatus(**{**first.status.__dict__, "artifact": type(
+        first.status.artifact)(**{**first.status.artifact.__dict__, "digest": other})})
+    world.env = ChartEnv(**{**world.env.__dict__, "verified": VerifiedCache()})
+    world.registry.calls.clear()
+    again = run(world, forged)  # nothing verified before: a new process
+    assert world.registry.calls == ["resolve", "signatures", "fetch"]
+    assert again.status.artifact is not None
+    assert again.status.artifact.digest == first.status.artifact.digest
+    assert again.verified is not None
+    assert again.verified.artifact == first.status.artifact.digest
+    # the same process, next interval, trusts what it bound itself: no download
+    world.registry.calls.clear()
+    steady = run(world, again.status, before=again.verified)
+    assert world.registry.calls == ["resolve"]
+    assert steady.verified is not None
+    assert steady.verified.artifact == first.status.artifact.digest
+    # a status changed under the running process is not what it bound: fetched and put right
+    world.registry.calls.clear()
+    fixed = run(world, forged, before=steady.verified)
+    assert world.registry.calls == ["resolve", "fetch"]
+    assert fixed.status.artifact is not None
+    assert fixed.status.artifact.digest == first.status.artifact.digest
