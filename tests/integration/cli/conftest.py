@@ -6,7 +6,6 @@ operator tests' equipment, ``tests/integration/operator/operator_support.py``), 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
 from cli_support import Chartguard
-from operator_support import Charts, Cluster, Operator, OperatorTarget
+from operator_fixtures import charts, operator, proxy, sigstore  # noqa: F401 (fixtures)
+from operator_support import Cluster, OperatorTarget
 
 from chartguard_testing import tools
 from chartguard_testing.apiserver import KubeAPI
 from chartguard_testing.apiserver.kubectl import Kubectl
-from chartguard_testing.charts import HelmEnv
-from chartguard_testing.proxy import CountingProxy
-from chartguard_testing.registry import Registry
-from chartguard_testing.sigstore_local import LocalSigstore
 
 CRDS = Path(tools.REPO_ROOT) / "crds"
 
-
-@pytest.fixture(scope="session")
-def sigstore() -> LocalSigstore:
-    return LocalSigstore.create()
 
 
 @pytest.fixture
@@ -48,27 +40,7 @@ def cluster(kube: OperatorTarget, tmp_path: Path) -> Cluster:
     return Cluster(Kubectl(tools.kubectl(), kube, tmp_path), kube.namespace)
 
 
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[CountingProxy]:
-    proxy = CountingProxy(registry)
-    yield proxy
-    proxy.close()
 
-
-@pytest.fixture
-def charts(registry: Registry, helm_env: HelmEnv, sigstore: LocalSigstore) -> Charts:
-    return Charts(registry, helm_env, sigstore)
-
-
-@pytest.fixture
-def operator(kube: OperatorTarget, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(kube, tmp_path / "op")
-    op.workdir.mkdir()
-    yield op
-    if op.proc is not None and op.proc.poll() is None:
-        op.stop()
-    log = op.output() if op.log.exists() else ""
-    assert "Traceback" not in log, log[-8000:]
 
 
 @pytest.fixture

@@ -16,24 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from operator_support import Charts, Cluster, Operator, OperatorTarget, release_finalizers
+from operator_fixtures import charts, operator, proxy, sigstore  # noqa: F401 (fixtures)
+from operator_support import Cluster, OperatorTarget, release_finalizers
 
 from chartguard_testing import tools
 from chartguard_testing.apiserver import KubeAPI
 from chartguard_testing.apiserver.kubectl import Kubectl
-from chartguard_testing.charts import HelmEnv
 from chartguard_testing.controlplane import ControlPlane, namespaced
-from chartguard_testing.proxy import CountingProxy
-from chartguard_testing.registry import Registry
-from chartguard_testing.sigstore_local import LocalSigstore
 
 CRDS = Path(tools.REPO_ROOT) / "crds"
 REAL = pytest.param("real", marks=pytest.mark.xdist_group("controlplane"))
 
-
-@pytest.fixture(scope="session")
-def sigstore() -> LocalSigstore:
-    return LocalSigstore.create()
 
 
 @pytest.fixture(params=["emulator", REAL])
@@ -67,24 +60,3 @@ def cluster(kubectl: Kubectl, kube: OperatorTarget) -> Cluster:
     return Cluster(kubectl, kube.namespace)
 
 
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[CountingProxy]:
-    proxy = CountingProxy(registry)
-    yield proxy
-    proxy.close()
-
-
-@pytest.fixture
-def charts(registry: Registry, helm_env: HelmEnv, sigstore: LocalSigstore) -> Charts:
-    return Charts(registry, helm_env, sigstore)
-
-
-@pytest.fixture
-def operator(kube: OperatorTarget, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(kube, tmp_path / "op")
-    op.workdir.mkdir()
-    yield op
-    if op.proc is not None and op.proc.poll() is None:
-        op.stop()
-    log = op.output() if op.log.exists() else ""
-    assert "Traceback" not in log, log[-8000:]
