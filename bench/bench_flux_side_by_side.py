@@ -91,12 +91,16 @@ def push_charts(reg: Registry, helm: HelmEnv, key: cs.KeyPair, n: int) -> float:
     return time.perf_counter() - start
 
 
+def _repository(namespace: str, labels: dict[str, str], url: str) -> dict[str, Any]:
+    """The one HelmRepository every chart and release of a bench comes from."""
+    return {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+            "metadata": {"name": "charts", "namespace": namespace, "labels": labels},
+            "spec": {"type": "oci", "interval": "10m", "insecure": True, "url": url}}
+
+
 def objects(namespace: str, shard: str, url: str, n: int) -> list[dict[str, Any]]:
     labels = {SHARD: shard}
-    docs: list[dict[str, Any]] = [{
-        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
-        "metadata": {"name": "charts", "namespace": namespace, "labels": labels},
-        "spec": {"type": "oci", "interval": "10m", "insecure": True, "url": url}}]
+    docs = [_repository(namespace, labels, url)]
     for i in range(n):
         docs.append({
             "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
@@ -238,10 +242,7 @@ class ReleaseResult:
 
 def release_objects(namespace: str, shard: str, url: str, n: int) -> list[dict[str, Any]]:
     labels = {SHARD: shard}
-    docs: list[dict[str, Any]] = [{
-        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
-        "metadata": {"name": "charts", "namespace": namespace, "labels": labels},
-        "spec": {"type": "oci", "interval": "10m", "insecure": True, "url": url}}]
+    docs = [_repository(namespace, labels, url)]
     for i in range(n):
         docs.append({
             "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
