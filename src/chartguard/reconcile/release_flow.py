@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from chartguard.api import HelmRelease
 from chartguard.api import conditions as c
 from chartguard.api.status import HelmReleaseStatus
-from chartguard.helm.args import unsupported
 from chartguard.helm.release import ReleaseStorage
 from chartguard.reconcile.helmrelease import (
     reconcile_release,
@@ -28,6 +27,7 @@ from chartguard.reconcile.release_prepare import (
     PrepareEnv,
     ReleaseRefs,
     prepare_release,
+    refuse_unsupported,
     release_chart_to_delete,
     release_refs,
     sync_release_chart,
@@ -78,16 +78,11 @@ def reconcile_helmrelease(release: HelmRelease, status: HelmReleaseStatus, env: 
     if force:
         status = replace(status, last_handled_force_at=requested_at)
     status = replace(status, storage_namespace=release.release_namespace)
-    refused = unsupported(release)
-    if refused:
-        why = "; ".join(refused)
-        return _stopped(release, status, StepFailedError(
-            c.STALLED, c.INIT_FAILED,
-            f"the helm binary cannot honour {why}: change the spec", stalled=True), now)
     # what the spec refers to is watched even when a step stops (a missing Secret created
     # later, a dependency becoming Ready, re-reconcile at once)
     refs = release_refs(release)
     try:
+        refuse_unsupported(release)  # before anything is written for it
         sync = sync_release_chart(release, status, env.prepare)
         status = replace(status, helm_chart=sync.helm_chart)
         prepared = prepare_release(release, status, env.prepare, chart_sync=sync)

@@ -25,6 +25,7 @@ from chartguard.api import HelmRelease
 from chartguard.api import conditions as c
 from chartguard.api.implied import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
 from chartguard.api.status import HelmReleaseStatus
+from chartguard.helm.args import unsupported as helm_cannot_honour
 from chartguard.reconcile.outcome import StepFailedError, WaitingError, safe
 from chartguard.reconcile.release_chart import (
     chart_readiness,
@@ -138,7 +139,8 @@ def prepare_release(release: HelmRelease, status: HelmReleaseStatus, env: Prepar
 
 
 def refuse_unsupported(release: HelmRelease) -> None:
-    """Stalled (Ready False) naming every field of ``REFUSED_FIELDS`` the spec uses."""
+    """Stalled (Ready False) naming every field of ``REFUSED_FIELDS`` the spec uses, and every
+    field the helm CLI cannot honour (:func:`chartguard.helm.args.unsupported`)."""
     spec = release.spec
     ref = spec.chart_ref
     if ref is not None and ref.kind == "OCIRepository":
@@ -154,11 +156,16 @@ def refuse_unsupported(release: HelmRelease) -> None:
         used.append(_DRIFT)
     if spec.storage_namespace and spec.storage_namespace != release.release_namespace:
         used.append(_STORAGE)
-    if used:
-        problems = "; ".join(f"{field.split(' ')[0]} is not supported: {_WHY[field]}"
-                             for field in used)
+    problems = [f"{field.split(' ')[0]} is not supported: {_WHY[field]}" for field in used]
+    named = {field.split(" ")[0] for field in used}
+    for found in helm_cannot_honour(release):
+        path, _, why = found.partition(": ")
+        if path not in named:
+            problems.append(f"{path} is not supported: {why}")
+    if problems:
         raise StepFailedError(c.READY, UNSUPPORTED_FIELD,
-                              f"{problems}; remove it (see README, 'Not supported yet')",
+                              f"{'; '.join(problems)}; remove it (see README, 'Not supported "
+                              "yet')",
                               stalled=True, status=c.FALSE)
 
 

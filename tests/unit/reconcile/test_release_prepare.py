@@ -264,6 +264,22 @@ def test_refused_fields_stall_naming_the_field(world: World, spec: dict[str, Any
     assert any(name.startswith(field) for name, _ in REFUSED_FIELDS)
 
 
+@pytest.mark.parametrize(("spec", "field"), [
+    ({"upgrade": {"crds": "Create"}}, "spec.upgrade.crds"),
+    ({"install": {"crds": "CreateReplace"}}, "spec.install.crds"),
+    ({"rollback": {"recreate": True}}, "spec.rollback.recreate"),
+])
+def test_what_the_helm_cli_cannot_do_is_refused_the_same_way(world: World, spec: dict[str, Any],
+                                                              field: str) -> None:
+    """chartguard.helm.args.unsupported, through the one refusal: Stalled, the field named,
+    nothing written for the release."""
+    err = fails(release(**spec), world)
+    assert err.stalled
+    assert err.reason == UNSUPPORTED_FIELD
+    assert err.message.startswith(f"{field} is not supported: ")
+    assert world.writer.applied == []
+
+
 def test_every_refused_field_is_named_at_once(world: World) -> None:
     err = fails(release(kubeConfig={"secretRef": {"name": "remote"}},
                         driftDetection={"mode": "warn"}), world)
