@@ -176,6 +176,14 @@ def _source(s: _Scratch) -> None:
         raise StepFailedError(c.STALLED, UNSUPPORTED_SOURCE_KIND,
                       f"sourceRef kind {ref.kind} is not served by chartguard yet: serve the "
                       "chart from an OCI HelmRepository", stalled=True)
+    if s.chart.spec.merged_values_files:
+        # source-controller merges them into the chart's values.yaml and packages a new chart:
+        # new bytes, not the ones that were signed; chartguard stores exactly what it verified
+        raise StepFailedError(c.STALLED, c.VALUES_FILES_ERROR,
+                      "spec.valuesFiles (and valuesFile) are not supported by chartguard: it "
+                      "stores and installs the chart exactly as it was signed, and merging "
+                      "values files would make another chart; remove them and give the values "
+                      "in the HelmRelease's values or valuesFrom", stalled=True)
     s.repository = (ns, ref.name)
     body = s.env.repositories.get(ns, ref.name)
     if body is None:

@@ -409,3 +409,21 @@ def test_a_new_process_binds_the_stored_file_to_the_digest_it_verified_again(
     assert world.registry.calls == ["resolve", "fetch"]
     assert fixed.status.artifact is not None
     assert fixed.status.artifact.digest == first.status.artifact.digest
+
+
+def test_values_files_are_refused_naming_the_field_before_any_registry_call(
+        world: World) -> None:
+    """Merging values files would package another chart than the signed one: Stalled."""
+    key = cs.generate_key_pair()
+    world.secrets[(NS, "cosign-pub")] = {"cosign.pub": key.public_pem}
+    world.registry.push("1.0.0", key)
+    obj = chart_object()
+    obj["spec"]["valuesFiles"] = ["values-prod.yaml"]
+    result = run(world, HelmChartStatus(), obj=obj)
+    assert world.registry.calls == []
+    stalled = cond(result, "Stalled")
+    assert stalled is not None
+    assert stalled["reason"] == "ValuesFilesError"
+    assert stalled["message"].startswith("spec.valuesFiles (and valuesFile) are not supported")
+    assert result.status.artifact is None
+    assert result.requeue_after is None
