@@ -2,10 +2,10 @@
 chart layer of N charts (repository ``charts/cNNNN``, tag ``1.0.0``), each with a key-based
 cosign ``.sig`` over its own digest. Hand-built manifests, so N can be 1,000 in seconds.
 
-By default every chart shares that one layer, whose Chart.yaml names the chart ``bench`` while
-each Helm config names it ``cNNNN``: enough for pulling and verifying. Charts that helm
-installs need ``layer_per_chart``: each layer is the package renamed ``cNNNN`` (its directory
-and Chart.yaml), so config and Chart.yaml agree as `helm push` writes them."""
+Each chart's layer is the package renamed ``cNNNN`` (its directory and Chart.yaml), so config
+and Chart.yaml agree as `helm push` writes them: chartguard refuses a chart whose archive names
+another chart than its config. ``layer_per_chart=False`` shares one layer named ``bench`` (only
+for tests of that refusal)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def renamed_package(package: bytes, name: str) -> bytes:
 
 
 def push_signed_charts(reg: Registry, helm: HelmEnv, key: cs.KeyPair, n: int, *,
-                       layer_per_chart: bool = False, path: str = "charts") -> None:
+                       layer_per_chart: bool = True, path: str = "charts") -> None:
     """Push charts ``<path>/c0000`` … ``<path>/c{n-1}`` at 1.0.0, each signed with ``key``;
     with ``layer_per_chart``, each chart's layer names it as its config does."""
     package = helm.package(helm.create("bench", "1.0.0")).read_bytes()
