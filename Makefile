@@ -9,7 +9,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= chartguard:$(VERSION)
 CONTAINER_ENGINE ?= docker
 
-.PHONY: install base-tools tools controlplane cosign flux-controllers kind check lint typecheck unit test demo bench bench-flux e2e image lock manifests clean
+.PHONY: install base-tools tools controlplane cosign flux-controllers kind check lint typecheck unit test chaos demo bench bench-flux e2e image lock manifests clean
 
 # venv + the package (editable) with its test extras and the test equipment (testing/); the
 # runtime dependencies at the versions of requirements.lock (the image's); redone only when
@@ -64,6 +64,11 @@ test: install tools
 # the real control plane was built (`make controlplane`) or DEMO_KUBE=real: it needs no Go build
 demo: install base-tools
 	$(BIN)/python scripts/demo.py
+
+# the fault and hostile-input cases (pytest -m chaos; each is also part of `make check`), then
+# their table: the case, what the operator did, unverified installs (0), data lost (none)
+chaos: install tools
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m chaos
 
 # speed and memory figures (tests never time things)
 # (RELEASES_BENCH_ARGS="--releases 20 --rss-objects 100" for a quick bench_releases.py),

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from chartguard_testing.apiserver import KubeAPI, run_apiserver
+from chartguard_testing.chaos import NONE, ChaosRow, format_table
 from chartguard_testing.charts import HelmEnv
 from chartguard_testing.controlplane import ControlPlane, Namespaced, namespaced, run_controlplane
 from chartguard_testing.registry import Registry, run_registry
@@ -84,15 +85,39 @@ def real_kube(controlplane: ControlPlane, request: pytest.FixtureRequest,
 # pytest-xdist workers too; the table is printed once at the end of the run.
 
 _AGREEMENT: list[dict[str, str]] = []
+_CHAOS: list[ChaosRow] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call":
         _AGREEMENT.extend(value for name, value in report.user_properties  # type: ignore[misc]
                           if name == "cosign_agreement")
+        _CHAOS.extend(ChaosRow.from_json(value) for name, value in report.user_properties
+                      if name == "chaos_row")
+
+
+@pytest.fixture
+def chaos_row(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Adds this test's row to the chaos table (``make chaos``): ``chaos_row(group, case,
+    did, unverified=[...], lost=NONE)``. ``unverified`` is what
+    :func:`chartguard_testing.chaos.unverified_installs` measured; a row with an unverified
+    install or lost data fails the test (after the row is recorded, so the table shows it)."""
+
+    def record(group: str, case: str, did: str, *, unverified: list[str],
+               lost: str = NONE) -> None:
+        row = ChaosRow(group, case, did, len(unverified), lost)
+        request.node.user_properties.append(("chaos_row", row.to_json()))
+        assert not unverified, f"{case}: helm installed unverified charts: {unverified}"
+        assert lost == NONE, f"{case}: data lost: {lost}"
+
+    return record
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _CHAOS:
+        terminalreporter.section("chaos: faults and hostile input")
+        for line in format_table(_CHAOS).splitlines():
+            terminalreporter.write_line(line)
     if not _AGREEMENT:
         return
     columns = list(dict.fromkeys(key for row in _AGREEMENT for key in row))
