@@ -10,10 +10,10 @@ the last verified artifact and the running release after the fault.
 ``make chaos`` runs the marked tests and prints the table (tests/conftest.py collects the rows,
 from xdist workers too, through ``user_properties``).
 
-A chart is recognised by its fingerprint: its name, version and the bytes of every template,
-which helm stores in each release record and the archive holds. A chart that was not signed
-differs from each signed one in at least one of them (the tests make sure it does: a hostile
-chart that renders the same manifests as a signed one installs nothing unverified).
+A chart is recognised by its fingerprint: its name, version, default values and the bytes of
+every template and other file, which helm stores in each release record and the archive holds.
+A chart that was not signed differs from each signed one in at least one of them (a hostile
+chart identical in all of these would install nothing unverified).
 """
 
 from __future__ import annotations
@@ -60,21 +60,41 @@ class ChaosRow:
         return cls(**json.loads(text))
 
 
-def _fingerprint(name: str, version: str, templates: Iterable[tuple[str, bytes]]) -> str:
+# what helm's loader keeps apart from chart.files (and the fingerprint takes on its own)
+_SPECIAL = ("Chart.yaml", "values.yaml", "values.schema.json", "Chart.lock",
+            "requirements.yaml", "requirements.lock")
+
+
+def _canonical(value: Any) -> Any:
+    """Values as Go's JSON gives them back: an integral float is an integer."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _fingerprint(name: str, version: str, values: Any,
+                 files: Iterable[tuple[str, bytes]]) -> str:
     h = hashlib.sha256()
     h.update(f"{name}\0{version}\0".encode())
-    for path, data in sorted(templates):
+    h.update(json.dumps(_canonical(values or {}), sort_keys=True).encode() + b"\0")
+    for path, data in sorted(files):
         h.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
     return h.hexdigest()
 
 
 def archive_fingerprint(archive: bytes) -> str:
-    """The fingerprint of a chart archive (``.tgz``): Chart.yaml's name and version, and the
-    top chart's templates (``<chart>/templates/...``), as helm's release record holds them."""
+    """The fingerprint of a chart archive (``.tgz``): Chart.yaml's name and version, the
+    default values, and the top chart's templates and files, as helm's release record holds
+    them (subcharts under ``charts/`` are left out, as the record keeps them apart)."""
     import yaml  # the test extras have PyYAML; the product does not need this module
 
-    templates: list[tuple[str, bytes]] = []
+    files: list[tuple[str, bytes]] = []
     meta: dict[str, Any] = {}
+    values: Any = {}
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         for member in tar.getmembers():
             if not member.isfile():
@@ -84,18 +104,21 @@ def archive_fingerprint(archive: bytes) -> str:
             assert extracted is not None
             if rest == "Chart.yaml":
                 meta = yaml.safe_load(extracted.read()) or {}
-            elif rest.startswith("templates/"):
-                templates.append((rest, extracted.read()))
-    return _fingerprint(str(meta.get("name", "")), str(meta.get("version", "")), templates)
+            elif rest == "values.yaml":
+                values = yaml.safe_load(extracted.read()) or {}
+            elif rest not in _SPECIAL and not rest.startswith("charts/"):
+                files.append((rest, extracted.read()))
+    return _fingerprint(str(meta.get("name", "")), str(meta.get("version", "")), values, files)
 
 
 def record_fingerprint(record: Mapping[str, Any]) -> str:
     """The fingerprint of the chart one helm release record (decoded JSON) installed."""
     chart = record.get("chart") or {}
     meta = chart.get("metadata") or {}
-    templates = [(t["name"], base64.b64decode(t.get("data") or ""))
-                 for t in chart.get("templates") or []]
-    return _fingerprint(str(meta.get("name", "")), str(meta.get("version", "")), templates)
+    files = [(f["name"], base64.b64decode(f.get("data") or ""))
+             for f in [*(chart.get("templates") or []), *(chart.get("files") or [])]]
+    return _fingerprint(str(meta.get("name", "")), str(meta.get("version", "")),
+                        chart.get("values"), files)
 
 
 def release_records(secrets: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
