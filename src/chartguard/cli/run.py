@@ -74,6 +74,11 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     p.add_argument("--gc-interval", type=float, default=None, metavar="SECONDS",
                    help="how often store files no HelmChart refers to are removed (default "
                         "300; the first pass waits as long, so every object has been seen)")
+    p.add_argument("--registry-timeout", type=float, default=None, metavar="SECONDS",
+                   help="bound on connecting to a registry and on each read (default 10)")
+    p.add_argument("--registry-deadline", type=float, default=None, metavar="SECONDS",
+                   help="total time of one registry operation (resolve, fetch, signatures), "
+                        "retries and Retry-After waits included (default 60)")
     p.add_argument("--trusted-root", type=Path, default=None, metavar="FILE",
                    help="Sigstore trusted_root.json for keyless verification when spec.verify "
                         "names none (default: Sigstore's production root, built in)")
@@ -139,6 +144,14 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
                            defaults.metrics_address)
     selector = pick(args.selector, "selector", str, "")
     label_filter(selector)  # fails early on a malformed selector
+    registry_timeout = pick(args.registry_timeout, "registry-timeout", float,
+                            defaults.registry_timeout)
+    registry_deadline = pick(args.registry_deadline, "registry-deadline", float,
+                             defaults.registry_deadline)
+    if not 0 < registry_timeout <= registry_deadline:
+        raise ValueError(f"--registry-timeout {registry_timeout:g} and --registry-deadline "
+                         f"{registry_deadline:g}: both must be positive, the timeout no longer "
+                         "than the deadline")
     peering = pick(args.peering, "peering", str, "")
     if peering and not _DNS_NAME.fullmatch(peering):
         raise ValueError(f"--peering {peering!r}: use a Kubernetes object name (lower-case "
@@ -161,6 +174,8 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         metrics_port=metrics_port,
         metrics_address=metrics_address,
         gc_interval=pick(args.gc_interval, "gc-interval", float, defaults.gc_interval),
+        registry_timeout=registry_timeout,
+        registry_deadline=registry_deadline,
         trusted_root=pick(args.trusted_root, "trusted-root", Path, None),
         helm_binary=pick(args.helm, "helm", str, defaults.helm_binary),
         helm_home=pick(args.helm_home, "helm-home", Path, None),

@@ -4,9 +4,10 @@ Everything here runs over a :class:`~chartguard.oci.transport.Transport` (one HT
 so it is unit-tested with answers from memory. What it does against the traps of ready-made
 clients (DESIGN.md §5):
 
-- retries are bounded (``retries`` attempts, sub-second backoff) and only for what may heal
-  (refused/timed-out connections, 429 and 5xx answers); nothing outlives the operation's
-  :class:`~chartguard.oci.transport.Deadline`;
+- retries are bounded (``retries`` more attempts, exponential backoff with full jitter, see
+  :mod:`._retry`) and only for what may heal (refused/timed-out connections, 429 and 5xx
+  answers); a ``Retry-After`` is honoured when it fits, else reported at once; nothing outlives
+  the operation's :class:`~chartguard.oci.transport.Deadline`;
 - credentials come from the arguments only (never ~/.docker, ~/.netrc or the environment) and
   answer the registry's own ``WWW-Authenticate`` challenge (Basic, or the Bearer token flow,
   anonymous or with the credentials);
@@ -25,13 +26,22 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
+from chartguard.oci._retry import (
+    MAX_RETRY_AFTER,
+    MIN_LEFT,
+    RETRY_AFTER_STATUSES,
+    Backoff,
+    retry_after,
+)
 from chartguard.oci.credentials import RegistryCredentials
 from chartguard.oci.errors import (
     AuthenticationError,
+    ConnectionBrokenError,
     DeadlineExceededError,
     DigestMismatchError,
     Hint,
     OCIError,
+    RateLimitedError,
     RegistryResponseError,
     RegistryServerError,
     RegistryUnreachableError,
@@ -52,7 +62,6 @@ log = logging.getLogger(__name__)
 
 # Answers that may heal by themselves; anything else is returned to the caller at once.
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_BACKOFF = 0.2  # seconds, doubled per attempt: 0.2, 0.4, 0.8 ...
 _CHUNK = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
@@ -112,8 +121,8 @@ def read_limited(response: Response, limit: int, what: str, expected: int | None
     except TransportError as err:
         if deadline is not None and deadline.expired():
             raise deadline_error(f"reading {what}", deadline) from None
-        raise RegistryUnreachableError(
-            f"reading {what} failed ({escape(err)}): the connection to the registry broke; "
+        raise ConnectionBrokenError(
+            f"reading {what} failed: the connection to the registry broke ({escape(err)}); "
             "try again (the operator retries by itself)") from None
     finally:
         response.close()
@@ -146,15 +155,19 @@ class HostSession:
 
     def __init__(self, host: str, *, plain_http: bool, transport: Transport,
                  credentials: RegistryCredentials | None, timeout: float, retries: int,
-                 max_token_bytes: int, sleep: Callable[[float], None] = time.sleep) -> None:
+                 max_token_bytes: int, sleep: Callable[[float], None] = time.sleep,
+                 backoff: Backoff | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.host = host
         self.prefix = "http" if plain_http else "https"
         self._transport = transport
         self._credentials = credentials
         self._timeout = timeout
-        self._retries = max(0, retries)
+        self.retries = max(0, retries)
         self._max_token_bytes = max_token_bytes
         self._sleep = sleep
+        self._backoff = backoff or Backoff()
+        self._wall_clock = wall_clock  # HTTP-date Retry-After values are wall-clock times
         self._scheme: str | None = None  # "basic" or "bearer" once the registry asked
         self._tokens: dict[str, str] = {}  # bearer tokens by repository
 
@@ -163,11 +176,15 @@ class HostSession:
 
     def request(self, url: str, method: str = "GET", *, deadline: Deadline,
                 headers: dict[str, str] | None = None) -> Response:
-        """Send with bounded retries, auth and redirects; the caller reads (or closes) it."""
+        """Send with bounded retries, auth and redirects; the caller reads (or closes) it.
+
+        A retryable status (429, 5xx) still there after the retries is returned for the caller
+        to report; a ``Retry-After`` longer than fits raises :class:`RateLimitedError` at once.
+        """
         repository = _repository_of(url)
         base_headers = dict(headers or {})
-        for attempt in range(self._retries + 1):
-            last = attempt == self._retries
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
             try:
                 response, final = self._send(method, url, base_headers, repository, deadline)
                 # only the registry's own challenge is answered: a host it redirected to
@@ -178,19 +195,51 @@ class HostSession:
             except DeadlineExceededError:
                 raise
             except RegistryUnreachableError:
-                if last or deadline.remaining() <= _BACKOFF * 2 ** attempt:
+                if last or not self.pause(attempt, deadline):
                     raise
-                self._sleep(_BACKOFF * 2 ** attempt)
                 continue
-            if (response.status_code in _RETRY_STATUSES and not last
-                    and deadline.remaining() > _BACKOFF * 2 ** attempt):
-                log.debug("%s %s answered %s; retrying", method, _path(url),
-                          response.status_code)
-                response.close()
-                self._sleep(_BACKOFF * 2 ** attempt)
-                continue
-            return response
+            if response.status_code not in _RETRY_STATUSES:
+                return response
+            wait = self._retry_wait(response, attempt, deadline, f"{method} {_path(url)}")
+            if last or wait is None:
+                return response
+            log.debug("%s %s answered %s; retrying in %.2f s", method, _path(url),
+                      response.status_code, wait)
+            response.close()
+            self._sleep(wait)
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def pause(self, attempt: int, deadline: Deadline) -> bool:
+        """Sleep the backoff after failed attempt ``attempt`` (0 for the first); False, and no
+        sleep, when the wait would leave the operation no time for another try."""
+        wait = self._backoff.delay(attempt)
+        if deadline.remaining() - wait < MIN_LEFT:
+            return False
+        self._sleep(wait)
+        return True
+
+    def _retry_wait(self, response: Response, attempt: int, deadline: Deadline,
+                    request: str) -> float | None:
+        """How long to wait before retrying a 429/5xx answer; None when there is no time.
+
+        A ``Retry-After`` that asks for more than :data:`MAX_RETRY_AFTER` or than the
+        deadline leaves raises :class:`RateLimitedError` (the answer is consumed)."""
+        asked = (retry_after(response.headers, self._wall_clock())
+                 if response.status_code in RETRY_AFTER_STATUSES else None)
+        left = deadline.remaining()
+        if asked is None:
+            wait = self._backoff.delay(attempt)
+            return wait if left - wait >= MIN_LEFT else None
+        if asked <= MAX_RETRY_AFTER and left - asked >= MIN_LEFT:
+            return asked
+        code = response.status_code
+        detail = _registry_error_code(response)
+        what = ("rate limited chartguard" if code == 429 else "is unavailable")
+        raise RateLimitedError(
+            f"registry {self.host} {what} ({code}{detail}) on {escape(request)}: it asked to "
+            f"wait {_seconds(asked)} s (Retry-After), longer than one operation waits "
+            f"(at most {MAX_RETRY_AFTER:g} s, {max(left, 0.0):.1f} s left of its "
+            f"{deadline.seconds:g} s deadline); it is tried again later", retry_after=asked)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -228,8 +277,8 @@ class HostSession:
                 method = "GET"
         else:
             raise RegistryResponseError(
-                f"registry {self.host} redirected {escape(_path(url))} more than "
-                f"{_MAX_REDIRECTS} times: check the registry")
+                f"too many redirects: registry {self.host} redirected {escape(_path(url))} "
+                f"more than {_MAX_REDIRECTS} times (a redirect loop): check the registry")
         if (own and self.prefix == "http" and response.status_code == 400
                 and "Docker-Distribution-Api-Version" not in response.headers
                 and self._speaks_https_only(response, deadline)):
@@ -263,7 +312,7 @@ class HostSession:
                     f"{request.method} {escape(_path(request.url))} on {where}",
                     deadline) from None
             raise RegistryUnreachableError(
-                f"{where} is unreachable ({escape(err)} after {self._retries + 1} attempts): "
+                f"{where} is unreachable ({escape(err)} after {self.retries + 1} attempts): "
                 "check the host and port in the URL and that the registry is up") from None
 
     def _speaks_https_only(self, response: Response, deadline: Deadline) -> bool:
@@ -383,16 +432,23 @@ class HostSession:
 def status_error(response: Response, what: str) -> OCIError:
     """Our error for an unexpected status (the caller handles the statuses it expects)."""
     code = response.status_code
+    wait = (retry_after(response.headers, time.time()) if code in RETRY_AFTER_STATUSES
+            else None)
+    asked = f" (it asked to wait {_seconds(wait)} s)" if wait is not None else ""
     detail = _registry_error_code(response)
     response.close()
     if code in (401, 403):
         return AuthenticationError(
             f"registry denied access to {what} ({code}{detail}): grant the credentials pull "
             "access to this repository", hints=(Hint.CREDENTIALS,))
+    if code == 429:
+        return RegistryServerError(
+            f"registry rate limited chartguard on {what} (429{detail}) after retries"
+            f"{asked}: too many requests; it is retried later")
     if code in _RETRY_STATUSES:
         return RegistryServerError(
-            f"registry failed on {what} ({code}{detail}) after retries: the registry is "
-            "unhealthy; it is retried later")
+            f"registry failed on {what} ({code}{detail}) after retries{asked}: the registry "
+            "is unhealthy; it is retried later")
     return RegistryResponseError(
         f"registry answered {code}{detail} for {what}: check the repository URL and that "
         "the registry speaks the OCI distribution API")
@@ -411,6 +467,12 @@ def _registry_error_code(response: Response) -> str:
     # the registry writes these: keep only what looks like a code (DENIED, NAME_UNKNOWN)
     codes = [c for c in codes if _ERROR_CODE.fullmatch(c)]
     return f" {','.join(codes[:3])}" if codes else ""
+
+
+def _seconds(value: float) -> str:
+    if value == float("inf"):
+        return "more than 10^10"
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def _basic(credentials: RegistryCredentials) -> str:

@@ -9,6 +9,7 @@ exchange included); the HTTP exchanges go through a :class:`~chartguard.oci.tran
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ import threading
 import time
 import urllib.parse
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,11 +27,13 @@ from chartguard.digest import DIGEST
 from chartguard.oci import mediatypes as mt
 from chartguard.oci._metered import MeteredTransport
 from chartguard.oci._requests_transport import RequestsTransport, system_ca_bundle
+from chartguard.oci._retry import Backoff
 from chartguard.oci._transport import HostSession, read_limited, status_error
 from chartguard.oci.chart import read_chart
 from chartguard.oci.credentials import RegistryCredentials, TLSConfig
 from chartguard.oci.errors import (
     BlobNotFoundError,
+    ConnectionBrokenError,
     DigestMismatchError,
     InvalidReferenceError,
     ManifestNotFoundError,
@@ -108,11 +111,14 @@ class RegistryClient:
 
     Time: ``timeout`` bounds connecting and each read; ``deadline`` bounds each public
     operation as a whole (:meth:`resolve`, :meth:`fetch_chart`, :meth:`find_signatures`,
-    :meth:`list_tags`, ...), retries, redirects and the token exchange included.
+    :meth:`list_tags`, ...), retries, redirects and the token exchange included. ``retries``
+    is how many more times one request (or one manifest or blob download whose connection
+    broke) is tried, after a jittered exponential backoff or the registry's ``Retry-After``.
 
     ``transport`` replaces the HTTP layer (one exchange, see :mod:`chartguard.oci.transport`);
-    ``tls`` configures the default one and cannot be combined with it. ``clock`` and
-    ``sleep`` are for tests that drive time themselves.
+    ``tls`` configures the default one and cannot be combined with it. ``clock``, ``sleep``,
+    ``wall_clock`` (HTTP-date ``Retry-After``) and ``rng`` (the backoff's jitter) are for
+    tests that drive time themselves.
 
     Thread safety: one client may be used from several threads at once (concurrent
     reconciles); connection pools and bearer tokens are shared. A client carries ONE set
@@ -126,7 +132,9 @@ class RegistryClient:
                  timeout: float = 10.0, deadline: float = 60.0, retries: int = 2,
                  tags_page_size: int = 1000, transport: Transport | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 wall_clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
         if transport is not None and tls is not None:
             raise ValueError("tls configures the default transport: configure TLS in the "
                              "transport passed in instead")
@@ -139,6 +147,8 @@ class RegistryClient:
         self._page_size = tags_page_size
         self._clock = clock
         self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._backoff = Backoff(rng)
         self._transports: dict[str, HostSession] = {}
         self._lock = threading.Lock()  # guards _transports: reconciles share one client
         self._verify: bool | str = True
@@ -192,7 +202,7 @@ class RegistryClient:
                     host, plain_http=self.plain_http, transport=self._metered,
                     credentials=self._credentials, timeout=self._timeout,
                     retries=self._retries, max_token_bytes=self.limits.max_token_bytes,
-                    sleep=self._sleep)
+                    sleep=self._sleep, backoff=self._backoff, wall_clock=self._wall_clock)
                 self._transports[host] = session
             return session
 
@@ -330,14 +340,13 @@ class RegistryClient:
         what = f"manifest {host}/{repository}@{reference}" if by_digest else (
             f"manifest {host}/{repository}:{reference}")
         with self._operation() as deadline:
-            response = self._get(host, f"/v2/{repository}/manifests/{reference}", deadline,
-                                 what, ManifestNotFoundError(
-                                     f"{what} does not exist in the registry: check the "
-                                     "version or digest"), {"Accept": mt.MANIFEST_ACCEPT})
-            content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-            claimed = response.headers.get("Docker-Content-Digest", "")
-            raw = read_limited(response, self.limits.max_manifest_bytes, what,
-                               deadline=deadline)
+            raw, headers = self._download(
+                host, f"/v2/{repository}/manifests/{reference}", deadline, what,
+                ManifestNotFoundError(f"{what} does not exist in the registry: check the "
+                                      "version or digest"),
+                self.limits.max_manifest_bytes, headers={"Accept": mt.MANIFEST_ACCEPT})
+            content_type = headers.get("Content-Type", "").split(";")[0].strip()
+            claimed = headers.get("Docker-Content-Digest", "")
         digest = sha256_digest(raw)
         if by_digest and digest != reference:
             raise DigestMismatchError(
@@ -375,20 +384,38 @@ class RegistryClient:
                 f"{what} is {size} bytes by its descriptor, over the limit of {limit} bytes: "
                 "raise the limit if this is expected, or check what was pushed")
         with self._operation() as deadline:
-            response = self._get(host, f"/v2/{repository}/blobs/{digest}", deadline, what,
-                                 BlobNotFoundError(f"{what} is missing from the registry: "
-                                                   "push the artifact again"))
-            data = read_limited(response, limit, what, expected=size, deadline=deadline)
+            data, _ = self._download(host, f"/v2/{repository}/blobs/{digest}", deadline, what,
+                                     BlobNotFoundError(f"{what} is missing from the registry: "
+                                                       "push the artifact again"),
+                                     limit, expected=size)
         actual = sha256_digest(data)
         if actual != digest:
             raise DigestMismatchError(
-                f"{what} has sha256 {actual}: the bytes in the registry were altered or "
-                "corrupted; they are not used. Push the artifact again")
+                f"{what} has sha256 {actual} (digest mismatch): the bytes were altered or "
+                "corrupted (in the registry or on the way); they are not used. Push the "
+                "artifact again if it persists")
         if size is not None and len(data) != size:
             raise DigestMismatchError(
                 f"{what} is {len(data)} bytes but its descriptor says {size}: the manifest "
                 "is inconsistent; push the artifact again")
         return data
+
+    def _download(self, host: str, path: str, deadline: Deadline, what: str,
+                  missing: OCIError, limit: int, *, expected: int | None = None,
+                  headers: dict[str, str] | None = None) -> tuple[bytes, Mapping[str, str]]:
+        """A GET's body (capped) and headers; a connection that breaks while the body is read
+        is tried again, like a failed request, within the retries and the deadline."""
+        session = self._session(host)
+        attempt = 0
+        while True:
+            response = self._get(host, path, deadline, what, missing, headers)
+            try:
+                return read_limited(response, limit, what, expected=expected,
+                                    deadline=deadline), response.headers
+            except ConnectionBrokenError:
+                if attempt >= session.retries or not session.pause(attempt, deadline):
+                    raise
+            attempt += 1
 
     def _get(self, host: str, path: str, deadline: Deadline, what: str, missing: OCIError,
              headers: dict[str, str] | None = None) -> Response:

@@ -12,6 +12,8 @@ Exception tree::
     ├── AuthenticationError          the registry refused the credentials (or needs some)
     ├── RegistryUnreachableError     connection refused/timed out, or 5xx after the retries
     │   ├── RegistryServerError      5xx/429 for one request, still after the retries
+    │   ├── RateLimitedError         429/503 asking (Retry-After) for a longer wait than fits
+    │   ├── ConnectionBrokenError    the connection broke while a body was read
     │   └── DeadlineExceededError    the operation did not finish within its total deadline
     ├── TLSVerificationError         the registry's certificate is not trusted / handshake failed
     ├── RegistryResponseError        the registry answered something the protocol does not allow
@@ -101,6 +103,22 @@ class RegistryUnreachableError(OCIError):
 
 class RegistryServerError(RegistryUnreachableError):
     """The registry kept answering 5xx (or 429) for one request, retries included."""
+
+
+class RateLimitedError(RegistryUnreachableError):
+    """The registry answered 429 (or 503) asking, with ``Retry-After``, for a longer wait than
+    one operation can afford: reported at once, tried again later by the caller.
+
+    ``retry_after`` is the wait the registry asked for, in seconds.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConnectionBrokenError(RegistryUnreachableError):
+    """The connection broke (reset, closed early) while an answer's body was read."""
 
 
 class DeadlineExceededError(RegistryUnreachableError):

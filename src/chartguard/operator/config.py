@@ -26,8 +26,11 @@ class OperatorConfig:
     interval_jitter: float = 0.05
     #: how often unreferenced store files are removed (the first pass waits as long)
     gc_interval: float = 300.0
-    #: registry request timeout, seconds
+    #: registry request timeout (connecting, each read), seconds
     registry_timeout: float = 10.0
+    #: the total time of one registry operation (resolve, fetch, signatures), retries and
+    #: waits included, seconds: a registry that trickles or stalls fails within it
+    registry_deadline: float = 60.0
     #: a Sigstore trusted_root.json for keyless verification when spec.verify names none
     #: (air-gapped clusters, a private Sigstore); None: Sigstore's production root
     trusted_root: Path | None = None

@@ -108,7 +108,8 @@ class Runtime:
         self.dependency_users: Index[Key] = Index()  # HelmRelease -> its dependents
         self.store = ArtifactStore(config.artifact_dir)
         self.store.ensure()
-        self.registries = RegistryClients(timeout=config.registry_timeout)
+        self.registries = RegistryClients(timeout=config.registry_timeout,
+                                          deadline=config.registry_deadline)
         base = config.artifact_url_base or f"file://{Path(config.artifact_dir).resolve()}"
         self.env = ChartEnv(
             secrets=self.secrets, repositories=Sources(self.repositories, kube, REPOSITORIES),

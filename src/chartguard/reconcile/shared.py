@@ -54,9 +54,10 @@ class _LRU(Generic[T]):
 class RegistryClients:
     """Registry clients by the connection key of their HelmRepository."""
 
-    def __init__(self, *, timeout: float = 10.0, retries: int = 2, limits: Limits | None = None,
-                 max_clients: int = 512) -> None:
+    def __init__(self, *, timeout: float = 10.0, deadline: float = 60.0, retries: int = 2,
+                 limits: Limits | None = None, max_clients: int = 512) -> None:
         self._timeout = timeout
+        self._deadline = deadline
         self._retries = retries
         self._limits = limits or Limits()
         self._clients: _LRU[RegistryClient] = _LRU(max_clients)
@@ -68,7 +69,7 @@ class RegistryClients:
             return found
         return self._clients.put(key, RegistryClient(
             plain_http=plain_http, tls=tls, credentials=credentials, limits=self._limits,
-            timeout=self._timeout, retries=self._retries))
+            timeout=self._timeout, deadline=self._deadline, retries=self._retries))
 
     def close(self) -> None:
         for client in self._clients.values():
