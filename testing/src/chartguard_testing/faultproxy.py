@@ -28,7 +28,7 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -66,7 +66,7 @@ class _Fault:
     interval: float = 1.0  # TRICKLE: seconds per byte
     via: str | None = None  # REDIRECT: the second path of a two-path loop
     origin: str = ""  # REDIRECT: the path the loop started from
-    extra: dict[str, Any] = field(default_factory=dict)
+    cleared: bool = False  # set by FaultProxy.clear: a trickle in progress ends
 
     def matches(self, path: str) -> bool:
         if self.kind == REDIRECT and self.via is not None and path == self.via:
@@ -88,7 +88,8 @@ class FaultProxy:
         if registry.tls is not None:
             raise ValueError("FaultProxy forwards to plain-HTTP registries only")
         self.registry = registry
-        self._faults: list[_Fault] = []
+        self._faults: list[_Fault] = []  # in force, first match wins
+        self._added: list[_Fault] = []  # every fault since the last clear (used up or not)
         self._requests: list[Seen] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -120,7 +121,8 @@ class FaultProxy:
         self._add(_Fault(RESET, path, times, after=after))
 
     def trickle(self, *, path: str, interval: float = 1.0, times: int | None = None) -> None:
-        """Send the headers at once, then the body one byte every ``interval`` seconds."""
+        """Send the headers at once, then the body one byte every ``interval`` seconds; a
+        trickle in progress ends (the connection closes short) once the fault is cleared."""
         self._add(_Fault(TRICKLE, path, times, interval=interval))
 
     def swap_bytes(self, *, path: str, times: int | None = None) -> None:
@@ -141,7 +143,10 @@ class FaultProxy:
     def clear(self) -> None:
         """Every fault off: the registry's own answers again."""
         with self._lock:
+            for fault in self._added:
+                fault.cleared = True
             self._faults.clear()
+            self._added.clear()
 
     def close(self) -> None:
         self._stop.set()  # trickles end
@@ -171,6 +176,7 @@ class FaultProxy:
     def _add(self, fault: _Fault) -> None:
         with self._lock:
             self._faults.append(fault)
+            self._added.append(fault)
 
     def _take(self, method: str, path: str) -> _Fault | None:
         """The fault for this request (its count taken), recorded with it."""
@@ -241,7 +247,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             if fault is not None and fault.kind == RESET:
                 self._reset_after(data[:max(0, min(fault.after, len(data) - 1))])
             elif fault is not None and fault.kind == TRICKLE:
-                self._trickle(data, fault.interval)
+                self._trickle(data, fault)
             else:
                 self.wfile.write(data)
 
@@ -297,13 +303,13 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                                        struct.pack("ii", 1, 0))
             self.connection.close()
 
-        def _trickle(self, data: bytes, interval: float) -> None:
+        def _trickle(self, data: bytes, fault: _Fault) -> None:
             for n in range(len(data)):
-                if proxy._stop.is_set():
-                    return
+                if proxy._stop.is_set() or fault.cleared:
+                    return  # the connection closes short: the client sees a broken body
                 self.wfile.write(data[n:n + 1])
                 self.wfile.flush()
-                if proxy._stop.wait(interval):
+                if proxy._stop.wait(fault.interval):
                     return
 
         do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _serve  # noqa: N815

@@ -43,7 +43,7 @@ from chartguard_testing.sigstore_local import LocalSigstore
 
 KEY = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}
 INTERVAL = "2s"  # the charts' and the release's: the operator's backoff is capped by it
-DEADLINE = 6  # seconds, --registry-deadline: the trickle ends within it
+DEADLINE = 4  # seconds, --registry-deadline: the trickle ends within it
 FLAGS = ("--registry-deadline", str(DEADLINE), "--registry-timeout", "3")
 CHART, RELEASE = "app", "web"
 RELEASE_CHART = f"flux-system-{RELEASE}"  # the HelmChart the HelmRelease owns

@@ -4,6 +4,7 @@ inside the operation (the operator tests in tests/integration/chaos do the same 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +99,20 @@ def test_a_trickling_blob_ends_at_the_deadline(proxy: FaultProxy, chart: PushedC
             DeadlineExceededError, match=r"did not finish within 3 s"):
         client.fetch_chart(_ref(proxy), chart.digest)
     assert time.monotonic() - started < 3 + 1
+
+
+def test_a_trickle_that_stops_mid_blob_is_downloaded_again(
+        proxy: FaultProxy, chart: PushedChart) -> None:
+    proxy.trickle(path=_layer(chart), interval=0.1)
+    timer = threading.Timer(0.5, proxy.clear)  # the fault ends while the blob trickles
+    timer.start()
+    try:
+        with _client(proxy, deadline=10) as client:
+            assert client.fetch_chart(_ref(proxy), chart.digest).layer == (
+                chart.package.read_bytes())
+    finally:
+        timer.join()
+    assert len(proxy.seen(_layer(chart))) == 2  # the trickled one, then the whole one
 
 
 def test_bytes_swapped_in_flight_are_refused(proxy: FaultProxy, chart: PushedChart) -> None:
