@@ -43,7 +43,7 @@ from chartguard_testing.sigstore_local import LocalSigstore
 
 KEY = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}
 INTERVAL = "2s"  # the charts' and the release's: the operator's backoff is capped by it
-DEADLINE = 4  # seconds, --registry-deadline: the trickle ends within it
+DEADLINE = 5  # seconds, --registry-deadline: the trickle ends within it
 FLAGS = ("--registry-deadline", str(DEADLINE), "--registry-timeout", "3")
 CHART, RELEASE = "app", "web"
 RELEASE_CHART = f"flux-system-{RELEASE}"  # the HelmChart the HelmRelease owns
@@ -124,7 +124,9 @@ class Scene:
             return cond.get("status") == "False" and words in cond.get("message", "")
         wait_for(waiting, f"HelmRelease {RELEASE} Ready=False naming {words!r}",
                  operator=self.operator)
-        return self.cluster.condition("helmrelease", self.ns, RELEASE, "Ready")
+        cond = self.cluster.condition("helmrelease", self.ns, RELEASE, "Ready")
+        assert cond["reason"] == "SourceNotReady", cond  # helm-controller's reason
+        return cond
 
     def kept(self) -> list[str]:
         """What of the last good state is missing now (empty: all held)."""
