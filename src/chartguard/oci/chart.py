@@ -6,6 +6,11 @@ A chart manifest is an OCI image manifest with the Helm config media type, exact
 layer (and optionally a provenance layer); config and chart layer are capped in size before a
 byte is read, fetched by digest, and must match their descriptor's digest and size. A part that
 does not match is named ("the chart layer ... does not match its digest").
+
+The archive is read whole, in memory and within :data:`MAX_ARCHIVE_READ` unpacked bytes, before
+the chart is stored: every entry must be a plain file or directory under the one chart
+directory (no absolute path, ``..``, link, device or FIFO), and its ``Chart.yaml`` must name the
+chart and version the Helm config does. What helm would load is thus exactly what was checked.
 """
 
 from __future__ import annotations
@@ -138,9 +143,12 @@ def read_chart(media_type: str, data: Mapping[str, Any], where: str, limits: Lim
     return ChartParts(config=parts[0], layer=parts[1], name=name, version=version)
 
 
-#: a chart's archive is read only as far as its Chart.yaml, and never past this many bytes
+#: a chart's archive is unpacked (in memory, in one pass) to at most this many bytes: a gzip
+#: bomb is refused after this much, never unpacked whole (helm's own cap is 100 MiB)
 MAX_ARCHIVE_READ = 32 * 1024 * 1024
 MAX_CHART_YAML = 1024 * 1024
+#: entries of one chart archive (a large chart has a few hundred)
+MAX_ARCHIVE_ENTRIES = 10_000
 
 
 class _Capped(io.RawIOBase):
@@ -158,33 +166,92 @@ class _Capped(io.RawIOBase):
         self._read += len(data)
         if self._read > MAX_ARCHIVE_READ:
             raise ChartContentError(f"the chart archive unpacks past {MAX_ARCHIVE_READ} bytes "
-                                    "before its Chart.yaml")
+                                    "(a gzip bomb?): refused before it was unpacked whole")
         buffer[:len(data)] = data
         return len(data)
 
 
+def _entry_problem(member: tarfile.TarInfo) -> str | None:
+    """What makes one archive entry something a chart must not hold, or None.
+
+    helm's loader refuses absolute paths and ``..``, but reads a symlink, a hard link or a
+    device node as an empty file and lets a later ``Chart.yaml`` replace an earlier one; none of
+    these is in an archive ``helm package`` writes, so each is refused here, before helm (or
+    anyone unpacking the stored artifact) sees it.
+    """
+    name = member.name.replace("\\", "/")  # helm splits on a backslash too
+    parts = name.split("/")
+    if name.startswith("/") or (name[:1].isalpha() and name[1:3] == ":/"):
+        return "an absolute path"
+    if ".." in parts:
+        return "a path with '..'"
+    if "" in parts or "." in parts:
+        return "a path with an empty or '.' component"
+    if member.issym():
+        return f"a symbolic link (to {escape(member.linkname, 120)!r})"
+    if member.islnk():
+        return f"a hard link (to {escape(member.linkname, 120)!r})"
+    if member.ischr() or member.isblk():
+        return "a device file"
+    if member.isfifo():
+        return "a FIFO"
+    if not (member.isfile() or member.isdir()):
+        return f"an entry of tar type {escape(member.type, 8)!r}"
+    if len(parts) < 2 and not member.isdir():
+        return "a file outside the chart's directory"
+    return None
+
+
 def archive_metadata(layer: bytes, where: str) -> tuple[str, str]:
     """The name and version the chart archive's ``<chart>/Chart.yaml`` gives (what helm
-    installs as), read in one bounded pass; ``ChartContentError`` when there is none."""
+    installs as), read in one bounded pass over every entry; ``ChartContentError`` when an
+    entry is no plain file or directory under the one chart directory, or there is no
+    Chart.yaml."""
+    found: tuple[str, str] | None = None
+    tops: set[str] = set()
+    names: set[str] = set()
     try:
         stream = io.BufferedReader(_Capped(gzip.GzipFile(fileobj=io.BytesIO(layer))))
         with tarfile.open(fileobj=stream, mode="r|") as archive:
-            for member in archive:
-                parts = member.name.strip("/").split("/")
-                if len(parts) != 2 or parts[1] != "Chart.yaml" or not member.isfile():
+            for count, member in enumerate(archive, 1):
+                problem = _entry_problem(member)
+                if problem is not None:
+                    raise ChartContentError(
+                        f"the chart archive holds {problem}: {escape(member.name, 200)!r}; "
+                        "a chart holds only files and directories under its own directory: "
+                        "package it with `helm package`")
+                if count > MAX_ARCHIVE_ENTRIES:
+                    raise ChartContentError(f"the chart archive has more than "
+                                            f"{MAX_ARCHIVE_ENTRIES} entries")
+                parts = member.name.split("/")
+                tops.add(parts[0])
+                if len(tops) > 1:
+                    shown = ", ".join(repr(escape(t, 60)) for t in sorted(tops)[:2])
+                    raise ChartContentError(f"the chart archive has more than one top "
+                                            f"directory ({shown}): helm would merge them")
+                if member.isdir():
+                    continue
+                if member.name in names:
+                    raise ChartContentError(f"the chart archive holds "
+                                            f"{escape(member.name, 200)!r} twice: helm would "
+                                            "take the last one")
+                names.add(member.name)
+                if len(parts) != 2 or parts[1] != "Chart.yaml":
                     continue
                 if member.size > MAX_CHART_YAML:
-                    raise ChartContentError(f"{where}: the chart's Chart.yaml is "
-                                            f"{member.size} bytes, over {MAX_CHART_YAML}")
+                    raise ChartContentError(f"the chart's Chart.yaml is {member.size} bytes, "
+                                            f"over {MAX_CHART_YAML}")
                 extracted = archive.extractfile(member)
-                return _chart_yaml(extracted.read() if extracted else b"", where)
+                found = _chart_yaml(extracted.read() if extracted else b"", where)
     except ChartContentError as err:
         raise ChartContentError(str(err) if str(err).startswith(where)
                                 else f"{where}: {err}") from None
     except (OSError, EOFError, tarfile.TarError, zlib.error) as err:
         raise ChartContentError(f"{where}: the chart layer is not a gzipped tar archive "
                                 f"({escape(err)})") from None
-    raise ChartContentError(f"{where}: the chart archive has no <chart>/Chart.yaml")
+    if found is None:
+        raise ChartContentError(f"{where}: the chart archive has no <chart>/Chart.yaml")
+    return found
 
 
 def _chart_yaml(text: bytes, where: str) -> tuple[str, str]:
