@@ -79,6 +79,15 @@ def signature_matches(key: PublicKeyTypes, signature: bytes, data: bytes) -> boo
 
 def load_public_key(pem: bytes, name: str) -> _SupportedKey:
     """Load a PEM public key of a type cosign signs with, or raise InvalidKeyError."""
+    if b"-----BEGIN CERTIFICATE-----" in pem:
+        raise InvalidKeyError(
+            f"key {name}: a certificate, not a public key: give the signer's public key (the "
+            "cosign.pub of `cosign generate-key-pair`; of a certificate, `openssl x509 -pubkey "
+            "-noout`), or verify keyless with matchOIDCIdentity instead of secretRef")
+    if b"PRIVATE KEY-----" in pem:
+        raise InvalidKeyError(
+            f"key {name}: a private key, not a public key: give the public key (cosign.pub) "
+            "and keep the private one out of the cluster")
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm, TypeError) as exc:

@@ -411,3 +411,16 @@ def test_thousands_of_keys_in_one_secret_are_refused_naming_the_limit() -> None:
     with pytest.raises(InvalidKeyError, match=r"k0, k1, .* and 1,990 more\); store each") as err:
         public_keys_from_secret({f"k{n}": b"x" for n in range(2000)})
     assert len(str(err.value)) < 400
+
+
+def test_a_certificate_or_a_private_key_where_a_public_key_belongs_is_named() -> None:
+    sigstore = LocalSigstore.create()
+    _, cert = sigstore.issue_certificate("signer@example.com", "https://accounts.example.com")
+    with pytest.raises(InvalidKeyError, match=r"key cosign\.pub: a certificate, not a public"):
+        public_keys_from_secret({"cosign.pub": cert.public_bytes(serialization.Encoding.PEM)})
+    private = generate_key_pair().private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    with pytest.raises(InvalidKeyError, match="a private key, not a public key") as err:
+        public_keys_from_secret({"cosign.pub": private})
+    assert private.decode().splitlines()[1] not in str(err.value)
