@@ -9,8 +9,9 @@ file in the store, and the release deployed at revision 1.
 
 from __future__ import annotations
 
+import base64
+import json
 import shlex
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,7 @@ class Installed:
                            f"{self.revision!r}")
         if not (self.operator.artifacts / self.artifact_path).is_file():
             missing.append(f"artifact file {self.artifact_path}")
-        records = self.records()
+        records = [r for r in self.records() if r.get("name") == RELEASE]
         latest = max(records, key=lambda r: int(r.get("version", 0)), default={})
         if (latest.get("version"), (latest.get("info") or {}).get("status")) != (1, "deployed"):
             missing.append(f"release at revision {latest.get('version')} "
@@ -141,7 +142,8 @@ def release_ready(cluster: Cluster, operator: Operator, name: str = RELEASE,
 def install_good(cluster: Cluster, charts: Charts, operator: Operator, tmp_path: Path, *,
                  verify: dict[str, Any] | None = None, sign: Callable[[PushedChart], None]
                  | None = None, extra: tuple[dict[str, Any], ...] = (),
-                 url: str | None = None, **release_spec: Any) -> Installed:
+                 url: str | None = None, repo_spec: dict[str, Any] | None = None,
+                 **release_spec: Any) -> Installed:
     """Push and sign ``app`` 1.0.0 (by key unless ``sign``), start the operator with a
     recording helm, and wait until the release ``app`` (``>=1.0.0``) is installed."""
     ns = cluster.ns
@@ -153,20 +155,31 @@ def install_good(cluster: Cluster, charts: Charts, operator: Operator, tmp_path:
     helm = HelmCalls.create(tmp_path)
     cluster.kubectl.apply(
         secret("cosign-pub", ns, {"cosign.pub": charts.key("good").public_pem}),
-        repository("charts", ns, url or charts.registry.oci()),
+        repository("charts", ns, url or charts.registry.oci(), **(repo_spec or {})),
         *extra,
         helmrelease(RELEASE, ns, "app", "charts", verify or KEY, version=">=1.0.0",
                     **release_spec))
     operator.start(helm=str(helm.wrapper))
-    release_ready(cluster, operator)
+    for name in (RELEASE, *(d["metadata"]["name"] for d in extra
+                            if d.get("kind") == "HelmRelease")):
+        release_ready(cluster, operator, name)
     installed = Installed(cluster, operator, helm, good, chart=f"{ns}-{RELEASE}")
     artifact = cluster.status("helmchart", ns, installed.chart)["artifact"]
     installed.revision = artifact["revision"]
     installed.artifact_path = artifact["path"]
     installed.release_calls = helm.releases()
-    assert [c.split(" ", 1)[0] for c in installed.release_calls] == ["install"], helm.calls()
+    releases = 1 + sum(1 for doc in extra if doc.get("kind") == "HelmRelease")
+    assert [c.split(" ", 1)[0] for c in installed.release_calls] == ["install"] * releases, (
+        helm.calls())
     return installed
 
 
-def elapsed_ms(start: float) -> str:
-    return f"{(time.perf_counter() - start) * 1000:.1f} ms"
+def put_secret(cluster: Cluster, name: str, data: dict[str, bytes], *,
+               create: bool = False) -> None:
+    """Create or replace a Secret of any size (``kubectl apply`` would copy it all into an
+    annotation)."""
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": cluster.ns},
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+    cluster.kubectl("create" if create else "replace", "-f", "-", stdin=json.dumps(body),
+                    timeout=120)
