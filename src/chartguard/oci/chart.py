@@ -8,9 +8,11 @@ byte is read, fetched by digest, and must match their descriptor's digest and si
 does not match is named ("the chart layer ... does not match its digest").
 
 The archive is read whole, in memory and within :data:`MAX_ARCHIVE_READ` unpacked bytes, before
-the chart is stored: every entry must be a plain file or directory under the one chart
-directory (no absolute path, ``..``, link, device or FIFO), and its ``Chart.yaml`` must name the
-chart and version the Helm config does. What helm would load is thus exactly what was checked.
+the chart is stored, and so is every subchart archive in it (``<chart>/charts/*.tgz``, which
+helm unpacks too; all within the same budget): every entry must be a plain file or directory
+under the one chart directory (no absolute path, ``..``, link, device or FIFO), and the chart's
+``Chart.yaml`` must name the chart and version the Helm config does. What helm would load is
+thus exactly what was checked.
 """
 
 from __future__ import annotations
@@ -151,20 +153,32 @@ MAX_CHART_YAML = 1024 * 1024
 MAX_ARCHIVE_ENTRIES = 10_000
 
 
-class _Capped(io.RawIOBase):
-    """The decompressed archive, refusing to be read past ``MAX_ARCHIVE_READ`` (a gzip bomb)."""
+#: subchart archives inside subchart archives, looked into at most this deep
+MAX_ARCHIVE_NESTING = 5
 
-    def __init__(self, inner: gzip.GzipFile) -> None:
+
+class _Budget:
+    """Unpacked bytes left for one chart archive and every subchart archive inside it."""
+
+    def __init__(self) -> None:
+        self.left = MAX_ARCHIVE_READ
+
+
+class _Capped(io.RawIOBase):
+    """A decompressed archive, refusing to be read past what the budget has left (a gzip
+    bomb, in the chart or in a subchart)."""
+
+    def __init__(self, inner: gzip.GzipFile, budget: _Budget) -> None:
         self._gzip = inner
-        self._read = 0
+        self._budget = budget
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._gzip.read(min(len(buffer), MAX_ARCHIVE_READ + 1 - self._read))
-        self._read += len(data)
-        if self._read > MAX_ARCHIVE_READ:
+        data = self._gzip.read(min(len(buffer), self._budget.left + 1))
+        self._budget.left -= len(data)
+        if self._budget.left < 0:
             raise ChartContentError(f"the chart archive unpacks past {MAX_ARCHIVE_READ} bytes "
                                     "(a gzip bomb?): refused before it was unpacked whole")
         buffer[:len(data)] = data
@@ -204,45 +218,11 @@ def _entry_problem(member: tarfile.TarInfo) -> str | None:
 
 def archive_metadata(layer: bytes, where: str) -> tuple[str, str]:
     """The name and version the chart archive's ``<chart>/Chart.yaml`` gives (what helm
-    installs as), read in one bounded pass over every entry; ``ChartContentError`` when an
-    entry is no plain file or directory under the one chart directory, or there is no
-    Chart.yaml."""
-    found: tuple[str, str] | None = None
-    tops: set[str] = set()
-    names: set[str] = set()
+    installs as), read in one bounded pass over every entry, and over every subchart archive
+    (``<chart>/charts/*.tgz``, which helm unpacks too); ``ChartContentError`` when an entry is
+    no plain file or directory under the one chart directory, or there is no Chart.yaml."""
     try:
-        stream = io.BufferedReader(_Capped(gzip.GzipFile(fileobj=io.BytesIO(layer))))
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
-            for count, member in enumerate(archive, 1):
-                problem = _entry_problem(member)
-                if problem is not None:
-                    raise ChartContentError(
-                        f"the chart archive holds {problem}: {escape(member.name, 200)!r}; "
-                        "a chart holds only files and directories under its own directory: "
-                        "package it with `helm package`")
-                if count > MAX_ARCHIVE_ENTRIES:
-                    raise ChartContentError(f"the chart archive has more than "
-                                            f"{MAX_ARCHIVE_ENTRIES} entries")
-                parts = member.name.split("/")
-                tops.add(parts[0])
-                if len(tops) > 1:
-                    shown = ", ".join(repr(escape(t, 60)) for t in sorted(tops)[:2])
-                    raise ChartContentError(f"the chart archive has more than one top "
-                                            f"directory ({shown}): helm would merge them")
-                if member.isdir():
-                    continue
-                if member.name in names:
-                    raise ChartContentError(f"the chart archive holds "
-                                            f"{escape(member.name, 200)!r} twice: helm would "
-                                            "take the last one")
-                names.add(member.name)
-                if len(parts) != 2 or parts[1] != "Chart.yaml":
-                    continue
-                if member.size > MAX_CHART_YAML:
-                    raise ChartContentError(f"the chart's Chart.yaml is {member.size} bytes, "
-                                            f"over {MAX_CHART_YAML}")
-                extracted = archive.extractfile(member)
-                found = _chart_yaml(extracted.read() if extracted else b"", where)
+        found = _scan(layer, _Budget(), "", 0)
     except ChartContentError as err:
         raise ChartContentError(str(err) if str(err).startswith(where)
                                 else f"{where}: {err}") from None
@@ -251,6 +231,67 @@ def archive_metadata(layer: bytes, where: str) -> tuple[str, str]:
                                 f"({escape(err)})") from None
     if found is None:
         raise ChartContentError(f"{where}: the chart archive has no <chart>/Chart.yaml")
+    return _chart_yaml(found, where)
+
+
+def _scan(layer: bytes, budget: _Budget, within: str, depth: int) -> bytes | None:
+    """Check every entry of one (sub)chart archive; its Chart.yaml's bytes, or None.
+    ``within``: the path of the subchart archive ("" for the chart's), for messages."""
+    try:
+        return _entries(layer, budget, within, depth)
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as err:
+        if not within:
+            raise
+        raise ChartContentError(f"the chart archive holds {within}, which is not a gzipped "
+                                f"tar archive ({escape(err)})") from None
+
+
+def _entries(layer: bytes, budget: _Budget, within: str, depth: int) -> bytes | None:
+    at = f" (in {within})" if within else ""
+    found: bytes | None = None
+    tops: set[str] = set()
+    names: set[str] = set()
+    stream = io.BufferedReader(_Capped(gzip.GzipFile(fileobj=io.BytesIO(layer)), budget))
+    with tarfile.open(fileobj=stream, mode="r|") as archive:
+        for count, member in enumerate(archive, 1):
+            problem = _entry_problem(member)
+            if problem is not None:
+                raise ChartContentError(
+                    f"the chart archive{at} holds {problem}: {escape(member.name, 200)!r}; a "
+                    "chart holds only files and directories under its own directory: package "
+                    "it with `helm package`")
+            if count > MAX_ARCHIVE_ENTRIES:
+                raise ChartContentError(f"the chart archive{at} has more than "
+                                        f"{MAX_ARCHIVE_ENTRIES} entries")
+            parts = member.name.split("/")
+            tops.add(parts[0])
+            if len(tops) > 1:
+                shown = ", ".join(repr(escape(t, 60)) for t in sorted(tops)[:2])
+                raise ChartContentError(f"the chart archive{at} has more than one top "
+                                        f"directory ({shown}): helm would merge them")
+            if member.isdir():
+                continue
+            if member.name in names:
+                raise ChartContentError(f"the chart archive{at} holds "
+                                        f"{escape(member.name, 200)!r} twice: helm would "
+                                        "take the last one")
+            names.add(member.name)
+            subchart = len(parts) == 3 and parts[1] == "charts" and parts[2].endswith(".tgz")
+            if not subchart and (len(parts) != 2 or parts[1] != "Chart.yaml"):
+                continue
+            if not subchart and member.size > MAX_CHART_YAML:
+                raise ChartContentError(f"the chart's Chart.yaml{at} is {member.size} "
+                                        f"bytes, over {MAX_CHART_YAML}")
+            extracted = archive.extractfile(member)
+            data = extracted.read() if extracted else b""
+            if not subchart:
+                found = data
+                continue
+            if depth + 1 > MAX_ARCHIVE_NESTING:
+                raise ChartContentError(f"the chart archive nests subchart archives more "
+                                        f"than {MAX_ARCHIVE_NESTING} deep")
+            _scan(data, budget, f"{within}/{escape(member.name, 200)}" if within
+                  else escape(member.name, 200), depth + 1)
     return found
 
 

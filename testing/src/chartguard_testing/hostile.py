@@ -77,15 +77,21 @@ ENTRY_CASES: dict[str, tuple[str, bytes, str]] = {
 
 
 def hostile_archive(case: str, name: str, version: str) -> bytes:
-    """A chart archive of ``name`` ``version`` with the hostile entry of ``case`` (one of
-    :data:`ENTRY_CASES`, or ``"second-chart"``: a second top directory whose Chart.yaml names
-    ``evil``, which helm's loader would read last and install as)."""
+    """A chart archive of ``name`` ``version`` with the hostile entry of ``case``: one of
+    :data:`ENTRY_CASES`; ``"second-chart"``: a second top directory whose Chart.yaml names
+    ``evil``, which helm's loader would read last and install as; ``"subchart-<case>"``: that
+    case inside the subchart archive ``<name>/charts/sub.tgz`` (which helm unpacks too);
+    ``"subchart-bomb"``: a subchart archive unpacking to 256 MiB."""
     good = (_info(f"{name}/Chart.yaml", size=len(_chart_yaml(name, version))),
             _chart_yaml(name, version))
     template = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hostile\n"
     if case == "second-chart":
         evil = _chart_yaml("evil", version)
         return tgz([good, (_info("evil/Chart.yaml", size=len(evil)), evil)])
+    if case.startswith("subchart-"):  # the hostile part inside <name>/charts/sub.tgz
+        inner = (gzip_bomb("sub", "0.1.0", 256 * 1024 * 1024) if case == "subchart-bomb"
+                 else hostile_archive(case.removeprefix("subchart-"), "sub", "0.1.0"))
+        return tgz([good, (_info(f"{name}/charts/sub.tgz", size=len(inner)), inner)])
     entry, kind, link = ENTRY_CASES[case]
     data = template if kind == tarfile.REGTYPE else b""
     return tgz([good, (_info(entry.format(n=name), kind, len(data), link), data)])
