@@ -63,7 +63,7 @@ CHART_CASES: dict[str, tuple[str, Callable[[Registry, str], str], str]] = {
     "second-chart": ("2nd top dir, its Chart.yaml says evil", _entry("second-chart"),
                      "more than one top directory"),
     "subchart-symlink": ("symlink inside subchart charts/sub.tgz",
-                         _entry("subchart-symlink"), "(in app/charts/sub.tgz) holds a symbolic"),
+                         _entry("subchart-symlink"), "sub.tgz) holds a symbolic link"),
     "subchart-bomb": ("gzip bomb as subchart charts/sub.tgz", _entry("subchart-bomb"),
                       f"unpacks past {MAX_ARCHIVE_READ} bytes"),
     "gzip-bomb": ("gzip bomb: 1 MiB layer, 1 GiB unpacked",
