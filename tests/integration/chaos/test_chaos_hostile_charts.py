@@ -35,7 +35,7 @@ from chartguard_testing.memory_registry import chart_archive
 from chartguard_testing.registry import Registry
 
 LIMITS = Limits()
-GiB = 1024 * 1024 * 1024
+BOMB = 256 * 1024 * 1024  # 8 times the cap; built in well under a second
 
 
 def _sign(charts: Charts, installed: Installed, digest: str) -> None:
@@ -66,9 +66,9 @@ CHART_CASES: dict[str, tuple[str, Callable[[Registry, str], str], str]] = {
                          _entry("subchart-symlink"), "sub.tgz) holds a symbolic link"),
     "subchart-bomb": ("gzip bomb as subchart charts/sub.tgz", _entry("subchart-bomb"),
                       f"unpacks past {MAX_ARCHIVE_READ} bytes"),
-    "gzip-bomb": ("gzip bomb: 1 MiB layer, 1 GiB unpacked",
+    "gzip-bomb": ("gzip bomb: 256 KiB unpacking to 256 MiB",
                   lambda registry, repo: push_chart(registry, repo, "1.0.1",
-                                                    gzip_bomb("app", "1.0.1", GiB)),
+                                                    gzip_bomb("app", "1.0.1", BOMB)),
                   f"unpacks past {MAX_ARCHIVE_READ} bytes"),
     "oversized": ("chart layer of 11 MiB (cap 10 MiB)",
                   lambda registry, repo: push_chart(registry, repo, "1.0.1", chart_archive(
