@@ -6,6 +6,13 @@ A chart manifest is an OCI image manifest with the Helm config media type, exact
 layer (and optionally a provenance layer); config and chart layer are capped in size before a
 byte is read, fetched by digest, and must match their descriptor's digest and size. A part that
 does not match is named ("the chart layer ... does not match its digest").
+
+The archive is read whole, in memory and within :data:`MAX_ARCHIVE_READ` unpacked bytes, before
+the chart is stored, and so is every subchart archive in it (``<chart>/charts/*.tgz``, which
+helm unpacks too; all within the same budget): every entry must be a plain file or directory
+under the one chart directory (no absolute path, ``..``, link, device or FIFO), and the chart's
+``Chart.yaml`` must name the chart and version the Helm config does. What helm would load is
+thus exactly what was checked.
 """
 
 from __future__ import annotations
@@ -138,53 +145,154 @@ def read_chart(media_type: str, data: Mapping[str, Any], where: str, limits: Lim
     return ChartParts(config=parts[0], layer=parts[1], name=name, version=version)
 
 
-#: a chart's archive is read only as far as its Chart.yaml, and never past this many bytes
+#: a chart's archive is unpacked (in memory, in one pass) to at most this many bytes: a gzip
+#: bomb is refused after this much, never unpacked whole (helm's own cap is 100 MiB)
 MAX_ARCHIVE_READ = 32 * 1024 * 1024
 MAX_CHART_YAML = 1024 * 1024
+#: entries of one chart archive (a large chart has a few hundred)
+MAX_ARCHIVE_ENTRIES = 10_000
+
+
+#: subchart archives inside subchart archives, looked into at most this deep
+MAX_ARCHIVE_NESTING = 5
+
+
+class _Budget:
+    """Unpacked bytes left for one chart archive and every subchart archive inside it."""
+
+    def __init__(self) -> None:
+        self.left = MAX_ARCHIVE_READ
 
 
 class _Capped(io.RawIOBase):
-    """The decompressed archive, refusing to be read past ``MAX_ARCHIVE_READ`` (a gzip bomb)."""
+    """A decompressed archive, refusing to be read past what the budget has left (a gzip
+    bomb, in the chart or in a subchart)."""
 
-    def __init__(self, inner: gzip.GzipFile) -> None:
+    def __init__(self, inner: gzip.GzipFile, budget: _Budget) -> None:
         self._gzip = inner
-        self._read = 0
+        self._budget = budget
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._gzip.read(min(len(buffer), MAX_ARCHIVE_READ + 1 - self._read))
-        self._read += len(data)
-        if self._read > MAX_ARCHIVE_READ:
+        data = self._gzip.read(min(len(buffer), self._budget.left + 1))
+        self._budget.left -= len(data)
+        if self._budget.left < 0:
             raise ChartContentError(f"the chart archive unpacks past {MAX_ARCHIVE_READ} bytes "
-                                    "before its Chart.yaml")
+                                    "(a gzip bomb?): refused before it was unpacked whole")
         buffer[:len(data)] = data
         return len(data)
 
 
+def _entry_problem(member: tarfile.TarInfo) -> str | None:
+    """What makes one archive entry something a chart must not hold, or None.
+
+    helm's loader refuses absolute paths and ``..``, but reads a symlink, a hard link or a
+    device node as an empty file and lets a later ``Chart.yaml`` replace an earlier one; none of
+    these is in an archive ``helm package`` writes, so each is refused here, before helm (or
+    anyone unpacking the stored artifact) sees it.
+    """
+    name = member.name.replace("\\", "/")  # helm splits on a backslash too
+    parts = name.split("/")
+    if name.startswith("/") or (name[:1].isalpha() and name[1:3] == ":/"):
+        return "an absolute path"
+    if ".." in parts:
+        return "a path with '..'"
+    if "" in parts or "." in parts:
+        return "a path with an empty or '.' component"
+    if member.issym():
+        return f"a symbolic link (to {escape(member.linkname, 120)!r})"
+    if member.islnk():
+        return f"a hard link (to {escape(member.linkname, 120)!r})"
+    if member.ischr() or member.isblk():
+        return "a device file"
+    if member.isfifo():
+        return "a FIFO"
+    if not (member.isfile() or member.isdir()):
+        return f"an entry of tar type {escape(member.type, 8)!r}"
+    if len(parts) < 2 and not member.isdir():
+        return "a file outside the chart's directory"
+    return None
+
+
 def archive_metadata(layer: bytes, where: str) -> tuple[str, str]:
     """The name and version the chart archive's ``<chart>/Chart.yaml`` gives (what helm
-    installs as), read in one bounded pass; ``ChartContentError`` when there is none."""
+    installs as), read in one bounded pass over every entry, and over every subchart archive
+    (``<chart>/charts/*.tgz``, which helm unpacks too); ``ChartContentError`` when an entry is
+    no plain file or directory under the one chart directory, or there is no Chart.yaml."""
     try:
-        stream = io.BufferedReader(_Capped(gzip.GzipFile(fileobj=io.BytesIO(layer))))
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
-            for member in archive:
-                parts = member.name.strip("/").split("/")
-                if len(parts) != 2 or parts[1] != "Chart.yaml" or not member.isfile():
-                    continue
-                if member.size > MAX_CHART_YAML:
-                    raise ChartContentError(f"{where}: the chart's Chart.yaml is "
-                                            f"{member.size} bytes, over {MAX_CHART_YAML}")
-                extracted = archive.extractfile(member)
-                return _chart_yaml(extracted.read() if extracted else b"", where)
+        found = _scan(layer, _Budget(), "", 0)
     except ChartContentError as err:
         raise ChartContentError(str(err) if str(err).startswith(where)
                                 else f"{where}: {err}") from None
     except (OSError, EOFError, tarfile.TarError, zlib.error) as err:
         raise ChartContentError(f"{where}: the chart layer is not a gzipped tar archive "
                                 f"({escape(err)})") from None
-    raise ChartContentError(f"{where}: the chart archive has no <chart>/Chart.yaml")
+    if found is None:
+        raise ChartContentError(f"{where}: the chart archive has no <chart>/Chart.yaml")
+    return _chart_yaml(found, where)
+
+
+def _scan(layer: bytes, budget: _Budget, within: str, depth: int) -> bytes | None:
+    """Check every entry of one (sub)chart archive; its Chart.yaml's bytes, or None.
+    ``within``: the path of the subchart archive ("" for the chart's), for messages."""
+    try:
+        return _entries(layer, budget, within, depth)
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as err:
+        if not within:
+            raise
+        raise ChartContentError(f"the chart archive holds {within}, which is not a gzipped "
+                                f"tar archive ({escape(err)})") from None
+
+
+def _entries(layer: bytes, budget: _Budget, within: str, depth: int) -> bytes | None:
+    at = f" (in {within})" if within else ""
+    found: bytes | None = None
+    tops: set[str] = set()
+    names: set[str] = set()
+    stream = io.BufferedReader(_Capped(gzip.GzipFile(fileobj=io.BytesIO(layer)), budget))
+    with tarfile.open(fileobj=stream, mode="r|") as archive:
+        for count, member in enumerate(archive, 1):
+            problem = _entry_problem(member)
+            if problem is not None:
+                raise ChartContentError(
+                    f"the chart archive{at} holds {problem}: {escape(member.name, 200)!r}; a "
+                    "chart holds only files and directories under its own directory: package "
+                    "it with `helm package`")
+            if count > MAX_ARCHIVE_ENTRIES:
+                raise ChartContentError(f"the chart archive{at} has more than "
+                                        f"{MAX_ARCHIVE_ENTRIES} entries")
+            parts = member.name.split("/")
+            tops.add(parts[0])
+            if len(tops) > 1:
+                shown = ", ".join(repr(escape(t, 60)) for t in sorted(tops)[:2])
+                raise ChartContentError(f"the chart archive{at} has more than one top "
+                                        f"directory ({shown}): helm would merge them")
+            if member.isdir():
+                continue
+            if member.name in names:
+                raise ChartContentError(f"the chart archive{at} holds "
+                                        f"{escape(member.name, 200)!r} twice: helm would "
+                                        "take the last one")
+            names.add(member.name)
+            subchart = len(parts) == 3 and parts[1] == "charts" and parts[2].endswith(".tgz")
+            if not subchart and (len(parts) != 2 or parts[1] != "Chart.yaml"):
+                continue
+            if not subchart and member.size > MAX_CHART_YAML:
+                raise ChartContentError(f"the chart's Chart.yaml{at} is {member.size} "
+                                        f"bytes, over {MAX_CHART_YAML}")
+            extracted = archive.extractfile(member)
+            data = extracted.read() if extracted else b""
+            if not subchart:
+                found = data
+                continue
+            if depth + 1 > MAX_ARCHIVE_NESTING:
+                raise ChartContentError(f"the chart archive nests subchart archives more "
+                                        f"than {MAX_ARCHIVE_NESTING} deep")
+            _scan(data, budget, f"{within}/{escape(member.name, 200)}" if within
+                  else escape(member.name, 200), depth + 1)
+    return found
 
 
 def _chart_yaml(text: bytes, where: str) -> tuple[str, str]:

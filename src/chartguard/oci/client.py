@@ -33,6 +33,7 @@ from chartguard.oci.chart import read_chart
 from chartguard.oci.credentials import RegistryCredentials, TLSConfig
 from chartguard.oci.errors import (
     BlobNotFoundError,
+    ChartContentError,
     ConnectionBrokenError,
     DigestMismatchError,
     InvalidReferenceError,
@@ -456,8 +457,15 @@ class RegistryClient:
         def get_blob(blob: str, size: int, limit: int) -> bytes:
             return self.get_blob(ref.repository, blob, size, limit, ref=ref)
 
-        parts = read_chart(manifest.media_type, manifest.data, f"manifest {digest} of {ref}",
-                           self.limits, get_blob)
+        where = f"manifest {digest} of {ref}"
+        parts = read_chart(manifest.media_type, manifest.data, where, self.limits, get_blob)
+        if parts.name != ref.name:
+            # `helm push` stores a chart under its own name; another chart there (a signed one
+            # copied over) would be installed as this one
+            raise ChartContentError(
+                f"{where} is the chart {escape(parts.name)!r}, not {ref.name!r}: the "
+                f"repository {ref.name} holds another chart; push {ref.name} there with "
+                "`helm push`")
         return ChartArtifact(name=parts.name, version=parts.version, digest=digest,
                              manifest=manifest.raw, config=parts.config, layer=parts.layer)
 

@@ -17,6 +17,7 @@ functions over the seams: no I/O of their own.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -217,8 +218,55 @@ def check_dependencies(release: HelmRelease, releases: ObjectReader) -> None:
         dep_status = HelmReleaseStatus.from_status(body.get("status"))
         if (generation != dep_status.observed_generation
                 or not c.is_status(dep_status.conditions, c.READY, c.TRUE)):
-            raise WaitingError(c.READY, c.DEPENDENCY_NOT_READY,
-                               c.dependency_not_ready_message(namespace, name), status=c.FALSE)
+            message = c.dependency_not_ready_message(namespace, name)
+            cycle = dependency_cycle(release, releases)
+            if cycle:
+                # Flux just waits; the cycle is named so that the wait is not a mystery
+                message += (f": dependsOn makes a cycle ({' -> '.join(cycle)}), in which no "
+                            "release can ever be ready; remove one of its dependsOn entries")
+            raise WaitingError(c.READY, c.DEPENDENCY_NOT_READY, message, status=c.FALSE)
+
+
+#: HelmReleases a dependency cycle search reads at most (from the caches: no API request)
+MAX_CYCLE_SEARCH = 1000
+
+
+def dependency_cycle(release: HelmRelease, releases: ObjectReader) -> list[str]:
+    """``["ns/a", "ns/b", "ns/a"]`` when ``release``'s dependencies lead back to it (the
+    shortest way), else ``[]``. A breadth-first walk over at most ``MAX_CYCLE_SEARCH``
+    releases, so a hostile web of dependsOn costs bounded time."""
+    me = (release.metadata.namespace, release.metadata.name)
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+    queue = deque((dep, me) for dep in _dependencies(release))
+    seen: set[tuple[str, str]] = set()
+    while queue and len(seen) < MAX_CYCLE_SEARCH:
+        node, via = queue.popleft()
+        if node in seen:
+            continue
+        seen.add(node)
+        parent[node] = via
+        if node == me:
+            path = [me]
+            step = parent[me]
+            while step != me and len(path) <= len(seen):
+                path.append(step)
+                step = parent[step]
+            path.append(me)
+            return [f"{safe(ns)}/{safe(name)}" for ns, name in reversed(path)]
+        queue.extend((dep, node) for dep in _raw_dependencies(releases.get(*node), node[0]))
+    return []
+
+
+def _raw_dependencies(body: Mapping[str, Any] | None, namespace: str) -> list[tuple[str, str]]:
+    """The dependsOn entries of a HelmRelease body as stored (not parsed: it may be invalid)."""
+    spec = body.get("spec") if body is not None else None
+    entries = spec.get("dependsOn") if isinstance(spec, Mapping) else None
+    out = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+            ns = entry.get("namespace")
+            out.append((ns if isinstance(ns, str) and ns else namespace, entry["name"]))
+    return out
 
 
 def release_refs(release: HelmRelease) -> ReleaseRefs:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from chartguard.untrusted import escape
 from chartguard.verify.errors import InvalidKeyError
 
 _SupportedKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -78,6 +79,15 @@ def signature_matches(key: PublicKeyTypes, signature: bytes, data: bytes) -> boo
 
 def load_public_key(pem: bytes, name: str) -> _SupportedKey:
     """Load a PEM public key of a type cosign signs with, or raise InvalidKeyError."""
+    if b"-----BEGIN CERTIFICATE-----" in pem:
+        raise InvalidKeyError(
+            f"key {name}: a certificate, not a public key: give the signer's public key (the "
+            "cosign.pub of `cosign generate-key-pair`; of a certificate, `openssl x509 -pubkey "
+            "-noout`), or verify keyless with matchOIDCIdentity instead of secretRef")
+    if b"PRIVATE KEY-----" in pem:
+        raise InvalidKeyError(
+            f"key {name}: a private key, not a public key: give the public key (cosign.pub) "
+            "and keep the private one out of the cluster")
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm, TypeError) as exc:
@@ -132,7 +142,28 @@ class PublicKey:
         return spki_fingerprint(other) == self.fingerprint
 
 
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
+# BEGIN and END lines only, found in one linear pass; a pattern spanning from BEGIN to its END
+# (with a back-reference) costs quadratic time on a Secret of a megabyte of BEGIN lines
+_PEM_LINE = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----")
+
+#: public keys taken from one Secret or file: every signature is checked against each, so a
+#: Secret of thousands of keys would make each verification thousands of times slower
+MAX_PUBLIC_KEYS = 64
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    """Each BEGIN ... END block with matching labels, in order (an unmatched line is skipped)."""
+    blocks: list[bytes] = []
+    begin: re.Match[bytes] | None = None
+    for line in _PEM_LINE.finditer(data):
+        if line.group(1) == b"BEGIN":
+            begin = line
+        elif begin is not None and line.group(2) == begin.group(2):
+            blocks.append(data[begin.start():line.end()])
+            begin = None
+            if len(blocks) > MAX_PUBLIC_KEYS:
+                break
+    return blocks
 
 
 def public_keys_from_pem(data: bytes, name: str) -> tuple[PublicKey, ...]:
@@ -142,7 +173,10 @@ def public_keys_from_pem(data: bytes, name: str) -> tuple[PublicKey, ...]:
     block that is no usable key is an error naming it. Data with no PEM block is handed over
     whole, so the key loader says what is wrong with it.
     """
-    blocks = [m.group(0) for m in _PEM_BLOCK.finditer(data)]
+    blocks = _pem_blocks(data)
+    if len(blocks) > MAX_PUBLIC_KEYS:
+        raise InvalidKeyError(f"key {name}: more than {MAX_PUBLIC_KEYS} PEM blocks; give the "
+                              "public keys of the signers only")
     if len(blocks) <= 1:
         return (PublicKey.from_pem(blocks[0] if blocks else data, name),)
     return tuple(PublicKey.from_pem(block, f"{name}#{n}") for n, block in enumerate(blocks, 1))
@@ -155,10 +189,21 @@ def public_keys_from_secret(data: Mapping[str, bytes]) -> tuple[PublicKey, ...]:
     several PEM keys yields all of them. A Secret without any `.pub` entry is an error: an
     empty key list would mean keyless verification.
     """
-    keys = tuple(key for name in sorted(data) if name.endswith(".pub")
-                 for key in public_keys_from_pem(data[name], name))
+    entries = sorted(name for name in data if name.endswith(".pub"))
+    if len(entries) > MAX_PUBLIC_KEYS:
+        raise InvalidKeyError(
+            f"the Secret has {len(entries):,} entries ending in .pub, more than "
+            f"{MAX_PUBLIC_KEYS}: every signature is checked against each key; keep the "
+            "public keys of the signers only")
+    keys = tuple(key for name in entries for key in public_keys_from_pem(data[name], name))
+    if len(keys) > MAX_PUBLIC_KEYS:
+        raise InvalidKeyError(f"the Secret holds {len(keys):,} public keys, more than "
+                              f"{MAX_PUBLIC_KEYS}; keep the public keys of the signers only")
     if not keys:
-        shown = ", ".join(sorted(data)) or "none"
+        names = sorted(data)
+        shown = ", ".join(escape(n, 80) for n in names[:10]) or "none"
+        if len(names) > 10:
+            shown += f" and {len(names) - 10:,} more"
         raise InvalidKeyError(
             f"no public key in the Secret (keys: {shown}); store each cosign public key "
             "under a name ending in .pub, e.g. cosign.pub"

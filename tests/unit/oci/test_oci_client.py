@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from typing import Any
 
@@ -32,6 +33,7 @@ from chartguard.oci import (
     VersionNotFoundError,
 )
 from chartguard.oci.transport import ConnectError, TLSError
+from chartguard_testing.hostile import ENTRY_CASES, gzip_bomb, hostile_archive, tgz
 from chartguard_testing.memory_registry import (
     FakeClock,
     MemoryRegistry,
@@ -407,3 +409,51 @@ def _tgz_without_chart_yaml() -> bytes:
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
     return out.getvalue()
+
+
+@pytest.mark.parametrize("case", [*ENTRY_CASES, "second-chart", "subchart-symlink",
+                                  "subchart-bomb"])
+def test_an_archive_with_an_entry_helm_package_never_writes_is_refused(case: str) -> None:
+    """The hostile entry comes after a good Chart.yaml: the whole archive is looked at."""
+    registry = MemoryRegistry()
+    digest = registry.push_chart(REPO, "1.0.0", layer=hostile_archive(case, "demo", "1.0.0"))
+    client, _ = _client(registry)
+    words = {"dotdot": "a path with '..'", "absolute": "an absolute path",
+             "symlink": "a symbolic link", "hardlink": "a hard link", "device": "a device file",
+             "fifo": "a FIFO", "second-chart": "more than one top directory",
+             "subchart-symlink": "(in demo/charts/sub.tgz) holds a symbolic link",
+             "subchart-bomb": "unpacks past 33554432 bytes"}[case]
+    with pytest.raises(ChartContentError, match=re.escape(words)):
+        client.fetch_chart(_ref(registry), digest)
+
+
+def test_a_gzip_bomb_after_the_chart_yaml_is_refused_unread() -> None:
+    registry = MemoryRegistry()
+    digest = registry.push_chart(REPO, "1.0.0", layer=gzip_bomb("demo", "1.0.0", 64 << 20))
+    client, _ = _client(registry)
+    with pytest.raises(ChartContentError, match="unpacks past 33554432 bytes"):
+        client.fetch_chart(_ref(registry), digest)
+
+
+def test_a_chart_named_otherwise_than_its_repository_is_refused() -> None:
+    """A signed chart copied into another chart's repository would install as that chart."""
+    registry = MemoryRegistry()
+    digest = registry.push_chart(REPO, "1.0.0", name="other")
+    client, _ = _client(registry)
+    with pytest.raises(ChartContentError, match=r"is the chart 'other', not 'demo'"):
+        client.fetch_chart(_ref(registry), digest)
+
+
+def test_a_subchart_archive_that_is_no_archive_is_named() -> None:
+    chart_yaml = b"apiVersion: v2\nname: demo\nversion: 1.0.0\n"
+    entries = []
+    for name, data in (("demo/Chart.yaml", chart_yaml), ("demo/charts/sub.tgz", b"junk")):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        entries.append((info, data))
+    registry = MemoryRegistry()
+    digest = registry.push_chart(REPO, "1.0.0", layer=tgz(entries))
+    client, _ = _client(registry)
+    with pytest.raises(ChartContentError, match=r"holds demo/charts/sub\.tgz, which is not a "
+                                                r"gzipped tar archive"):
+        client.fetch_chart(_ref(registry), digest)

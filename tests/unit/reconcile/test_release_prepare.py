@@ -332,6 +332,28 @@ def test_depends_on_waits_for_each_dependency_naming_it(world: World) -> None:
     assert prepared.dependencies == {(NS, "database"), ("infra", "cache")}
 
 
+def test_a_dependency_cycle_is_named_while_the_release_waits(world: World) -> None:
+    world.verified[(NS, CHART)] = MANIFEST
+    hr = release(dependsOn=[{"name": "cache"}])
+    dependency(world, "cache", ready="False")
+    world.releases.items[(NS, "cache")]["spec"] = {"dependsOn": [{"name": "db",
+                                                                  "namespace": "infra"}]}
+    dependency(world, "db", namespace="infra", ready="False")
+    assert fails(hr, world).message == f"dependency '{NS}/cache' is not ready"  # no cycle
+    world.releases.items[("infra", "db")]["spec"] = {"dependsOn": [{"name": "podinfo",
+                                                                    "namespace": NS}]}
+    err = fails(hr, world)
+    assert isinstance(err, WaitingError)
+    assert err.reason == c.DEPENDENCY_NOT_READY
+    assert err.message == (
+        f"dependency '{NS}/cache' is not ready: dependsOn makes a cycle ({NS}/podinfo -> "
+        f"{NS}/cache -> infra/db -> {NS}/podinfo), in which no release can ever be ready; "
+        "remove one of its dependsOn entries")
+    self_dependent = release(dependsOn=[{"name": "podinfo"}])
+    dependency(world, "podinfo", ready="False")
+    assert f"cycle ({NS}/podinfo -> {NS}/podinfo)" in fails(self_dependent, world).message
+
+
 def test_values_are_composed_last_and_their_failures_name_the_reference(world: World) -> None:
     world.verified[(NS, CHART)] = MANIFEST
     hr = release(valuesFrom=[{"kind": "Secret", "name": "creds"}], values={"a": 1})

@@ -21,6 +21,7 @@ from chartguard.verify import (
     Verifier,
     public_keys_from_secret,
 )
+from chartguard.verify.keys import MAX_PUBLIC_KEYS, public_keys_from_pem
 from chartguard_testing.cosign_signer import (
     KEY_KINDS,
     KeyKind,
@@ -389,3 +390,37 @@ def test_a_secret_entry_with_several_pem_keys_uses_every_one() -> None:
     assert [k.name for k in keys] == ["cosign.pub", "rotation.pub#1", "rotation.pub#2",
                                       "rotation.pub#3"]
     assert len({k.fingerprint for k in keys[1:]}) == 3
+
+
+def test_a_megabyte_of_unterminated_pem_lines_is_read_in_one_pass() -> None:
+    """A back-referencing BEGIN..END pattern took minutes on this (quadratic); finishing is
+    the check."""
+    data = b"-----BEGIN PUBLIC KEY-----\n" * 150_000
+    with pytest.raises(InvalidKeyError, match="not a PEM public key"):
+        public_keys_from_pem(data, "cosign.pub")
+
+
+def test_thousands_of_keys_in_one_secret_are_refused_naming_the_limit() -> None:
+    pem = generate_key_pair().public_pem
+    many = {f"k{n}.pub": pem for n in range(MAX_PUBLIC_KEYS + 1)}
+    with pytest.raises(InvalidKeyError, match=r"65 entries ending in \.pub, more than 64"):
+        public_keys_from_secret(many)
+    with pytest.raises(InvalidKeyError, match="more than 64 PEM blocks"):
+        public_keys_from_secret({"cosign.pub": pem * (MAX_PUBLIC_KEYS + 1)})
+    # no .pub among thousands of entries: a few of their names, and how many more
+    with pytest.raises(InvalidKeyError, match=r"k0, k1, .* and 1,990 more\); store each") as err:
+        public_keys_from_secret({f"k{n}": b"x" for n in range(2000)})
+    assert len(str(err.value)) < 400
+
+
+def test_a_certificate_or_a_private_key_where_a_public_key_belongs_is_named() -> None:
+    sigstore = LocalSigstore.create()
+    _, cert = sigstore.issue_certificate("signer@example.com", "https://accounts.example.com")
+    with pytest.raises(InvalidKeyError, match=r"key cosign\.pub: a certificate, not a public"):
+        public_keys_from_secret({"cosign.pub": cert.public_bytes(serialization.Encoding.PEM)})
+    private = generate_key_pair().private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    with pytest.raises(InvalidKeyError, match="a private key, not a public key") as err:
+        public_keys_from_secret({"cosign.pub": private})
+    assert private.decode().splitlines()[1] not in str(err.value)
