@@ -6,7 +6,9 @@ Semantics kept from kube-apiserver, because clients rely on them:
   gives one ERROR event carrying a 410 ``Expired`` Status (clients then re-list);
 - ``sendInitialEvents=true``: the current objects, then a BOOKMARK annotated
   ``k8s.io/initial-events-end: "true"`` (client-go's watch-list waits for it);
-- ``timeoutSeconds`` ends the response; so does the server shutting down.
+- ``timeoutSeconds`` ends the response; so does the server shutting down;
+- faults (:mod:`.faults`): a dropped watch has its connection aborted mid-stream; an expired
+  one gets the 410 ERROR event however recent its resourceVersion.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from chartguard_testing.apiserver.resources import ApiError, Obj, ResourceType
-from chartguard_testing.apiserver.storage import OVERFLOW, STOP, Event, Store
+from chartguard_testing.apiserver.storage import DROP, OVERFLOW, STOP, Event, Store
 
 
 @dataclass
@@ -34,6 +36,8 @@ class WatchRequest:
     timeout: float
     # turns a stored object into what the client asked for (version, Table)
     render: Callable[[Obj], Obj]
+    # a fault: True when this resuming watch is to get 410 Expired (asked once per watch)
+    expire: Callable[[], bool] = lambda: False
 
 
 def stop_all(store: Store) -> None:
@@ -53,9 +57,9 @@ async def serve_watch(request: web.Request, store: Store, w: WatchRequest) -> we
                 backlog.append(("BOOKMARK", _bookmark(w, store.rv)))
         elif not rv.isdigit():
             raise ApiError(400, "BadRequest", f"invalid resourceVersion {rv!r}")
-        elif int(rv) < store.oldest_rv():
+        elif int(rv) < store.oldest_rv() or w.expire():
             backlog = [("ERROR", _expired(
-                f"too old resource version: {rv} ({store.oldest_rv()})"))]
+                f"too old resource version: {rv} ({max(store.oldest_rv(), int(rv) + 1)})"))]
         else:
             backlog = [(e.type, e.obj) for e in store.events
                        if e.rv > int(rv) and _wanted(w, e)]
@@ -74,6 +78,10 @@ async def serve_watch(request: web.Request, store: Store, w: WatchRequest) -> we
                 break
             if event is STOP:
                 break
+            if event is DROP:
+                if request.transport is not None:
+                    request.transport.abort()  # the client sees its stream cut, not ended
+                return response
             if event is OVERFLOW:
                 await _send(response, "ERROR", _expired(f"the client fell more than "
                                                         f"{store.history} changes behind"))
