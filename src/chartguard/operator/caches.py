@@ -154,8 +154,10 @@ class _Referenced(Generic[V]):
             self._data[ref] = (self._latest.get(ref, ""), data)
         return data
 
-    def observe(self, body: Mapping[str, Any], deleted: bool) -> Ref:
-        """A watch event: refresh a cached object, forget a deleted one."""
+    def observe(self, body: Mapping[str, Any], deleted: bool) -> tuple[Ref, bool]:
+        """A watch event: refresh a cached object, forget a deleted one. Also says whether
+        the object changed since the last event seen of it (a re-listing after a watch
+        expired, 410, brings changes the watch missed as plain listing events)."""
         meta = body.get("metadata", {})
         ref = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         rv = str(meta.get("resourceVersion", ""))
@@ -163,11 +165,12 @@ class _Referenced(Generic[V]):
             if deleted:
                 self._data.pop(ref, None)
                 self._latest.pop(ref, None)
-                return ref
+                return ref, True
+            before = self._latest.get(ref)
             self._latest[ref] = rv
             if ref in self._data:
                 self._data[ref] = (rv, self._decode(body))
-        return ref
+        return ref, before is not None and before != rv
 
 
 class Secrets(_Referenced[dict[str, bytes]]):

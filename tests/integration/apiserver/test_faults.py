@@ -116,7 +116,7 @@ def test_compaction_answers_an_older_resume_with_the_real_servers_410_event(
 def test_expire_answers_the_next_resuming_watches_only(kube_api: KubeAPI) -> None:
     rv = _create(kube_api, "c1")
     kube_api.faults.expire_next(1)
-    assert _watch(kube_api) [0]["type"] == "ADDED"  # a list-watch does not resume: not expired
+    assert _watch(kube_api)[0]["type"] == "ADDED"  # a list-watch does not resume: not expired
     (event,) = _watch(kube_api, resourceVersion=rv)
     assert event["object"]["code"] == 410
     assert _watch(kube_api, resourceVersion=rv) == []

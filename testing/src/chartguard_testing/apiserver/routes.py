@@ -139,10 +139,9 @@ async def _resource(request: web.Request, group: str, version: str, rest: list[s
             return _json(_render(request, t, gone, str(store.rv), as_list=True))
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
     status = t.subresource == "status"
-    if method in ("PUT", "PATCH") and not dry_run:
-        store.get(t.rt, ns, t.name)  # a missing object is a 404 first, as on a real server
-        if request.app[FAULTS].take_conflict(t.rt.plural, t.subresource):
-            raise conflict_error(t.rt.describe(), t.rt.group, t.rt.plural, t.name)
+    if (method in ("PUT", "PATCH") and not dry_run and store.exists(t.rt, ns, t.name)
+            and request.app[FAULTS].take_conflict(t.rt.plural, t.subresource)):
+        raise conflict_error(t.rt.describe(), t.rt.group, t.rt.plural, t.name)
     if method == "GET":
         return _json(_render(request, t, [store.get(t.rt, ns, t.name)], str(store.rv)))
     if method == "PUT":

@@ -96,6 +96,9 @@ class Store:
             raise _not_found(rt, name)
         return found
 
+    def exists(self, rt: ResourceType, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._bucket(rt)
+
     def list(self, rt: ResourceType, namespace: str | None,
              match: Callable[[Obj], bool]) -> list[Obj]:
         return [o for (ns, _), o in sorted(self._bucket(rt).items())
