@@ -111,6 +111,7 @@ def test_compaction_answers_an_older_resume_with_the_real_servers_410_event(
     assert (event["object"]["code"], event["object"]["reason"]) == (410, "Expired")
     assert event["object"]["message"].startswith(f"too old resource version: {first} (")
     assert _watch(kube_api, resourceVersion=str(now)) == []  # the current one still resumes
+    assert kube_api.faults.delivered("expired") == 1
 
 
 def test_expire_answers_the_next_resuming_watches_only(kube_api: KubeAPI) -> None:
@@ -145,8 +146,13 @@ def test_conflicts_hit_the_next_status_writes_of_one_resource(kube_api: KubeAPI)
 def test_error_bursts_match_method_and_path_and_carry_retry_after(
         kube_api: KubeAPI, code: int, reason: str) -> None:
     _create(kube_api, "c1")
-    kube_api.faults.errors(code, 2, method="PATCH", path="/configmaps/c1", retry_after=1)
+    kube_api.faults.errors(code, 2, method="PATCH", path="/configmaps/c1", agent="^python",
+                           retry_after=1)
     assert requests.get(f"{kube_api.url}{CM}/c1", timeout=5).status_code == 200  # GET: no
+    other = requests.patch(f"{kube_api.url}{CM}/c1", data=json.dumps({"data": {"n": "z"}}),
+                           headers={"Content-Type": "application/merge-patch+json",
+                                    "User-Agent": "kubectl/v1.35.0"}, timeout=5)
+    assert other.status_code == 200  # another client: no
     for _ in range(2):
         r = _touch(kube_api, "c1", "y")
         assert r.status_code == code

@@ -25,7 +25,8 @@ The faults, each worded as kube-apiserver words it (checked against the real one
   itself) get 409 ``Conflict`` "Operation cannot be fulfilled on ...: the object has been
   modified; please apply your changes to the latest version and try again", as when another
   writer got there first;
-- ``errors``: the next N requests matching a method and a path pattern get 500, 502, 503,
+- ``errors``: the next N requests matching a method, a path pattern and a client (its
+  ``User-Agent``: kubectl, helm, kopf and chartguard each send their own) get 500, 502, 503,
   504 or 429, with ``Retry-After`` when asked (kube-apiserver's priority and fairness answers
   429 "Too many requests, please try again later." with ``Retry-After`` and
   ``details.retryAfterSeconds``).
@@ -58,18 +59,21 @@ _REASONS = {500: ("InternalError", "Internal error occurred: injected fault"),
 
 @dataclass
 class Burst:
-    """The next ``count`` requests matching ``method`` (any when "") and ``path`` (a regular
-    expression searched in the path and query) are answered ``code``."""
+    """The next ``count`` requests matching ``method`` (any when "") and ``path`` and
+    ``agent`` (regular expressions searched in the path and query, and in the User-Agent)
+    are answered ``code``."""
 
     code: int
     count: int
     method: str = ""
     path: str = ""
     retry_after: int | None = None
+    agent: str = ""
 
-    def matches(self, method: str, target: str) -> bool:
+    def matches(self, method: str, target: str, agent: str) -> bool:
         return ((not self.method or self.method.upper() == method)
-                and (not self.path or re.search(self.path, target) is not None))
+                and (not self.path or re.search(self.path, target) is not None)
+                and (not self.agent or re.search(self.agent, agent) is not None))
 
 
 @dataclass
@@ -84,16 +88,19 @@ class Faults:
     def count(self, name: str) -> None:
         self.delivered[name] = self.delivered.get(name, 0) + 1
 
-    def take_expire(self) -> bool:
-        if self.expire_next <= 0:
+    def take_expire(self, too_old: bool) -> bool:
+        """Whether a resuming watch gets 410 Expired: its version is ``too_old`` for the
+        history, or an ``expire`` fault is pending. Both are counted as "expired"."""
+        if not too_old and self.expire_next <= 0:
             return False
-        self.expire_next -= 1
+        if not too_old:
+            self.expire_next -= 1
         self.count("expired")
         return True
 
-    def take_burst(self, method: str, target: str) -> Burst | None:
+    def take_burst(self, method: str, target: str, agent: str) -> Burst | None:
         for burst in self.bursts:
-            if burst.count > 0 and burst.matches(method, target):
+            if burst.count > 0 and burst.matches(method, target, agent):
                 burst.count -= 1
                 self.count(f"error {burst.code}")
                 return burst
@@ -175,11 +182,12 @@ class FaultControl:
                                  "count": count})
 
     def errors(self, code: int, count: int, *, method: str = "", path: str = "",
-               retry_after: int | None = None) -> None:
-        """The next ``count`` requests matching ``method`` ("" any) and ``path`` (a regular
-        expression searched in path?query) are answered ``code``."""
+               agent: str = "", retry_after: int | None = None) -> None:
+        """The next ``count`` requests matching ``method`` ("" any), ``path`` and ``agent``
+        (regular expressions searched in path?query and in the User-Agent) are answered
+        ``code``."""
         self._post("errors", {"code": code, "count": count, "method": method, "path": path,
-                              "retryAfter": retry_after})
+                              "agent": agent, "retryAfter": retry_after})
 
     def clear(self) -> None:
         """Switch every fault off (what was delivered is still counted)."""
@@ -210,10 +218,14 @@ def parse_control(what: str, body: Obj) -> tuple[str, Any]:
             if code not in _REASONS:
                 raise ValueError(f"code {code} is none of {sorted(_REASONS)}")
             retry = body.get("retryAfter")
-            return what, Burst(code, int(body["count"]), str(body.get("method") or ""),
-                               str(body.get("path") or ""),
-                               int(retry) if retry is not None else None)
-    except (KeyError, TypeError, ValueError) as exc:
+            burst = Burst(code, int(body["count"]), str(body.get("method") or ""),
+                          str(body.get("path") or ""),
+                          int(retry) if retry is not None else None,
+                          str(body.get("agent") or ""))
+            for pattern in (burst.path, burst.agent):
+                re.compile(pattern)
+            return what, burst
+    except (KeyError, TypeError, ValueError, re.error) as exc:
         raise ApiError(400, "BadRequest", f"chaos control {what}: {exc}") from exc
     if what in ("watches/drop", "watches/stall", "watches/compact", "clear", "state"):
         return what, None

@@ -179,7 +179,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     if request.path.startswith(PREFIX):
         return await _control(request, request.path.removeprefix(PREFIX))
-    burst = request.app[FAULTS].take_burst(request.method, request.path_qs)
+    burst = request.app[FAULTS].take_burst(request.method, request.path_qs,
+                                           request.headers.get("User-Agent", ""))
     if burst is not None:
         return burst_response(burst)
     if parts[:1] == ["api"]:

@@ -36,8 +36,9 @@ class WatchRequest:
     timeout: float
     # turns a stored object into what the client asked for (version, Table)
     render: Callable[[Obj], Obj]
-    # a fault: True when this resuming watch is to get 410 Expired (asked once per watch)
-    expire: Callable[[], bool] = lambda: False
+    # given whether the resumed version is too old for the history: True when this watch
+    # gets 410 Expired (a fault may expire a recent one too); asked once per resuming watch
+    expire: Callable[[bool], bool] = lambda too_old: too_old
 
 
 def stop_all(store: Store) -> None:
@@ -57,7 +58,7 @@ async def serve_watch(request: web.Request, store: Store, w: WatchRequest) -> we
                 backlog.append(("BOOKMARK", _bookmark(w, store.rv)))
         elif not rv.isdigit():
             raise ApiError(400, "BadRequest", f"invalid resourceVersion {rv!r}")
-        elif int(rv) < store.oldest_rv() or w.expire():
+        elif w.expire(int(rv) < store.oldest_rv()):
             backlog = [("ERROR", _expired(
                 f"too old resource version: {rv} ({max(store.oldest_rv(), int(rv) + 1)})"))]
         else:
