@@ -69,6 +69,9 @@ def load_config(pool_size: int) -> kubernetes.client.ApiClient:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=os.environ.get("KUBECONFIG") or None, client_configuration=config)
     config.connection_pool_maxsize = pool_size
+    # urllib3's own retries come at once and log a line each: Kube retries instead, after a
+    # backoff (a refused connection is retried three times in a millisecond otherwise)
+    config.retries = 0
     client = kubernetes.client.ApiClient(config)
     # the API server names a request's field manager after its user agent (up to the first
     # "/"): every write shows up as "chartguard" in managedFields, as Flux's controllers show
