@@ -34,7 +34,7 @@ from chartguard.api.status import HelmChartStatus, HelmReleaseStatus, HelmReposi
 from chartguard.helm.runner import Helm
 from chartguard.operator.caches import ConfigMaps, Index, Objects, Secrets, Sources
 from chartguard.operator.config import OperatorConfig
-from chartguard.operator.kube import Kube, KubeError
+from chartguard.operator.kube import RETRIABLE, Kube, KubeError
 from chartguard.operator.releases import KubeCharts, KubeReleaseStorage, ReleaseStorageError
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
@@ -67,8 +67,9 @@ GROUPS = {CHARTS: (SOURCE_GROUP, "v1"), REPOSITORIES: (SOURCE_GROUP, "v1"),
           RELEASES: (HELM_GROUP, "v2")}
 KINDS = {CHARTS: "HelmChart", REPOSITORIES: "HelmRepository", RELEASES: "HelmRelease"}
 _MAX_BACKOFF = 300.0
-#: the longest wait before a pass the Kubernetes API failed (no answer, 5xx, 429, a status
-#: not written) is tried again: an outage is noticed over within this once it ends
+#: the longest wait before a pass the Kubernetes API failed for a while (no answer, 5xx,
+#: 429, 409) is tried again: an outage is noticed over within this once it ends. A refusal
+#: that lasts (403 from RBAC, 422) backs off up to _MAX_BACKOFF instead.
 _API_RETRY = 15.0
 #: status writes redone on a fresh read after a 409 Conflict, before the pass is retried
 _CONFLICT_RETRIES = 3
@@ -343,7 +344,7 @@ class Runtime:
             except (KubeError, ReleaseStorageError) as err:
                 # the API failed beyond the client's own retries (an outage, a long burst):
                 # nothing was decided on what could not be read; try again after a backoff
-                delay = self._backoff(self._mem(key), _API_RETRY)
+                delay = self._backoff(self._mem(key), _ceiling(err))
                 _log.warning("%s %s/%s: the Kubernetes API failed: %s; reconciling again in "
                              "%.1fs", _kind(key[0]), key[1], key[2], safe(err), delay)
         finally:
@@ -405,10 +406,10 @@ class Runtime:
         self.secret_users.update(key, result.secrets)
         self.repository_users.update(key, [result.repository] if result.repository else [])
         memory.verified = result.verified
-        written = self._write(key, body, result.status.to_status(), result.events)
+        refused = self._write(key, body, result.status.to_status(), result.events)
         self._log_chart(chart, result)
-        if not written:
-            return self._backoff(memory, _API_RETRY), FAILURE
+        if refused is not None:
+            return self._backoff(memory, _ceiling(refused)), FAILURE
         if result.failure is not None:
             if result.failure.stalled:
                 return None, STALLED
@@ -431,8 +432,9 @@ class Runtime:
         if result.failure is not None:
             events = (Event("Warning", result.failure.reason, result.failure.message),)
             _log.warning("%s: %s", repo.subject, result.failure.message)
-        if not self._write(key, body, result.status.to_status(), events):
-            return self._backoff(memory, _API_RETRY), FAILURE
+        refused = self._write(key, body, result.status.to_status(), events)
+        if refused is not None:
+            return self._backoff(memory, _ceiling(refused)), FAILURE
         if result.failure is not None and not result.failure.stalled:
             return self._backoff(memory, _seconds(result.requeue_after)), FAILURE
         memory.failures = 0
@@ -458,11 +460,11 @@ class Runtime:
             reset=_handle(annotations, RESET_AT, requested, old.last_handled_reset_at),
             on_progress=progress)
         self._index_release(key, result)
-        written = self._write(key, self.releases.get(key[1], key[2]) or body,
+        refused = self._write(key, self.releases.get(key[1], key[2]) or body,
                               result.status.to_status(), result.events)
         self._log_release(release, result)
-        if not written:
-            return self._backoff(memory, _API_RETRY), FAILURE
+        if refused is not None:
+            return self._backoff(memory, _ceiling(refused)), FAILURE
         if result.failure is not None:
             if result.requeue_after is None:  # stalled: only a change of the spec helps
                 return None, STALLED
@@ -503,16 +505,16 @@ class Runtime:
     # -- writing ---------------------------------------------------------------------------
 
     def _write(self, key: Key, body: dict[str, Any], status: Mapping[str, Any],
-               events: tuple[Event, ...]) -> bool:
-        """Write ``status`` (what differs from ``body``'s) and post ``events``; False when
-        the status could not be written (the caller tries the pass again later)."""
-        written = self._patch_status(key, body, status)
+               events: tuple[Event, ...]) -> KubeError | None:
+        """Write ``status`` (what differs from ``body``'s) and post ``events``; the error
+        when the status could not be written (the caller tries the pass again later)."""
+        refused = self._patch_status(key, body, status)
         for event in events:
             self._post(key, body, event)
-        return written
+        return refused
 
     def _patch_status(self, key: Key, body: Mapping[str, Any],
-                      status: Mapping[str, Any]) -> bool:
+                      status: Mapping[str, Any]) -> KubeError | None:
         """Merge-patch the keys of ``status`` that differ from the object's. On a 409
         Conflict the object is read again and the patch worked out anew against what is
         stored now, sent only if the object is still at the version read: another writer's
@@ -522,7 +524,7 @@ class Runtime:
         for attempt in range(_CONFLICT_RETRIES + 1):
             patch = status_patch(current.get("status") or {}, status)
             if not patch:
-                return True
+                return None
             try:
                 fresh = self.kube.patch_status(*GROUPS[plural], plural, namespace, name, patch,
                                                resource_version=version)
@@ -530,7 +532,7 @@ class Runtime:
                 if err.status != 409 or attempt == _CONFLICT_RETRIES:
                     _log.warning("%s %s/%s: status not written: %s", _kind(plural), namespace,
                                  name, safe(err))
-                    return False
+                    return err
                 _log.info("%s %s/%s: status write conflicted (409 Conflict): writing it again "
                           "on a fresh read", _kind(plural), namespace, name)
                 try:
@@ -538,16 +540,16 @@ class Runtime:
                 except KubeError as read_err:
                     _log.warning("%s %s/%s: status not written: %s", _kind(plural),
                                  namespace, name, safe(read_err))
-                    return False
+                    return read_err
                 if reread is None:
-                    return True  # deleted meanwhile: no status to write
+                    return None  # deleted meanwhile: no status to write
                 self._cache(plural).put(reread)
                 current = reread
                 version = str(reread.get("metadata", {}).get("resourceVersion") or "") or None
                 continue
             self._cache(plural).put(fresh)
-            return True
-        return False  # pragma: no cover (the loop returns)
+            return None
+        raise AssertionError("unreachable")  # pragma: no cover (the loop returns)
 
     def _post(self, key: Key, body: Mapping[str, Any], event: Event) -> None:
         try:
@@ -674,6 +676,13 @@ _STATUS_KEYS = ("observedGeneration", "observedSourceArtifactRevision", "observe
                 "lastAttemptedReleaseAction", "lastAppliedRevision", "failures",
                 "installFailures", "upgradeFailures", "lastHandledForceAt",
                 "lastHandledResetAt")
+
+
+def _ceiling(err: Exception) -> float:
+    """How long a pass may wait after the API failed with ``err``: an outage or a burst
+    (no answer, 5xx, 429, 409) is retried within _API_RETRY, a lasting refusal backs off."""
+    status = err.status if isinstance(err, KubeError) else 0
+    return _API_RETRY if status in (0, 409) or status in RETRIABLE else _MAX_BACKOFF
 
 
 def _seconds(interval: timedelta | None) -> float:

@@ -4,6 +4,7 @@ the API failed retried after a bounded backoff, and changes found by a re-listin
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from chartguard import metrics
 from chartguard.operator import kube as kube_module
 from chartguard.operator.config import OperatorConfig
+from chartguard.operator.handlers import KopfBackoffs
 from chartguard.operator.kube import (
     BACKOFF_MAX,
     RETRIES,
@@ -25,7 +27,14 @@ from chartguard.operator.kube import (
     backoff,
     retry_after,
 )
-from chartguard.operator.runtime import _API_RETRY, CHARTS, FINALIZER, RELEASES, Runtime
+from chartguard.operator.runtime import (
+    _API_RETRY,
+    CHARTS,
+    FINALIZER,
+    RELEASES,
+    Runtime,
+    _ceiling,
+)
 
 NS = "team-a"
 
@@ -182,7 +191,7 @@ def test_a_conflicting_status_write_is_redone_against_a_fresh_read(
     kube = _FakeKube(2, stored)
     runtime = _runtime(tmp_path, kube)
     assert runtime._patch_status((CHARTS, NS, "app"), ours, {"observedGeneration": 2,
-                                                              "url": "u"})
+                                                              "url": "u"}) is None
     first, second, third = kube.patches
     assert first == ({"observedGeneration": 2, "url": "u"}, None)
     # worked out again against what is stored, and only if it is still at that version
@@ -198,8 +207,12 @@ def test_conflicts_beyond_the_redos_fail_the_write_and_the_pass_is_retried_soon(
               "status": {}}
     kube = _FakeKube(100, stored)
     runtime = _runtime(tmp_path, kube)
-    assert not runtime._patch_status((CHARTS, NS, "app"), stored, {"url": "u"})
+    refused = runtime._patch_status((CHARTS, NS, "app"), stored, {"url": "u"})
+    assert refused is not None
+    assert refused.status == 409
     assert len(kube.patches) == 4  # bounded
+    assert _ceiling(refused) == _API_RETRY  # retried soon
+    assert _ceiling(KubeError("x: 403 Forbidden", 403)) > _API_RETRY  # RBAC: backs off
 
 
 class _DownKube:
@@ -251,3 +264,15 @@ def test_a_secret_changed_behind_an_expired_watch_requeues_its_users_on_the_reli
     runtime.release_queue.clear()
     runtime.observe_secret(None, body("values", "10"))
     assert len(runtime.release_queue) == 1
+
+
+def test_kopfs_own_requests_are_retried_for_ever_within_a_ceiling() -> None:
+    """kopf gives up a request after its last backoff, and a watch that gives up stops the
+    operator: the schedule chartguard gives kopf never ends, each wait bounded."""
+    schedule = KopfBackoffs(ceiling=30.0)
+    waits = list(itertools.islice(iter(schedule), 1000))
+    assert len(waits) == 1000
+    assert waits[0] >= 1.0
+    assert max(waits) <= 33.0
+    assert sum(waits[-10:]) >= 300  # no busy loop however long it lasts
+    assert next(iter(schedule)) < 2  # a new request starts over
