@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import requests
 from chaos_support import helm_records
 from operator_support import Charts, Cluster, Operator, OperatorTarget, helmrelease, repository
 from operator_support import secret as secret_body
@@ -247,3 +248,32 @@ def test_the_api_server_stopped_and_started_again_is_resumed_without_a_restart(
     chaos_row("kube", "API server stopped 4s, started again",
               "calls and passes retried, watches back; changes during+after applied",
               unverified=scene.unverified(), lost=scene.lost("1.0.1", {"count": 4}))
+
+
+def test_the_api_server_stopped_in_the_middle_of_a_helm_upgrade(
+        scene: Scene, chaos_row: Any) -> None:
+    """helm wrote its pending-upgrade record, then the API went away: helm can record
+    neither success nor failure. Once the server is back the release must not stay pending."""
+    scene.patch_release({"upgrade": {"remediation": {"retries": 2}}})
+    scene.converged("1.0.0", {"count": 1}, "remediation retries set")
+    # hold helm's writes of the chart's Deployment back (a 429: client-go waits Retry-After)
+    scene.api.faults.errors(429, 1, path=r"/deployments/", retry_after=3)
+    scene.patch_release({"values": {"count": 5}})
+    pending = f"{scene.api.url}/api/v1/namespaces/{scene.ns}/secrets?labelSelector=" \
+              "owner%3Dhelm%2Cstatus%3Dpending-upgrade"
+    deadline = time.monotonic() + CONVERGE
+    while not requests.get(pending, timeout=5).json()["items"]:
+        assert time.monotonic() < deadline, scene.operator.output()[-4000:]
+        time.sleep(0.05)
+    scene.api.stop_server()
+    time.sleep(4)  # helm's held-back write finds no server
+    scene.api.start_server()
+    stuck = [r["version"] for r in helm_records(scene.cluster)
+             if r["info"]["status"] == "pending-upgrade"]
+    assert stuck, "helm recorded the cut upgrade's end after all: nothing was tested"
+    scene.converged("1.0.0", {"count": 5}, "upgrade cut by the outage")
+    after = {int(r["version"]): r["info"]["status"] for r in helm_records(scene.cluster)}
+    chaos_row("kube", "API server stopped mid helm upgrade",
+              f"pending rev {stuck[0]} now {after.get(int(stuck[0]))}; then "
+              + ", ".join(f"rev {v} {after[v]}" for v in sorted(after) if v > int(stuck[0])),
+              unverified=scene.unverified(), lost=scene.lost("1.0.0", {"count": 5}))
