@@ -104,16 +104,15 @@ class Kube:
                     raise KubeError(f"{what}: {fault}", status) from None
                 delay = backoff(attempt, retry_after(err.headers))
             except Exception as err:  # urllib3 errors too (MaxRetryError is no OSError)
-                # no answer: the error's class only (its text may carry the request's URL)
-                fault = type(err).__name__
+                # no answer: named by the error's class only (its text may carry the URL)
+                fault = _no_answer(err)
                 if not _unanswered(err) or attempt == self._retries:
                     raise KubeError(f"{what}: {fault}") from None
-                fault = f"no answer ({fault})"
                 delay = backoff(attempt, None)
             else:
                 return json.loads(response.data) if response.data else {}
             _log.warning("Kubernetes API: %s: %s; trying again in %.1fs (retry %d of %d)",
-                         what, escape(fault), delay, attempt + 1, self._retries)
+                         escape(what), escape(fault), delay, attempt + 1, self._retries)
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -324,6 +323,20 @@ def _unanswered(err: Exception) -> bool:
     if "MaxRetryError" in names:
         return "ReadTimeoutError" not in _names(getattr(err, "reason", None))
     return bool(names & {"ProtocolError", "ConnectionError", "NewConnectionError"})
+
+
+def _no_answer(err: Exception) -> str:
+    """What went wrong with a request that got no answer, in a few words."""
+    names = _names(err) | _names(getattr(err, "reason", None))
+    if names & {"NewConnectionError", "ConnectionRefusedError"}:
+        return "no answer (cannot connect)"
+    if names & {"ConnectTimeoutError"}:
+        return "no answer (connect timed out)"
+    if names & {"ReadTimeoutError", "TimeoutError"}:
+        return "no answer (read timed out)"
+    if names & {"ProtocolError", "ConnectionResetError", "RemoteDisconnected"}:
+        return "no answer (connection lost)"
+    return f"no answer ({type(err).__name__})"
 
 
 def _names(err: object) -> set[str]:

@@ -190,7 +190,7 @@ def test_status_writes_refused_with_409_are_redone_on_a_fresh_read(
     assert state.get("conflict helmcharts/status") == conflicts
     assert state.get("conflict helmreleases/status") == conflicts
     scene.log_has("409 Conflict", "fresh read")
-    chaos_row("kube", f"409 Conflict x{conflicts} on status writes per kind",
+    chaos_row("kube", f"409 Conflict x{conflicts}/kind, status writes",
               "re-read, re-patched at its resourceVersion, pass retried; new version up",
               unverified=scene.unverified(), lost=scene.lost("1.0.1", {"count": 1}))
 
@@ -200,7 +200,7 @@ BURSTS = {
     "503": (503, "PATCH", r"/status$", "^chartguard", 1, 8, "status writes"),
     "500": (500, "", r"/apis/(source|helm)\.toolkit\.fluxcd\.io/", "^(chartguard|kopf)",
             None, 8, "Flux APIs, operator+kopf"),
-    "429": (429, "", r"/api/v1/namespaces/[^/]+/secrets", "", 1, 6, "Secrets, helm too"),
+    "429": (429, "", r"/api/v1/namespaces/[^/]+/secrets", "", 1, 6, "Secrets, +helm"),
 }
 
 
@@ -224,8 +224,8 @@ def test_bursts_of_server_errors_are_retried_with_backoff(
     assert max(retries) <= RETRY_AFTER_MAX  # bounded, however often it failed
     if retry_after is not None:
         assert min(retries) >= retry_after  # Retry-After honoured
-    chaos_row("kube", f"{code} x{count}" + (f", Retry-After {retry_after}" if retry_after
-                                             else "") + f" ({where})",
+    chaos_row("kube", f"{code} x{count}" + (f" Retry-After {retry_after}" if retry_after
+                                             else "") + f", {where}",
               f"retried: backoff+jitter{', >= Retry-After' if retry_after else ''}, "
               f"max {max(retries, default=0):.1f}s; upgraded in {took:.0f}s",
               unverified=scene.unverified(), lost=scene.lost("1.0.1", {"count": 3}))
