@@ -248,7 +248,8 @@ class Runtime:
             body.get("metadata", {}).get("generation")))
 
     def observe_configmap(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        ref, changed = self.configmaps.observe(body, deleted=event_type == "DELETED")
+        ref, changed = self.configmaps.observe(body, deleted=event_type == "DELETED",
+                                          listing=event_type is None)
         if event_type is None and not changed:
             return  # the initial listing, or a re-listing that found it unchanged
         for user in self.configmap_users.users(ref):
@@ -280,7 +281,8 @@ class Runtime:
                 self.queue.add(user)
 
     def observe_secret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        ref, changed = self.secrets.observe(body, deleted=event_type == "DELETED")
+        ref, changed = self.secrets.observe(body, deleted=event_type == "DELETED",
+                                          listing=event_type is None)
         if event_type is None and not changed:
             return  # the initial listing, or a re-listing that found it unchanged
         for user in self.secret_users.users(ref):

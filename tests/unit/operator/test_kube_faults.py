@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from chartguard import metrics
 from chartguard.operator import kube as kube_module
+from chartguard.operator.caches import Secrets
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.handlers import KopfBackoffs
 from chartguard.operator.kube import (
@@ -35,6 +36,7 @@ from chartguard.operator.runtime import (
     Runtime,
     _ceiling,
 )
+from chartguard.reconcile.seams import SecretNotFoundError
 
 NS = "team-a"
 
@@ -276,3 +278,33 @@ def test_kopfs_own_requests_are_retried_for_ever_within_a_ceiling() -> None:
     assert max(waits) <= 33.0
     assert sum(waits[-10:]) >= 300  # no busy loop however long it lasts
     assert next(iter(schedule)) < 2  # a new request starts over
+
+
+class _Secrets:
+    """The API's Secrets: whatever ``data`` holds now (None: deleted)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] | None = {"cosign.pub": b"old key"}
+        self.reads = 0
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        self.reads += 1
+        return self.data
+
+
+def test_a_secret_deleted_behind_an_expired_watch_is_not_served_from_the_cache() -> None:
+    api = _Secrets()
+    secrets = Secrets(cast(Kube, api))
+
+    def body(name: str, rv: str) -> dict[str, Any]:
+        return {"metadata": {"namespace": NS, "name": name, "resourceVersion": rv}}
+
+    secrets.observe(body("key", "1"), deleted=False, listing=True)  # the first listing
+    secrets.observe(body("other", "2"), deleted=False, listing=True)
+    assert secrets.get(NS, "key") == {"cosign.pub": b"old key"}
+    assert secrets.get(NS, "key") == {"cosign.pub": b"old key"}
+    assert api.reads == 1  # cached
+    api.data = None  # deleted while the watch was expired: no event says so
+    secrets.observe(body("other", "2"), deleted=False, listing=True)  # the re-listing
+    with pytest.raises(SecretNotFoundError):
+        secrets.get(NS, "key")
