@@ -191,7 +191,7 @@ def test_status_writes_refused_with_409_are_redone_on_a_fresh_read(
     assert state.get("conflict helmreleases/status") == conflicts
     scene.log_has("409 Conflict", "fresh read")
     chaos_row("kube", f"409 Conflict x{conflicts}/kind, status writes",
-              "re-read, re-patched at its resourceVersion, pass retried; new version up",
+              "re-read, re-patched at its resourceVersion, pass retried; 1.0.1 up",
               unverified=scene.unverified(), lost=scene.lost("1.0.1", {"count": 1}))
 
 
