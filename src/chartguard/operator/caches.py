@@ -154,8 +154,15 @@ class _Referenced(Generic[V]):
             self._data[ref] = (self._latest.get(ref, ""), data)
         return data
 
-    def observe(self, body: Mapping[str, Any], deleted: bool) -> Ref:
-        """A watch event: refresh a cached object, forget a deleted one."""
+    def observe(self, body: Mapping[str, Any], deleted: bool,
+                listing: bool = False) -> tuple[Ref, bool]:
+        """A watch event (``listing``: one of a listing's): refresh a cached object, forget a
+        deleted one. Also says whether the object changed since the last event seen of it.
+
+        A re-listing (the watch expired, 410 Gone) brings what the watch missed as listing
+        events, but nothing at all of an object deleted meanwhile: once one is seen, no cached
+        object is trusted any more, and each is read again when next needed (a key Secret
+        deleted during the gap must not go on verifying charts)."""
         meta = body.get("metadata", {})
         ref = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         rv = str(meta.get("resourceVersion", ""))
@@ -163,11 +170,14 @@ class _Referenced(Generic[V]):
             if deleted:
                 self._data.pop(ref, None)
                 self._latest.pop(ref, None)
-                return ref
+                return ref, True
+            before = self._latest.get(ref)
+            if listing and before is not None:  # known before: a re-listing, not the first
+                self._data.clear()
             self._latest[ref] = rv
             if ref in self._data:
                 self._data[ref] = (rv, self._decode(body))
-        return ref
+        return ref, before is not None and before != rv
 
 
 class Secrets(_Referenced[dict[str, bytes]]):

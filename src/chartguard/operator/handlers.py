@@ -8,6 +8,11 @@ annotation). Per-object intervals, retries and triggers are the operator's own w
 ``chartguard.fluxcd.io`` so that a handler added later cannot silently write into status.
 With ``--peering`` the start-up handler also starts :func:`.peering.follow`, which pauses the
 work queue while another replica leads.
+
+kopf's own API requests (lists, watches, peering) are retried for ever (:class:`KopfBackoffs`):
+with kopf's default schedule a watch that meets 5xx for about a minute gives up, and a watch
+that gives up stops the whole operator. client-go's reflectors, which Flux's controllers use,
+never give up either.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
@@ -28,6 +35,27 @@ from chartguard.operator.runtime import CHARTS, RELEASES, REPOSITORIES, Runtime
 from chartguard.operator.selectors import label_filter
 
 ANNOTATION_PREFIX = "chartguard.fluxcd.io"
+
+
+class KopfBackoffs:
+    """kopf's waits between tries of one failed API request: kopf's default steps, then
+    every ``ceiling`` seconds for ever, each with up to 10 % jitter. A new iterator per
+    request (kopf iterates the setting once per request)."""
+
+    STEPS = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
+
+    def __init__(self, ceiling: float = 30.0) -> None:
+        self.ceiling = ceiling
+
+    def __iter__(self) -> Iterator[float]:
+        for step in self.STEPS:
+            yield _jitter(min(step, self.ceiling))
+        while True:
+            yield _jitter(self.ceiling)
+
+
+def _jitter(seconds: float) -> float:
+    return seconds * (1 + random.uniform(0, 0.1))  # noqa: S311 (jitter, not a secret)
 
 
 def build_registry(config: OperatorConfig, *, identity: str = "") -> kopf.OperatorRegistry:
@@ -55,6 +83,7 @@ def build_registry(config: OperatorConfig, *, identity: str = "") -> kopf.Operat
         settings.watching.client_timeout = 330
         settings.watching.reconnect_backoff = 1.0
         settings.networking.request_timeout = 30
+        settings.networking.error_backoffs = KopfBackoffs()
         settings.queueing.exit_timeout = 2.0
         kube = Kube(load_config(
             config.concurrency + config.release_concurrency + 4))

@@ -4,6 +4,14 @@ Status patches (merge patches of what changed, on the ``/status`` subresource), 
 (JSON patches that add or remove exactly one entry), Secrets read on a cache miss, and core v1
 Events as Flux's recorder writes them. Responses are read as plain JSON (no model objects).
 Every call is synchronous: the operator makes them from its worker threads.
+
+An API server that sheds load (429 from priority and fairness) or cannot answer this once
+(5xx while etcd elects a leader or the server restarts; no connection at all) gets a few more
+tries, after a backoff with jitter that grows per try and is never shorter than the server's
+``Retry-After``, as client-go retries: a burst costs a few seconds, not a failed reconcile.
+What still fails raises :class:`KubeError` naming the fault; the caller's own backoff (the
+work queue's) takes it from there. A 409 Conflict is never retried here: only the caller
+knows how to redo its write on a fresh read.
 """
 
 from __future__ import annotations
@@ -11,8 +19,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
+import random
 import socket
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,12 +34,22 @@ from kubernetes.client.exceptions import ApiException
 
 from chartguard import __version__
 from chartguard.api.meta import SOURCE_GROUP
+from chartguard.untrusted import escape
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 COMPONENT = "chartguard"
 #: the manager of every field chartguard writes (metadata.managedFields)
 FIELD_MANAGER = "chartguard"
+#: answers another try may change: load shed (429) or the server unable to answer this once
+RETRIABLE = frozenset({429, 500, 502, 503, 504})
+#: tries after the first one, and the backoff's first step and ceiling (seconds): at most
+#: about 8 s of waiting per call, unless the server asks for longer (up to RETRY_AFTER_MAX)
+RETRIES = 4
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 4.0
+RETRY_AFTER_MAX = 10.0
+
+_log = logging.getLogger("chartguard")
 
 
 class KubeError(Exception):
@@ -48,6 +69,9 @@ def load_config(pool_size: int) -> kubernetes.client.ApiClient:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=os.environ.get("KUBECONFIG") or None, client_configuration=config)
     config.connection_pool_maxsize = pool_size
+    # urllib3's own retries come at once and log a line each: Kube retries instead, after a
+    # backoff (a refused connection is retried three times in a millisecond otherwise)
+    config.retries = 0
     client = kubernetes.client.ApiClient(config)
     # the API server names a request's field manager after its user agent (up to the first
     # "/"): every write shows up as "chartguard" in managedFields, as Flux's controllers show
@@ -59,22 +83,38 @@ def load_config(pool_size: int) -> kubernetes.client.ApiClient:
 class Kube:
     """Plain-JSON access to the objects chartguard writes and reads."""
 
-    def __init__(self, api: kubernetes.client.ApiClient, *, timeout: float = 30.0) -> None:
+    def __init__(self, api: kubernetes.client.ApiClient, *, timeout: float = 30.0,
+                 retries: int = RETRIES) -> None:
         self.api = api
         self._custom = kubernetes.client.CustomObjectsApi(api)
         self._core = kubernetes.client.CoreV1Api(api)
         self._timeout = timeout
+        self._retries = retries
         self._host = socket.gethostname()
 
     def _call(self, what: str, fn: Any, *args: Any, **kw: Any) -> Any:
-        try:
-            response = fn(*args, _preload_content=False, _request_timeout=self._timeout, **kw)
-        except ApiException as err:
-            raise KubeError(f"{what}: {err.status} {err.reason}", err.status or 0) from None
-        except Exception as err:  # urllib3 errors too (MaxRetryError is no OSError)
-            # no answer: the error's class only (its text may carry the request's URL)
-            raise KubeError(f"{what}: {type(err).__name__}") from None
-        return json.loads(response.data) if response.data else {}
+        for attempt in range(self._retries + 1):
+            try:
+                response = fn(*args, _preload_content=False, _request_timeout=self._timeout,
+                              **kw)
+            except ApiException as err:
+                status = err.status or 0
+                fault = f"{status} {err.reason or ''}".rstrip()
+                if status not in RETRIABLE or attempt == self._retries:
+                    raise KubeError(f"{what}: {fault}", status) from None
+                delay = backoff(attempt, retry_after(err.headers))
+            except Exception as err:  # urllib3 errors too (MaxRetryError is no OSError)
+                # no answer: named by the error's class only (its text may carry the URL)
+                fault = _no_answer(err)
+                if not _unanswered(err) or attempt == self._retries:
+                    raise KubeError(f"{what}: {fault}") from None
+                delay = backoff(attempt, None)
+            else:
+                return json.loads(response.data) if response.data else {}
+            _log.warning("Kubernetes API: %s: %s; trying again in %.1fs (retry %d of %d)",
+                         escape(what), escape(fault), delay, attempt + 1, self._retries)
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -163,13 +203,17 @@ class Kube:
     # -- writes ----------------------------------------------------------------------------
 
     def patch_status(self, group: str, version: str, plural: str, namespace: str, name: str,
-                     status: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge-patch ``status`` (only the keys that changed; None deletes one)."""
+                     status: Mapping[str, Any], *,
+                     resource_version: str | None = None) -> dict[str, Any]:
+        """Merge-patch ``status`` (only the keys that changed; None deletes one); with
+        ``resource_version``, only if the object is still at that version (else 409)."""
+        patch: dict[str, Any] = {"status": dict(status)}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
         body: dict[str, Any] = self._call(
             f"status of {plural} {namespace}/{name}",
             self._custom.patch_namespaced_custom_object_status,
-            group, version, namespace, plural, name, {"status": dict(status)},
-            _content_type=MERGE_PATCH)
+            group, version, namespace, plural, name, patch, _content_type=MERGE_PATCH)
         return body
 
     def patch_finalizers(self, group: str, version: str, plural: str, namespace: str,
@@ -241,6 +285,62 @@ class Kube:
         }
         self._call(f"Event {reason} in {namespace}", self._core.create_namespaced_event,
                    namespace, event)
+
+
+def backoff(attempt: int, server_asked: float | None) -> float:
+    """The wait before retry ``attempt + 1``: doubling from BACKOFF_FIRST up to BACKOFF_MAX,
+    its upper half drawn at random (replicas that failed together do not retry together),
+    and never shorter than what the server asked for (capped at RETRY_AFTER_MAX)."""
+    step = min(BACKOFF_FIRST * 2.0 ** attempt, BACKOFF_MAX)
+    delay = step / 2 + random.uniform(0, step / 2)  # noqa: S311 (jitter, not a secret)
+    if server_asked is not None:
+        delay = max(delay, min(server_asked, RETRY_AFTER_MAX))
+    return delay
+
+
+def retry_after(headers: Any) -> float | None:
+    """The seconds of a ``Retry-After`` header (an HTTP date is not worth parsing: None)."""
+    if headers is None:
+        return None
+    try:
+        value = headers.get("Retry-After")
+    except AttributeError:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
+
+
+def _unanswered(err: Exception) -> bool:
+    """The request got no answer because the connection failed (refused, reset, closed
+    mid-answer); a read timeout is not retried (the server may still be working on it).
+    urllib3's errors are known by name: only chartguard.oci imports the HTTP libraries."""
+    names = _names(err)
+    if "ReadTimeoutError" in names:
+        return False
+    if "MaxRetryError" in names:
+        return "ReadTimeoutError" not in _names(getattr(err, "reason", None))
+    return bool(names & {"ProtocolError", "ConnectionError", "NewConnectionError"})
+
+
+def _no_answer(err: Exception) -> str:
+    """What went wrong with a request that got no answer, in a few words."""
+    names = _names(err) | _names(getattr(err, "reason", None))
+    if names & {"NewConnectionError", "ConnectionRefusedError"}:
+        return "no answer (cannot connect)"
+    if names & {"ConnectTimeoutError"}:
+        return "no answer (connect timed out)"
+    if names & {"ReadTimeoutError", "TimeoutError"}:
+        return "no answer (read timed out)"
+    if names & {"ProtocolError", "ConnectionResetError", "RemoteDisconnected"}:
+        return "no answer (connection lost)"
+    return f"no answer ({type(err).__name__})"
+
+
+def _names(err: object) -> set[str]:
+    return {cls.__name__ for cls in type(err).__mro__} if err is not None else set()
 
 
 def secret_data(body: Mapping[str, Any]) -> dict[str, bytes]:

@@ -34,8 +34,8 @@ from chartguard.api.status import HelmChartStatus, HelmReleaseStatus, HelmReposi
 from chartguard.helm.runner import Helm
 from chartguard.operator.caches import ConfigMaps, Index, Objects, Secrets, Sources
 from chartguard.operator.config import OperatorConfig
-from chartguard.operator.kube import Kube, KubeError
-from chartguard.operator.releases import KubeCharts, KubeReleaseStorage
+from chartguard.operator.kube import RETRIABLE, Kube, KubeError
+from chartguard.operator.releases import KubeCharts, KubeReleaseStorage, ReleaseStorageError
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
@@ -67,6 +67,12 @@ GROUPS = {CHARTS: (SOURCE_GROUP, "v1"), REPOSITORIES: (SOURCE_GROUP, "v1"),
           RELEASES: (HELM_GROUP, "v2")}
 KINDS = {CHARTS: "HelmChart", REPOSITORIES: "HelmRepository", RELEASES: "HelmRelease"}
 _MAX_BACKOFF = 300.0
+#: the longest wait before a pass the Kubernetes API failed for a while (no answer, 5xx,
+#: 429, 409) is tried again: an outage is noticed over within this once it ends. A refusal
+#: that lasts (403 from RBAC, 422) backs off up to _MAX_BACKOFF instead.
+_API_RETRY = 15.0
+#: status writes redone on a fresh read after a 409 Conflict, before the pass is retried
+_CONFLICT_RETRIES = 3
 
 _log = logging.getLogger("chartguard")
 
@@ -243,9 +249,10 @@ class Runtime:
             body.get("metadata", {}).get("generation")))
 
     def observe_configmap(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        ref = self.configmaps.observe(body, deleted=event_type == "DELETED")
-        if event_type is None:
-            return
+        ref, changed = self.configmaps.observe(body, deleted=event_type == "DELETED",
+                                          listing=event_type is None)
+        if event_type is None and not changed:
+            return  # the initial listing, or a re-listing that found it unchanged
         for user in self.configmap_users.users(ref):
             self.queue_of(user).add(user)
 
@@ -275,9 +282,10 @@ class Runtime:
                 self.queue.add(user)
 
     def observe_secret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        ref = self.secrets.observe(body, deleted=event_type == "DELETED")
-        if event_type is None:
-            return  # the initial listing: nothing changed
+        ref, changed = self.secrets.observe(body, deleted=event_type == "DELETED",
+                                          listing=event_type is None)
+        if event_type is None and not changed:
+            return  # the initial listing, or a re-listing that found it unchanged
         for user in self.secret_users.users(ref):
             # a release on the sources' queue could run beside its own queue's worker
             self.queue_of(user).add(user)
@@ -334,7 +342,14 @@ class Runtime:
         started = time.monotonic()
         result: str | None = FAILURE  # unless _reconcile returns
         try:
-            delay, result = self._reconcile(key)
+            try:
+                delay, result = self._reconcile(key)
+            except (KubeError, ReleaseStorageError) as err:
+                # the API failed beyond the client's own retries (an outage, a long burst):
+                # nothing was decided on what could not be read; try again after a backoff
+                delay = self._backoff(self._mem(key), _ceiling(err))
+                _log.warning("%s %s/%s: the Kubernetes API failed: %s; reconciling again in "
+                             "%.1fs", _kind(key[0]), key[1], key[2], safe(err), delay)
         finally:
             if result is not None:
                 body = self._cache(key[0]).get(key[1], key[2])
@@ -394,8 +409,10 @@ class Runtime:
         self.secret_users.update(key, result.secrets)
         self.repository_users.update(key, [result.repository] if result.repository else [])
         memory.verified = result.verified
-        self._write(key, body, result.status.to_status(), result.events)
+        refused = self._write(key, body, result.status.to_status(), result.events)
         self._log_chart(chart, result)
+        if refused is not None:
+            return self._backoff(memory, _ceiling(refused)), FAILURE
         if result.failure is not None:
             if result.failure.stalled:
                 return None, STALLED
@@ -418,7 +435,9 @@ class Runtime:
         if result.failure is not None:
             events = (Event("Warning", result.failure.reason, result.failure.message),)
             _log.warning("%s: %s", repo.subject, result.failure.message)
-        self._write(key, body, result.status.to_status(), events)
+        refused = self._write(key, body, result.status.to_status(), events)
+        if refused is not None:
+            return self._backoff(memory, _ceiling(refused)), FAILURE
         if result.failure is not None and not result.failure.stalled:
             return self._backoff(memory, _seconds(result.requeue_after)), FAILURE
         memory.failures = 0
@@ -444,9 +463,11 @@ class Runtime:
             reset=_handle(annotations, RESET_AT, requested, old.last_handled_reset_at),
             on_progress=progress)
         self._index_release(key, result)
-        self._write(key, self.releases.get(key[1], key[2]) or body, result.status.to_status(),
-                    result.events)
+        refused = self._write(key, self.releases.get(key[1], key[2]) or body,
+                              result.status.to_status(), result.events)
         self._log_release(release, result)
+        if refused is not None:
+            return self._backoff(memory, _ceiling(refused)), FAILURE
         if result.failure is not None:
             if result.requeue_after is None:  # stalled: only a change of the spec helps
                 return None, STALLED
@@ -487,19 +508,51 @@ class Runtime:
     # -- writing ---------------------------------------------------------------------------
 
     def _write(self, key: Key, body: dict[str, Any], status: Mapping[str, Any],
-               events: tuple[Event, ...]) -> None:
-        plural, namespace, name = key
-        patch = status_patch(body.get("status") or {}, status)
-        if patch:
-            try:
-                fresh = self.kube.patch_status(*GROUPS[plural], plural, namespace, name, patch)
-            except KubeError as err:
-                _log.warning("%s %s/%s: status not written: %s", _kind(plural), namespace,
-                             name, safe(err))
-            else:
-                self._cache(plural).put(fresh)
+               events: tuple[Event, ...]) -> KubeError | None:
+        """Write ``status`` (what differs from ``body``'s) and post ``events``; the error
+        when the status could not be written (the caller tries the pass again later)."""
+        refused = self._patch_status(key, body, status)
         for event in events:
             self._post(key, body, event)
+        return refused
+
+    def _patch_status(self, key: Key, body: Mapping[str, Any],
+                      status: Mapping[str, Any]) -> KubeError | None:
+        """Merge-patch the keys of ``status`` that differ from the object's. On a 409
+        Conflict the object is read again and the patch worked out anew against what is
+        stored now, sent only if the object is still at the version read: another writer's
+        change is never overwritten blindly."""
+        plural, namespace, name = key
+        current, version = body, None
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            patch = status_patch(current.get("status") or {}, status)
+            if not patch:
+                return None
+            try:
+                fresh = self.kube.patch_status(*GROUPS[plural], plural, namespace, name, patch,
+                                               resource_version=version)
+            except KubeError as err:
+                if err.status != 409 or attempt == _CONFLICT_RETRIES:
+                    _log.warning("%s %s/%s: status not written: %s", _kind(plural), namespace,
+                                 name, safe(err))
+                    return err
+                _log.info("%s %s/%s: status write conflicted (409 Conflict): writing it again "
+                          "on a fresh read", _kind(plural), namespace, name)
+                try:
+                    reread = self.kube.get_custom(*GROUPS[plural], plural, namespace, name)
+                except KubeError as read_err:
+                    _log.warning("%s %s/%s: status not written: %s", _kind(plural),
+                                 namespace, name, safe(read_err))
+                    return read_err
+                if reread is None:
+                    return None  # deleted meanwhile: no status to write
+                self._cache(plural).put(reread)
+                current = reread
+                version = str(reread.get("metadata", {}).get("resourceVersion") or "") or None
+                continue
+            self._cache(plural).put(fresh)
+            return None
+        raise AssertionError("unreachable")  # pragma: no cover (the loop returns)
 
     def _post(self, key: Key, body: Mapping[str, Any], event: Event) -> None:
         try:
@@ -626,6 +679,13 @@ _STATUS_KEYS = ("observedGeneration", "observedSourceArtifactRevision", "observe
                 "lastAttemptedReleaseAction", "lastAppliedRevision", "failures",
                 "installFailures", "upgradeFailures", "lastHandledForceAt",
                 "lastHandledResetAt")
+
+
+def _ceiling(err: Exception) -> float:
+    """How long a pass may wait after the API failed with ``err``: an outage or a burst
+    (no answer, 5xx, 429, 409) is retried within _API_RETRY, a lasting refusal backs off."""
+    status = err.status if isinstance(err, KubeError) else 0
+    return _API_RETRY if status in (0, 409) or status in RETRIABLE else _MAX_BACKOFF
 
 
 def _seconds(interval: timedelta | None) -> float:

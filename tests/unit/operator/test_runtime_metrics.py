@@ -35,7 +35,8 @@ class _Kube:
                              "finalizers": finalizers}}
 
     def patch_status(self, group: str, version: str, plural: str, namespace: str, name: str,
-                     status: dict[str, Any]) -> dict[str, Any]:
+                     status: dict[str, Any], *,
+                     resource_version: str | None = None) -> dict[str, Any]:
         return {"metadata": {"namespace": namespace, "name": name, "generation": 1},
                 "status": status}
 

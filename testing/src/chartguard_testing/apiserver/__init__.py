@@ -12,7 +12,8 @@ status for workloads so ``helm --wait`` and ``kubectl wait`` finish.
 What it does NOT do: no pods run (no scheduler, kubelet or controllers beyond a
 Deployment's ReplicaSet), no authentication or RBAC (any token is accepted), no admission,
 no schema validation or defaulting from CRD schemas, no conversion between versions other
-than rewriting ``apiVersion``, no pagination, no persistence (memory only, gone on exit).
+than rewriting ``apiVersion``, no pagination, no persistence beyond a state file read at
+start and written at stop (``--state``, for a stop and start of the server with its objects).
 Never point anything that matters at it.
 
 Malformed requests get a 4xx ``Status`` (a bug of the emulator a 500 ``Status``, its
@@ -21,7 +22,7 @@ that stops reading is ended with 410 Expired once ``history`` changes are waitin
 
 Modules: ``resources`` (kinds served), ``storage`` (objects, resourceVersions, deletion),
 ``validation`` (shapes checked before storing), ``patching``, ``selectors``, ``watch``,
-``discovery``, ``tables``, ``protobuf``,
+``discovery``, ``tables``, ``protobuf``, ``faults`` (fault modes a test switches at run time),
 ``workloads`` (instant status), ``routes`` (HTTP), ``server`` (run in-process),
 ``process`` (run as a subprocess for tests: :func:`run_apiserver`).
 """

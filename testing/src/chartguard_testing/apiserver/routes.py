@@ -2,7 +2,8 @@
 
 ``/api/v1/...`` is the core group, ``/apis/G/V/...`` the others; below that
 ``[namespaces/NS/]PLURAL[/NAME[/SUBRESOURCE]]``. Bodies are JSON (or protobuf for the
-three core kinds client-go sends that way); answers are always JSON.
+three core kinds client-go sends that way); answers are always JSON. ``/chaos/v1/...`` (no
+real API server has it) switches the emulator's fault modes (:mod:`.faults`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,20 @@ from typing import Any
 from aiohttp import web
 
 from chartguard_testing.apiserver import discovery, patching, protobuf, selectors, tables
+from chartguard_testing.apiserver.faults import (
+    PREFIX,
+    Faults,
+    burst_response,
+    conflict_error,
+    parse_control,
+)
 from chartguard_testing.apiserver.resources import ApiError, Obj, ResourceType
 from chartguard_testing.apiserver.storage import Store
 from chartguard_testing.apiserver.watch import WatchRequest, serve_watch
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
+FAULTS: web.AppKey[Faults] = web.AppKey("faults", Faults)
 WATCH_TIMEOUT_DEFAULT = 1800.0  # the apiserver's own upper bound is 30 to 60 minutes
 
 
@@ -112,7 +121,8 @@ async def _resource(request: web.Request, group: str, version: str, rest: list[s
                 t.rt, t.version, t.namespace, match, q.get("resourceVersion", ""),
                 q.get("sendInitialEvents") == "true",
                 _seconds(q.get("timeoutSeconds")),
-                lambda o: _render(request, t, [o], o["metadata"]["resourceVersion"])))
+                lambda o: _render(request, t, [o], o["metadata"]["resourceVersion"]),
+                request.app[FAULTS].take_expire))
         if method == "GET":
             items = store.list(t.rt, t.namespace, match)
             return _json(_render(request, t, items, str(store.rv), as_list=True))
@@ -129,6 +139,9 @@ async def _resource(request: web.Request, group: str, version: str, rest: list[s
             return _json(_render(request, t, gone, str(store.rv), as_list=True))
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
     status = t.subresource == "status"
+    if (method in ("PUT", "PATCH") and not dry_run and store.exists(t.rt, ns, t.name)
+            and request.app[FAULTS].take_conflict(t.rt.plural, t.subresource)):
+        raise conflict_error(t.rt.describe(), t.rt.group, t.rt.plural, t.name)
     if method == "GET":
         return _json(_render(request, t, [store.get(t.rt, ns, t.name)], str(store.rv)))
     if method == "PUT":
@@ -164,6 +177,12 @@ def _render(request: web.Request, t: Target, objects: list[Obj], rv: str, *,
 async def handle(request: web.Request) -> web.StreamResponse:
     parts = [p for p in request.path.split("/") if p]
     store = request.app[STORE]
+    if request.path.startswith(PREFIX):
+        return await _control(request, request.path.removeprefix(PREFIX))
+    burst = request.app[FAULTS].take_burst(request.method, request.path_qs,
+                                           request.headers.get("User-Agent", ""))
+    if burst is not None:
+        return burst_response(burst)
     if parts[:1] == ["api"]:
         if len(parts) == 1:
             return _json(discovery.api_versions(request.host))
@@ -193,6 +212,44 @@ async def handle(request: web.Request) -> web.StreamResponse:
     raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
 
+async def _control(request: web.Request, what: str) -> web.Response:
+    """A test switches a fault (:mod:`.faults`)."""
+    faults = request.app[FAULTS]
+    store = request.app[STORE]
+    if what == "state" and request.method == "GET":
+        return _json(faults.state())
+    if request.method != "POST":
+        raise ApiError(405, "MethodNotAllowed", "chaos controls are POSTed")
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", f"chaos control body is not JSON: {exc}") from exc
+    what, arg = parse_control(what, body if isinstance(body, dict) else {})
+    answer: dict[str, Any] = {}
+    if what == "watches/drop":
+        answer["watches"] = store.drop_watchers()
+    elif what == "watches/stall":
+        answer["watches"] = store.stall_watchers()
+    elif what == "watches/compact":
+        answer["resourceVersion"] = store.compact()
+    elif what == "watches/expire":
+        faults.expire_next = arg
+    elif what == "conflicts":
+        plural, sub, count = arg
+        faults.conflicts[f"{plural}/{sub}" if sub else plural] = count
+    elif what == "errors":
+        faults.bursts.append(arg)
+    elif what == "clear":
+        faults.expire_next = 0
+        faults.conflicts.clear()
+        faults.bursts.clear()
+    for name in ("watches/drop", "watches/stall", "watches/compact"):
+        if what == name:
+            faults.count(name.removeprefix("watches/"))
+    return _json({**answer, **faults.state()})
+
+
 @web.middleware
 async def as_status(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure answers a ``Status``, as kube-apiserver does: clients print its message.
@@ -218,5 +275,6 @@ async def as_status(request: web.Request, handler: Handler) -> web.StreamRespons
 def build_app(store: Store) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[as_status])
     app[STORE] = store
+    app[FAULTS] = Faults()
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

@@ -59,9 +59,13 @@ async def start(store: Store, host: str, port: int) -> web.AppRunner:
 
 
 async def serve(port: int, kubeconfig_path: Path | None, *, history: int = 1000,
-                host: str = "127.0.0.1", stop: asyncio.Event | None = None) -> None:
-    """Serve until ``stop`` is set or SIGTERM/SIGINT arrives."""
+                host: str = "127.0.0.1", stop: asyncio.Event | None = None,
+                state: Path | None = None) -> None:
+    """Serve until ``stop`` is set or SIGTERM/SIGINT arrives; with ``state``, start from the
+    objects saved there (when the file exists) and save them there when stopped."""
     store = Store(Catalog(), history=history)
+    if state is not None and state.exists():
+        store.load(state)
     runner = await start(store, host, port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -75,13 +79,16 @@ async def serve(port: int, kubeconfig_path: Path | None, *, history: int = 1000,
     finally:
         stop_all(store)
         await runner.cleanup()
+        if state is not None:
+            store.save(state)
 
 
 DESCRIPTION = """\
 Run a Kubernetes API EMULATOR on 127.0.0.1 for tests and the demo. It is test equipment,
 not a cluster: real kubectl, helm (install/upgrade/rollback/uninstall --wait) and kopf
 operators work against it, but no pods run, there is no authentication, RBAC or admission,
-no schema validation, and everything is kept in memory only (lost on exit).
+no schema validation, and everything is kept in memory only (lost on exit, unless --state
+names a file to keep it in across a stop and a start).
 Writes a kubeconfig once it answers; runs until interrupted (Ctrl-C or SIGTERM)."""
 
 
@@ -93,6 +100,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--history", type=int, default=1000,
                    help="changes kept for watches to resume from; older resourceVersions "
                         "get 410 Expired (default: %(default)s)")
+    p.add_argument("--state", type=Path, default=None,
+                   help="start from the objects saved in this file (when it exists) and save "
+                        "them there on SIGTERM/SIGINT: a stop and a start keep the objects "
+                        "and resourceVersions, as etcd keeps them across a restart")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     port = args.port or procs.free_port()
     try:
-        asyncio.run(serve(port, args.kubeconfig, history=args.history))
+        asyncio.run(serve(port, args.kubeconfig, history=args.history, state=args.state))
     except OSError as exc:
         print(f"chartguard_testing.apiserver: cannot listen on 127.0.0.1:{port} ({exc.strerror});"
               " pick another --port", file=sys.stderr)

@@ -3,6 +3,11 @@
 Everything here runs on the server's single event loop thread, so a write is atomic with
 respect to every other request. One global counter is every object's resourceVersion, as
 with etcd; the last ``history`` changes are kept so watches can resume from one of them.
+
+:meth:`Store.save` and :meth:`Store.load` keep the objects and the counter in a file across a
+stop and a start of the server (``--state``), as etcd keeps them across an API server's
+restart; the change history is not kept, as a restarted API server's watch cache starts at
+the current resourceVersion: a watch resuming from an older one gets 410 Expired.
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import json
+import os
 import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from chartguard_testing.apiserver import patching, validation, workloads
@@ -45,6 +53,8 @@ class Event:
 # behind (its client gets 410 Expired and re-lists), or the server is shutting down.
 OVERFLOW = Event(0, "OVERFLOW", ("", ""), {})
 STOP = Event(0, "STOP", ("", ""), {})
+# a fault (:mod:`.faults`): the watch's connection is cut now
+DROP = Event(0, "DROP", ("", ""), {})
 
 
 def _not_found(rt: ResourceType, name: str) -> ApiError:
@@ -67,6 +77,7 @@ class Store:
         self.events: deque[Event] = deque(maxlen=history)
         self.watchers: set[asyncio.Queue[Event]] = set()
         self._behind: set[asyncio.Queue[Event]] = set()
+        self._stalled: set[asyncio.Queue[Event]] = set()
         self._applied: dict[tuple[Any, ...], Obj] = {}
         ns_type = catalog.by_key(NAMESPACE_KEY)
         assert ns_type is not None
@@ -84,6 +95,9 @@ class Store:
         if found is None:
             raise _not_found(rt, name)
         return found
+
+    def exists(self, rt: ResourceType, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._bucket(rt)
 
     def list(self, rt: ResourceType, namespace: str | None,
              match: Callable[[Obj], bool]) -> list[Obj]:
@@ -105,15 +119,18 @@ class Store:
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         self.watchers.discard(queue)
         self._behind.discard(queue)
+        self._stalled.discard(queue)
 
     def _tell(self, queue: asyncio.Queue[Event], event: Event) -> None:
         if queue in self._behind:
             return  # it already holds OVERFLOW; nothing after it will be read
-        if event is STOP or queue.full():
+        if queue in self._stalled and event is not STOP and event is not DROP:
+            return  # a stalled watch delivers nothing (what it misses stays in the history)
+        if event is STOP or event is DROP or queue.full():
             # a client that stops reading must not make the server keep every change
             while not queue.empty():
                 queue.get_nowait()
-            if event is not STOP:
+            if event is not STOP and event is not DROP:
                 self._behind.add(queue)
                 event = OVERFLOW
         queue.put_nowait(event)
@@ -122,6 +139,56 @@ class Store:
         """Tell every open watch to end (server shutdown)."""
         for queue in self.watchers:
             self._tell(queue, STOP)
+
+    def drop_watchers(self) -> int:
+        """Cut every open watch (a fault); how many there were."""
+        watchers = list(self.watchers)
+        for queue in watchers:
+            self._stalled.discard(queue)
+            self._tell(queue, DROP)
+        return len(watchers)
+
+    def stall_watchers(self) -> int:
+        """Open watches deliver nothing more (a fault) until dropped; how many there were."""
+        self._stalled |= self.watchers
+        return len(self.watchers)
+
+    def compact(self) -> int:
+        """Forget the change history (etcd compaction); the oldest resumable version."""
+        self.events.clear()
+        return self.oldest_rv()
+
+    # ---- persistence (a stopped and started server keeps its objects) -----------------
+
+    def save(self, path: Path) -> None:
+        """Write every object, the resourceVersion counter and server-side apply's memory
+        to ``path`` (atomically: a reader never finds half a file)."""
+        state = {
+            "resourceVersion": self.rv,
+            "objects": [[group, plural, obj] for (group, plural), bucket in self.objects.items()
+                        for obj in bucket.values()],
+            "applied": [[list(key[0]), key[1], key[2], key[3], patch]
+                        for key, patch in self._applied.items()],
+        }
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        tmp.replace(path)
+
+    def load(self, path: Path) -> None:
+        """Replace everything with what :meth:`save` wrote; CRDs are served again first."""
+        state = json.loads(path.read_text(encoding="utf-8"))
+        self.objects = {}
+        for group, plural, obj in state["objects"]:
+            if (group, plural) == CRD_KEY:
+                self.catalog.register_crd(obj)
+        for group, plural, obj in state["objects"]:
+            meta = obj["metadata"]
+            self.objects.setdefault((group, plural), {})[
+                (meta.get("namespace", ""), meta["name"])] = obj
+        self._applied = {(tuple(key), ns, name, manager): patch
+                         for key, ns, name, manager, patch in state["applied"]}
+        self.rv = int(state["resourceVersion"])
+        self.events.clear()
 
     # ---- writing --------------------------------------------------------------------
 

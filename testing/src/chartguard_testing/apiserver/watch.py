@@ -6,7 +6,9 @@ Semantics kept from kube-apiserver, because clients rely on them:
   gives one ERROR event carrying a 410 ``Expired`` Status (clients then re-list);
 - ``sendInitialEvents=true``: the current objects, then a BOOKMARK annotated
   ``k8s.io/initial-events-end: "true"`` (client-go's watch-list waits for it);
-- ``timeoutSeconds`` ends the response; so does the server shutting down.
+- ``timeoutSeconds`` ends the response; so does the server shutting down;
+- faults (:mod:`.faults`): a dropped watch has its connection aborted mid-stream; an expired
+  one gets the 410 ERROR event however recent its resourceVersion.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from chartguard_testing.apiserver.resources import ApiError, Obj, ResourceType
-from chartguard_testing.apiserver.storage import OVERFLOW, STOP, Event, Store
+from chartguard_testing.apiserver.storage import DROP, OVERFLOW, STOP, Event, Store
 
 
 @dataclass
@@ -34,6 +36,9 @@ class WatchRequest:
     timeout: float
     # turns a stored object into what the client asked for (version, Table)
     render: Callable[[Obj], Obj]
+    # given whether the resumed version is too old for the history: True when this watch
+    # gets 410 Expired (a fault may expire a recent one too); asked once per resuming watch
+    expire: Callable[[bool], bool] = lambda too_old: too_old
 
 
 def stop_all(store: Store) -> None:
@@ -53,9 +58,9 @@ async def serve_watch(request: web.Request, store: Store, w: WatchRequest) -> we
                 backlog.append(("BOOKMARK", _bookmark(w, store.rv)))
         elif not rv.isdigit():
             raise ApiError(400, "BadRequest", f"invalid resourceVersion {rv!r}")
-        elif int(rv) < store.oldest_rv():
+        elif w.expire(int(rv) < store.oldest_rv()):
             backlog = [("ERROR", _expired(
-                f"too old resource version: {rv} ({store.oldest_rv()})"))]
+                f"too old resource version: {rv} ({max(store.oldest_rv(), int(rv) + 1)})"))]
         else:
             backlog = [(e.type, e.obj) for e in store.events
                        if e.rv > int(rv) and _wanted(w, e)]
@@ -74,6 +79,10 @@ async def serve_watch(request: web.Request, store: Store, w: WatchRequest) -> we
                 break
             if event is STOP:
                 break
+            if event is DROP:
+                if request.transport is not None:
+                    request.transport.abort()  # the client sees its stream cut, not ended
+                return response
             if event is OVERFLOW:
                 await _send(response, "ERROR", _expired(f"the client fell more than "
                                                         f"{store.history} changes behind"))
