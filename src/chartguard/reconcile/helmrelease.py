@@ -164,15 +164,35 @@ def uninstall_release(release: HelmRelease, status: HelmReleaseStatus, helm: Hel
                       storage: ReleaseStorage, *, now: datetime | None = None) -> ReleaseResult:
     """The HelmRelease is being deleted: uninstall what ``status`` says it released (helm
     honours spec.uninstall: keepHistory, deletionPropagation, timeout, disableHooks,
-    disableWait). Nothing installed, or a release helm no longer has: done, nothing run."""
+    disableWait). Nothing installed, or a release helm no longer has: done, nothing run.
+
+    One difference from helm-controller, which uninstalls only what ``status.history``
+    records: an operator killed while helm installed never recorded the revision helm made,
+    and the release would outlive its HelmRelease. When the history is empty but a release
+    action was attempted, helm's newest revision of the release is uninstalled if it is of
+    the chart version that action asked for."""
     s = act.Scratch(release=release, status=status, now=now or utcnow(), helm=helm,
                     storage=storage)
-    cur = s.latest
+    cur = s.latest or _unrecorded(release, status, storage)
     if (status.storage_namespace and cur is not None
             and act.uninstall(s, _target_of(release, cur), cur) is not None):
         return _retry(s)
     s.status = replace(s.status, history=(), storage_namespace="")
     return ReleaseResult(status=s.status, events=tuple(s.events), actions=tuple(s.calls))
+
+
+def _unrecorded(release: HelmRelease, status: HelmReleaseStatus,
+                storage: ReleaseStorage) -> Snapshot | None:
+    """The revision a release action made that status never recorded (see
+    :func:`uninstall_release`), or None."""
+    if not (status.storage_namespace and status.last_attempted_release_action
+            and status.last_attempted_revision):
+        return None
+    stored = storage.history(release.release_namespace, release.release_name)
+    newest = max(stored, key=lambda r: r.version, default=None)
+    if newest is None or newest.chart_version != status.last_attempted_revision:
+        return None
+    return h.snapshot(newest, action="", oci_digest=status.last_attempted_revision_digest)
 
 
 # -- the steps around the loop ---------------------------------------------------------------

@@ -597,6 +597,37 @@ def test_deleting_a_release_never_installed_does_nothing() -> None:
     assert (result.actions, result.events, result.failure) == ((), (), None)
 
 
+def test_deletion_uninstalls_a_release_the_status_never_recorded() -> None:
+    """The operator was killed while helm installed: only the status written before helm ran
+    reached the API server, and the HelmRelease is deleted before another reconcile."""
+    fake, progress = FakeHelm(), Progress()
+    reconcile(fake, release(), progress=progress)
+    (before_helm,) = progress.seen
+    assert before_helm.history == ()
+    result = uninstall_release(release(), before_helm, fake, fake, now=NOW)
+    assert result.actions == ("uninstall",)
+    assert fake.history("apps", "app") == []
+    assert cond(result.status, c.RELEASED) == (
+        c.FALSE, c.UNINSTALL_SUCCEEDED,
+        "Helm uninstall succeeded for release apps/app.v1 with chart app@1.0.0")
+    assert (result.status.history, result.status.storage_namespace) == ((), "")
+
+
+def test_deletion_leaves_a_release_of_another_chart_version_the_status_never_recorded(
+        ) -> None:
+    """What helm holds under the name is not what the attempted action asked for (someone
+    else's release): only a recorded revision would be uninstalled."""
+    fake, progress = FakeHelm(), Progress()
+    reconcile(fake, release(), progress=progress)
+    (before_helm,) = progress.seen
+    other = replace(before_helm, last_attempted_revision="2.0.0")
+    result = uninstall_release(release(), other, fake, fake, now=NOW)
+    assert result.actions == ()
+    assert [r.chart_version for r in fake.history("apps", "app")] == ["1.0.0"]
+    never = replace(before_helm, last_attempted_release_action="")
+    assert uninstall_release(release(), never, fake, fake, now=NOW).actions == ()
+
+
 def test_a_failed_uninstall_on_deletion_is_retried() -> None:
     fake = FakeHelm()
     installed = reconcile(fake, release())
