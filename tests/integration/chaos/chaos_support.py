@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
+import socket
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import yaml
 from operator_support import Cluster
 
 from chartguard_testing.chaos import release_records
@@ -136,3 +140,66 @@ class SlowBlobProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class SlowRelay:
+    """A TCP relay to ``target`` (host:port) that holds each chunk a client sends for
+    ``delay`` seconds: every API request of a helm run pointed at it takes that much longer,
+    so the time helm's record is pending (from the record's write to its update) is long
+    enough for a kill to land in it. TLS passes through untouched."""
+
+    def __init__(self, target: str, delay: float = 0.1) -> None:
+        host, _, port = target.rpartition(":")
+        self.target = (host, int(port))
+        self.delay = delay
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.address = f"127.0.0.1:{self._sock.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            for src, dst, delay in ((client, server, self.delay), (server, client, 0.0)):
+                threading.Thread(target=self._pump, args=(src, dst, delay), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, delay: float) -> None:
+        src.settimeout(None)
+        try:
+            while not self._stop.is_set() and (data := src.recv(65536)):
+                if delay:
+                    time.sleep(delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):  # the other pump's recv returns, and it closes its side
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            src.close()
+
+    def kubeconfig(self, original: Path, out: Path) -> Path:
+        """``original`` with every cluster's server pointed at this relay."""
+        config = yaml.safe_load(original.read_text())
+        for entry in config.get("clusters") or []:
+            server = urllib.parse.urlsplit(entry["cluster"]["server"])
+            entry["cluster"]["server"] = server._replace(netloc=self.address).geturl()
+        out.write_text(yaml.safe_dump(config))
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        self._thread.join(timeout=5)

@@ -21,7 +21,9 @@ import json
 import os
 import random
 import re
+import shlex
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,13 @@ from typing import Any
 
 import pytest
 import yaml
-from chaos_support import SlowBlobProxy, group_processes, helm_records, store_problems
+from chaos_support import (
+    SlowBlobProxy,
+    SlowRelay,
+    group_processes,
+    helm_records,
+    store_problems,
+)
 from operator_support import (
     Charts,
     Cluster,
@@ -39,9 +47,10 @@ from operator_support import (
     helmrelease,
     repository,
     secret,
+    wait_for,
 )
 
-from chartguard_testing import procs
+from chartguard_testing import procs, tools
 from chartguard_testing.chaos import NONE, record_fingerprint, unverified_installs
 from chartguard_testing.charts import PushedChart
 from chartguard_testing.registry import Registry
@@ -58,6 +67,7 @@ data:
   version: {{ .Chart.Version | quote }}
 """
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
+UP = "Initial authentication has finished"  # kopf's, once the operator is up
 
 
 @pytest.fixture
@@ -65,6 +75,22 @@ def slow_proxy(registry: Registry) -> Iterator[SlowBlobProxy]:
     proxy = SlowBlobProxy(registry, delay=0.5)
     yield proxy
     proxy.close()
+
+
+@pytest.fixture
+def slow_helm(kube: OperatorTarget, tmp_path: Path) -> Iterator[str]:
+    """helm as the operator runs it, but talking to the API server through a relay that
+    delays each request: its records stay pending long enough to be killed in."""
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    server = urllib.parse.urlsplit(config["clusters"][0]["cluster"]["server"])
+    relay = SlowRelay(server.netloc, delay=0.1)
+    slow_config = relay.kubeconfig(kube.kubeconfig, tmp_path / "slow-kubeconfig")
+    wrapper = tmp_path / "helm-slow-api"
+    wrapper.write_text(f"#!/bin/sh\nKUBECONFIG={shlex.quote(str(slow_config))}\n"
+                       f"export KUBECONFIG\nexec {shlex.quote(tools.helm())} \"$@\"\n")
+    wrapper.chmod(0o755)
+    yield str(wrapper)
+    relay.close()
 
 
 @dataclass
@@ -276,12 +302,20 @@ def unconverged(work: Workload) -> list[str]:
     for name, version in work.helmcharts.items():
         obj = charts.get(name)
         artifact = ((obj or {}).get("status") or {}).get("artifact") or {}
-        if obj is None or not _ready(obj) or artifact.get("revision") != version:
+        if obj is None or not _ready(obj) or (
+                str(artifact.get("revision", "")).partition("@")[0] != version):
             wrong.append(f"HelmChart {name} not Ready at {version}")
     for name in work.deleted_charts:
         if name in charts:
             wrong.append(f"deleted HelmChart {name} still there")
     return wrong
+
+
+def pending(cluster: Cluster) -> list[str]:
+    """helm's records in a pending-* state now (names of their Secrets)."""
+    out = cluster.kubectl("get", "secrets", "-n", cluster.ns, "-o", "name", "-l",
+                          f"owner=helm,status in ({','.join(PENDING)})").stdout
+    return out.split()
 
 
 def lost(work: Workload, operator: Operator) -> str:
@@ -302,7 +336,7 @@ def lost(work: Workload, operator: Operator) -> str:
 
 
 def crash_run(kills: int, cluster: Cluster, charts: Charts, operator: Operator,
-              proxy: SlowBlobProxy, tmp_path: Path) -> tuple[str, list[str], str]:
+              proxy: SlowBlobProxy, helm: str, tmp_path: Path) -> tuple[str, list[str], str]:
     """The workload with ``kills`` SIGKILLs; (what the operator did, unverified, lost)."""
     seed = int(os.environ.get("CHARTGUARD_CHAOS_SEED") or random.SystemRandom().randrange(2**32))
     print(f"crash chaos seed: {seed} (CHARTGUARD_CHAOS_SEED={seed} replays it)")
@@ -317,20 +351,29 @@ def crash_run(kills: int, cluster: Cluster, charts: Charts, operator: Operator,
         work.live[name] = (work.new_signed(name), "hello")
         work.apply_release(name)
 
-    landed = {"helm": 0, "download": 0, "other": 0}
+    landed = {"helm": 0, "pending": 0, "download": 0, "other": 0}
     seen: dict[tuple[str, int, str], dict[str, Any]] = {}
     leftovers = 0
     for n in range(kills):
-        operator.start(own_group=True)
+        ups = operator.output().count(UP) if operator.log.exists() else 0
+        operator.start(own_group=True, helm=helm)
         assert operator.proc is not None
         group = operator.proc.pid
         for _ in range(rng.randint(1, 2)):
             work.step()
-        aim = rng.choices(["helm", "download", "any"], weights=[4, 3, 3])[0]
-        deadline = time.monotonic() + rng.uniform(0.5, 4.0)
+        aim = rng.choices(["helm", "pending", "download", "any", "start-up"],
+                          weights=[3, 3, 2, 2, 1])[0]
+        if aim != "start-up":  # else: while it starts (reads, lists, the store's clean-up)
+            wait_for(lambda u=ups: operator.output().count(UP) > u,  # type: ignore[misc]
+                     "the operator up", timeout=30, operator=operator)
+        window = {"any": rng.uniform(0.2, 5.0), "start-up": rng.uniform(0.2, 2.0),
+                  "download": 2.5}.get(aim, 4.0)
+        deadline = time.monotonic() + window
         while time.monotonic() < deadline:
             if aim == "helm" and "helm" in group_processes(group).values():
-                time.sleep(rng.uniform(0, 0.4))
+                time.sleep(rng.uniform(0.1, 1.2))
+                break
+            if aim == "pending" and pending(cluster):
                 break
             if aim == "download" and proxy.in_flight:
                 time.sleep(rng.uniform(0, 0.3))
@@ -339,6 +382,9 @@ def crash_run(kills: int, cluster: Cluster, charts: Charts, operator: Operator,
         running = group_processes(group).values()
         what = "helm" if "helm" in running else "download" if proxy.in_flight else "other"
         landed[what] += 1
+        if what == "helm" and (locked := pending(cluster)):
+            landed["pending"] += 1
+            print("pending at kill:", locked)
         assert operator.proc.poll() is None, operator.output()[-4000:]
         operator.kill_group()
         procs.wait_until(lambda g=group: group_processes(g) == {}, timeout=10,  # type: ignore[misc]
@@ -349,14 +395,16 @@ def crash_run(kills: int, cluster: Cluster, charts: Charts, operator: Operator,
         print(f"kill {n + 1}: {what} ({aim}) after {', '.join(work.done[-2:])}")
 
     work.settle()
-    last = operator.start(own_group=True).proc
+    restarted = time.monotonic()
+    last = operator.start(own_group=True, helm=helm).proc
     assert last is not None
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 100
     while (wrong := unconverged(work)) and time.monotonic() < deadline:
         assert last.poll() is None, operator.output()[-4000:]
         time.sleep(0.5)
     assert not wrong, f"not converged (seed {seed}): {wrong}\n{operator.output()[-6000:]}"
-    converged = time.monotonic() - started
+    converged = time.monotonic() - restarted
+    print(f"whole run {time.monotonic() - started:.0f}s")
     for record in helm_records(cluster):
         seen[(record["name"], record["version"], record_fingerprint(record))] = record
     problems = store_problems(operator.artifacts)
@@ -372,7 +420,8 @@ def crash_run(kills: int, cluster: Cluster, charts: Charts, operator: Operator,
     missing = lost(work, operator)
     if problems:
         missing = "; ".join([*problems, *([] if missing == NONE else [missing])])
-    did = (f"{kills} SIGKILLs ({landed['helm']} mid-helm, {landed['download']} mid-download, "
+    did = (f"{kills} SIGKILLs ({landed['helm']} mid-helm, {landed['pending']} of them with a "
+           f"record pending, {landed['download']} mid-download, "
            f"{landed['other']} elsewhere), each restarted: unlocked {unlocked} pending "
            f"release(s), removed {removed} partial store file(s) (seen after kills: "
            f"{leftovers}) and {workdirs} helm work dir(s); converged in {converged:.0f}s "
@@ -383,21 +432,25 @@ def crash_run(kills: int, cluster: Cluster, charts: Charts, operator: Operator,
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(480)
 def test_an_operator_sigkilled_20_times_during_a_workload_converges(
         cluster: Cluster, charts: Charts, operator: Operator, slow_proxy: SlowBlobProxy,
-        tmp_path: Path, chaos_row: Any) -> None:
-    did, unverified, missing = crash_run(22, cluster, charts, operator, slow_proxy, tmp_path)
+        slow_helm: str, tmp_path: Path, chaos_row: Any) -> None:
+    did, unverified, missing = crash_run(22, cluster, charts, operator, slow_proxy, slow_helm,
+                                         tmp_path)
     chaos_row("crash", "SIGKILL x 22 during installs/upgrades/deletes", did,
               unverified=unverified, lost=missing)
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(480)
 @pytest.mark.parametrize("kube", [pytest.param("real", marks=pytest.mark.xdist_group(
     "controlplane"))], indirect=True)
 def test_an_operator_sigkilled_on_the_real_control_plane_converges(
         kube: OperatorTarget, cluster: Cluster, charts: Charts, operator: Operator,
-        slow_proxy: SlowBlobProxy, tmp_path: Path, chaos_row: Any) -> None:
+        slow_proxy: SlowBlobProxy, slow_helm: str, tmp_path: Path, chaos_row: Any) -> None:
     """Fewer kills: helm's records and the unlock's rewrite go through a real API server."""
-    did, unverified, missing = crash_run(8, cluster, charts, operator, slow_proxy, tmp_path)
+    did, unverified, missing = crash_run(8, cluster, charts, operator, slow_proxy, slow_helm,
+                                         tmp_path)
     chaos_row("crash", "SIGKILL x 8 during installs/upgrades/deletes (real API server)", did,
               unverified=unverified, lost=missing)
