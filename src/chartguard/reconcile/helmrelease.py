@@ -161,10 +161,13 @@ def reconcile_release(release: HelmRelease, status: HelmReleaseStatus, helm: Hel
 
 
 def uninstall_release(release: HelmRelease, status: HelmReleaseStatus, helm: HelmActions,
-                      storage: ReleaseStorage, *, now: datetime | None = None) -> ReleaseResult:
+                      storage: ReleaseStorage, *, now: datetime | None = None,
+                      sensitive: frozenset[str] = frozenset()) -> ReleaseResult:
     """The HelmRelease is being deleted: uninstall what ``status`` says it released (helm
     honours spec.uninstall: keepHistory, deletionPropagation, timeout, disableHooks,
     disableWait). Nothing installed, or a release helm no longer has: done, nothing run.
+    ``sensitive``: what the release's Secrets gave, kept out of helm's messages (a pre-delete
+    hook quotes values too).
 
     One difference from helm-controller, which uninstalls only what ``status.history``
     records: an operator killed while helm installed never recorded the revision helm made,
@@ -172,7 +175,7 @@ def uninstall_release(release: HelmRelease, status: HelmReleaseStatus, helm: Hel
     action was attempted, helm's newest revision of the release is uninstalled if it is of
     the chart version that action asked for."""
     s = act.Scratch(release=release, status=status, now=now or utcnow(), helm=helm,
-                    storage=storage)
+                    storage=storage, sensitive=sensitive)
     cur = s.latest or _unrecorded(release, status, storage)
     if (status.storage_namespace and cur is not None
             and act.uninstall(s, _target_of(release, cur), cur) is not None):

@@ -641,6 +641,22 @@ def test_a_failed_uninstall_on_deletion_is_retried() -> None:
     assert result.status.history  # kept until the uninstall succeeds
 
 
+def test_a_value_a_secret_gave_never_reaches_an_uninstall_message() -> None:
+    """A pre-delete hook quotes values in helm's error as a template does."""
+    fake = FakeHelm()
+    installed = reconcile(fake, release())
+    fake.fail("uninstall", 'no matches for kind "hunter2-Zq9" in version "v1"',
+              storage_changed=False)
+    result = uninstall_release(release(), installed.status, fake, fake, now=NOW,
+                               sensitive=frozenset({"hunter2-Zq9"}))
+    shown = [e.message for e in result.events]
+    found = cond(result.status, c.RELEASED)
+    assert found is not None
+    assert result.failure is not None
+    shown += [found[2], result.failure.message]
+    assert all('no matches for kind "[redacted]"' in text for text in shown), shown
+
+
 @pytest.mark.parametrize("text", ["line1\nline2\x1b[31m", "\x00"])
 def test_helm_messages_are_escaped(text: str) -> None:
     fake = FakeHelm()
