@@ -390,6 +390,9 @@ def crash_run(kills: int, cluster: Cluster, charts: Charts, operator: Operator,
         procs.wait_until(lambda g=group: group_processes(g) == {}, timeout=10,  # type: ignore[misc]
                          what="the operator's process group gone")
         leftovers += len(list((operator.artifacts / "sha256").glob(".tmp-*")))
+        # every archive in the store is whole (a temporary may be left: the restart removes it)
+        broken = [p for p in store_problems(operator.artifacts) if "/.tmp-" not in p]
+        assert not broken, f"after kill {n + 1}: {broken}"
         for record in helm_records(cluster):
             seen[(record["name"], record["version"], record_fingerprint(record))] = record
         print(f"kill {n + 1}: {what} ({aim}) after {', '.join(work.done[-2:])}")
@@ -414,19 +417,28 @@ def crash_run(kills: int, cluster: Cluster, charts: Charts, operator: Operator,
     log = operator.output()
     removed = sum(int(m) for m in re.findall(r"removed (\d+) temporary file", log))
     workdirs = sum(int(m) for m in re.findall(r"removed (\d+) work director", log))
-    unlocked = sum(1 for e in cluster.events(ns) if e.get("reason") == "PendingRelease"
-                   and e.get("message", "").startswith("Unlocked"))
+    # what was unlocked: helm's records say so (an Event may be lost to the next kill: the
+    # operator posts a reconcile's Events when it ends, after the upgrade the unlock leads to)
+    unlocked_revisions = {(r["name"], r["version"]) for r in seen.values()
+                          if str(r["info"].get("description", "")).startswith(
+                              "Release unlocked from stale")}
+    for event in cluster.events(ns):
+        found = re.match(r"Unlocked Helm release [^/]+/(\S+)\.v(\d+) ", event.get("message", ""))
+        if event.get("reason") == "PendingRelease" and found:
+            unlocked_revisions.add((found[1], int(found[2])))
+    unlocked = len(unlocked_revisions)
     unverified = unverified_installs(list(seen.values()), work.archives)
     missing = lost(work, operator)
     if problems:
         missing = "; ".join([*problems, *([] if missing == NONE else [missing])])
-    did = (f"{kills} SIGKILLs ({landed['helm']} mid-helm, {landed['pending']} of them with a "
-           f"record pending, {landed['download']} mid-download, "
-           f"{landed['other']} elsewhere), each restarted: unlocked {unlocked} pending "
-           f"release(s), removed {removed} partial store file(s) (seen after kills: "
-           f"{leftovers}) and {workdirs} helm work dir(s); converged in {converged:.0f}s "
-           f"({len(work.live)} Ready, {len(work.deleted)} uninstalled, "
-           f"{len(work.helmcharts)} HelmCharts), {len(seen)} helm revisions checked")
+    did = (f"unlocked {unlocked} pending release(s), removed {removed} partial store "
+           f"file(s) (of {leftovers} left by kills) and {workdirs} helm work dir(s) at "
+           f"restarts; {kills} SIGKILLs "
+           f"({landed['helm']} mid-helm, {landed['pending']} with a record pending, "
+           f"{landed['download']} mid-download, {landed['other']} elsewhere); converged "
+           f"{converged:.0f}s after the last restart ({len(work.live)} Ready, "
+           f"{len(work.deleted)} uninstalled, {len(work.helmcharts)} HelmCharts); "
+           f"{len(seen)} helm revisions checked")
     print(did)
     return did, unverified, missing
 
