@@ -170,10 +170,11 @@ def uninstall_release(release: HelmRelease, status: HelmReleaseStatus, helm: Hel
     hook quotes values too).
 
     One difference from helm-controller, which uninstalls only what ``status.history``
-    records: an operator killed while helm installed never recorded the revision helm made,
-    and the release would outlive its HelmRelease. When the history is empty but a release
-    action was attempted, helm's newest revision of the release is uninstalled if it is of
-    the chart version that action asked for."""
+    records: an operator killed while helm ran never recorded the revision helm made (an
+    install), or had just written an empty history (an upgrade taking over a release it did
+    not know), and the release would outlive its HelmRelease. When the history is empty but
+    an install or upgrade of the release was attempted, what helm holds under its name is
+    uninstalled: that action was taking it over."""
     s = act.Scratch(release=release, status=status, now=now or utcnow(), helm=helm,
                     storage=storage, sensitive=sensitive)
     cur = s.latest or _unrecorded(release, status, storage)
@@ -188,14 +189,14 @@ def _unrecorded(release: HelmRelease, status: HelmReleaseStatus,
                 storage: ReleaseStorage) -> Snapshot | None:
     """The revision a release action made that status never recorded (see
     :func:`uninstall_release`), or None."""
-    if not (status.storage_namespace and status.last_attempted_release_action
-            and status.last_attempted_revision):
+    if not (status.storage_namespace
+            and status.last_attempted_release_action in ("install", "upgrade")):
         return None
     stored = storage.history(release.release_namespace, release.release_name)
     newest = max(stored, key=lambda r: r.version, default=None)
-    if newest is None or newest.chart_version != status.last_attempted_revision:
+    if newest is None:
         return None
-    return h.snapshot(newest, action="", oci_digest=status.last_attempted_revision_digest)
+    return h.snapshot(newest, action="", oci_digest="")
 
 
 # -- the steps around the loop ---------------------------------------------------------------

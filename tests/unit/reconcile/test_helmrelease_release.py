@@ -613,19 +613,26 @@ def test_deletion_uninstalls_a_release_the_status_never_recorded() -> None:
     assert (result.status.history, result.status.storage_namespace) == ((), "")
 
 
-def test_deletion_leaves_a_release_of_another_chart_version_the_status_never_recorded(
-        ) -> None:
-    """What helm holds under the name is not what the attempted action asked for (someone
-    else's release): only a recorded revision would be uninstalled."""
+def test_deletion_uninstalls_a_release_an_interrupted_upgrade_took_over() -> None:
+    """An upgrade of a release the status did not know (Unmanaged) writes an empty history
+    before helm runs; killed then, only that reached the API server."""
+    fake, progress = FakeHelm(), Progress()
+    installed = reconcile(fake, release())
+    taking_over = replace(installed.status, history=(), last_attempted_release_action="upgrade",
+                          last_attempted_revision="2.0.0")
+    result = uninstall_release(release(), taking_over, fake, fake, now=NOW)
+    assert result.actions == ("uninstall",)
+    assert fake.history("apps", "app") == []
+    assert progress.seen == []
+
+
+def test_deletion_leaves_what_no_release_action_was_attempted_on() -> None:
     fake, progress = FakeHelm(), Progress()
     reconcile(fake, release(), progress=progress)
     (before_helm,) = progress.seen
-    other = replace(before_helm, last_attempted_revision="2.0.0")
-    result = uninstall_release(release(), other, fake, fake, now=NOW)
-    assert result.actions == ()
-    assert [r.chart_version for r in fake.history("apps", "app")] == ["1.0.0"]
     never = replace(before_helm, last_attempted_release_action="")
     assert uninstall_release(release(), never, fake, fake, now=NOW).actions == ()
+    assert [r.chart_version for r in fake.history("apps", "app")] == ["1.0.0"]
 
 
 def test_a_failed_uninstall_on_deletion_is_retried() -> None:
