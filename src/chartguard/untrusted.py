@@ -5,6 +5,8 @@ Two rules, one place:
 - :func:`loads_json` parses a JSON document without letting its shape hurt us: nesting that
   would exhaust the interpreter's stack becomes :class:`UntrustedInputError` (never a
   ``RecursionError`` traceback), and so does anything that is not UTF-8 JSON.
+- :func:`without_credentials` is a URL as a message may quote it back: a password written
+  into it (``oci://user:password@host``, ``?token=``) replaced by ``[redacted]``.
 - :func:`escape` makes a string safe to put in a log line, a condition message, an Event or a
   terminal: control characters (newlines, ESC, DEL, C1), bidi overrides and lone surrogates are
   written as ``\\xNN``/``\\uNNNN`` escapes and the length is capped, so a signed payload
@@ -78,3 +80,19 @@ def escape(text: object, limit: int = MAX_ESCAPED) -> str:
     if len(value) > limit:
         value = value[:limit] + "…"
     return _UNSAFE.sub(_escape_char, value)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with what was written before an ``@`` in its authority (``user:password@``)
+    and its query and fragment replaced by ``[redacted]``: what a message quoting a URL a
+    user wrote (a refused one too) may show."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    for mark in "?#":
+        if mark in rest:
+            rest = rest.partition(mark)[0] + mark + "[redacted]"
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "[redacted]@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from chartguard.untrusted import MAX_JSON_DEPTH, UntrustedInputError, escape, loads_json
+from chartguard.untrusted import (
+    MAX_JSON_DEPTH,
+    UntrustedInputError,
+    escape,
+    loads_json,
+    without_credentials,
+)
 
 
 def test_hundred_thousand_deep_arrays_are_a_clear_error_not_a_recursion_error() -> None:
@@ -43,3 +49,15 @@ def test_escape_neutralises_newlines_terminal_escapes_and_bidi() -> None:
 def test_escape_caps_length() -> None:
     assert escape("a" * 1000, limit=10) == "a" * 10 + "…"
     assert escape(42) == "42"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("oci://user:pass@host:5000/charts", "oci://[redacted]@host:5000/charts"),
+    ("oci://token@host/charts", "oci://[redacted]@host/charts"),
+    ("https://host/charts?token=abc#frag", "https://host/charts?[redacted]"),
+    ("user:pass@host/charts", "[redacted]@host/charts"),
+    ("oci://host/path/with@sign", "oci://host/path/with@sign"),  # not in the authority
+    ("oci://ghcr.io/charts", "oci://ghcr.io/charts"),
+])
+def test_without_credentials(url: str, shown: str) -> None:
+    assert without_credentials(url) == shown

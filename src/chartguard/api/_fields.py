@@ -112,7 +112,9 @@ class Fields:
         pattern_hint: str = "",
         min_length: int = 0,
         max_length: int | None = None,
+        quote: Callable[[str], str] = repr,
     ) -> str | None:
+        """``quote``: how a message shows the value (a URL without its credentials)."""
         value = self._get(key, str, "a string")
         if value is None:
             if required and key not in self.data:
@@ -121,7 +123,7 @@ class Fields:
                 self.error(key, "required field must be a non-null string")
             return default
         if enum and value not in enum:
-            self.error(key, f"unsupported value {value!r}: must be one of {', '.join(enum)}")
+            self.error(key, f"unsupported value {quote(value)}: must be one of {', '.join(enum)}")
             return default
         if len(value) < min_length:
             self.error(key, "must not be empty" if min_length == 1
@@ -129,11 +131,11 @@ class Fields:
             return default
         if max_length is not None and len(value) > max_length:
             self.error(key, f"must be at most {max_length} characters, got {len(value)}: "
-                            f"{value!r}")
+                            f"{quote(value)}")
             return default
         if pattern is not None and not pattern.match(value):
             hint = f" ({pattern_hint})" if pattern_hint else ""
-            self.error(key, f"{value!r} does not match {pattern.pattern}{hint}")
+            self.error(key, f"{quote(value)} does not match {pattern.pattern}{hint}")
             return default
         return value
 

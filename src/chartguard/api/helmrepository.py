@@ -24,6 +24,7 @@ from chartguard.api.meta import (
     local_reference,
     start_document,
 )
+from chartguard.untrusted import without_credentials
 
 KIND = "HelmRepository"
 TYPE_DEFAULT = "default"
@@ -83,18 +84,22 @@ class HelmRepository:
         return cls(metadata=meta, api_version=api_version, spec=parsed)
 
 
+def _quoted(url: str) -> str:
+    return repr(without_credentials(url))
+
+
 def _spec(spec: Fields) -> HelmRepositorySpec | None:
     spec.reject_unknown(_FIELDS, KIND)
     url = spec.string("url", required=True, pattern=URL_PATTERN,
-                      pattern_hint="use an http://, https:// or oci:// URL")
+                      pattern_hint="use an http://, https:// or oci:// URL", quote=_quoted)
     repo_type = spec.string("type", default=TYPE_DEFAULT, enum=(TYPE_DEFAULT, TYPE_OCI))
     if url is not None:
         if not urlsplit(url).hostname:
-            spec.error("url", f"{url!r} has no host: write e.g. oci://ghcr.io/org/charts")
+            spec.error("url", f"{_quoted(url)} has no host: write e.g. oci://ghcr.io/org/charts")
         elif url.startswith("oci://") and repo_type != TYPE_OCI:
             spec.error("type", "must be 'oci' for an oci:// url (add `type: oci`)")
         elif repo_type == TYPE_OCI and not url.startswith("oci://"):
-            spec.error("url", f"{url!r} must start with oci:// when type is oci")
+            spec.error("url", f"{_quoted(url)} must start with oci:// when type is oci")
     result = HelmRepositorySpec(
         url=url or "",
         type=repo_type or TYPE_DEFAULT,

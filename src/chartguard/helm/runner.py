@@ -8,7 +8,9 @@ Each action runs one helm process with:
 - the chart copied into a private directory WHILE it is hashed, the hash compared with the
   digest that was verified, and helm run on that copy: what helm reads is what was hashed, and
   a changed store file never reaches helm (:class:`ChartDigestMismatchError`);
-- the values in a 0600 file in that directory, which is removed afterwards, also on failure;
+- the values in a 0600 file in that directory, which is removed afterwards, also on failure
+  (and, when a killed operator could not, by the next one as it starts: the directory is named
+  for its process, :mod:`chartguard.leftovers`);
 - at most ``max_processes`` helm processes at once, each given helm's timeout plus ``grace``
   before it is stopped by its PID (SIGTERM, then SIGKILL).
 
@@ -41,6 +43,7 @@ from chartguard.api.helmrelease import HelmRelease
 from chartguard.helm import args as helm_args
 from chartguard.helm.errors import ChartDigestMismatchError, HelmError, summarize
 from chartguard.helm.release import ReleaseStorage, StoredRelease, newest
+from chartguard.leftovers import left_behind, owner_tag
 from chartguard.untrusted import escape
 
 #: time helm gets past its own --timeout to finish writing its storage before it is stopped
@@ -49,6 +52,7 @@ _STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 _MAX_STDERR = 256 * 1024
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
 _HOMES = {"HELM_CACHE_HOME": "cache", "HELM_CONFIG_HOME": "config", "HELM_DATA_HOME": "data"}
+_WORK = "run-"  # a work directory's prefix, before its owner's tag
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ class Helm:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         for name in (*_HOMES.values(), "tmp"):
             _private_dir(home / name)
+        #: work directories a killed process left (chart copies, values files), now removed
+        self.leftovers_removed = _remove_leftovers(home / "tmp")
         caller = os.environ if env is None else env
         self.env = {key: value for key, value in caller.items() if not key.startswith("HELM_")}
         self.env.update({key: str(home / name) for key, name in _HOMES.items()})
@@ -232,7 +238,7 @@ class Helm:
     @contextlib.contextmanager
     def _workdir(self, action: str) -> Iterator[Path]:
         try:
-            work = Path(tempfile.mkdtemp(prefix=f"{action}-", dir=self.home / "tmp"))
+            work = Path(tempfile.mkdtemp(prefix=f"{_WORK}{owner_tag()}-", dir=self.home / "tmp"))
         except OSError as exc:
             raise HelmError(action, f"cannot create a private directory under "
                                     f"{escape(self.home)} ({escape(exc.strerror or exc)})",
@@ -261,6 +267,15 @@ class Helm:
             raise ChartDigestMismatchError(action, path=str(chart.path), expected=chart.digest,
                                            actual=actual)
         return copy
+
+
+def _remove_leftovers(tmp: Path) -> int:
+    count = 0
+    for entry in tmp.iterdir():
+        if entry.is_dir() and left_behind(entry.name, _WORK):
+            shutil.rmtree(entry, ignore_errors=True)
+            count += 1
+    return count
 
 
 def _key(release: StoredRelease | None) -> tuple[int, str, str] | None:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from chartguard.oci.errors import InvalidReferenceError
+from chartguard.untrusted import without_credentials
 
 # One repository path component, as the OCI distribution spec defines it.
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
@@ -44,6 +45,11 @@ def _valid_host(host: str) -> bool:
     return True
 
 
+def shown(url: object) -> object:
+    """A refused URL as its message quotes it back: never with a password written into it."""
+    return without_credentials(url) if isinstance(url, str) else url
+
+
 @dataclass(frozen=True)
 class ChartReference:
     """A chart in an OCI registry: ``host`` (with port), ``repository`` (path/name), ``name``."""
@@ -57,22 +63,23 @@ class ChartReference:
         """Join a HelmRepository ``url`` (``oci://host[:port][/path]``) and a chart name."""
         if not isinstance(url, str) or not url.startswith(_SCHEME):
             raise InvalidReferenceError(
-                f"repository URL {url!r} is not an OCI URL: write it as {_EXAMPLE}")
+                f"repository URL {shown(url)!r} is not an OCI URL: write it as {_EXAMPLE}")
         rest = url[len(_SCHEME):].rstrip("/")
         if any(c in rest for c in "?#@ \t\n"):
             raise InvalidReferenceError(
-                f"repository URL {url!r} must not contain credentials, a query, a fragment "
-                f"or spaces: write it as {_EXAMPLE}")
+                f"repository URL {shown(url)!r} must not contain credentials, a query, a "
+                f"fragment or spaces: write it as {_EXAMPLE}")
         host, _, path = rest.partition("/")
         if not host or not _valid_host(host):
             raise InvalidReferenceError(
-                f"repository URL {url!r} has no valid host[:port]: write it as {_EXAMPLE}")
+                f"repository URL {shown(url)!r} has no valid host[:port]: write it as "
+                f"{_EXAMPLE}")
         parts = path.split("/") if path else []
         for part in parts:
             if not _COMPONENT.fullmatch(part):
                 raise InvalidReferenceError(
-                    f"repository URL {url!r} has an invalid path segment {part!r}: OCI paths "
-                    "are lower-case letters, digits and single separators (. _ __ -)")
+                    f"repository URL {shown(url)!r} has an invalid path segment {part!r}: OCI "
+                    "paths are lower-case letters, digits and single separators (. _ __ -)")
         if not isinstance(chart, str) or not _COMPONENT.fullmatch(chart):
             raise InvalidReferenceError(
                 f"chart name {chart!r} is not a valid OCI repository name component: use "
@@ -85,7 +92,7 @@ class ChartReference:
         base, sep, chart = url.rstrip("/").rpartition("/")
         if not sep or not base.startswith(_SCHEME) or base == _SCHEME.rstrip("/"):
             raise InvalidReferenceError(
-                f"chart URL {url!r} is not oci://host[:port]/path/chart: "
+                f"chart URL {shown(url)!r} is not oci://host[:port]/path/chart: "
                 "write it as oci://registry.example.com/charts/mychart")
         return cls.parse(base, chart)
 

@@ -114,6 +114,10 @@ class Runtime:
         self.dependency_users: Index[Key] = Index()  # HelmRelease -> its dependents
         self.store = ArtifactStore(config.artifact_dir)
         self.store.ensure()
+        leftovers = self.store.remove_leftovers()
+        if leftovers:
+            _log.info("artifact store: removed %d temporary file(s) a stopped operator left",
+                      len(leftovers))
         self.registries = RegistryClients(timeout=config.registry_timeout,
                                           deadline=config.registry_deadline)
         base = config.artifact_url_base or f"file://{Path(config.artifact_dir).resolve()}"
@@ -129,6 +133,9 @@ class Runtime:
                          storage=self.release_storage,
                          max_processes=max(1, config.release_concurrency),
                          default_service_account=config.release_service_account)
+        if self.helm.leftovers_removed:
+            _log.info("helm: removed %d work directory(ies) a stopped operator left",
+                      self.helm.leftovers_removed)
         self.release_env = ReleaseEnv(
             helm=self.helm, storage=self.release_storage,
             prepare=PrepareEnv(

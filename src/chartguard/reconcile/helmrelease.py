@@ -161,18 +161,42 @@ def reconcile_release(release: HelmRelease, status: HelmReleaseStatus, helm: Hel
 
 
 def uninstall_release(release: HelmRelease, status: HelmReleaseStatus, helm: HelmActions,
-                      storage: ReleaseStorage, *, now: datetime | None = None) -> ReleaseResult:
+                      storage: ReleaseStorage, *, now: datetime | None = None,
+                      sensitive: frozenset[str] = frozenset()) -> ReleaseResult:
     """The HelmRelease is being deleted: uninstall what ``status`` says it released (helm
     honours spec.uninstall: keepHistory, deletionPropagation, timeout, disableHooks,
-    disableWait). Nothing installed, or a release helm no longer has: done, nothing run."""
+    disableWait). Nothing installed, or a release helm no longer has: done, nothing run.
+    ``sensitive``: what the release's Secrets gave, kept out of helm's messages (a pre-delete
+    hook quotes values too).
+
+    One difference from helm-controller, which uninstalls only what ``status.history``
+    records: an operator killed while helm ran never recorded the revision helm made (an
+    install), or had just written an empty history (an upgrade taking over a release it did
+    not know), and the release would outlive its HelmRelease. When the history is empty but
+    an install or upgrade of the release was attempted, what helm holds under its name is
+    uninstalled: that action was taking it over."""
     s = act.Scratch(release=release, status=status, now=now or utcnow(), helm=helm,
-                    storage=storage)
-    cur = s.latest
+                    storage=storage, sensitive=sensitive)
+    cur = s.latest or _unrecorded(release, status, storage)
     if (status.storage_namespace and cur is not None
             and act.uninstall(s, _target_of(release, cur), cur) is not None):
         return _retry(s)
     s.status = replace(s.status, history=(), storage_namespace="")
     return ReleaseResult(status=s.status, events=tuple(s.events), actions=tuple(s.calls))
+
+
+def _unrecorded(release: HelmRelease, status: HelmReleaseStatus,
+                storage: ReleaseStorage) -> Snapshot | None:
+    """The revision a release action made that status never recorded (see
+    :func:`uninstall_release`), or None."""
+    if not (status.storage_namespace
+            and status.last_attempted_release_action in ("install", "upgrade")):
+        return None
+    stored = storage.history(release.release_namespace, release.release_name)
+    newest = max(stored, key=lambda r: r.version, default=None)
+    if newest is None:
+        return None
+    return h.snapshot(newest, action="", oci_digest="")
 
 
 # -- the steps around the loop ---------------------------------------------------------------

@@ -55,6 +55,8 @@ class Scratch:
     events: list[Event] = field(default_factory=list)
     #: helm actions started, in order ("install", "test", ...)
     calls: list[str] = field(default_factory=list)
+    #: values Secrets gave when no values were composed (the uninstall of a deleted release)
+    sensitive: frozenset[str] = frozenset()
 
     @property
     def generation(self) -> int:
@@ -63,7 +65,8 @@ class Scratch:
     def helm_says(self, error: HelmError) -> str:
         """helm's message, safe to show: without a value a Secret gave (helm quotes values in
         template errors)."""
-        return safe(redact(error.message, self.values.sensitive if self.values else ()))
+        return safe(redact(error.message,
+                           self.values.sensitive if self.values else self.sensitive))
 
     # -- conditions ----------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from chartguard.reconcile.release_prepare import (
     sync_release_chart,
 )
 from chartguard.reconcile.seams import ChartWriteError, Event, HelmActions, utcnow
+from chartguard.reconcile.values import secret_strings
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,11 @@ def reconcile_helmrelease(release: HelmRelease, status: HelmReleaseStatus, env: 
 def finalize_helmrelease(release: HelmRelease, status: HelmReleaseStatus,
                          env: ReleaseEnv) -> ReleaseOutcome:
     """The release is being deleted: helm uninstall (a release already gone is fine), then the
-    HelmChart it owns. A failure leaves both for the next try."""
-    result = uninstall_release(release, status, env.helm, env.storage, now=env.now())
+    HelmChart it owns. A failure leaves both for the next try. What the release's Secrets give
+    is kept out of helm's message, as in a release action."""
+    sensitive = secret_strings(release, env.prepare.secrets, env.prepare.configmaps)
+    result = uninstall_release(release, status, env.helm, env.storage, now=env.now(),
+                               sensitive=sensitive)
     if result.failure is not None:
         return ReleaseOutcome(status=result.status, events=result.events,
                               requeue_after=release.spec.interval, failure=result.failure,

@@ -20,6 +20,7 @@ What Secrets gave is listed in ``ComposedValues.sensitive``, so helm's messages 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -96,6 +97,31 @@ def compose_values(release: HelmRelease, secrets: SecretReader,
         configmaps=frozenset((namespace, n) for k, n in read if k == "ConfigMap"),
         sensitive=frozenset(sensitive),
     )
+
+
+def secret_strings(release: HelmRelease, secrets: SecretReader,
+                   configmaps: ConfigMapReader) -> frozenset[str]:
+    """What the release's ``valuesFrom`` Secrets give, for taking out of helm's messages where
+    no values are composed (the uninstall of a deleted release): the composed values' when
+    they compose, else every value of every Secret that can still be read."""
+    try:
+        return compose_values(release, secrets, configmaps).sensitive
+    except StepFailedError:
+        pass
+    found: set[str] = set()
+    for ref in release.spec.values_from:
+        if ref.kind != "Secret":
+            continue
+        try:
+            data = secrets.get(release.metadata.namespace, ref.name)
+        except (SecretNotFoundError, SecretUnreadableError):
+            continue
+        for raw in data.values():
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            found |= sensitive_strings(text)
+            with contextlib.suppress(ValuesDocumentError):
+                found |= sensitive_strings(load_values(raw))
+    return frozenset(found)
 
 
 def merge_maps(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 A file's name is its content digest, so a file can be checked against its name at any time and
 two objects using the same chart share one file. Writes go to a temporary file in the same
 directory, are flushed to disk and renamed into place: a reader (or a restart after SIGKILL)
-sees either the whole file or none. A file is trusted once per process after its sha256 was
-checked; a corrupted one is removed and reported missing, so the reconciler fetches it again.
+sees either the whole file or none; the temporary a killed writer leaves is named for its process
+and removed when the operator starts again (:meth:`ArtifactStore.remove_leftovers`). A file is
+trusted once per process after its sha256 was checked; a corrupted one is removed and reported
+missing, so the reconciler fetches it again.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from chartguard.digest import is_digest
+from chartguard.leftovers import left_behind, owner_tag
 
 _SUBDIR = "sha256"
 _SUFFIX = ".tgz"
 _STALE_TMP_SECONDS = 600
+_TMP = ".tmp-"
 
 
 class StoreError(Exception):
@@ -43,6 +47,26 @@ class ArtifactStore:
             self._dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StoreError(f"artifact directory {self._dir}: {err.strerror}") from None
+
+    def remove_leftovers(self) -> list[str]:
+        """At start-up: remove the temporaries a killed writer of this host left (a live
+        process's, or another host's on a shared volume, age out in :meth:`collect`); return
+        the names removed."""
+        removed: list[str] = []
+        try:
+            entries = list(self._dir.iterdir())
+        except FileNotFoundError:
+            return removed
+        for entry in entries:
+            name = entry.name
+            if not left_behind(name, _TMP):
+                continue
+            try:
+                entry.unlink()
+            except OSError:
+                continue
+            removed.append(name)
+        return removed
 
     @staticmethod
     def relative_path(digest: str) -> str:
@@ -86,7 +110,8 @@ class ArtifactStore:
         final = self.path(digest)
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=_SUFFIX, dir=self._dir)
+            fd, tmp = tempfile.mkstemp(prefix=f"{_TMP}{owner_tag()}-", suffix=_SUFFIX,
+                                       dir=self._dir)
             try:
                 with os.fdopen(fd, "wb") as out:
                     out.write(data)
@@ -146,7 +171,7 @@ class ArtifactStore:
         # temporaries left by a killed process; a young one may be a write in flight
         cutoff = time.time() - _STALE_TMP_SECONDS
         try:
-            for tmp in self._dir.glob(".tmp-*"):
+            for tmp in self._dir.glob(f"{_TMP}*"):
                 if tmp.stat().st_mtime < cutoff:
                     tmp.unlink(missing_ok=True)
         except OSError:

@@ -215,3 +215,17 @@ def test_helmchart_verify_rule_message_is_fluxs(crds: dict[str, Any]) -> None:
     del doc["spec"]["verify"]
     assert validate(crds, doc)[1] == []
     HelmChart.from_object(doc)
+
+
+@pytest.mark.parametrize("url", [
+    "ftp://chartguard:pw-9c1e77@ghcr.io/charts",  # does not match the pattern
+    "https://chartguard:pw-9c1e77@ghcr.io/charts",  # oci type, not oci://
+    "oci://chartguard:pw-9c1e77@/charts",  # no host
+])
+def test_a_refused_repository_url_is_quoted_without_its_password(url: str) -> None:
+    doc = copy.deepcopy(REPOSITORY)
+    doc["spec"]["url"] = url
+    with pytest.raises(InvalidSpecError) as raised:
+        HelmRepository.from_object(doc)
+    assert "pw-9c1e77" not in str(raised.value)
+    assert "[redacted]@" in str(raised.value)

@@ -597,6 +597,44 @@ def test_deleting_a_release_never_installed_does_nothing() -> None:
     assert (result.actions, result.events, result.failure) == ((), (), None)
 
 
+def test_deletion_uninstalls_a_release_the_status_never_recorded() -> None:
+    """The operator was killed while helm installed: only the status written before helm ran
+    reached the API server, and the HelmRelease is deleted before another reconcile."""
+    fake, progress = FakeHelm(), Progress()
+    reconcile(fake, release(), progress=progress)
+    (before_helm,) = progress.seen
+    assert before_helm.history == ()
+    result = uninstall_release(release(), before_helm, fake, fake, now=NOW)
+    assert result.actions == ("uninstall",)
+    assert fake.history("apps", "app") == []
+    assert cond(result.status, c.RELEASED) == (
+        c.FALSE, c.UNINSTALL_SUCCEEDED,
+        "Helm uninstall succeeded for release apps/app.v1 with chart app@1.0.0")
+    assert (result.status.history, result.status.storage_namespace) == ((), "")
+
+
+def test_deletion_uninstalls_a_release_an_interrupted_upgrade_took_over() -> None:
+    """An upgrade of a release the status did not know (Unmanaged) writes an empty history
+    before helm runs; killed then, only that reached the API server."""
+    fake, progress = FakeHelm(), Progress()
+    installed = reconcile(fake, release())
+    taking_over = replace(installed.status, history=(), last_attempted_release_action="upgrade",
+                          last_attempted_revision="2.0.0")
+    result = uninstall_release(release(), taking_over, fake, fake, now=NOW)
+    assert result.actions == ("uninstall",)
+    assert fake.history("apps", "app") == []
+    assert progress.seen == []
+
+
+def test_deletion_leaves_what_no_release_action_was_attempted_on() -> None:
+    fake, progress = FakeHelm(), Progress()
+    reconcile(fake, release(), progress=progress)
+    (before_helm,) = progress.seen
+    never = replace(before_helm, last_attempted_release_action="")
+    assert uninstall_release(release(), never, fake, fake, now=NOW).actions == ()
+    assert [r.chart_version for r in fake.history("apps", "app")] == ["1.0.0"]
+
+
 def test_a_failed_uninstall_on_deletion_is_retried() -> None:
     fake = FakeHelm()
     installed = reconcile(fake, release())
@@ -608,6 +646,22 @@ def test_a_failed_uninstall_on_deletion_is_retried() -> None:
     assert result.failure is not None
     assert not result.failure.stalled
     assert result.status.history  # kept until the uninstall succeeds
+
+
+def test_a_value_a_secret_gave_never_reaches_an_uninstall_message() -> None:
+    """A pre-delete hook quotes values in helm's error as a template does."""
+    fake = FakeHelm()
+    installed = reconcile(fake, release())
+    fake.fail("uninstall", 'no matches for kind "hunter2-Zq9" in version "v1"',
+              storage_changed=False)
+    result = uninstall_release(release(), installed.status, fake, fake, now=NOW,
+                               sensitive=frozenset({"hunter2-Zq9"}))
+    shown = [e.message for e in result.events]
+    found = cond(result.status, c.RELEASED)
+    assert found is not None
+    assert result.failure is not None
+    shown += [found[2], result.failure.message]
+    assert all('no matches for kind "[redacted]"' in text for text in shown), shown
 
 
 @pytest.mark.parametrize("text", ["line1\nline2\x1b[31m", "\x00"])

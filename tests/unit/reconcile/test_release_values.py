@@ -20,7 +20,12 @@ from chartguard.reconcile.seams import (
     SecretNotFoundError,
     SecretUnreadableError,
 )
-from chartguard.reconcile.values import VALUES_ERROR, compose_values, replace_path_value
+from chartguard.reconcile.values import (
+    VALUES_ERROR,
+    compose_values,
+    replace_path_value,
+    secret_strings,
+)
 
 NS = "apps"
 
@@ -377,3 +382,21 @@ def test_a_secret_target_path_list_gives_each_item() -> None:
                               ConfigMaps())
     assert composed.values == {"hosts": ["alpha1", "beta22"]}
     assert {"alpha1", "beta22"} <= composed.sensitive
+
+
+def test_secret_strings_are_the_composed_values_secrets_gave() -> None:
+    secrets = Secrets({"vals": {"values.yaml": b"greeting: hunter2-Zq9\nport: 8080\n"}})
+    rel = release([{"kind": "Secret", "name": "vals"}], {"inline": "not-a-secret"})
+    assert secret_strings(rel, secrets, ConfigMaps()) == frozenset({"hunter2-Zq9", "8080"})
+
+
+def test_secret_strings_when_values_do_not_compose_are_every_readable_secret_value() -> None:
+    """The release is being deleted and a reference is gone: what can still be read is kept
+    out of helm's uninstall message all the same."""
+    secrets = Secrets({"vals": {"values.yaml": b"greeting: hunter2-Zq9\n",
+                                "other": b"s3cret-token-77"}})
+    rel = release([{"kind": "Secret", "name": "vals"}, {"kind": "Secret", "name": "gone"}])
+    with pytest.raises(StepFailedError):
+        compose_values(rel, secrets, ConfigMaps())
+    found = secret_strings(rel, secrets, ConfigMaps())
+    assert {"hunter2-Zq9", "s3cret-token-77"} <= found

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 from pathlib import Path
+
+import pytest
 
 from chartguard.store import ArtifactStore
 
@@ -46,3 +50,48 @@ def test_usage_counts_stored_archives_and_their_bytes_not_temporaries(tmp_path: 
     assert store.usage() == (2, 150)
     store.collect([first])
     assert store.usage() == (1, 100)
+
+
+def test_remove_leftovers_removes_what_a_killed_writer_of_this_host_left(
+        tmp_path: Path) -> None:
+    """A SIGKILL between a temporary's creation and its rename leaves it; the next process
+    removes it as it starts, but never a live process's write in flight or another host's."""
+    store = ArtifactStore(tmp_path)
+    kept = store.put(b"chart bytes")
+    host = socket.gethostname()
+    folder = tmp_path / "sha256"
+    names = {
+        "mine": f".tmp-{os.getpid()}@{host}-abc123.tgz",  # this pid: a restarted container
+        "dead": f".tmp-{2**22 + 7}@{host}-def456.tgz",  # beyond pid_max: no such process
+        "live": f".tmp-1@{host}-ghi789.tgz",  # pid 1 is alive
+        "other host": f".tmp-{2**22 + 7}@not-{host}-jkl012.tgz",
+        "unnamed": ".tmp-mno345.tgz",  # no owner: only age removes it
+    }
+    for name in names.values():
+        (folder / name).write_bytes(b"partial")
+    removed = store.remove_leftovers()
+    assert sorted(removed) == sorted([names["mine"], names["dead"]])
+    left = {p.name for p in folder.iterdir()}
+    assert left == {f"{kept[7:]}.tgz", names["live"], names["other host"], names["unnamed"]}
+    assert store.has(kept)
+
+
+def test_put_names_its_temporary_for_its_process(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """What remove_leftovers recognises is what put writes: a put killed before its rename
+    (here: the rename fails) leaves a name a restarted process removes."""
+    store = ArtifactStore(tmp_path)
+    seen: list[str] = []
+
+    def interrupted(self: Path, target: Path) -> Path:
+        seen.append(self.name)
+        raise KeyboardInterrupt  # stands for the kill: the temporary stays
+
+    monkeypatch.setattr(Path, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.put(b"chart bytes")
+    monkeypatch.undo()
+    (name,) = seen
+    (tmp_path / "sha256" / name).write_bytes(b"partial")  # as a SIGKILL would leave it
+    assert ArtifactStore(tmp_path).remove_leftovers() == [name]
+    assert list((tmp_path / "sha256").iterdir()) == []
