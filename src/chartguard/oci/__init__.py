@@ -4,6 +4,7 @@
 - :mod:`.versions`    Helm/Flux version selection (Masterminds semver constraints)
 - :mod:`.credentials` credentials and TLS material from Secret data (never ~/.docker)
 - :mod:`.client`      :class:`RegistryClient`: resolve, fetch by digest, checked, capped, timed
+- :mod:`.holds`       :class:`HostHolds`: registry hosts that asked (Retry-After) to wait
 - :mod:`.transport`   the client's HTTP seam (one exchange) and the operation :class:`Deadline`
 - :mod:`.limits`      :class:`Limits`: every size and count cap, for registries and layouts
 - :mod:`.tags`        the ``sha256-<hex>.sig`` / ``sha256-<hex>`` tags derived from a digest
@@ -45,6 +46,7 @@ from chartguard.oci.errors import (
     UnsupportedMediaTypeError,
     VersionNotFoundError,
 )
+from chartguard.oci.holds import Hold, HostHolds
 from chartguard.oci.layout import LayoutError, LocalImage, read_layout_signatures
 from chartguard.oci.limits import Limits
 from chartguard.oci.manifest import Manifest, sha256_digest
@@ -94,6 +96,8 @@ __all__ = [
     "DeadlineExceededError",
     "DigestMismatchError",
     "Hint",
+    "Hold",
+    "HostHolds",
     "InvalidConstraintError",
     "InvalidReferenceError",
     "LayoutError",

@@ -6,8 +6,9 @@ clients (DESIGN.md §5):
 
 - retries are bounded (``retries`` more attempts, exponential backoff with full jitter, see
   :mod:`._retry`) and only for what may heal (refused/timed-out connections, 429 and 5xx
-  answers); a ``Retry-After`` is honoured when it fits, else reported at once; nothing outlives
-  the operation's :class:`~chartguard.oci.transport.Deadline`;
+  answers); a ``Retry-After`` is honoured when it fits, else reported at once, and until it
+  passes no request goes to that host at all (:mod:`.holds`); nothing outlives the
+  operation's :class:`~chartguard.oci.transport.Deadline`;
 - credentials come from the arguments only (never ~/.docker, ~/.netrc or the environment) and
   answer the registry's own ``WWW-Authenticate`` challenge (Basic, or the Bearer token flow,
   anonymous or with the credentials);
@@ -48,6 +49,7 @@ from chartguard.oci.errors import (
     SizeLimitExceededError,
     TLSVerificationError,
 )
+from chartguard.oci.holds import Hold, HostHolds
 from chartguard.oci.transport import (
     Deadline,
     Request,
@@ -157,7 +159,8 @@ class HostSession:
                  credentials: RegistryCredentials | None, timeout: float, retries: int,
                  max_token_bytes: int, sleep: Callable[[float], None] = time.sleep,
                  backoff: Backoff | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 holds: HostHolds | None = None) -> None:
         self.host = host
         self.prefix = "http" if plain_http else "https"
         self._transport = transport
@@ -168,6 +171,8 @@ class HostSession:
         self._sleep = sleep
         self._backoff = backoff or Backoff()
         self._wall_clock = wall_clock  # HTTP-date Retry-After values are wall-clock times
+        #: the hosts that asked to wait, shared with the other sessions of the process
+        self._holds = holds if holds is not None else HostHolds(wall_clock=wall_clock)
         self._scheme: str | None = None  # "basic" or "bearer" once the registry asked
         self._tokens: dict[str, str] = {}  # bearer tokens by repository
 
@@ -179,12 +184,15 @@ class HostSession:
         """Send with bounded retries, auth and redirects; the caller reads (or closes) it.
 
         A retryable status (429, 5xx) still there after the retries is returned for the caller
-        to report; a ``Retry-After`` longer than fits raises :class:`RateLimitedError` at once.
+        to report; a ``Retry-After`` longer than fits raises :class:`RateLimitedError` at once,
+        and so does every request to this host until that wait is over (a short rest of it
+        is slept), without being sent.
         """
         repository = _repository_of(url)
         base_headers = dict(headers or {})
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
+            self._honour_hold(deadline)
             try:
                 response, final = self._send(method, url, base_headers, repository, deadline)
                 # only the registry's own challenge is answered: a host it redirected to
@@ -218,23 +226,37 @@ class HostSession:
         self._sleep(wait)
         return True
 
+    def _honour_hold(self, deadline: Deadline) -> None:
+        """Wait out this host's hold when the rest of it is short and fits the deadline;
+        else raise :class:`RateLimitedError` at once, nothing sent."""
+        hold = self._holds.get(self.host)
+        if hold is None:
+            return
+        if hold.left <= MAX_RETRY_AFTER and deadline.remaining() - hold.left >= MIN_LEFT:
+            log.debug("registry %s asked to wait: %.2f s left", self.host, hold.left)
+            self._sleep(hold.left)
+            return
+        raise _held(hold)
+
     def _retry_wait(self, response: Response, attempt: int, deadline: Deadline,
                     request: str) -> float | None:
         """How long to wait before retrying a 429/5xx answer; None when there is no time.
 
-        A ``Retry-After`` that asks for more than :data:`MAX_RETRY_AFTER` or than the
-        deadline leaves raises :class:`RateLimitedError` (the answer is consumed)."""
+        A ``Retry-After`` holds the host (every session of the process) for that long; one
+        that asks for more than :data:`MAX_RETRY_AFTER` or than the deadline leaves raises
+        :class:`RateLimitedError` (the answer is consumed)."""
         asked = (retry_after(response.headers, self._wall_clock())
                  if response.status_code in RETRY_AFTER_STATUSES else None)
         left = deadline.remaining()
         if asked is None:
             wait = self._backoff.delay(attempt)
             return wait if left - wait >= MIN_LEFT else None
+        code = response.status_code
+        self._holds.hold(self.host, asked, status=code)
         if asked <= MAX_RETRY_AFTER and left - asked >= MIN_LEFT:
             return asked
-        code = response.status_code
         detail = _registry_error_code(response)
-        what = ("rate limited chartguard" if code == 429 else "is unavailable")
+        what = _asked_to_wait(code)
         raise RateLimitedError(
             f"registry {self.host} {what} ({code}{detail}) on {escape(request)}: it asked to "
             f"wait {_seconds(asked)} s (Retry-After), longer than one operation waits "
@@ -452,6 +474,19 @@ def status_error(response: Response, what: str) -> OCIError:
     return RegistryResponseError(
         f"registry answered {code}{detail} for {what}: check the repository URL and that "
         "the registry speaks the OCI distribution API")
+
+
+def _asked_to_wait(status: int) -> str:
+    return "rate limited chartguard" if status == 429 else "is unavailable"
+
+
+def _held(hold: Hold) -> RateLimitedError:
+    # no repository or path: the request it answered may be another tenant's chart; no
+    # "seconds left" either: the same text at every pass keeps a condition quoting it still
+    return RateLimitedError(
+        f"registry {hold.host} {_asked_to_wait(hold.status)} ({hold.status}) and asked to "
+        f"wait {_seconds(hold.asked)} s (Retry-After): nothing is sent to it before "
+        f"{hold.until} (UTC); it is tried again then", retry_after=hold.left)
 
 
 def _registry_error_code(response: Response) -> str:

@@ -44,6 +44,7 @@ from chartguard.oci.errors import (
     UnsupportedMediaTypeError,
     VersionNotFoundError,
 )
+from chartguard.oci.holds import HostHolds
 from chartguard.oci.limits import Limits, MiB
 from chartguard.oci.manifest import Manifest, sha256_digest
 from chartguard.oci.reference import ChartReference
@@ -121,6 +122,11 @@ class RegistryClient:
     ``wall_clock`` (HTTP-date ``Retry-After``) and ``rng`` (the backoff's jitter) are for
     tests that drive time themselves.
 
+    ``holds``: the registry hosts that asked (Retry-After) to be left alone for a while; give
+    every client of a process the same :class:`~chartguard.oci.holds.HostHolds` (on the same
+    ``clock``) so that none of them sends to such a host before the wait is over. By default
+    the client has its own.
+
     Thread safety: one client may be used from several threads at once (concurrent
     reconciles); connection pools and bearer tokens are shared. A client carries ONE set
     of credentials and TLS settings, sent to whichever host a reference names, so share a
@@ -135,7 +141,7 @@ class RegistryClient:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  wall_clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, holds: HostHolds | None = None) -> None:
         if transport is not None and tls is not None:
             raise ValueError("tls configures the default transport: configure TLS in the "
                              "transport passed in instead")
@@ -150,6 +156,8 @@ class RegistryClient:
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._backoff = Backoff(rng)
+        self._holds = holds if holds is not None else HostHolds(clock=clock,
+                                                                wall_clock=wall_clock)
         self._transports: dict[str, HostSession] = {}
         self._lock = threading.Lock()  # guards _transports: reconciles share one client
         self._verify: bool | str = True
@@ -203,7 +211,8 @@ class RegistryClient:
                     host, plain_http=self.plain_http, transport=self._metered,
                     credentials=self._credentials, timeout=self._timeout,
                     retries=self._retries, max_token_bytes=self.limits.max_token_bytes,
-                    sleep=self._sleep, backoff=self._backoff, wall_clock=self._wall_clock)
+                    sleep=self._sleep, backoff=self._backoff, wall_clock=self._wall_clock,
+                    holds=self._holds)
                 self._transports[host] = session
             return session
 

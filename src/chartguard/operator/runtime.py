@@ -423,7 +423,8 @@ class Runtime:
         if result.failure is not None:
             if result.failure.stalled:
                 return None, STALLED
-            return self._backoff(memory, _seconds(result.requeue_after)), FAILURE
+            return self._backoff(memory, _seconds(result.requeue_after),
+                                 result.failure.retry_after), FAILURE
         memory.failures = 0
         return self._jitter(result.requeue_after), SUCCESS
 
@@ -619,10 +620,10 @@ class Runtime:
         seconds = interval.total_seconds()
         return seconds * (1 + random.uniform(0, self.config.interval_jitter))  # noqa: S311
 
-    def _backoff(self, memory: _Memory, ceiling: float) -> float:
+    def _backoff(self, memory: _Memory, ceiling: float,
+                 retry_after: timedelta | None = None) -> float:
         memory.failures += 1
-        delay = min(2.0 ** (memory.failures - 1), _MAX_BACKOFF, max(ceiling, 1.0))
-        return delay * (1 + random.uniform(0, 0.1))  # noqa: S311
+        return failure_delay(memory.failures, ceiling, retry_after)
 
     # -- store garbage collection ----------------------------------------------------------
 
@@ -663,6 +664,23 @@ class Runtime:
         artifact = result.status.artifact
         _log.log(level, "%s: %s (%s)", chart.subject, ready.get("message", ""),
                  artifact.revision if artifact else "no artifact")
+
+
+def failure_delay(failures: int, ceiling: float, retry_after: timedelta | None = None,
+                  rng: random.Random | None = None) -> float:
+    """Seconds until the next attempt after ``failures`` failed passes in a row: doubling
+    from 1 s, at most ``ceiling`` (the object's interval) and :data:`_MAX_BACKOFF`.
+
+    ``retry_after`` (a registry's Retry-After) is a floor: asking again sooner would only
+    earn another 429; but never past ``ceiling``, so a registry asking for a day does not
+    stall an object beyond its interval. The jitter (up to 10 %) only adds: objects that
+    failed together spread out, and none comes back before the registry said.
+    """
+    cap = max(ceiling, 1.0)
+    delay = min(2.0 ** min(failures - 1, 32), _MAX_BACKOFF, cap)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after.total_seconds(), cap))
+    return delay * (1 + (rng or random).uniform(0, 0.1))
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

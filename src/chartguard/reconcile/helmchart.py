@@ -29,7 +29,13 @@ from chartguard import metrics
 from chartguard.api import HelmChart, HelmRepository, InvalidSpecError
 from chartguard.api import conditions as c
 from chartguard.api.status import Artifact, HelmChartStatus
-from chartguard.oci import AuthenticationError, ChartReference, OCIError, ResolvedChart
+from chartguard.oci import (
+    AuthenticationError,
+    ChartReference,
+    OCIError,
+    RateLimitedError,
+    ResolvedChart,
+)
 from chartguard.reconcile.helmrepository import Connection, connection
 from chartguard.reconcile.outcome import StepFailedError, safe
 from chartguard.reconcile.seams import (
@@ -68,6 +74,9 @@ TRUSTED_ROOT_KEY = "trusted_root.json"
 REVISION_ANNOTATION = "source.toolkit.fluxcd.io/revision"
 DIGEST_ANNOTATION = "source.toolkit.fluxcd.io/digest"
 
+#: a Retry-After beyond this (seconds, ten years; may be inf) is taken as this: it only has
+#: to outlast any interval
+_LONGEST_WAIT = 10 * 365 * 86400.0
 _FAILURE_TYPES = (c.FETCH_FAILED, c.BUILD_FAILED, c.STORAGE_OPERATION_FAILED, c.STALLED,
                   c.RECONCILING, c.ARTIFACT_OUTDATED)
 
@@ -361,7 +370,11 @@ def _fetch(s: _Scratch) -> None:
 def _pull_failure(err: OCIError, what: str) -> StepFailedError:
     reason = c.AUTHENTICATION_FAILED if isinstance(err, AuthenticationError) else (
         c.CHART_PULL_ERROR)
-    return StepFailedError(c.FETCH_FAILED, reason, f"chart pull error: {what}: {safe(err)}")
+    # the registry said when to come back: the operator requeues then, not on its backoff
+    wait = (timedelta(seconds=min(err.retry_after, _LONGEST_WAIT))
+            if isinstance(err, RateLimitedError) else None)
+    return StepFailedError(c.FETCH_FAILED, reason, f"chart pull error: {what}: {safe(err)}",
+                           retry_after=wait)
 
 
 def _outdated(s: _Scratch) -> None:

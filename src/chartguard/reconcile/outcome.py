@@ -40,6 +40,9 @@ class StepFailedError(Exception):
     status: str = "True"
     #: more conditions set with the same message: (type, status, reason)
     extra: tuple[tuple[str, str, str], ...] = ()
+    #: the source asked (a registry's Retry-After) not to be asked again before this long:
+    #: the next attempt is not sooner (nor later than the object's interval)
+    retry_after: timedelta | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -3,6 +3,8 @@
 - :class:`RegistryClients`  one :class:`~chartguard.oci.RegistryClient` per HelmRepository
   settings (URL, credentials, TLS): connection pools and bearer tokens are reused across the
   charts of a repository and across intervals; a changed Secret makes a new key, so a new client.
+  All of them share one :class:`~chartguard.oci.HostHolds`: a registry host that asked
+  (Retry-After) to wait gets no request from any chart, whichever repository it comes through.
 - :class:`Verifiers`  one :class:`~chartguard.verify.Verifier` per policy fingerprint (a keyless
   verifier loads its trust root once).
 
@@ -16,7 +18,7 @@ import threading
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
-from chartguard.oci import Limits, RegistryClient, RegistryCredentials, TLSConfig
+from chartguard.oci import HostHolds, Limits, RegistryClient, RegistryCredentials, TLSConfig
 from chartguard.verify import VerificationPolicy, Verifier
 
 T = TypeVar("T")
@@ -55,12 +57,14 @@ class RegistryClients:
     """Registry clients by the connection key of their HelmRepository."""
 
     def __init__(self, *, timeout: float = 10.0, deadline: float = 60.0, retries: int = 2,
-                 limits: Limits | None = None, max_clients: int = 512) -> None:
+                 limits: Limits | None = None, max_clients: int = 512,
+                 holds: HostHolds | None = None) -> None:
         self._timeout = timeout
         self._deadline = deadline
         self._retries = retries
         self._limits = limits or Limits()
         self._clients: _LRU[RegistryClient] = _LRU(max_clients)
+        self.holds = holds if holds is not None else HostHolds()
 
     def client(self, key: str, *, plain_http: bool, credentials: RegistryCredentials | None,
                tls: TLSConfig | None) -> RegistryClient:
@@ -69,7 +73,8 @@ class RegistryClients:
             return found
         return self._clients.put(key, RegistryClient(
             plain_http=plain_http, tls=tls, credentials=credentials, limits=self._limits,
-            timeout=self._timeout, deadline=self._deadline, retries=self._retries))
+            timeout=self._timeout, deadline=self._deadline, retries=self._retries,
+            holds=self.holds))
 
     def close(self) -> None:
         for client in self._clients.values():

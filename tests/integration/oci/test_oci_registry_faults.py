@@ -77,6 +77,11 @@ def test_retry_after_is_waited_when_it_fits_and_refused_at_once_when_not(
         with pytest.raises(RateLimitedError, match=r"asked to wait 120 s \(Retry-After\)"):
             client.resolve(_ref(proxy), "1.0.0")
         assert time.monotonic() - started < 1.0
+        # the host is held: the next operation is refused at once, nothing sent
+        sent = len(proxy.requests)
+        with pytest.raises(RateLimitedError, match=r"nothing is sent to it before"):
+            client.resolve(_ref(proxy), "1.0.0")
+        assert len(proxy.requests) == sent
 
 
 def test_a_connection_reset_mid_blob_is_retried_then_named(
