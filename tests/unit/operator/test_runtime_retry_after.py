@@ -40,7 +40,8 @@ class _Kube:
         return {**_chart(), "metadata": {**_chart()["metadata"], "finalizers": ["x"]}}
 
     def patch_status(self, group: str, version: str, plural: str, namespace: str, name: str,
-                     status: dict[str, Any]) -> dict[str, Any]:
+                     status: dict[str, Any], *,
+                     resource_version: str | None = None) -> dict[str, Any]:
         return {**_chart(), "status": status}
 
     def post_event(self, *_: Any) -> None:
