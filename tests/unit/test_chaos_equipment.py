@@ -68,3 +68,10 @@ def test_the_table_counts_what_rows_report() -> None:
     assert table.splitlines()[2].startswith("chart")
     assert "unverified installs in all rows: 1; rows with data lost: 1" in table
     assert ChaosRow.from_json(rows[1].to_json()) == rows[1]
+
+
+def test_a_long_row_wraps_instead_of_being_cut() -> None:
+    did = " ".join(f"step{n}" for n in range(40))
+    table = format_table([ChaosRow("crash", "SIGKILL " * 10, did, 0, NONE)])
+    assert all(f"step{n}" in table for n in range(40))
+    assert max(len(line) for line in table.splitlines()) < 200

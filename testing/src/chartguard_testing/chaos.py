@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import tarfile
+import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -157,10 +158,18 @@ def format_table(rows: Iterable[ChaosRow]) -> str:
             "data lost")
     cells = [head] + [(r.group, r.case, r.did, str(r.unverified_installs), r.data_lost)
                       for r in rows]
-    widths = [min(max(len(c[i]) for c in cells), 70 if i == 2 else 40) for i in range(5)]
+    limits = (9, 40, 70, 19, 30)
+    widths = [min(max(len(c[i]) for c in cells), limits[i]) for i in range(5)]
+
+    def lines(c: tuple[str, ...]) -> list[str]:
+        # long cells wrap onto continuation lines: nothing of a row is cut
+        wrapped = [textwrap.wrap(c[i], widths[i]) or [""] for i in range(5)]
+        height = max(len(w) for w in wrapped)
+        return [" | ".join((wrapped[i][n] if n < len(wrapped[i]) else "").ljust(widths[i])
+                           for i in range(5)).rstrip() for n in range(height)]
 
     def line(c: tuple[str, ...]) -> str:
-        return " | ".join(c[i][:widths[i]].ljust(widths[i]) for i in range(5)).rstrip()
+        return "\n".join(lines(c))
 
     out = [line(head), "-+-".join("-" * w for w in widths)]
     out += [line(c) for c in cells[1:]]
