@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -45,3 +46,18 @@ def stop(proc: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=grace)
+
+
+def group_processes(pgid: int) -> dict[int, str]:
+    """Live (not zombie) processes of process group ``pgid``: pid -> command name."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        state, _ppid, pgrp = text[text.rindex(")") + 2:].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            found[int(stat.parent.name)] = comm
+    return found

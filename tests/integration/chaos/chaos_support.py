@@ -28,21 +28,6 @@ def helm_records(cluster: Cluster) -> list[dict[str, Any]]:
     return release_records(json.loads(out)["items"])
 
 
-def group_processes(pgid: int) -> dict[int, str]:
-    """Live (not zombie) processes of process group ``pgid``: pid -> command name."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # gone meanwhile
-        comm = text[text.index("(") + 1:text.rindex(")")]
-        state, _ppid, pgrp = text[text.rindex(")") + 2:].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            found[int(stat.parent.name)] = comm
-    return found
-
-
 def store_problems(root: Path) -> list[str]:
     """What is wrong in an artifact store: any file that is not ``sha256/<hex>.tgz`` whose
     bytes hash to ``<hex>`` (a partial or temporary file, a stray one)."""

@@ -34,7 +34,6 @@ import yaml
 from chaos_support import (
     SlowBlobProxy,
     SlowRelay,
-    group_processes,
     helm_records,
     store_problems,
 )
@@ -370,7 +369,7 @@ def crash_run(kills: int, cluster: Cluster, charts: Charts, operator: Operator,
                   "download": 2.5}.get(aim, 4.0)
         deadline = time.monotonic() + window
         while time.monotonic() < deadline:
-            if aim == "helm" and "helm" in group_processes(group).values():
+            if aim == "helm" and "helm" in procs.group_processes(group).values():
                 time.sleep(rng.uniform(0.1, 1.2))
                 break
             if aim == "pending" and pending(cluster):
@@ -379,7 +378,7 @@ def crash_run(kills: int, cluster: Cluster, charts: Charts, operator: Operator,
                 time.sleep(rng.uniform(0, 0.3))
                 break
             time.sleep(0.02)
-        running = group_processes(group).values()
+        running = procs.group_processes(group).values()
         what = "helm" if "helm" in running else "download" if proxy.in_flight else "other"
         landed[what] += 1
         if what == "helm" and (locked := pending(cluster)):
@@ -387,7 +386,7 @@ def crash_run(kills: int, cluster: Cluster, charts: Charts, operator: Operator,
             print("pending at kill:", locked)
         assert operator.proc.poll() is None, operator.output()[-4000:]
         operator.kill_group()
-        procs.wait_until(lambda g=group: group_processes(g) == {}, timeout=10,  # type: ignore[misc]
+        procs.wait_until(lambda g=group: procs.group_processes(g) == {}, timeout=10,  # type: ignore[misc]
                          what="the operator's process group gone")
         leftovers += len(list((operator.artifacts / "sha256").glob(".tmp-*")))
         # every archive in the store is whole (a temporary may be left: the restart removes it)

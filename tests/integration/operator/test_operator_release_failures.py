@@ -428,21 +428,6 @@ spec:
 """
 
 
-def group_processes(pgid: int) -> dict[int, str]:
-    """Live (not zombie) processes of process group ``pgid``: pid -> command name."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # gone meanwhile
-        comm = text[text.index("(") + 1:text.rindex(")")]
-        state, _ppid, pgrp = text[text.rindex(")") + 2:].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            found[int(stat.parent.name)] = comm
-    return found
-
-
 def test_an_operator_killed_during_an_install_converges_after_a_restart(
         cluster: Cluster, charts: Charts, registry: Registry, operator: Operator,
         tmp_path: Path) -> None:
@@ -456,12 +441,12 @@ def test_an_operator_killed_during_an_install_converges_after_a_restart(
              "helm's record pending-install", timeout=60, operator=operator)
     assert operator.proc is not None
     group = operator.proc.pid
-    assert "helm" in group_processes(group).values()  # helm is in the middle of it
+    assert "helm" in procs.group_processes(group).values()  # helm is in the middle of it
     with watching(cluster, "secret", "sh.helm.release.v1.app.v1",
                   tmp_path / "record.json") as seen:
         operator.kill_group()
         # the operator and its helm, gone (helm a moment after the operator)
-        procs.wait_until(lambda: group_processes(group) == {}, timeout=10,
+        procs.wait_until(lambda: procs.group_processes(group) == {}, timeout=10,
                          what="the operator's process group gone")
         assert summary(cluster, "app") == {1: ("pending-install", "0.1.0")}  # as left
         # the user lets the hook pass, and the operator comes back
