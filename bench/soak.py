@@ -115,7 +115,8 @@ def proc_sample(pid: int) -> ProcSample:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     own = (int(fields[11]) + int(fields[12])) / CLK_TCK
     children = (int(fields[13]) + int(fields[14])) / CLK_TCK
-    return ProcSample(rss, sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir()), threads, own, children)
+    fds = sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
+    return ProcSample(rss, fds, threads, own, children)
 
 
 def servers_cpu(pids: list[int]) -> float:
