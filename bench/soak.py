@@ -32,8 +32,9 @@ Verdicts (exit 1 when any fails, so this is a check, not only a figure):
 
 - RSS: GROWTH when each of the last 3 interval-end samples exceeds interval 1's by more than
   max(8 MiB, 5%) (`--rss-slack-mib`, `--rss-slack-pct`); fds and threads: GROWTH on any
-  sustained increase (each of the last 3 above interval 1). With fewer intervals, the last
-  ones that exist.
+  sustained increase of the interval's floor (the lowest of its 1 s polls: a connection in
+  flight at a sample is not a leak, a leaked fd raises the floor for good), each of the last 3
+  above interval 1's. With fewer intervals, the last ones that exist.
 - helm processes per unchanged release per interval: must be 0 (the releases never change).
 
 Side by side, in the same run with the operator still up: a `helm pull` + `chartguard verify`
@@ -46,10 +47,11 @@ interval, scaled to N charts (the output says it is scaled).
 Exit codes: 0 all OK, 1 a verdict failed (GROWTH, helm processes in the steady state, objects
 no longer Ready at the end), 2 the setup never got every object Ready.
 
-What it costs (2-core machine, default scale): about 25 minutes, of which ~1 minute pushing
-and signing 1,000 charts, ~8 minutes installing the 1,000 releases (helm's CPU, 8 at once),
-15.5 minutes of warm-up and measured intervals, ~3 minutes for the loop (150 pulls and
-verifications); peak memory ~160 MiB for the operator plus the emulator and registry.
+What it costs (2-core machine, default scale): 25 to 45 minutes, by the other load. One run
+here with others' tests beside it (load 4 to 25): pushing and signing 1,000 charts 101 s,
+installing the 1,000 releases 713 s (helm's CPU, 8 at once), warm-up and 30 intervals 15.5
+minutes, the loop 10 minutes (150 pulls + verifications, 4 s each under that load, 1.5 s on a
+quiet machine): 42 minutes. Memory: ~190 MiB for the operator plus the emulator and registry.
 Quick mode: `--charts 20 --releases 20 --intervals 3 --interval 5` (about a minute).
 """
 
@@ -117,6 +119,11 @@ def proc_sample(pid: int) -> ProcSample:
     children = (int(fields[13]) + int(fields[14])) / CLK_TCK
     fds = sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
     return ProcSample(rss, fds, threads, own, children)
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def servers_cpu(pids: list[int]) -> float:
@@ -246,6 +253,8 @@ class Interval:
     max_rss_mib: float
     max_fds: int
     max_threads: int
+    min_fds: int  # the interval's floor: in-flight connections come and go, a leak stays
+    min_threads: int
     cpu_own: float
     cpu_children: float
     requests: int
@@ -253,6 +262,7 @@ class Interval:
     helm: int
     reconciles: dict[str, float]
     api_cpu: float  # the API server's (+ etcd's) CPU seconds in the interval
+    self_cpu: float  # this script's (the counting proxy's): constant work, a control for drift
     load: float  # the machine's 1-minute load average at the end
 
 
@@ -265,6 +275,7 @@ class Sampler:
     server_pids: list[int]
     last: ProcSample = field(init=False)
     last_api: float = field(init=False)
+    last_self: float = field(init=False)
     last_requests: int = field(init=False)
     last_helm: int = field(init=False)
     last_metrics: Samples = field(init=False)
@@ -276,6 +287,7 @@ class Sampler:
     def mark(self) -> None:
         self.last = proc_sample(self.pid)
         self.last_api = servers_cpu(self.server_pids)
+        self.last_self = own_cpu()
         self.last_requests = len(self.proxy.requests)
         self.last_helm = len(self.helm.calls())
         self.last_metrics = scrape(self.metrics_url, timeout=30)
@@ -299,38 +311,43 @@ class Sampler:
         metrics = scrape(self.metrics_url, timeout=30)
         moved = metrics.since(self.last_metrics)
         api = servers_cpu(self.server_pids)
+        mine = own_cpu()
         result = Interval(
             index, elapsed, end, max(*peaks[0], end.rss_mib), max(*peaks[1], end.fds),
-            max(*peaks[2], end.threads), end.cpu_own - self.last.cpu_own,
+            max(*peaks[2], end.threads), min([*peaks[1][1:], end.fds]),
+            min([*peaks[2][1:], end.threads]), end.cpu_own - self.last.cpu_own,
             end.cpu_children - self.last.cpu_children, len(seen),
             sum(1 for _, path in seen if "/blobs/" in path), calls - self.last_helm,
             {kind: moved.total(RECONCILES, kind=kind)
              for kind in ("HelmChart", "HelmRelease", "HelmRepository")},
-            api - self.last_api, os.getloadavg()[0])
+            api - self.last_api, mine - self.last_self, os.getloadavg()[0])
         self.last, self.last_requests, self.last_helm = end, self.last_requests + len(seen), calls
-        self.last_api = api
+        self.last_api, self.last_self = api, mine
         self.last_metrics, self.last_time = metrics, self.last_time + elapsed
         return result
 
 
-ROW = ("{:>4} {:>6} {:>8} {:>8} {:>5} {:>5} {:>5} {:>7} {:>7} {:>7} {:>7} {:>6} {:>5} "
-       "{:>6} {:>6} {:>6} {:>5}")
+ROW = ("{:>4} {:>6} {:>8} {:>8} {:>4} {:>4} {:>4} {:>4} {:>4} {:>7} {:>7} {:>6} {:>6} {:>6} "
+       "{:>5} {:>6} {:>6} {:>6} {:>6} {:>5}")
 
 
 def header() -> str:
     return "\n".join([
-        ROW.format("int", "s", "RSS MiB", "max RSS", "fds", "max", "thr", "CPU s", "+helm s",
-                   "req", "req/ch", "blobs", "helm", "HC rec", "HR rec", "API s", "load")])
+        ROW.format("int", "s", "RSS MiB", "max RSS", "fds", "min", "max", "thr", "min",
+                   "CPU s", "+helm s",
+                   "req", "req/ch", "blobs", "helm", "HC rec", "HR rec", "API s", "self s",
+                   "load")])
 
 
 def row(iv: Interval, charts: int) -> str:
     label = "w" if iv.index == 0 else str(iv.index)
     return ROW.format(
         label, f"{iv.seconds:.1f}", f"{iv.end.rss_mib:.1f}", f"{iv.max_rss_mib:.1f}",
-        iv.end.fds, iv.max_fds, iv.end.threads, f"{iv.cpu_own:.2f}", f"{iv.cpu_children:.2f}",
+        iv.end.fds, iv.min_fds, iv.max_fds, iv.end.threads, iv.min_threads,
+        f"{iv.cpu_own:.2f}", f"{iv.cpu_children:.2f}",
         iv.requests, f"{iv.requests / max(charts, 1):.2f}", iv.blobs, iv.helm,
         f"{iv.reconciles['HelmChart']:.0f}", f"{iv.reconciles['HelmRelease']:.0f}",
-        f"{iv.api_cpu:.2f}", f"{iv.load:.1f}")
+        f"{iv.api_cpu:.2f}", f"{iv.self_cpu:.2f}", f"{iv.load:.1f}")
 
 
 # ---- verdicts ---------------------------------------------------------------------------------
@@ -348,7 +365,7 @@ class Verdict:
     def line(self) -> str:
         fmt = "{:.1f}" if self.unit == "MiB" else "{:.0f}"
         word = "GROWTH" if self.grew else "OK"
-        return (f"  {self.name:<8} interval 1 {fmt.format(self.first)}, last "
+        return (f"  {self.name:<24} interval 1 {fmt.format(self.first)}, last "
                 f"{fmt.format(self.last)}, max {fmt.format(self.peak)} {self.unit}; "
                 f"allowed +{fmt.format(self.slack)}: {word}")
 
@@ -547,6 +564,14 @@ def soak(args: argparse.Namespace, work: Path, reg: Registry, proxy: CountingPro
 
 # ---- the summary ------------------------------------------------------------------------------
 
+def trend(ivs: list[Interval]) -> str:
+    def mean(xs: list[float]) -> float:
+        return sum(xs) / len(xs)
+    return (f"operator {mean([i.cpu_own for i in ivs]):.2f} s, API server "
+            f"{mean([i.api_cpu for i in ivs]):.2f} s, proxy {mean([i.self_cpu for i in ivs]):.2f}"
+            f" s per interval, load {mean([i.load for i in ivs]):.1f}")
+
+
 def result_kube(res: Run) -> str:
     return "the emulator, one Python process" if res.kube == "API emulator" else \
         "kube-apiserver + etcd"
@@ -577,16 +602,17 @@ def summary(args: argparse.Namespace, res: Run) -> int:
     rss_first = measured[0].end.rss_mib
     rss_slack = max(args.rss_slack_mib, rss_first * args.rss_slack_pct / 100)
     verdicts = [
-        verdict("RSS", [iv.end.rss_mib for iv in measured], [iv.max_rss_mib for iv in measured],
-                rss_slack, "MiB"),
-        verdict("fds", [float(iv.end.fds) for iv in measured],
+        verdict("RSS (interval end)", [iv.end.rss_mib for iv in measured],
+                [iv.max_rss_mib for iv in measured], rss_slack, "MiB"),
+        verdict("fds (interval floor)", [float(iv.min_fds) for iv in measured],
                 [float(iv.max_fds) for iv in measured], 0.0, ""),
-        verdict("threads", [float(iv.end.threads) for iv in measured],
+        verdict("threads (interval floor)", [float(iv.min_threads) for iv in measured],
                 [float(iv.max_threads) for iv in measured], 0.0, ""),
     ]
     print(f"  growth after interval 1 (GROWTH: each of the last {min(SUSTAINED, max(k - 1, 1))} "
-          f"interval ends above interval 1 by more than the allowance; RSS allowance "
-          f"max({args.rss_slack_mib:g} MiB, {args.rss_slack_pct:g}%)):")
+          f"intervals above interval 1 by more than the allowance; RSS at each interval's end, "
+          f"allowance max({args.rss_slack_mib:g} MiB, {args.rss_slack_pct:g}%); fds and threads "
+          "at each interval's lowest of the 1 s polls, allowance 0):")
     for v in verdicts:
         print(v.line())
     cpu = [iv.cpu_own + iv.cpu_children for iv in measured]
@@ -596,6 +622,11 @@ def summary(args: argparse.Namespace, res: Run) -> int:
     print(f"  CPU per interval: mean {mean_cpu:.2f} s (operator {own:.2f} s + helm {kids:.2f} s;"
           f" min {min(cpu):.2f}, max {max(cpu):.2f}) = {100 * mean_cpu / args.interval:.1f}% of "
           f"one core; {1000 * mean_cpu / (n + r):.2f} ms per object per interval")
+    if k >= 6:
+        third = k // 3
+        print(f"  CPU trend (the counting proxy in this script does the same work each interval: "
+              f"when its CPU drifts too, the machine did): first {third} intervals "
+              f"{trend(measured[:third])}; last {third} {trend(measured[-third:])}")
     api = sum(iv.api_cpu for iv in measured) / k
     loads = [iv.load for iv in measured]
     print(f"  API server CPU per interval: mean {api:.2f} s ({result_kube(res)}); machine load "
