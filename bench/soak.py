@@ -47,11 +47,16 @@ interval, scaled to N charts (the output says it is scaled).
 Exit codes: 0 all OK, 1 a verdict failed (GROWTH, helm processes in the steady state, objects
 no longer Ready at the end), 2 the setup never got every object Ready.
 
-What it costs (2-core machine, default scale): 25 to 45 minutes, by the other load. One run
-here with others' tests beside it (load 4 to 25): pushing and signing 1,000 charts 101 s,
-installing the 1,000 releases 713 s (helm's CPU, 8 at once), warm-up and 30 intervals 15.5
-minutes, the loop 10 minutes (150 pulls + verifications, 4 s each under that load, 1.5 s on a
-quiet machine): 42 minutes. Memory: ~190 MiB for the operator plus the emulator and registry.
+What it costs (2-core machine, default scale): 30 to 45 minutes, by the other load. Two runs
+here with others' tests beside them: 42 minutes at load 4 to 25 (pushing and signing the 1,000
+charts 101 s, installing the 1,000 releases 713 s with helm's CPU 8 at once, warm-up and 30
+intervals 15.5 minutes, the loop's 150 pulls + verifications 10 minutes at 4 s each) and 30
+minutes at load 1 to 16 (64 s, 582 s, 15.5 minutes, 3 minutes at 1.2 s each). Memory: ~180 MiB
+for the operator, plus the emulator and the registry.
+
+Reading the table: the operator's watches end every 300 s (its kopf server timeout) and kopf
+lists every watched kind again, so RSS, CPU and the API server's CPU bump about every 10
+intervals at 30 s and come back down; a leak does not come back down.
 Quick mode: `--charts 20 --releases 20 --intervals 3 --interval 5` (about a minute).
 """
 
