@@ -55,7 +55,7 @@ minutes at load 1 to 16 (64 s, 582 s, 15.5 minutes, 3 minutes at 1.2 s each). Me
 for the operator, plus the emulator and the registry.
 
 Reading the table: RSS moves by a few MiB between intervals and comes back down (transient
-allocations of reconciles held, then released, by the allocator's per-thread arenas: 173 to 180
+allocations of reconciles, kept a while and then returned by the allocator: 173 to 180
 to 175 MiB in one run, 177 to 186 to 179 in the other); a leak does not come back down, which
 is why the verdict wants the last 3 intervals all above interval 1.
 
