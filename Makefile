@@ -9,7 +9,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= chartguard:$(VERSION)
 CONTAINER_ENGINE ?= docker
 
-.PHONY: install base-tools tools controlplane cosign flux-controllers kind check lint typecheck unit test chaos demo bench bench-flux e2e image lock manifests clean
+.PHONY: install base-tools tools controlplane cosign flux-controllers kind check lint typecheck unit test chaos demo bench bench-flux soak e2e image lock manifests clean
 
 # venv + the package (editable) with its test extras and the test equipment (testing/); the
 # runtime dependencies at the versions of requirements.lock (the image's); redone only when
@@ -84,6 +84,13 @@ bench: install tools
 # (FLUX_BENCH_ARGS="--charts 1000 --releases 200" for more)
 bench-flux: install tools flux-controllers
 	$(BIN)/python bench/bench_flux_side_by_side.py $(FLUX_BENCH_ARGS)
+
+# one operator holding 1,000 HelmCharts and 1,000 HelmReleases for 30 intervals of 30 s after
+# all are Ready (~25 min on 2 cores): RSS, fds and threads must not grow (exit 1 on GROWTH), CPU
+# and registry requests per object per interval beside a helm pull + chartguard verify loop
+# (SOAK_ARGS="--charts 20 --releases 20 --intervals 3 --interval 5" for a quick run)
+soak: install tools
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 # chartguard as users run it, on a kind cluster of its own (scripts/e2e.py): the image loaded
 # into it, a registry in it, the deploy chart installed by helm, then the blog's flow signed by
