@@ -230,7 +230,9 @@ class Workload:
             del self.helmcharts[name]
             self.deleted_charts.add(name)
             return f"delete HelmChart {name}"
-        name = f"solo-{self.pushed}"
+        # a fresh name each time: a name reused while its deleted object still terminates
+        # (finalizer, --wait=false) would be applied onto the object going away
+        name = f"solo-{len(self.helmcharts) + len(self.deleted_charts)}"
         chart = self.rng.choice(RELEASES)
         version = self.rng.choice(self.signed[chart])
         self.helmcharts[name] = version
