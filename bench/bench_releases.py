@@ -50,6 +50,7 @@ from chartguard_testing import procs, tools
 from chartguard_testing.apiserver import KubeAPI, run_apiserver
 from chartguard_testing.bulk_charts import push_signed_charts
 from chartguard_testing.charts import HelmEnv
+from chartguard_testing.helm_calls import HelmCalls
 from chartguard_testing.registry import Registry, run_registry
 
 NS = "releases"
@@ -81,21 +82,6 @@ def proc_status(pid: int) -> tuple[float, float, float]:
             hwm = int(line.split()[1]) / 1024
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return rss, hwm, (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-class HelmCounter:
-    """A helm wrapper script that appends its subcommand to a file, then execs the real helm."""
-
-    def __init__(self, work: Path) -> None:
-        self.record = work / "helm-calls"
-        self.record.touch()
-        self.path = work / "counting-helm"
-        self.path.write_text(f"#!/bin/sh\necho \"$1\" >> '{self.record}'\n"
-                             f"exec '{tools.helm()}' \"$@\"\n")
-        self.path.chmod(0o755)
-
-    def calls(self) -> list[str]:
-        return self.record.read_text().split()
 
 
 @dataclass
@@ -249,7 +235,7 @@ def _own_children_cpu() -> float:
 def phase_releases(args: argparse.Namespace, reg: Registry, helm: HelmEnv, pub: Path,
                    work: Path) -> Releases:
     n: int = args.releases
-    counter = HelmCounter(work)
+    counter = HelmCalls.create(work)
     with run_apiserver(work / "kube") as kube:
         api = Api(kube)
         api.setup(pub, reg.oci("charts"))
@@ -258,7 +244,7 @@ def phase_releases(args: argparse.Namespace, reg: Registry, helm: HelmEnv, pub: 
               f"{chart.name} ...", flush=True)
         bare_s, bare_failed, bare_api_cpu, bare_helm_cpu = bare_loop(kube, helm, chart, n)
         print(f"   {bare_s:.1f} s", flush=True)
-        with operator(kube, work, "operator", counter.path, concurrency=args.concurrency,
+        with operator(kube, work, "operator", counter.wrapper, concurrency=args.concurrency,
                       release_concurrency=args.release_concurrency) as op:
             time.sleep(3.0)  # up and watching before the objects arrive
             _, _, cpu_before = proc_status(op.proc.pid)
@@ -275,8 +261,8 @@ def phase_releases(args: argparse.Namespace, reg: Registry, helm: HelmEnv, pub: 
             api_cpu = proc_status(kube.proc.pid)[2] - api_before
             print(f"   {elapsed:.1f} s", flush=True)
             ready = ready_count(api.releases())
-            installs = counter.calls().count("install")
-            helm_calls = len(counter.calls())
+            installs = counter.subcommands().count("install")
+            helm_calls = len(counter.subcommands())
             errors = op.errors()
         # 2. a short interval, a restarted operator: every release reconciled at start and
         # then on its interval, none changed
@@ -284,12 +270,12 @@ def phase_releases(args: argparse.Namespace, reg: Registry, helm: HelmEnv, pub: 
               flush=True)
         api.apply(releases(n, shared_chart=True, interval=f"{args.interval}s"),
                   work / "releases-short.yaml")
-        before = len(counter.calls())
-        with operator(kube, work, "operator-steady", counter.path,
+        before = len(counter.subcommands())
+        with operator(kube, work, "operator-steady", counter.wrapper,
                       concurrency=args.concurrency, release_concurrency=args.release_concurrency,
                       debug=True) as op2:
             time.sleep(args.window)
-            steady_helm = len(counter.calls()) - before
+            steady_helm = len(counter.subcommands()) - before
             steady_reconciles = len(UNCHANGED.findall(op2.log.read_text(errors="replace")))
             steady_peak = proc_status(op2.proc.pid)
             errors += op2.errors()
@@ -316,11 +302,11 @@ class Memory:
 
 def phase_memory(args: argparse.Namespace, reg: Registry, pub: Path, work: Path) -> Memory:
     n: int = args.rss_objects
-    counter = HelmCounter(work / "rss")
+    counter = HelmCalls.create(work / "rss")
     with run_apiserver(work / "kube-rss") as kube:
         api = Api(kube)
         api.setup(pub, reg.oci("charts"))
-        with operator(kube, work / "rss", "operator-rss", counter.path,
+        with operator(kube, work / "rss", "operator-rss", counter.wrapper,
                       concurrency=args.concurrency,
                       release_concurrency=args.rss_release_concurrency) as op:
             time.sleep(3.0)
@@ -348,7 +334,7 @@ def phase_memory(args: argparse.Namespace, reg: Registry, pub: Path, work: Path)
                            for cond in (item.get("status") or {}).get("conditions", [])
                            if cond.get("type") == "SourceVerified"
                            and cond.get("status") == "True")
-            return Memory(n, idle, peak, elapsed, ready, counter.calls().count("install"),
+            return Memory(n, idle, peak, elapsed, ready, counter.subcommands().count("install"),
                           verified, op.errors(), cpu, helm_cpu, api_cpu)
 
 

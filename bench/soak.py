@@ -87,6 +87,7 @@ from chartguard_testing.apiserver import run_apiserver
 from chartguard_testing.bulk_charts import push_signed_charts
 from chartguard_testing.charts import HelmEnv
 from chartguard_testing.controlplane import run_controlplane
+from chartguard_testing.helm_calls import HelmCalls
 from chartguard_testing.proxy import CountingProxy
 from chartguard_testing.registry import Registry, run_registry
 from chartguard_testing.scrape import Samples, scrape
@@ -140,22 +141,6 @@ def servers_cpu(pids: list[int]) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / CLK_TCK
     return total
-
-
-class HelmCounter:
-    """A helm wrapper script that appends its subcommand to a file, then execs the real helm
-    (exec: the operator reaps helm itself, so its CPU lands in the operator's cutime/cstime)."""
-
-    def __init__(self, work: Path) -> None:
-        self.record = work / "helm-calls"
-        self.record.touch()
-        self.path = work / "counting-helm"
-        self.path.write_text(f"#!/bin/sh\necho \"$1\" >> '{self.record}'\n"
-                             f"exec '{tools.helm()}' \"$@\"\n")
-        self.path.chmod(0o755)
-
-    def calls(self) -> list[str]:
-        return self.record.read_text().split()
 
 
 # ---- the cluster: emulator or real control plane --------------------------------------------
@@ -277,7 +262,7 @@ class Interval:
 class Sampler:
     pid: int
     proxy: CountingProxy
-    helm: HelmCounter
+    helm: HelmCalls
     metrics_url: str
     server_pids: list[int]
     last: ProcSample = field(init=False)
@@ -296,7 +281,7 @@ class Sampler:
         self.last_api = servers_cpu(self.server_pids)
         self.last_self = own_cpu()
         self.last_requests = len(self.proxy.requests)
-        self.last_helm = len(self.helm.calls())
+        self.last_helm = len(self.helm.subcommands())
         self.last_metrics = scrape(self.metrics_url, timeout=30)
         self.last_time = time.monotonic()
 
@@ -314,7 +299,7 @@ class Sampler:
         end = proc_sample(self.pid)
         elapsed = time.monotonic() - self.last_time
         seen = self.proxy.requests[self.last_requests:]
-        calls = len(self.helm.calls())
+        calls = len(self.helm.subcommands())
         metrics = scrape(self.metrics_url, timeout=30)
         moved = metrics.since(self.last_metrics)
         api = servers_cpu(self.server_pids)
@@ -503,7 +488,7 @@ def soak(args: argparse.Namespace, work: Path, reg: Registry, proxy: CountingPro
     start = time.perf_counter()
     push_signed_charts(reg, helm, key, n, layer_per_chart=True)
     result.pushed_s = time.perf_counter() - start
-    counter = HelmCounter(work)
+    counter = HelmCalls.create(work)
     with kube(args.kube, work, r) as cluster:
         result.kube = cluster.kind
         cluster.k("create", "namespace", NS)
@@ -517,7 +502,7 @@ def soak(args: argparse.Namespace, work: Path, reg: Registry, proxy: CountingPro
         log = work / "operator.log"
         argv = [CHARTGUARD, "run", "--namespace", NS, "--concurrency", str(args.concurrency),
                 "--release-concurrency", str(args.release_concurrency),
-                "--artifact-dir", str(work / "artifacts"), "--helm", str(counter.path),
+                "--artifact-dir", str(work / "artifacts"), "--helm", str(counter.wrapper),
                 "--helm-home", str(work / "operator-helm-home"),
                 "--metrics-port", str(metrics_port), "--metrics-address", "127.0.0.1",
                 "--health-port", str(health_port)]
@@ -561,7 +546,7 @@ def soak(args: argparse.Namespace, work: Path, reg: Registry, proxy: CountingPro
             procs.stop(proc, grace=15)
             text = log.read_text(errors="replace")
             result.log_errors = log_errors(text)
-            calls = counter.calls()
+            calls = counter.subcommands()
             result.installs, result.upgrades = calls.count("install"), calls.count("upgrade")
             if args.logs is not None:
                 args.logs.mkdir(parents=True, exist_ok=True)

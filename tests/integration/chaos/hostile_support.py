@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,38 +19,12 @@ from typing import Any
 from chaos_support import helm_records
 from operator_support import Charts, Cluster, Operator, helmrelease, repository, secret, wait_for
 
-from chartguard_testing import tools
 from chartguard_testing.chaos import NONE
 from chartguard_testing.charts import PushedChart
+from chartguard_testing.helm_calls import HelmCalls
 
 KEY = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}
 RELEASE = "app"
-
-
-@dataclass
-class HelmCalls:
-    """A helm wrapper that appends each invocation's arguments (one line) to ``log``."""
-
-    wrapper: Path
-    log: Path
-
-    @classmethod
-    def create(cls, directory: Path) -> HelmCalls:
-        log = directory / "helm-calls"
-        log.touch()
-        wrapper = directory / "helm-recording"
-        wrapper.write_text(f'#!/bin/sh\necho "$*" >> {shlex.quote(str(log))}\n'
-                           f'exec {shlex.quote(tools.helm())} "$@"\n')
-        wrapper.chmod(0o755)
-        return cls(wrapper, log)
-
-    def calls(self) -> list[str]:
-        return self.log.read_text().splitlines()
-
-    def releases(self) -> list[str]:
-        """The invocations that install or change a release (install, upgrade, rollback)."""
-        return [c for c in self.calls() if c.split(" ", 1)[0] in ("install", "upgrade",
-                                                                   "rollback")]
 
 
 @dataclass
