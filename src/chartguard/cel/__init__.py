@@ -153,7 +153,8 @@ class _Sandbox:
             line = line[:-1] + ',"data":' + data + "}"
         with self._lock:
             proc = self._running()
-            assert proc.stdin is not None and proc.stdout is not None
+            assert proc.stdin is not None
+            assert proc.stdout is not None
             try:
                 proc.stdin.write(line.encode("utf-8", "surrogatepass") + b"\n")
                 proc.stdin.flush()

@@ -23,8 +23,8 @@ import sys
 from collections import OrderedDict
 from typing import Any
 
-from cel_expr_python import cel  # type: ignore[import-untyped,unused-ignore]
-from cel_expr_python.ext import (  # type: ignore[import-untyped,unused-ignore]
+from cel_expr_python import cel
+from cel_expr_python.ext import (
     ext_encoders,
     ext_optional,
     ext_strings,
@@ -36,7 +36,7 @@ _CACHE_SIZE = 256
 def _environment(variables: tuple[str, ...] | None) -> Any:
     extensions = [ext_strings.ExtStrings(), ext_encoders.ExtEncoders(),
                   ext_optional.ExtOptional()]
-    declared = {name: cel.Type.DYN for name in variables or ()}
+    declared = dict.fromkeys(variables or (), cel.Type.DYN)
     return cel.NewEnv(variables=declared, extensions=extensions)
 
 

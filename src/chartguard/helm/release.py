@@ -132,6 +132,15 @@ def decode_release_secret(body: Mapping[str, Any]) -> StoredRelease:
     return release_from_json(obj)
 
 
+def release_manifest(body: Mapping[str, Any]) -> str:
+    """The manifest (helm's rendered objects, hooks not included) of the revision a helm
+    storage Secret holds, decoded with the checks of :func:`decode_release_secret`."""
+    decode_release_secret(body)
+    record = _record_bytes(_base64(body["data"]["release"], "data.release (Kubernetes base64)"))
+    manifest = json.loads(record).get("manifest")
+    return manifest if isinstance(manifest, str) else ""
+
+
 def failed_release_secret(body: Mapping[str, Any], description: str, *,
                           status: str = "failed") -> dict[str, Any]:
     """The helm release Secret ``body`` rewritten as helm-controller's unlock writes a revision
