@@ -211,15 +211,30 @@ class Kube:
         headers = {"Impersonate-User": as_user} if as_user else {}
         try:
             body: dict[str, Any] = self._call(
-                f"{kind} {namespace}/{name}", self.api.call_api,
-                f"{base}{scope}/{{plural}}/{{name}}", "GET", path_params=params,
-                header_params={"Accept": "application/json", **headers},
-                auth_settings=["BearerToken"], _return_http_data_only=True)
+                f"{kind} {namespace}/{name}", self._get_path,
+                f"{base}{scope}/{{plural}}/{{name}}", params, headers)
         except KubeError as err:
             if err.status == 404:
                 return None
             raise
         return body
+
+    def _get_path(self, resource_path: str, path_params: Mapping[str, str],
+                  headers: Mapping[str, str], *, _preload_content: bool,
+                  _request_timeout: float) -> Any:
+        """GET ``resource_path`` (its parameters quoted by the client) as the generated API
+        methods do with ``_preload_content=False``: the raw response, non-2xx raised as
+        ``ApiException`` (what :meth:`_call` expects)."""
+        method, url, header_params, body, post_params = self.api.param_serialize(
+            "GET", resource_path, path_params=dict(path_params),
+            header_params={"Accept": "application/json", **headers},
+            auth_settings=["BearerToken"])
+        response = self.api.call_api(method, url, header_params=header_params, body=body,
+                                     post_params=post_params, _request_timeout=_request_timeout)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
 
     def _resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:
         """(plural, namespaced) of ``kind`` in ``api_version``; discovery is read again when
@@ -229,9 +244,7 @@ class Kube:
             return known[kind]
         path, params = _api_path(api_version)
         try:
-            body = self._call(f"discovery of {api_version}", self.api.call_api, path, "GET",
-                              path_params=params, header_params={"Accept": "application/json"},
-                              auth_settings=["BearerToken"], _return_http_data_only=True)
+            body = self._call(f"discovery of {api_version}", self._get_path, path, params, {})
         except KubeError as err:
             if err.status == 404:
                 return None
