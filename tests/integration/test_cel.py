@@ -67,11 +67,12 @@ def test_compile_errors_name_the_expression_and_are_escaped() -> None:
     message = str(caught.value)
     assert message.startswith("failed to parse the CEL expression 'dep.status.(': ERROR: "
                               "<input>:1:12: Syntax error: no viable alternative")
-    assert "\n" not in message and "\\x0a" in message  # the caret diagram, escaped
+    assert "\n" not in message
+    assert "\\x0a" in message  # the caret diagram, escaped
     assert "INVALID_ARGUMENT" not in message
     with pytest.raises(cel.CompileError, match="found no matching overload for '_\\+_'"):
         cel.check("1 + 'a'", variables=SELF_DEP)
-    with pytest.raises(cel.CompileError, match="undeclared reference to 'other.x'"):
+    with pytest.raises(cel.CompileError, match=r"undeclared reference to 'other\.x'"):
         cel.check("other.x", variables=SELF_DEP)
     # terminal escapes in an expression never reach a message raw
     with pytest.raises(cel.CompileError) as caught:
@@ -111,7 +112,7 @@ def test_an_expression_past_the_deadline_stops_its_sandbox_which_comes_back(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cel, "DEADLINE", 0.05)
     started = cel.sandbox_processes_started()
-    with pytest.raises(cel.EvaluationError, match="did not finish within 0.05s"):
+    with pytest.raises(cel.EvaluationError, match=r"did not finish within 0\.05s"):
         cel.evaluate_boolean("data.t.replace('x', data.t).size() > 0",
                              {"data": {"t": "x" * 30000}})
     monkeypatch.undo()
@@ -201,7 +202,7 @@ def test_failed_ends_the_wait_at_once_naming_object_and_expression() -> None:
 def test_in_progress_is_evaluated_first_and_observed_generation_is_checked_first() -> None:
     both = HealthCheckExpressions("example.com/v1", "Database", current="true",
                                   in_progress="status.phase == 'Migrating'")
-    with pytest.raises(health.HealthCheckError, match="in progress .*inProgress"):
+    with pytest.raises(health.HealthCheckError, match=r"in progress .*inProgress"):
         run(Live({"Database/apps/db": db("Migrating")}), [both], timeout=12)
     with pytest.raises(health.HealthCheckError, match="observedGeneration differs"):
         run(Live({"Database/apps/db": db("Ready", generation=2)}), [both], timeout=1)
