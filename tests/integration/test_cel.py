@@ -37,6 +37,12 @@ def test_a_true_expression_over_self_and_dep_is_true() -> None:
     ("'Backend'.lowerAscii() == dep.metadata.name", True),
     ("base64.encode(b'hi') == 'aGk='", True),
     ("has(dep.status.conditions)", True),
+    # cel-go's ext.Sets, declared in the sandbox (the C++ runtime has none)
+    ("sets.contains([1, 2, 3], [3, 1.0])", True),
+    ("sets.contains([1, 2], [true])", False),
+    ("sets.equivalent(dep.status.conditions.map(c, c.type), ['Ready'])", True),
+    ("sets.intersects([[1], {'a': 2}], [{'a': 2}])", True),
+    ("sets.intersects(['a'], ['b'])", False),
 ])
 def test_fluxs_cel_environment(expr: str, value: bool) -> None:
     assert cel.evaluate_boolean(expr, {"self": {}, "dep": READY}, variables=SELF_DEP) is value

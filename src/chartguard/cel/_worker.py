@@ -12,7 +12,9 @@ answers one JSON request per line on stdin with one JSON line on stdout until st
 variables are an object's top-level fields); a list: each is declared ``dyn`` and the
 expression is type-checked (Flux's ``WithCompile`` + ``WithStructVariables``). The
 environment is Flux's (fluxcd/pkg runtime/cel): the standard library with cross-type numeric
-comparisons, optional types, and the strings and encoders extensions.
+comparisons, optional types, and the strings, encoders and sets extensions (cel-go's
+``ext.Sets``, which the C++ runtime lacks, is declared here: ``sets.contains``,
+``sets.equivalent``, ``sets.intersects`` over two lists, with CEL's equality).
 """
 
 from __future__ import annotations
@@ -33,11 +35,42 @@ from cel_expr_python.ext import (
 _CACHE_SIZE = 256
 
 
+def _equal(a: Any, b: Any) -> bool:
+    """CEL's equality on plain values: numbers across types, never a bool with a number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | dict) or isinstance(b, list | dict):
+        return False
+    return bool(a == b)
+
+
+def _contains(a: list[Any], b: list[Any]) -> bool:
+    return all(any(_equal(x, y) for x in a) for y in b)
+
+
+def _sets() -> list[Any]:
+    """cel-go's ext.Sets: ``sets.contains(a, b)`` (every element of b is in a),
+    ``sets.equivalent(a, b)``, ``sets.intersects(a, b)``."""
+    lists = [cel.Type.List(cel.Type.DYN), cel.Type.List(cel.Type.DYN)]
+    impls = {
+        "contains": _contains,
+        "equivalent": lambda a, b: _contains(a, b) and _contains(b, a),
+        "intersects": lambda a, b: any(_equal(x, y) for x in a for y in b),
+    }
+    return [cel.FunctionDecl(f"sets.{name}", [cel.Overload(
+        f"list_sets_{name}_list", return_type=cel.Type.BOOL, parameters=lists, impl=impl)])
+        for name, impl in impls.items()]
+
+
 def _environment(variables: tuple[str, ...] | None) -> Any:
     extensions = [ext_strings.ExtStrings(), ext_encoders.ExtEncoders(),
                   ext_optional.ExtOptional()]
     declared = dict.fromkeys(variables or (), cel.Type.DYN)
-    return cel.NewEnv(variables=declared, extensions=extensions)
+    return cel.NewEnv(variables=declared, extensions=extensions, functions=_sets())
 
 
 class _Compiler:

@@ -232,7 +232,7 @@ class Kube:
         response = self.api.call_api(method, url, header_params=header_params, body=body,
                                      post_params=post_params, _request_timeout=_request_timeout)
         if not 200 <= response.status <= 299:
-            response.read()
+            response.read()  # type: ignore[no-untyped-call]  # the client's, untyped
             raise ApiException.from_response(http_resp=response, body=None, data=None)
         return response.response
 
