@@ -250,3 +250,11 @@ def test_duplicate_group_kinds_and_bad_expressions_do_not_compile() -> None:
     with pytest.raises(cel.CompileError,
                        match=r"healthchecks\[0\]: failed to parse the expression InProgress"):
         health.HealthChecks([HealthCheckExpressions("v1", "ConfigMap", "true", "x ==")])
+
+
+def test_an_object_as_large_as_etcd_takes_is_evaluated_within_the_memory_cap() -> None:
+    big = {"data": {f"k{i}": "v" * 100 for i in range(15_000)}}  # about 1.6 MB of JSON
+    assert cel.evaluate_boolean("data.size() == 15000 && data.k7.startsWith('v')", big)
+    assert cel.evaluate_boolean("self.data.all(k, self.data[k].size() == 100)",
+                                {"self": {"data": dict(list(big["data"].items())[:9000])},
+                                 "dep": big}, variables=SELF_DEP)

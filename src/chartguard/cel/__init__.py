@@ -41,8 +41,9 @@ from chartguard.untrusted import escape
 MAX_EXPRESSION = 4096
 #: largest input (the variables as JSON): two objects of etcd's 1.5 MiB limit
 MAX_INPUT = 4 * 1024 * 1024
-#: address space of the sandbox process
-MEMORY_LIMIT = 1024 * 1024 * 1024
+#: address space of the sandbox process (about 45 MiB idle): a quarter of the deploy chart's
+#: memory limit, which helm and the operator share with it
+MEMORY_LIMIT = 256 * 1024 * 1024
 #: wall-clock time one request may take in the sandbox
 DEADLINE = 5.0
 #: how much of an expression or runtime message a condition quotes
