@@ -180,10 +180,14 @@ class _Sandbox:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         self._stop()
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "chartguard.cel._worker", str(MEMORY_LIMIT)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            close_fds=True)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "chartguard.cel._worker", str(MEMORY_LIMIT)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                close_fds=True)
+        except OSError as exc:
+            raise EvaluationError(f"the CEL sandbox process cannot be started: "
+                                  f"{escape(exc.strerror or exc)}") from None
         self.started += 1
         return self._proc
 

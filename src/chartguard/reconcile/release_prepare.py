@@ -194,9 +194,13 @@ def check_expressions(release: HelmRelease) -> None:
                 except cel.CompileError as err:
                     raise cel.CompileError(f"failed to evaluate dependency {dep.name}: "
                                            f"{err}") from None
-    except cel.CelError as err:
+    except cel.CompileError as err:
         raise StepFailedError(c.READY, c.INVALID_CEL_EXPRESSION,
                               f"{TERMINAL_ERROR_MESSAGE}: {err}", stalled=True,
+                              status=c.FALSE) from None
+    except cel.EvaluationError as err:  # the sandbox could not answer: tried again later
+        raise StepFailedError(c.READY, c.INVALID_CEL_EXPRESSION,
+                              f"CEL expressions could not be compiled: {err}",
                               status=c.FALSE) from None
 
 
