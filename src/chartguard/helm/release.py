@@ -92,8 +92,9 @@ class ReleaseStorage(Protocol):
 
     def mark_failed(self, namespace: str, name: str, version: int, description: str, *,
                     as_user: str = "") -> StoredRelease:
-        """Rewrite revision ``version`` of release ``name`` (stuck in ``pending-*``) as
-        ``failed`` with ``description`` (see :func:`failed_release_secret`), acting as
+        """Rewrite revision ``version`` of release ``name`` (stuck in ``pending-*``, or
+        ``deployed`` by helm but failing its ``healthCheckExprs``) as ``failed`` with
+        ``description`` (see :func:`failed_release_secret`), acting as
         ``as_user`` (the identity helm runs the release as; "": the caller's own); the revision
         as stored afterwards. Any failure raises (the caller words it)."""
         ...
