@@ -35,11 +35,12 @@ CRDS_POLICIES = ("Skip", "Create", "CreateReplace")
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 DEFAULT_MAX_HISTORY = 5
 MAX_RELEASE_NAME = 53
+#: spec.postRenderStrategy: how hooks reach the post-renderers (helm 4.2's strategies)
+POST_RENDER_STRATEGIES = ("nohooks", "combined", "separate")
 
 #: Spec fields of Flux's current HelmRelease CRD that chartguard accepts in its schema (so the
 #: API server keeps them) but does not implement; a document using one is rejected.
 NOT_SUPPORTED_YET = (
-    "spec.commonMetadata",
     "spec.healthCheckExprs",
     "spec.waitStrategy",
     "spec.kubeConfig.configMapRef",
@@ -57,6 +58,7 @@ _SPEC_FIELDS = (
     "storageNamespace", "dependsOn", "timeout", "maxHistory", "serviceAccountName",
     "persistentClient", "driftDetection", "install", "upgrade", "test", "rollback", "uninstall",
     "valuesFrom", "values", "postRenderers", "commonMetadata", "healthCheckExprs", "waitStrategy",
+    "postRenderStrategy",
 )
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -188,6 +190,14 @@ class KubeConfigReference:
 
 
 @dataclass(frozen=True)
+class CommonMetadata:
+    """``spec.commonMetadata``: labels and annotations set on every rendered object."""
+
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True)
 class HelmReleaseSpec:
     interval: timedelta
     chart: HelmChartTemplate | None = None
@@ -213,6 +223,8 @@ class HelmReleaseSpec:
     #: ``spec.values`` frozen; ``chartguard.api.thaw`` gives a plain dict for helm
     values: Frozen = field(default_factory=lambda: MappingProxyType({}))
     post_renderers: Frozen = ()
+    common_metadata: CommonMetadata | None = None
+    post_render_strategy: str = "combined"
 
 
 @dataclass(frozen=True)
@@ -283,7 +295,7 @@ def shorten_release_name(name: str) -> str:
 
 def _spec(spec: Fields) -> HelmReleaseSpec | None:
     spec.reject_unknown(_SPEC_FIELDS, KIND)
-    spec.reject_present(("commonMetadata", "healthCheckExprs", "waitStrategy"), _WHY)
+    spec.reject_present(("healthCheckExprs", "waitStrategy"), _WHY)
     # the CEL rule of Flux's CRD, checked here because the API server may not
     if spec.has("chart") == spec.has("chartRef"):
         spec.error("", "either chart or chartRef must be set (exactly one of them)")
@@ -322,6 +334,9 @@ def _spec(spec: Fields) -> HelmReleaseSpec | None:
         values_from=spec.each("valuesFrom", _values_reference),
         values=_values(spec),
         post_renderers=_post_renderers(spec),
+        common_metadata=_common_metadata(spec),
+        post_render_strategy=spec.string("postRenderStrategy", default="combined",
+                                         enum=POST_RENDER_STRATEGIES) or "combined",
     )
     return None if spec.errors else result
 
@@ -366,6 +381,15 @@ def _post_renderers(spec: Fields) -> Frozen:
             for key in ("newName", "newTag", "digest"):
                 image.string(key)
     return spec.raw("postRenderers") or ()
+
+
+def _common_metadata(spec: Fields) -> CommonMetadata | None:
+    section = spec.section("commonMetadata")
+    if section is None:
+        return None
+    section.reject_unknown(("labels", "annotations"), "spec.commonMetadata")
+    return CommonMetadata(labels=section.string_map("labels"),
+                          annotations=section.string_map("annotations"))
 
 
 def _namespace(spec: Fields, key: str) -> str:

@@ -41,7 +41,8 @@ from typing import Any, BinaryIO, cast
 from chartguard import metrics
 from chartguard.api.helmrelease import HelmRelease
 from chartguard.helm import args as helm_args
-from chartguard.helm.errors import ChartDigestMismatchError, HelmError, summarize
+from chartguard.helm.errors import ChartDigestMismatchError, HelmError, redact, summarize
+from chartguard.helm.postrender import install_plugin, plan_for
 from chartguard.helm.release import ReleaseStorage, StoredRelease, newest
 from chartguard.leftovers import left_behind, owner_tag
 from chartguard.untrusted import escape
@@ -51,7 +52,10 @@ DEFAULT_GRACE = timedelta(seconds=30)
 _STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 _MAX_STDERR = 256 * 1024
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
-_HOMES = {"HELM_CACHE_HOME": "cache", "HELM_CONFIG_HOME": "config", "HELM_DATA_HOME": "data"}
+_HOMES = {"HELM_CACHE_HOME": "cache", "HELM_CONFIG_HOME": "config", "HELM_DATA_HOME": "data",
+          "HELM_PLUGINS": "plugins"}
+_POST_RENDER_PLAN = "postrender.json"
+_POST_RENDER_ERROR = "postrender-error.txt"
 _WORK = "run-"  # a work directory's prefix, before its owner's tag
 
 
@@ -74,7 +78,8 @@ class Helm:
 
     def __init__(self, *, binary: str, home: Path, storage: ReleaseStorage,
                  env: Mapping[str, str] | None = None, max_processes: int = 4,
-                 grace: timedelta = DEFAULT_GRACE, default_service_account: str = "") -> None:
+                 grace: timedelta = DEFAULT_GRACE, default_service_account: str = "",
+                 kubectl: str = "kubectl") -> None:
         if max_processes < 1:
             raise ValueError(f"max_processes must be 1 or more, not {max_processes}")
         self.binary = binary
@@ -84,12 +89,15 @@ class Helm:
         #: "namespace/name" of the ServiceAccount helm acts as for releases that name none
         #: (``chartguard run --release-service-account``); "": the operator's own identity
         self.default_service_account = default_service_account
+        #: the kubectl whose ``kustomize`` applies spec.postRenderers and spec.commonMetadata
+        self.kubectl = kubectl
         self.processes = 0
         self._count = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_processes)
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         for name in (*_HOMES.values(), "tmp"):
             _private_dir(home / name)
+        install_plugin(home / _HOMES["HELM_PLUGINS"])
         #: work directories a killed process left (chart copies, values files), now removed
         self.leftovers_removed = _remove_leftovers(home / "tmp")
         caller = os.environ if env is None else env
@@ -104,8 +112,11 @@ class Helm:
         with self._workdir("install") as work:
             copy = self._copy_chart("install", chart, work)
             values_file = _write_values("install", values, work)
-            argv = helm_args.install_args(release, copy, values_file, description=description)
-            return self._changing("install", release, argv)
+            plan = self._post_render_plan(release, work)
+            argv = helm_args.install_args(release, copy, values_file, description=description,
+                                          post_render=plan)
+            with _post_render_errors("install", work):
+                return self._changing("install", release, argv)
 
     def upgrade(self, release: HelmRelease, chart: ChartFile, values: Mapping[str, Any], *,
                 description: str = "") -> StoredRelease:
@@ -116,8 +127,10 @@ class Helm:
             current = newest(before)
             argv = helm_args.upgrade_args(
                 release, copy, values_file, description=description,
-                server_side=current is not None and current.apply_method == "ssa")
-            return self._changing("upgrade", release, argv, before=before)
+                server_side=current is not None and current.apply_method == "ssa",
+                post_render=self._post_render_plan(release, work))
+            with _post_render_errors("upgrade", work):
+                return self._changing("upgrade", release, argv, before=before)
 
     def test(self, release: HelmRelease) -> StoredRelease:
         """Run the release's test hooks; the release as stored after, with their last runs."""
@@ -235,6 +248,17 @@ class Helm:
 
     # --- files --------------------------------------------------------------------------------
 
+    def _post_render_plan(self, release: HelmRelease, work: Path) -> Path | None:
+        """The plugin's plan in ``work`` (0600), or None when nothing is post-rendered."""
+        plan = plan_for(release, kubectl=self.kubectl,
+                        error_file=str(work / _POST_RENDER_ERROR))
+        if plan is None:
+            return None
+        path = work / _POST_RENDER_PLAN
+        with _create_private(path) as out:
+            out.write(plan.to_json().encode("utf-8"))
+        return path
+
     @contextlib.contextmanager
     def _workdir(self, action: str) -> Iterator[Path]:
         try:
@@ -267,6 +291,21 @@ class Helm:
             raise ChartDigestMismatchError(action, path=str(chart.path), expected=chart.digest,
                                            actual=actual)
         return copy
+
+
+@contextlib.contextmanager
+def _post_render_errors(action: str, work: Path) -> Iterator[None]:
+    """helm says only that the plugin failed: the error is kustomize's, from its file."""
+    try:
+        yield
+    except HelmError as err:
+        try:
+            said = (work / _POST_RENDER_ERROR).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            raise err from None
+        raise HelmError(action, f"post-rendering failed (spec.postRenderers / "
+                                f"spec.commonMetadata): {escape(redact(said.strip()))}",
+                        storage_changed=err.storage_changed) from None
 
 
 def _remove_leftovers(tmp: Path) -> int:
