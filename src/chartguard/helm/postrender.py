@@ -52,6 +52,9 @@ KUSTOMIZATION = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kusto
 #: kustomize gets this long (seconds); helm's own --timeout bounds the whole action
 KUSTOMIZE_TIMEOUT = 120.0
 _INPUT = "helm-output.yaml"
+_STEP = "postrenderer-"  # + the index of its spec.postRenderers entry
+#: kustomize nests the error of a base in "recursed accumulation of path 'DIR': ERROR"
+_RECURSED = re.compile(r"recursed accumulation of path '(?:\./)?([^']*)': ")
 _DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*(?:#[^\n]*)?\n?", re.MULTILINE)
 _MAX_ERROR = 4096
 
@@ -95,10 +98,11 @@ def plan_for(release: HelmRelease, *, kubectl: str, error_file: str = "") -> Pos
     if not spec.post_renderers and spec.common_metadata is None:
         return None
     kustomizations = []
-    for item in thaw(spec.post_renderers):
+    for index, item in enumerate(thaw(spec.post_renderers)):
         kustomize = item.get("kustomize")
         if isinstance(kustomize, Mapping):  # Flux skips an entry without kustomize
-            kustomizations.append({"patches": list(kustomize.get("patches") or ()),
+            kustomizations.append({"index": index,
+                                   "patches": list(kustomize.get("patches") or ()),
                                    "images": list(kustomize.get("images") or ())})
     common = spec.common_metadata
     return PostRenderPlan(
@@ -115,13 +119,13 @@ def kustomizations(plan: PostRenderPlan) -> list[tuple[str, dict[str, Any]]]:
     reads the manifests from its ``helm-output.yaml``, each next one the directory before it
     (a base, which kustomize's default load restrictions allow)."""
     chain: list[tuple[str, dict[str, Any]]] = []
-    for index, step in enumerate(plan.kustomizations):
+    for step in plan.kustomizations:
         doc: dict[str, Any] = {**KUSTOMIZATION, "resources": [_previous(chain)]}
         if step.get("images"):
             doc["images"] = [_image(image) for image in step["images"]]
         if step.get("patches"):
             doc["patches"] = [_patch(patch) for patch in step["patches"]]
-        chain.append((f"postrenderer-{index}", doc))
+        chain.append((f"{_STEP}{step.get('index', len(chain))}", doc))
     transformers = []
     if plan.common_labels:
         transformers.append(_metadata_transformer("LabelTransformer", "common-labels",
@@ -279,9 +283,20 @@ def _build(manifests: str, plan: PostRenderPlan, workdir: Path) -> str:
                               f"{KUSTOMIZE_TIMEOUT:.0f}s") from exc
     if done.returncode != 0:
         message = done.stderr.decode("utf-8", "replace").strip().removeprefix("error: ")
-        raise PostRenderError(message.replace(str(root), ".") or
+        raise PostRenderError(_where(message.replace(f"{root}/", ""), target.name) or
                               f"kubectl kustomize exited with code {done.returncode}")
     return done.stdout.decode("utf-8", "replace")
+
+
+def _where(message: str, outermost: str) -> str:
+    """kustomize's error without the chain of bases around it, prefixed with the field whose
+    kustomization failed."""
+    step = outermost
+    if found := list(_RECURSED.finditer(message)):
+        step, message = found[-1].group(1), message[found[-1].end():]
+    if step.startswith(_STEP):
+        return f"spec.postRenderers[{step.removeprefix(_STEP)}]: {message}"
+    return f"spec.commonMetadata: {message}"
 
 
 def _report(plan: PostRenderPlan, message: str) -> None:

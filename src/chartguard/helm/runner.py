@@ -303,8 +303,7 @@ def _post_render_errors(action: str, work: Path) -> Iterator[None]:
             said = (work / _POST_RENDER_ERROR).read_text(encoding="utf-8", errors="replace")
         except OSError:
             raise err from None
-        raise HelmError(action, f"post-rendering failed (spec.postRenderers / "
-                                f"spec.commonMetadata): {escape(redact(said.strip()))}",
+        raise HelmError(action, f"post-rendering failed: {escape(redact(said.strip()))}",
                         storage_changed=err.storage_changed) from None
 
 
