@@ -45,7 +45,8 @@ def action_timeout(release: HelmRelease, action: str) -> timedelta:
 def install_args(release: HelmRelease, chart: Path, values: Path, *,
                  description: str = "", post_render: Path | None = None) -> list[str]:
     """``helm install``: the chart file and values file are the runner's private copies;
-    ``post_render``: the plan of chartguard's post-renderer plugin (``chartguard.helm.postrender``)."""
+    ``post_render``: the plan of chartguard's post-renderer plugin
+    (:mod:`chartguard.helm.postrender`)."""
     install = release.spec.install
     args = ["install", *_common(release, "install"),
             *_wait(install.disable_wait, install.disable_wait_for_jobs),

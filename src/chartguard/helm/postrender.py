@@ -256,7 +256,7 @@ def _metadata_transformer(kind: str, name: str, key: str,
 
 def _is_hook(chunk: str) -> bool:
     try:
-        doc = yaml.load(chunk, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+        doc = yaml.safe_load(chunk)
     except yaml.YAMLError:
         return False
     metadata = doc.get("metadata") if isinstance(doc, dict) else None
@@ -272,7 +272,7 @@ def _build(manifests: str, plan: PostRenderPlan, workdir: Path) -> str:
     root = Path(tempfile.mkdtemp(prefix="build-", dir=workdir))
     target = write_tree(root, manifests, plan)
     try:
-        done = subprocess.run([plan.kubectl, "kustomize", str(target)],  # noqa: S603 - our argv
+        done = subprocess.run([plan.kubectl, "kustomize", str(target)],
                               capture_output=True, timeout=KUSTOMIZE_TIMEOUT, check=False,
                               stdin=subprocess.DEVNULL, cwd=root)
     except OSError as exc:

@@ -699,7 +699,8 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
 _STATUS_KEYS = ("observedGeneration", "observedSourceArtifactRevision", "observedChartName",
                 "observedValuesFiles", "conditions", "url", "artifact", "lastHandledReconcileAt",
                 # HelmRelease
-                "observedPostRenderersDigest", "observedCommonMetadataDigest", "helmChart", "storageNamespace", "history",
+                "observedPostRenderersDigest", "observedCommonMetadataDigest", "helmChart",
+                "storageNamespace", "history",
                 "lastAttemptedGeneration", "lastAttemptedRevision",
                 "lastAttemptedRevisionDigest", "lastAttemptedConfigDigest",
                 "lastAttemptedReleaseAction", "lastAppliedRevision", "failures",
