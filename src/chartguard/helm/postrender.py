@@ -2,7 +2,7 @@
 
 helm 4 takes post-renderers only as plugins (``--post-renderer NAME``, a plugin of type
 ``postrenderer/v1``). The runner gives each helm process a private ``HELM_PLUGINS`` holding one
-plugin, :data:`PLUGIN_NAME`, whose command runs ``python -m chartguard.helm.postrender PLAN``:
+plugin, :data:`PLUGIN_NAME`, whose command runs ``python -m chartguard.helm._plugin PLAN``:
 helm writes the rendered manifests to its stdin and reads the result from its stdout.
 
 What it applies is helm-controller's ``BuildPostRenderers`` (internal/postrender), in its order:
@@ -195,7 +195,7 @@ def install_plugin(plugins: Path, python: str = sys.executable) -> Path:
         "  platformCommand:\n"
         "  - command: ${HELM_PLUGIN_DIR}/run\n", encoding="utf-8")
     script = home / "run"
-    script.write_text(f"#!/bin/sh\nexec {shlex.quote(python)} -m chartguard.helm.postrender "
+    script.write_text(f"#!/bin/sh\nexec {shlex.quote(python)} -m chartguard.helm._plugin "
                       '"$@"\n', encoding="utf-8")
     script.chmod(0o700)
     return home
@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The plugin: ``PLAN`` (a JSON file) as the one argument, manifests on stdin."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print(f"usage: python -m chartguard.helm.postrender PLAN (got {len(args)} arguments)",
+        print(f"usage: python -m chartguard.helm._plugin PLAN (got {len(args)} arguments)",
               file=sys.stderr)
         return 2
     try:
@@ -310,6 +310,3 @@ def _report(plan: PostRenderPlan, message: str) -> None:
         except OSError:
             pass  # helm still reports the failure, without kustomize's words
 
-
-if __name__ == "__main__":
-    sys.exit(main())

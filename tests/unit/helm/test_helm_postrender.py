@@ -146,5 +146,5 @@ def test_the_plugin_is_a_postrenderer_v1_subprocess_plugin(tmp_path: Path) -> No
     assert meta["runtime"] == "subprocess"
     assert meta["runtimeConfig"]["platformCommand"] == [{"command": "${HELM_PLUGIN_DIR}/run"}]
     script = (home / "run").read_text()
-    assert "exec '/opt/my python/bin/python3' -m chartguard.helm.postrender \"$@\"" in script
+    assert "exec '/opt/my python/bin/python3' -m chartguard.helm._plugin \"$@\"" in script
     assert (home / "run").stat().st_mode & 0o777 == 0o700
