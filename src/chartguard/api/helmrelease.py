@@ -12,6 +12,7 @@ Fields of the newest Flux that chartguard does not implement are listed in
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,14 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from chartguard.api._fields import Fields, Frozen, dns_label_problem, dns_subdomain_problem
+from chartguard.api._fields import (
+    Fields,
+    Frozen,
+    dns_label_problem,
+    dns_subdomain_problem,
+    freeze,
+    thaw,
+)
 from chartguard.api.helmchart import (
     RECONCILE_STRATEGIES,
     check_chart_version,
@@ -341,6 +349,8 @@ def _spec(spec: Fields) -> HelmReleaseSpec | None:
     return None if spec.errors else result
 
 
+#: Flux v2beta1's kustomize fields (still served: chartguard serves v2beta1 with v2's schema)
+_V2BETA1_PATCHES = ("patchesStrategicMerge", "patchesJson6902")
 _SELECTOR = ("annotationSelector", "group", "kind", "labelSelector", "name", "namespace",
              "version")
 
@@ -364,23 +374,55 @@ def _drift_ignore(drift: Fields) -> Frozen:
 
 
 def _post_renderers(spec: Fields) -> Frozen:
-    """Checked for shape only; applying them is the reconciler's business."""
+    """Checked for shape; v2beta1's ``patchesStrategicMerge`` and ``patchesJson6902`` become
+    ``patches`` entries in kustomize's order (strategic merge, patches, JSON6902: no other
+    transformer of the entry runs between them). Applying them is the helm runner's business."""
+    converted: list[dict[str, Any]] = []
     for item in spec.sections("postRenderers"):
         item.reject_unknown(("kustomize",), "a postRenderers entry")
         kustomize = item.section("kustomize")
         if kustomize is None:
+            converted.append({})
             continue
-        kustomize.reject_unknown(("patches", "images"), "a kustomize post-renderer")
+        kustomize.reject_unknown(("patches", "images", *_V2BETA1_PATCHES),
+                                 "a kustomize post-renderer")
+        patches: list[dict[str, Any]] = [
+            {"patch": json.dumps(thaw(merge))} for merge in _objects(kustomize,
+                                                                     "patchesStrategicMerge")]
         for patch in kustomize.sections("patches"):
             patch.reject_unknown(("patch", "target"), "a kustomize patch")
             patch.string("patch", required=True)
             _target(patch)
+            patches.append(thaw(freeze(patch.data)))
+        for patch in kustomize.sections("patchesJson6902"):
+            patch.reject_unknown(("patch", "target"), "a patchesJson6902 entry")
+            patch.section("target", required=True)
+            _target(patch)
+            operations = _objects(patch, "patch")
+            patches.append({"target": thaw(freeze(patch.data.get("target"))),
+                            "patch": json.dumps([thaw(op) for op in operations])})
         for image in kustomize.sections("images"):
             image.reject_unknown(("name", "newName", "newTag", "digest"), "a kustomize image")
             image.string("name", required=True)
             for key in ("newName", "newTag", "digest"):
                 image.string(key)
-    return spec.raw("postRenderers") or ()
+        entry: dict[str, Any] = {}
+        if patches:
+            entry["patches"] = patches
+        if kustomize.has("images"):
+            entry["images"] = thaw(kustomize.raw("images"))
+        converted.append({"kustomize": entry})
+    return freeze(converted) if converted else ()
+
+
+def _objects(parent: Fields, key: str) -> list[Frozen]:
+    items = parent.data.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+        parent.error(key, "must be a list of objects")
+        return []
+    return [freeze(i) for i in items]
 
 
 def _common_metadata(spec: Fields) -> CommonMetadata | None:

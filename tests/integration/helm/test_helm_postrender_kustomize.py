@@ -163,3 +163,24 @@ def test_a_broken_patch_fails_the_upgrade_with_kustomize_s_message_and_keeps_the
     assert [(r.version, r.status) for r in storage.history("flux-system", "demo")] == [
         (1, "deployed")]
     assert one(kube, "deployments", "demo")["metadata"]["labels"]["team"] == "a"
+
+
+def test_v2beta1_patches_strategic_merge_and_json6902_are_applied(
+        helm: Helm, helm_env: HelmEnv, kube: Kube) -> None:
+    """Flux v2beta1's fields (the blog's API version, still served) reach kustomize as
+    patches: a strategic merge patch found by its name, a JSON6902 patch by its target."""
+    chart = chart_file(helm_env)
+    helm.install(helm_release("""
+      postRenderers:
+      - kustomize:
+          patchesStrategicMerge:
+          - apiVersion: v1
+            kind: Service
+            metadata: {name: demo}
+            spec: {type: NodePort}
+          patchesJson6902:
+          - target: {group: apps, version: v1, kind: Deployment, name: demo}
+            patch: [{op: replace, path: /spec/replicas, value: 4}]
+    """), chart, {})
+    assert one(kube, "services", "demo")["spec"]["type"] == "NodePort"
+    assert one(kube, "deployments", "demo")["spec"]["replicas"] == 4

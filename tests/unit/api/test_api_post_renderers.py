@@ -5,11 +5,14 @@ CommonMetadata)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from crdschema import validate
 
 from chartguard.api import HelmRelease
+from chartguard.api._fields import thaw
 from chartguard.api.errors import InvalidSpecError
 from chartguard.api.helmrelease import CommonMetadata
 from chartguard.api.post_renderers import common_metadata_digest, post_renderers_digest
@@ -63,3 +66,44 @@ def test_bad_post_render_fields_are_refused_naming_them(spec: dict[str, Any], pa
     with pytest.raises(InvalidSpecError) as caught:
         release(**spec)
     assert path in str(caught.value)
+
+
+def test_v2beta1_patches_strategic_merge_and_json6902_become_patches_in_kustomize_order(
+        crds: dict[str, Any]) -> None:
+    """Flux v2beta1 (the blog's era, still served) had both; kustomize applies strategic merge
+    patches, then ``patches``, then JSON6902 ones, which is the order they are given here."""
+    doc = {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2beta1", "kind": "HelmRelease",
+        "metadata": {"name": "web", "namespace": "apps"},
+        "spec": {"interval": "5m", "chart": {"spec": {
+            "chart": "web", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}},
+            "postRenderers": [{"kustomize": {
+                "patchesJson6902": [{"target": {"kind": "Deployment", "name": "web"},
+                                     "patch": [{"op": "add", "path": "/spec/replicas",
+                                                "value": 3}]}],
+                "patches": [{"patch": "- op: remove\n  path: /x\n",
+                             "target": {"kind": "Service"}}],
+                "patchesStrategicMerge": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                           "metadata": {"name": "web"},
+                                           "spec": {"paused": True}}]}}]}}
+    defaulted, errors = validate(crds, doc)
+    assert errors == []
+    spec = HelmRelease.from_object(defaulted).spec
+    (entry,) = thaw(spec.post_renderers)
+    patches = entry["kustomize"]["patches"]
+    assert [json.loads(p["patch"]) if p["patch"][0] in "[{" else p["patch"]
+            for p in patches] == [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+         "spec": {"paused": True}},
+        "- op: remove\n  path: /x\n",
+        [{"op": "add", "path": "/spec/replicas", "value": 3}]]
+    assert [p.get("target") for p in patches] == [
+        None, {"kind": "Service"}, {"kind": "Deployment", "name": "web"}]
+    assert post_renderers_digest(spec).startswith("sha256:")
+
+
+def test_a_json6902_entry_needs_its_target() -> None:
+    with pytest.raises(InvalidSpecError) as caught:
+        release(postRenderers=[{"kustomize": {"patchesJson6902": [
+            {"patch": [{"op": "remove", "path": "/a"}]}]}}])
+    assert "spec.postRenderers[0].kustomize.patchesJson6902[0].target" in str(caught.value)
