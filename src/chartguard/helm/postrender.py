@@ -220,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PostRenderError as exc:
         _report(plan, str(exc))
         return 1
+    except Exception as exc:  # helm shows no stderr: any failure must reach the file
+        _report(plan, f"chartguard's post-renderer failed: {type(exc).__name__}: {exc}")
+        return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     sys.stdout.write(result)
