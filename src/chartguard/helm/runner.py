@@ -2,7 +2,11 @@
 
 Each action runs one helm process with:
 
-- a private HELM_CACHE_HOME / HELM_CONFIG_HOME / HELM_DATA_HOME under ``home`` (mode 0700),
+- a private HELM_CACHE_HOME / HELM_CONFIG_HOME / HELM_DATA_HOME / HELM_PLUGINS under ``home``
+  (mode 0700); HELM_PLUGINS holds only chartguard's post-renderer plugin
+  (:mod:`chartguard.helm.postrender`), which helm runs (``--post-renderer``) for a release with
+  spec.postRenderers or spec.commonMetadata, reading its plan from the work directory; it runs
+  ``kubectl kustomize``, and its error (which helm does not pass on) is read back from there;
   HELM_DRIVER=secret, and no other HELM_* variable of the caller's (they would change what helm
   reads or where it stores); the rest of the caller's environment (KUBECONFIG, proxies) passes;
 - the chart copied into a private directory WHILE it is hashed, the hash compared with the
