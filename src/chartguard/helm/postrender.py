@@ -225,7 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    sys.stdout.write(result)
+    # helm 4 refuses a post-renderer's empty output; a lone separator is a stream of no
+    # documents (a chart that renders nothing, which Flux's in-process renderer passes)
+    sys.stdout.write(result if result.strip() else "---\n")
     return 0
 
 
