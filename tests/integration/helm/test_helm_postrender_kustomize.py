@@ -4,6 +4,7 @@ applied is read back from the API emulator."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from helm_support import Kube, KubectlReleaseStorage, chart_file, helm_release
 
 from chartguard.helm.errors import HelmError
-from chartguard.helm.runner import Helm
+from chartguard.helm.runner import ChartFile, Helm
 from chartguard_testing import tools
 from chartguard_testing.apiserver import KubeAPI
 from chartguard_testing.charts import HelmEnv
@@ -184,3 +185,17 @@ def test_v2beta1_patches_strategic_merge_and_json6902_are_applied(
     """), chart, {})
     assert one(kube, "services", "demo")["spec"]["type"] == "NodePort"
     assert one(kube, "deployments", "demo")["spec"]["replicas"] == 4
+
+
+def test_a_chart_rendering_nothing_installs_with_common_metadata(
+        helm: Helm, helm_env: HelmEnv, storage: KubectlReleaseStorage) -> None:
+    """helm 4 refuses a post-renderer's empty output; Flux's in-process renderer passes an
+    empty stream. The plugin answers a stream of no documents."""
+    source = helm_env.create("demo", "0.1.0")
+    for template in (source / "templates").rglob("*"):
+        if template.is_file():
+            template.unlink()
+    package = helm_env.package(source)
+    chart = ChartFile(package, "sha256:" + hashlib.sha256(package.read_bytes()).hexdigest())
+    installed = helm.install(helm_release("{commonMetadata: {labels: {team: a}}}"), chart, {})
+    assert installed.status == "deployed"
