@@ -14,6 +14,8 @@ the helm CLI's flags:
   ignores ``force`` under server-side apply);
 - ``spec.serviceAccountName`` is impersonated as Flux does it:
   ``system:serviceaccount:<HelmRelease namespace>:<name>`` (``--kube-as-user``);
+- ``spec.postRenderers`` and ``spec.commonMetadata`` are applied by chartguard's own
+  post-renderer plugin (``--post-renderer``, :mod:`chartguard.helm.postrender`);
 - positional arguments follow ``--``, so no release name or path is read as a flag.
 
 What the CLI cannot do is listed by :func:`unsupported`, for the reconciler to refuse.
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from chartguard.api.durations import format_duration
 from chartguard.api.helmrelease import HelmRelease
+from chartguard.helm.postrender import PLUGIN_NAME
 
 WAIT = "watcher"  # helm 4's kstatus waiter: helm-controller's default wait strategy
 LEGACY_WAIT = "legacy"  # helm 3's waiting logic: spec.waitStrategy.name legacy
@@ -43,8 +46,10 @@ def action_timeout(release: HelmRelease, action: str) -> timedelta:
 
 
 def install_args(release: HelmRelease, chart: Path, values: Path, *,
-                 description: str = "") -> list[str]:
-    """``helm install``: the chart file and values file are the runner's private copies."""
+                 description: str = "", post_render: Path | None = None) -> list[str]:
+    """``helm install``: the chart file and values file are the runner's private copies;
+    ``post_render``: the plan of chartguard's post-renderer plugin
+    (:mod:`chartguard.helm.postrender`)."""
     install = release.spec.install
     args = ["install", *_common(release, "install"),
             *_wait(release, install.disable_wait, install.disable_wait_for_jobs),
@@ -58,12 +63,12 @@ def install_args(release: HelmRelease, chart: Path, values: Path, *,
     args += _flag("--skip-schema-validation", install.disable_schema_validation)
     args += _flag("--take-ownership", not install.disable_take_ownership)
     args += _flag("--replace", install.replace)
-    args += _description(description)
+    args += _description(description) + _post_render(post_render)
     return [*args, "--", release.release_name, str(chart)]
 
 
 def upgrade_args(release: HelmRelease, chart: Path, values: Path, *, server_side: bool,
-                 description: str = "") -> list[str]:
+                 description: str = "", post_render: Path | None = None) -> list[str]:
     """``helm upgrade`` (never ``--install``: installing is its own action)."""
     upgrade = release.spec.upgrade
     args = ["upgrade", *_common(release, "upgrade"),
@@ -76,7 +81,7 @@ def upgrade_args(release: HelmRelease, chart: Path, values: Path, *, server_side
     args += _flag("--skip-schema-validation", upgrade.disable_schema_validation)
     args += _flag("--take-ownership", not upgrade.disable_take_ownership)
     args += _flag("--cleanup-on-fail", upgrade.cleanup_on_fail)
-    args += _description(description)
+    args += _description(description) + _post_render(post_render)
     return [*args, "--", release.release_name, str(chart)]
 
 
@@ -140,10 +145,6 @@ def unsupported(release: HelmRelease) -> tuple[str, ...]:
         found.append(
             "spec.rollback.recreate: helm 4 removed pod recreation on rollback (Flux ignores "
             "the field since helm 4); remove it")
-    if spec.post_renderers:
-        found.append(
-            "spec.postRenderers: the helm CLI runs only post-renderer plugins, not Flux's "
-            "kustomize post-renderers; remove them")
     return tuple(found)
 
 
@@ -177,6 +178,12 @@ def _apply(server_side: bool, *, force: bool) -> list[str]:
 
 def _flag(flag: str, on: bool) -> list[str]:
     return [flag] if on else []
+
+
+def _post_render(plan: Path | None) -> list[str]:
+    if plan is None:
+        return []
+    return ["--post-renderer", PLUGIN_NAME, "--post-renderer-args", str(plan)]
 
 
 def _description(description: str) -> list[str]:

@@ -138,7 +138,8 @@ class Runtime:
                          storage=self.release_storage,
                          max_processes=max(1, config.release_concurrency),
                          default_service_account=config.release_service_account,
-                         live=KubeLiveObjects(kube))
+                         live=KubeLiveObjects(kube),
+                         kubectl=config.kubectl_binary)
         if self.helm.leftovers_removed:
             _log.info("helm: removed %d work directory(ies) a stopped operator left",
                       self.helm.leftovers_removed)
@@ -704,7 +705,8 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
 _STATUS_KEYS = ("observedGeneration", "observedSourceArtifactRevision", "observedChartName",
                 "observedValuesFiles", "conditions", "url", "artifact", "lastHandledReconcileAt",
                 # HelmRelease
-                "observedPostRenderersDigest", "helmChart", "storageNamespace", "history",
+                "observedPostRenderersDigest", "observedCommonMetadataDigest", "helmChart",
+                "storageNamespace", "history",
                 "lastAttemptedGeneration", "lastAttemptedRevision",
                 "lastAttemptedRevisionDigest", "lastAttemptedConfigDigest",
                 "lastAttemptedReleaseAction", "lastAppliedRevision", "failures",

@@ -69,15 +69,13 @@ REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
     ("spec.kubeConfig",
      "releases into other clusters are not supported: chartguard installs into the cluster "
      "it runs in"),
-    ("spec.postRenderers",
-     "post-renderers (kustomize patches and images) are not applied by chartguard yet"),
     ("spec.driftDetection.mode (enabled or warn)",
      "chartguard does not detect or correct drift of released objects yet"),
     ("spec.storageNamespace (other than the release namespace)",
      "the helm CLI keeps a release's records in the namespace it installs into"),
 )
 _WHY = dict(REFUSED_FIELDS)
-_CHART_REF_OCI, _KUBECONFIG, _POST_RENDERERS, _DRIFT, _STORAGE = (
+_CHART_REF_OCI, _KUBECONFIG, _DRIFT, _STORAGE = (
     field for field, _ in REFUSED_FIELDS)
 
 
@@ -161,8 +159,6 @@ def refuse_unsupported(release: HelmRelease) -> None:
     used = []
     if spec.kube_config is not None:
         used.append(_KUBECONFIG)
-    if spec.post_renderers:
-        used.append(_POST_RENDERERS)
     if spec.drift_detection_mode != "disabled":
         used.append(_DRIFT)
     if spec.storage_namespace and spec.storage_namespace != release.release_namespace:
