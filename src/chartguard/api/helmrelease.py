@@ -30,7 +30,7 @@ from chartguard.api.meta import HELM_GROUP, HELM_VERSIONS, ObjectMeta, finish, s
 from chartguard.api.verification import Verification, parse_verification
 
 KIND = "HelmRelease"
-CHART_REF_KINDS = ("OCIRepository", "HelmChart")
+CHART_REF_KINDS = ("OCIRepository", "HelmChart", "ExternalArtifact")
 CRDS_POLICIES = ("Skip", "Create", "CreateReplace")
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 DEFAULT_MAX_HISTORY = 5
@@ -49,6 +49,9 @@ NOT_SUPPORTED_YET = (
     "spec.upgrade.strategy",
     "spec.upgrade.serverSideApply",
     "spec.rollback.serverSideApply",
+    "spec.postRenderStrategy",
+    "spec.upgrade.chartNameChangeStrategy",
+    "spec.valuesFrom[].literal",
 )
 _WHY = "not supported by chartguard yet; remove it (see README, 'Not supported yet')"
 
@@ -57,6 +60,7 @@ _SPEC_FIELDS = (
     "storageNamespace", "dependsOn", "timeout", "maxHistory", "serviceAccountName",
     "persistentClient", "driftDetection", "install", "upgrade", "test", "rollback", "uninstall",
     "valuesFrom", "values", "postRenderers", "commonMetadata", "healthCheckExprs", "waitStrategy",
+    "postRenderStrategy",
 )
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -283,7 +287,8 @@ def shorten_release_name(name: str) -> str:
 
 def _spec(spec: Fields) -> HelmReleaseSpec | None:
     spec.reject_unknown(_SPEC_FIELDS, KIND)
-    spec.reject_present(("commonMetadata", "healthCheckExprs", "waitStrategy"), _WHY)
+    spec.reject_present(("commonMetadata", "healthCheckExprs", "waitStrategy",
+                         "postRenderStrategy"), _WHY)
     # the CEL rule of Flux's CRD, checked here because the API server may not
     if spec.has("chart") == spec.has("chartRef"):
         spec.error("", "either chart or chartRef must be set (exactly one of them)")
@@ -447,8 +452,11 @@ def _kube_config(spec: Fields) -> KubeConfigReference | None:
     if section is None:
         return None
     section.reject_unknown(("secretRef", "configMapRef"), "spec.kubeConfig")
+    if section.has("secretRef") == section.has("configMapRef"):  # Flux's CEL rules
+        section.error("", "exactly one of spec.kubeConfig.configMapRef or "
+                          "spec.kubeConfig.secretRef must be specified")
     section.reject_present(("configMapRef",), _WHY)
-    ref = section.section("secretRef", required=not section.has("configMapRef"))
+    ref = section.section("secretRef")
     if ref is None:
         return None
     ref.reject_unknown(("name", "key"), "spec.kubeConfig.secretRef")
@@ -507,9 +515,9 @@ def _install(s: Fields) -> Install:
 
 def _upgrade(s: Fields) -> Upgrade:
     s.reject_unknown(("timeout", "remediation", "crds", "force", "preserveValues",
-                      "cleanupOnFail", "serverSideApply", "strategy", *_ACTION_FLAGS),
-                     "spec.upgrade")
-    s.reject_present(("strategy", "serverSideApply"), _WHY)
+                      "cleanupOnFail", "serverSideApply", "strategy", "chartNameChangeStrategy",
+                      *_ACTION_FLAGS), "spec.upgrade")
+    s.reject_present(("strategy", "serverSideApply", "chartNameChangeStrategy"), _WHY)
     return Upgrade(
         timeout=s.duration("timeout"),
         remediation=_remediation(s.section("remediation"), upgrade=True),
@@ -578,8 +586,9 @@ _TARGET_PATH = re.compile(r"^([a-zA-Z0-9_\-.\\\/]|\[[0-9]{1,5}\])+$")
 
 
 def _values_reference(item: Fields) -> ValuesReference | None:
-    item.reject_unknown(("kind", "name", "valuesKey", "targetPath", "optional"),
+    item.reject_unknown(("kind", "name", "valuesKey", "targetPath", "optional", "literal"),
                         "a valuesFrom entry")
+    item.reject_present(("literal",), _WHY)
     kind = item.string("kind", required=True, enum=("Secret", "ConfigMap"))
     name = item.string("name", required=True, min_length=1, max_length=253)
     key = item.string("valuesKey", default="values.yaml", max_length=253, pattern=_VALUES_KEY)

@@ -54,9 +54,9 @@ UNSUPPORTED_SOURCE_KIND = "UnsupportedSourceKind"
 #: honoured as it stands (every helm action is its own process, so it changes nothing), and
 #: ``driftDetection.ignore`` with mode ``disabled`` has no effect, as in Flux.
 REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
-    ("spec.chartRef (kind OCIRepository)",
-     "OCIRepository sources are not served by chartguard, which installs only charts it "
-     "verified through a HelmChart; use spec.chart or chartRef kind HelmChart"),
+    ("spec.chartRef (kind OCIRepository or ExternalArtifact)",
+     "OCIRepository and ExternalArtifact sources are not served by chartguard, which installs "
+     "only charts it verified through a HelmChart; use spec.chart or chartRef kind HelmChart"),
     ("spec.kubeConfig",
      "releases into other clusters are not supported: chartguard installs into the cluster "
      "it runs in"),
@@ -144,7 +144,7 @@ def refuse_unsupported(release: HelmRelease) -> None:
     field the helm CLI cannot honour (:func:`chartguard.helm.args.unsupported`)."""
     spec = release.spec
     ref = spec.chart_ref
-    if ref is not None and ref.kind == "OCIRepository":
+    if ref is not None and ref.kind != "HelmChart":
         raise StepFailedError(c.READY, UNSUPPORTED_SOURCE_KIND,
                               f"spec.chartRef: {_WHY[_CHART_REF_OCI]}", stalled=True,
                               status=c.FALSE)

@@ -81,6 +81,9 @@ SAMPLE_VALUES = {
     "spec.upgrade.strategy": {"name": "RetryOnFailure"},
     "spec.upgrade.serverSideApply": "enabled",
     "spec.rollback.serverSideApply": "auto",
+    "spec.postRenderStrategy": "combined",
+    "spec.upgrade.chartNameChangeStrategy": "Reinstall",
+    "spec.valuesFrom[].literal": True,
 }
 
 
@@ -93,7 +96,8 @@ def test_not_supported_field_is_accepted_by_schema_and_refused_by_model(
     node = doc["spec"]
     for part in parts[:-1]:
         if part.endswith("[]"):
-            node[part[:-2]] = [{"name": "dep"}]
+            node[part[:-2]] = [{"name": "dep", "kind": "Secret"} if part == "valuesFrom[]"
+                               else {"name": "dep"}]
             node = node[part[:-2]][0]
         else:
             node = node.setdefault(part, {})
@@ -103,3 +107,19 @@ def test_not_supported_field_is_accepted_by_schema_and_refused_by_model(
         HelmRelease.from_object(doc)
     assert "not supported by chartguard yet" in caught.value.message
     assert caught.value.path.replace("[0]", "[]") == entry
+
+
+@pytest.mark.parametrize("kube_config", [{}, {"secretRef": {"name": "a"},
+                                              "configMapRef": {"name": "b"}}])
+def test_kubeconfig_takes_exactly_one_reference_as_fluxs_cel_rules(
+    crds: dict[str, Any], kube_config: dict[str, Any]
+) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["spec"]["kubeConfig"] = kube_config
+    assert [e.message for e in validate(crds, doc)[1]] == [
+        "exactly one of spec.kubeConfig.configMapRef or spec.kubeConfig.secretRef must be "
+        "specified"]
+    with pytest.raises(InvalidSpecError) as caught:
+        HelmRelease.from_object(doc)
+    assert "exactly one of spec.kubeConfig.configMapRef or spec.kubeConfig.secretRef" in \
+        caught.value.message

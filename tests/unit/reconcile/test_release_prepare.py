@@ -236,8 +236,10 @@ def test_a_failed_chart_write_is_retried_with_the_apis_words(world: World) -> No
         sync_release_chart(release(), status(f"old/{CHART}"), world.env)
 
 
-def test_an_oci_repository_chart_ref_is_stalled(world: World) -> None:
-    err = fails(release(chartRef={"kind": "OCIRepository", "name": "podinfo"}), world)
+@pytest.mark.parametrize("kind", ["OCIRepository", "ExternalArtifact"])
+def test_an_oci_repository_or_external_artifact_chart_ref_is_stalled(world: World,
+                                                                    kind: str) -> None:
+    err = fails(release(chartRef={"kind": kind, "name": "podinfo"}), world)
     assert err.stalled
     assert err.reason == UNSUPPORTED_SOURCE_KIND
     assert "not served by chartguard" in err.message
