@@ -111,37 +111,50 @@ def uninstall_args(release: HelmRelease) -> list[str]:
     return [*args, "--", release.release_name]
 
 
+#: What the helm CLI cannot honour: ``(field [qualifier], why)``; :func:`unsupported` names the
+#: ones a release uses, and the reconciler refuses it (Stalled, naming the field). The README's
+#: "Not supported yet" list holds each (tests/unit/api/test_api_flux_coverage.py).
+CLI_CANNOT_HONOUR: tuple[tuple[str, str], ...] = (
+    ("spec.storageNamespace (other than the release namespace)",
+     "the helm CLI keeps its release records in the release's namespace (helm's --namespace "
+     "is both; only the SDK's action configuration can take another one)"),
+    ("spec.kubeConfig",
+     "helm runs against the cluster the operator runs in; installing into another cluster "
+     "through a kubeconfig Secret is not supported"),
+    ("spec.install.crds (CreateReplace)",
+     "helm install creates a chart's CRDs but never replaces existing ones"),
+    ("spec.upgrade.crds (Create or CreateReplace)",
+     "helm upgrade never applies a chart's crds/ directory"),
+    ("spec.rollback.recreate",
+     "helm 4 removed pod recreation on rollback (Flux ignores the field since helm 4)"),
+    ("spec.postRenderers",
+     "the helm CLI runs only post-renderer plugins, not Flux's kustomize post-renderers"),
+)
+_CLI_WHY = dict(CLI_CANNOT_HONOUR)
+
+
 def unsupported(release: HelmRelease) -> tuple[str, ...]:
-    """``"<spec field path>: <why>"`` for each field of ``release`` the helm CLI cannot honour;
-    the reconciler refuses such a release (Stalled, naming the field)."""
+    """``"<spec field path>: <why>"`` for each field of ``release`` the helm CLI cannot honour
+    (:data:`CLI_CANNOT_HONOUR`); the reconciler refuses such a release (Stalled, naming the
+    field)."""
     spec = release.spec
-    found: list[str] = []
+    used: list[tuple[str, str]] = []
     if spec.storage_namespace and spec.storage_namespace != release.release_namespace:
-        found.append(
-            "spec.storageNamespace: the helm CLI keeps its release records in the release's "
-            f"namespace ({release.release_namespace}); remove storageNamespace or set it to "
-            "that namespace")
+        used.append(("spec.storageNamespace (other than the release namespace)",
+                     f"; remove storageNamespace or set it to that namespace "
+                     f"({release.release_namespace})"))
     if spec.kube_config is not None:
-        found.append(
-            "spec.kubeConfig: helm runs against the cluster the operator runs in; installing "
-            "into another cluster through a kubeconfig Secret is not supported; remove it")
+        used.append(("spec.kubeConfig", "; remove it"))
     if spec.install.crds == "CreateReplace" and not spec.install.skip_crds:
-        found.append(
-            "spec.install.crds: helm install creates a chart's CRDs but never replaces existing "
-            "ones (CreateReplace); use Create or Skip")
+        used.append(("spec.install.crds (CreateReplace)", " (CreateReplace); use Create or Skip"))
     if spec.upgrade.crds in ("Create", "CreateReplace"):
-        found.append(
-            f"spec.upgrade.crds: helm upgrade never applies a chart's crds/ directory "
-            f"({spec.upgrade.crds}); use Skip")
+        used.append(("spec.upgrade.crds (Create or CreateReplace)",
+                     f" ({spec.upgrade.crds}); use Skip"))
     if spec.rollback.recreate:
-        found.append(
-            "spec.rollback.recreate: helm 4 removed pod recreation on rollback (Flux ignores "
-            "the field since helm 4); remove it")
+        used.append(("spec.rollback.recreate", "; remove it"))
     if spec.post_renderers:
-        found.append(
-            "spec.postRenderers: the helm CLI runs only post-renderer plugins, not Flux's "
-            "kustomize post-renderers; remove them")
-    return tuple(found)
+        used.append(("spec.postRenderers", "; remove them"))
+    return tuple(f"{field.split(' ')[0]}: {_CLI_WHY[field]}{tail}" for field, tail in used)
 
 
 def _common(release: HelmRelease, action: str) -> list[str]:
