@@ -118,9 +118,6 @@ CLI_CANNOT_HONOUR: tuple[tuple[str, str], ...] = (
     ("spec.storageNamespace (other than the release namespace)",
      "the helm CLI keeps its release records in the release's namespace (helm's --namespace "
      "is both; only the SDK's action configuration can take another one)"),
-    ("spec.kubeConfig",
-     "helm runs against the cluster the operator runs in; installing into another cluster "
-     "through a kubeconfig Secret is not supported"),
     ("spec.install.crds (CreateReplace)",
      "helm install creates a chart's CRDs but never replaces existing ones"),
     ("spec.upgrade.crds (Create or CreateReplace)",
@@ -143,8 +140,6 @@ def unsupported(release: HelmRelease) -> tuple[str, ...]:
         used.append(("spec.storageNamespace (other than the release namespace)",
                      f"; remove storageNamespace or set it to that namespace "
                      f"({release.release_namespace})"))
-    if spec.kube_config is not None:
-        used.append(("spec.kubeConfig", "; remove it"))
     if spec.install.crds == "CreateReplace" and not spec.install.skip_crds:
         used.append(("spec.install.crds (CreateReplace)", " (CreateReplace); use Create or Skip"))
     if spec.upgrade.crds in ("Create", "CreateReplace"):

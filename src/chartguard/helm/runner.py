@@ -22,6 +22,7 @@ revision as stored after the action.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -84,7 +85,11 @@ class Helm:
         #: "namespace/name" of the ServiceAccount helm acts as for releases that name none
         #: (``chartguard run --release-service-account``); "": the operator's own identity
         self.default_service_account = default_service_account
+        #: a kubeconfig file helm runs with (``--kubeconfig``): a remote cluster's
+        #: (:meth:`for_cluster`); None: the caller's KUBECONFIG or in-cluster configuration
+        self.kubeconfig: Path | None = None
         self.processes = 0
+        self._root = self
         self._count = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_processes)
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -96,6 +101,24 @@ class Helm:
         self.env = {key: value for key, value in caller.items() if not key.startswith("HELM_")}
         self.env.update({key: str(home / name) for key, name in _HOMES.items()})
         self.env["HELM_DRIVER"] = "secret"
+
+    def for_cluster(self, kubeconfig: Path, storage: ReleaseStorage) -> Helm:
+        """This helm (its home, process slots and count) acting on another cluster: every
+        run gets ``--kubeconfig kubeconfig`` and ``storage`` reads that cluster's records.
+        ``--release-service-account`` names an account of the operator's cluster, so it is not
+        impersonated there; ``spec.serviceAccountName`` is, as Flux does with a kubeConfig."""
+        view = copy.copy(self)
+        view.kubeconfig = kubeconfig
+        view.storage = storage
+        view.default_service_account = ""
+        return view
+
+    @contextlib.contextmanager
+    def private_dir(self, purpose: str) -> Iterator[Path]:
+        """A private (0700) directory under helm's home, removed afterwards (and, when a killed
+        operator could not, by the next one as it starts)."""
+        with self._workdir(purpose) as work:
+            yield work
 
     # --- the actions --------------------------------------------------------------------------
 
@@ -184,6 +207,8 @@ class Helm:
         if self.default_service_account and not release.spec.service_account_name:
             # a flag: before the "--" that ends helm's flags
             argv = ["--kube-as-user", self.identity(release), *argv]
+        if self.kubeconfig is not None:
+            argv = ["--kubeconfig", str(self.kubeconfig), *argv]
         with self._slots:
             started = time.monotonic()
             try:
@@ -219,7 +244,7 @@ class Helm:
                                     f"({escape(exc.strerror or exc)}); install helm 4 or "
                                     "point the operator at it", storage_changed=False) from exc
         with self._count:
-            self.processes += 1
+            self._root.processes += 1
         try:
             _, err = proc.communicate(timeout=seconds)
         except subprocess.TimeoutExpired:
@@ -320,3 +345,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (it must not exist) readable by this user only (0600) holding ``data``."""
+    with _create_private(path) as out:
+        out.write(data)

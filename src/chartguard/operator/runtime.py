@@ -33,12 +33,14 @@ from chartguard.api.meta import HELM_GROUP, SOURCE_GROUP
 from chartguard.api.status import HelmChartStatus, HelmReleaseStatus, HelmRepositoryStatus
 from chartguard.helm.runner import Helm
 from chartguard.operator.caches import ConfigMaps, Index, Objects, Secrets, Sources
+from chartguard.operator.clusters import KubeRemoteClusters
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import RETRIABLE, Kube, KubeError
 from chartguard.operator.releases import KubeCharts, KubeReleaseStorage, ReleaseStorageError
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
+from chartguard.reconcile.kubeconfig import KubeConfigOptions
 from chartguard.reconcile.outcome import (
     INVALID_SPEC,
     WaitingError,
@@ -138,6 +140,10 @@ class Runtime:
                       self.helm.leftovers_removed)
         self.release_env = ReleaseEnv(
             helm=self.helm, storage=self.release_storage,
+            clusters=KubeRemoteClusters(self.helm),
+            kubeconfig_options=KubeConfigOptions(
+                insecure_exec=config.insecure_kubeconfig_exec,
+                insecure_tls=config.insecure_kubeconfig_tls),
             prepare=PrepareEnv(
                 charts=Sources(self.charts, kube, CHARTS),
                 chart_writer=KubeCharts(kube, self.charts),

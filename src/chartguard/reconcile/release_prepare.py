@@ -57,9 +57,6 @@ REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
     ("spec.chartRef (kind OCIRepository or ExternalArtifact)",
      "OCIRepository and ExternalArtifact sources are not served by chartguard, which installs "
      "only charts it verified through a HelmChart; use spec.chart or chartRef kind HelmChart"),
-    ("spec.kubeConfig",
-     "releases into other clusters are not supported: chartguard installs into the cluster "
-     "it runs in"),
     ("spec.postRenderers",
      "post-renderers (kustomize patches and images) are not applied by chartguard yet"),
     ("spec.driftDetection.mode (enabled or warn)",
@@ -68,7 +65,7 @@ REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
      "the helm CLI keeps a release's records in the namespace it installs into"),
 )
 _WHY = dict(REFUSED_FIELDS)
-_CHART_REF_OCI, _KUBECONFIG, _POST_RENDERERS, _DRIFT, _STORAGE = (
+_CHART_REF_OCI, _POST_RENDERERS, _DRIFT, _STORAGE = (
     field for field, _ in REFUSED_FIELDS)
 
 
@@ -149,8 +146,6 @@ def refuse_unsupported(release: HelmRelease) -> None:
                               f"spec.chartRef: {_WHY[_CHART_REF_OCI]}", stalled=True,
                               status=c.FALSE)
     used = []
-    if spec.kube_config is not None:
-        used.append(_KUBECONFIG)
     if spec.post_renderers:
         used.append(_POST_RENDERERS)
     if spec.drift_detection_mode != "disabled":
@@ -273,9 +268,11 @@ def release_refs(release: HelmRelease) -> ReleaseRefs:
     """Every object ``release``'s spec makes it read."""
     namespace = release.metadata.namespace
     key = release_chart_key(release)
+    kubeconfig = release.spec.kube_config
     return ReleaseRefs(
-        secrets=frozenset((namespace, r.name) for r in release.spec.values_from
-                          if r.kind == "Secret"),
+        secrets=frozenset([*((namespace, r.name) for r in release.spec.values_from
+                             if r.kind == "Secret"),
+                           *([(namespace, kubeconfig.secret_name)] if kubeconfig else [])]),
         configmaps=frozenset((namespace, r.name) for r in release.spec.values_from
                              if r.kind == "ConfigMap"),
         charts=frozenset({key} if key else ()),

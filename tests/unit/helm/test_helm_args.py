@@ -199,8 +199,8 @@ def test_unsupported_names_each_field_the_cli_cannot_honour() -> None:
       postRenderers: [{kustomize: {images: [{name: nginx, newTag: "1.25"}]}}]
     """))
     assert [item.split(":", 1)[0] for item in found] == [
-        "spec.storageNamespace", "spec.kubeConfig", "spec.install.crds", "spec.upgrade.crds",
-        "spec.rollback.recreate", "spec.postRenderers"]
+        "spec.storageNamespace", "spec.install.crds", "spec.upgrade.crds",
+        "spec.rollback.recreate", "spec.postRenderers"]  # kubeConfig: --kubeconfig
     assert all(len(item.split(": ", 1)[1]) > 20 for item in found)  # each says why
     assert "(apps)" in found[0]
 

@@ -248,7 +248,6 @@ def test_an_oci_repository_or_external_artifact_chart_ref_is_stalled(world: Worl
 
 
 @pytest.mark.parametrize(("spec", "field"), [
-    ({"kubeConfig": {"secretRef": {"name": "remote"}}}, "spec.kubeConfig"),
     ({"postRenderers": [{"kustomize": {"images": [{"name": "nginx", "newTag": "1"}]}}]},
      "spec.postRenderers"),
     ({"driftDetection": {"mode": "enabled"}}, "spec.driftDetection.mode"),
@@ -283,9 +282,8 @@ def test_what_the_helm_cli_cannot_do_is_refused_the_same_way(world: World, spec:
 
 
 def test_every_refused_field_is_named_at_once(world: World) -> None:
-    err = fails(release(kubeConfig={"secretRef": {"name": "remote"}},
-                        driftDetection={"mode": "warn"}), world)
-    assert "spec.kubeConfig is not supported" in err.message
+    err = fails(release(storageNamespace="elsewhere", driftDetection={"mode": "warn"}), world)
+    assert "spec.storageNamespace is not supported" in err.message
     assert "spec.driftDetection.mode is not supported" in err.message
 
 
@@ -295,6 +293,7 @@ def test_every_refused_field_is_named_at_once(world: World) -> None:
     {"driftDetection": {"mode": "disabled", "ignore": [{"paths": ["/spec/replicas"]}]}},
     {"storageNamespace": NS},
     {"targetNamespace": "podinfo", "storageNamespace": "podinfo"},
+    {"kubeConfig": {"secretRef": {"name": "remote"}}},  # helm --kubeconfig (release_flow)
 ])
 def test_fields_chartguard_honours_or_that_change_nothing_are_accepted(world: World,
                                                                 spec: dict[str, Any]) -> None:
