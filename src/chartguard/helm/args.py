@@ -48,8 +48,8 @@ def install_args(release: HelmRelease, chart: Path, values: Path, *,
             "--force-conflicts", "--values", str(values)]
     if release.spec.target_namespace and install.create_namespace:
         args.append("--create-namespace")  # Flux honours it only with a targetNamespace
-    if install.crds == "Skip" or install.skip_crds:
-        args.append("--skip-crds")
+    if install.crds in ("Skip", "CreateReplace") or install.skip_crds:
+        args.append("--skip-crds")  # CreateReplace: applied before (chartguard.helm.crds)
     args += _flag("--no-hooks", install.disable_hooks)
     args += _flag("--disable-openapi-validation", install.disable_openapi_validation)
     args += _flag("--skip-schema-validation", install.disable_schema_validation)
@@ -75,6 +75,13 @@ def upgrade_args(release: HelmRelease, chart: Path, values: Path, *, server_side
     args += _flag("--cleanup-on-fail", upgrade.cleanup_on_fail)
     args += _description(description)
     return [*args, "--", release.release_name, str(chart)]
+
+
+def template_crds_args(release: HelmRelease, chart: Path, values: Path) -> list[str]:
+    """``helm template --include-crds``: the chart's CRDs of the subcharts these values enable
+    (client-side only; :mod:`chartguard.helm.crds` keeps the documents of crds/ files)."""
+    return ["template", "--namespace", release.release_namespace, "--include-crds",
+            "--values", str(values), "--", release.release_name, str(chart)]
 
 
 def test_args(release: HelmRelease) -> list[str]:
@@ -118,10 +125,6 @@ CLI_CANNOT_HONOUR: tuple[tuple[str, str], ...] = (
     ("spec.storageNamespace (other than the release namespace)",
      "the helm CLI keeps its release records in the release's namespace (helm's --namespace "
      "is both; only the SDK's action configuration can take another one)"),
-    ("spec.install.crds (CreateReplace)",
-     "helm install creates a chart's CRDs but never replaces existing ones"),
-    ("spec.upgrade.crds (Create or CreateReplace)",
-     "helm upgrade never applies a chart's crds/ directory"),
     ("spec.rollback.recreate",
      "helm 4 removed pod recreation on rollback (Flux ignores the field since helm 4)"),
     ("spec.postRenderers",
@@ -140,11 +143,6 @@ def unsupported(release: HelmRelease) -> tuple[str, ...]:
         used.append(("spec.storageNamespace (other than the release namespace)",
                      f"; remove storageNamespace or set it to that namespace "
                      f"({release.release_namespace})"))
-    if spec.install.crds == "CreateReplace" and not spec.install.skip_crds:
-        used.append(("spec.install.crds (CreateReplace)", " (CreateReplace); use Create or Skip"))
-    if spec.upgrade.crds in ("Create", "CreateReplace"):
-        used.append(("spec.upgrade.crds (Create or CreateReplace)",
-                     f" ({spec.upgrade.crds}); use Skip"))
     if spec.rollback.recreate:
         used.append(("spec.rollback.recreate", "; remove it"))
     if spec.post_renderers:

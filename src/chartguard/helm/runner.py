@@ -42,6 +42,7 @@ from typing import Any, BinaryIO, cast
 from chartguard import metrics
 from chartguard.api.helmrelease import HelmRelease
 from chartguard.helm import args as helm_args
+from chartguard.helm.crds import CRDApplier, CRDError, chart_crds
 from chartguard.helm.errors import ChartDigestMismatchError, HelmError, summarize
 from chartguard.helm.release import ReleaseStorage, StoredRelease, newest
 from chartguard.leftovers import left_behind, owner_tag
@@ -75,7 +76,8 @@ class Helm:
 
     def __init__(self, *, binary: str, home: Path, storage: ReleaseStorage,
                  env: Mapping[str, str] | None = None, max_processes: int = 4,
-                 grace: timedelta = DEFAULT_GRACE, default_service_account: str = "") -> None:
+                 grace: timedelta = DEFAULT_GRACE, default_service_account: str = "",
+                 crds: CRDApplier | None = None) -> None:
         if max_processes < 1:
             raise ValueError(f"max_processes must be 1 or more, not {max_processes}")
         self.binary = binary
@@ -88,6 +90,9 @@ class Helm:
         #: a kubeconfig file helm runs with (``--kubeconfig``): a remote cluster's
         #: (:meth:`for_cluster`); None: the caller's KUBECONFIG or in-cluster configuration
         self.kubeconfig: Path | None = None
+        #: applies a chart's CRDs where helm's CLI will not (Flux's CRD policies); None: such a
+        #: policy fails the action
+        self.crds = crds
         self.processes = 0
         self._root = self
         self._count = threading.Lock()
@@ -102,7 +107,8 @@ class Helm:
         self.env.update({key: str(home / name) for key, name in _HOMES.items()})
         self.env["HELM_DRIVER"] = "secret"
 
-    def for_cluster(self, kubeconfig: Path, storage: ReleaseStorage) -> Helm:
+    def for_cluster(self, kubeconfig: Path, storage: ReleaseStorage,
+                    crds: CRDApplier | None = None) -> Helm:
         """This helm (its home, process slots and count) acting on another cluster: every
         run gets ``--kubeconfig kubeconfig`` and ``storage`` reads that cluster's records.
         ``--release-service-account`` names an account of the operator's cluster, so it is not
@@ -111,6 +117,7 @@ class Helm:
         view.kubeconfig = kubeconfig
         view.storage = storage
         view.default_service_account = ""
+        view.crds = crds
         return view
 
     @contextlib.contextmanager
@@ -127,6 +134,9 @@ class Helm:
         with self._workdir("install") as work:
             copy = self._copy_chart("install", chart, work)
             values_file = _write_values("install", values, work)
+            install = release.spec.install
+            if install.crds == "CreateReplace" and not install.skip_crds:
+                self._apply_crds("install", release, copy, values_file, replace=True)
             argv = helm_args.install_args(release, copy, values_file, description=description)
             return self._changing("install", release, argv)
 
@@ -135,6 +145,10 @@ class Helm:
         with self._workdir("upgrade") as work:
             copy = self._copy_chart("upgrade", chart, work)
             values_file = _write_values("upgrade", values, work)
+            policy = release.spec.upgrade.crds
+            if policy in ("Create", "CreateReplace"):
+                self._apply_crds("upgrade", release, copy, values_file,
+                                 replace=policy == "CreateReplace")
             before = self._history(release)
             current = newest(before)
             argv = helm_args.upgrade_args(
@@ -235,10 +249,17 @@ class Helm:
         return after
 
     def _process(self, action: str, argv: list[str], seconds: float) -> tuple[int, str, bool]:
+        returncode, err, expired, _ = self._process_output(action, argv, seconds, stdout=False)
+        return returncode, err, expired
+
+    def _process_output(self, action: str, argv: list[str], seconds: float, *,
+                        stdout: bool) -> tuple[int, str, bool, str]:
+        """(exit code, stderr's tail, stopped at its timeout, stdout if asked for)."""
         try:
             proc = subprocess.Popen(
                 [self.binary, *argv], env=self.env, cwd=self.home / "tmp",
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if stdout else subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as exc:
             raise HelmError(action, f"the helm binary {escape(self.binary)} cannot be run "
                                     f"({escape(exc.strerror or exc)}); install helm 4 or "
@@ -246,14 +267,40 @@ class Helm:
         with self._count:
             self._root.processes += 1
         try:
-            _, err = proc.communicate(timeout=seconds)
+            out, err = proc.communicate(timeout=seconds)
         except subprocess.TimeoutExpired:
             _stop(proc)
-            return -1, "", True
+            return -1, "", True, ""
         except BaseException:
             _stop(proc)
             raise
-        return proc.returncode, err[-_MAX_STDERR:].decode("utf-8", "replace"), False
+        return (proc.returncode, err[-_MAX_STDERR:].decode("utf-8", "replace"), False,
+                (out or b"").decode("utf-8", "replace"))
+
+    def _apply_crds(self, action: str, release: HelmRelease, chart: Path, values: Path, *,
+                    replace: bool) -> None:
+        """Flux's CRD policy before ``action``: the chart's crds/ (as ``helm template
+        --include-crds`` prints them with these values) created, or with ``replace`` applied,
+        as the identity helm acts as. Nothing of helm's storage changes here."""
+        if self.crds is None:
+            raise HelmError(action, "failed to apply CustomResourceDefinitions: no Kubernetes "
+                                    "client to apply them with", storage_changed=False)
+        argv = helm_args.template_crds_args(release, chart, values)
+        seconds = (helm_args.action_timeout(release, action) + self.grace).total_seconds()
+        with self._slots:
+            returncode, err, expired, rendered = self._process_output(action, argv, seconds,
+                                                                      stdout=True)
+        if expired or returncode != 0:
+            raise HelmError(action, "failed to read the chart's CustomResourceDefinitions: "
+                                    f"{summarize(err) if not expired else 'helm timed out'}",
+                            storage_changed=False)
+        try:
+            crds = chart_crds(rendered)
+            if crds:
+                self.crds.apply(crds, replace=replace, as_user=self.identity(release))
+        except CRDError as err:
+            raise HelmError(action, f"failed to apply CustomResourceDefinitions: {err}",
+                            storage_changed=False) from None
 
     def _history(self, release: HelmRelease) -> list[StoredRelease]:
         return self.storage.history(release.release_namespace, release.release_name)

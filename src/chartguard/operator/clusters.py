@@ -28,7 +28,7 @@ from chartguard.helm.errors import HelmError
 from chartguard.helm.release import ReleaseStorage
 from chartguard.helm.runner import Helm, write_private_file
 from chartguard.operator.kube import FIELD_MANAGER, Kube
-from chartguard.operator.releases import KubeReleaseStorage
+from chartguard.operator.releases import KubeCRDs, KubeReleaseStorage
 from chartguard.reconcile.kubeconfig import ClusterConnectError, RemoteKubeConfig
 from chartguard.reconcile.seams import HelmActions
 from chartguard.untrusted import escape
@@ -64,9 +64,9 @@ class KubeRemoteClusters:
                                           f"({escape(err.strerror or type(err).__name__)})"
                                           ) from None
             client.user_agent = f"{FIELD_MANAGER}/{__version__}"
-            storage = KubeReleaseStorage(Kube(client, timeout=self._timeout,
-                                              retries=REMOTE_RETRIES))
-            yield self._helm.for_cluster(kubeconfig, storage), storage
+            kube = Kube(client, timeout=self._timeout, retries=REMOTE_RETRIES)
+            storage = KubeReleaseStorage(kube)
+            yield self._helm.for_cluster(kubeconfig, storage, KubeCRDs(kube)), storage
         finally:
             if client is not None:
                 with contextlib.suppress(Exception):

@@ -37,6 +37,7 @@ from chartguard.api.meta import SOURCE_GROUP
 from chartguard.untrusted import escape
 
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
 JSON_PATCH = "application/json-patch+json"
 COMPONENT = "chartguard"
 #: the manager of every field chartguard writes (metadata.managedFields)
@@ -88,6 +89,7 @@ class Kube:
         self.api = api
         self._custom = kubernetes.client.CustomObjectsApi(api)
         self._core = kubernetes.client.CoreV1Api(api)
+        self._crds = kubernetes.client.ApiextensionsV1Api(api)
         self._timeout = timeout
         self._retries = retries
         self._host = socket.gethostname()
@@ -200,7 +202,30 @@ class Kube:
         items = body.get("items") if isinstance(body, dict) else None
         return [item for item in items or [] if isinstance(item, dict)]
 
+    def get_crd(self, name: str, *, as_user: str = "") -> dict[str, Any] | None:
+        """A CustomResourceDefinition (as ``as_user`` when given); None when absent."""
+        try:
+            body: dict[str, Any] = self._call(
+                f"CustomResourceDefinition {name}", self._crds.read_custom_resource_definition,
+                name, _headers=_impersonate(as_user))
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return body
+
     # -- writes ----------------------------------------------------------------------------
+
+    def apply_crd(self, body: Mapping[str, Any], *, as_user: str = "") -> dict[str, Any]:
+        """Server-side apply of a CustomResourceDefinition as chartguard, conflicts forced (as
+        helm-controller applies a chart's CRDs), as ``as_user`` when given."""
+        name = str((body.get("metadata") or {}).get("name", ""))
+        stored: dict[str, Any] = self._call(
+            f"apply CustomResourceDefinition {name}",
+            self._crds.patch_custom_resource_definition, name, dict(body),
+            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_PATCH,
+            _headers=_impersonate(as_user))
+        return stored
 
     def patch_status(self, group: str, version: str, plural: str, namespace: str, name: str,
                      status: Mapping[str, Any], *,
@@ -285,6 +310,10 @@ class Kube:
         }
         self._call(f"Event {reason} in {namespace}", self._core.create_namespaced_event,
                    namespace, event)
+
+
+def _impersonate(as_user: str) -> dict[str, str] | None:
+    return {"Impersonate-User": as_user} if as_user else None
 
 
 def backoff(attempt: int, server_asked: float | None) -> float:

@@ -36,7 +36,12 @@ from chartguard.operator.caches import ConfigMaps, Index, Objects, Secrets, Sour
 from chartguard.operator.clusters import KubeRemoteClusters
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import RETRIABLE, Kube, KubeError
-from chartguard.operator.releases import KubeCharts, KubeReleaseStorage, ReleaseStorageError
+from chartguard.operator.releases import (
+    KubeCharts,
+    KubeCRDs,
+    KubeReleaseStorage,
+    ReleaseStorageError,
+)
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
@@ -134,6 +139,7 @@ class Runtime:
         self.helm = Helm(binary=config.helm_binary, home=self._helm_home,
                          storage=self.release_storage,
                          max_processes=max(1, config.release_concurrency),
+                         crds=KubeCRDs(kube),
                          default_service_account=config.release_service_account)
         if self.helm.leftovers_removed:
             _log.info("helm: removed %d work directory(ies) a stopped operator left",

@@ -266,8 +266,6 @@ def test_refused_fields_stall_naming_the_field(world: World, spec: dict[str, Any
 
 
 @pytest.mark.parametrize(("spec", "field"), [
-    ({"upgrade": {"crds": "Create"}}, "spec.upgrade.crds"),
-    ({"install": {"crds": "CreateReplace"}}, "spec.install.crds"),
     ({"rollback": {"recreate": True}}, "spec.rollback.recreate"),
 ])
 def test_what_the_helm_cli_cannot_do_is_refused_the_same_way(world: World, spec: dict[str, Any],
@@ -294,6 +292,7 @@ def test_every_refused_field_is_named_at_once(world: World) -> None:
     {"storageNamespace": NS},
     {"targetNamespace": "podinfo", "storageNamespace": "podinfo"},
     {"kubeConfig": {"secretRef": {"name": "remote"}}},  # helm --kubeconfig (release_flow)
+    {"install": {"crds": "CreateReplace"}, "upgrade": {"crds": "Create"}},  # helm.crds
 ])
 def test_fields_chartguard_honours_or_that_change_nothing_are_accepted(world: World,
                                                                 spec: dict[str, Any]) -> None:
