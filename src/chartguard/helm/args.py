@@ -123,8 +123,10 @@ def uninstall_args(release: HelmRelease) -> list[str]:
 #: "Not supported yet" list holds each (tests/unit/api/test_api_flux_coverage.py).
 CLI_CANNOT_HONOUR: tuple[tuple[str, str], ...] = (
     ("spec.storageNamespace (other than the release namespace)",
-     "the helm CLI keeps its release records in the release's namespace (helm's --namespace "
-     "is both; only the SDK's action configuration can take another one)"),
+     "the helm CLI keeps its release records in the namespace it installs into: it "
+     "initialises its storage with the same --namespace (action.Configuration.Init(getter, "
+     "settings.Namespace(), HELM_DRIVER)), and no flag or variable separates the two; only "
+     "helm's Go SDK, as helm-controller uses it, can"),
     ("spec.rollback.recreate",
      "helm 4 removed pod recreation on rollback (Flux ignores the field since helm 4)"),
     ("spec.postRenderers",
