@@ -42,7 +42,6 @@ NOT_SUPPORTED_YET = (
     "spec.commonMetadata",
     "spec.healthCheckExprs",
     "spec.waitStrategy",
-    "spec.kubeConfig.configMapRef",
     "spec.dependsOn[].readyExpr",
     "spec.install.strategy",
     "spec.install.serverSideApply",
@@ -187,8 +186,12 @@ class DependencyReference:
 
 @dataclass(frozen=True)
 class KubeConfigReference:
-    secret_name: str
+    """``spec.kubeConfig``: a Secret holding a kubeconfig (``secret_name``, ``key``), or a
+    ConfigMap of workload-identity settings (``configmap_name``); exactly one."""
+
+    secret_name: str = ""
     key: str = ""
+    configmap_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -455,7 +458,11 @@ def _kube_config(spec: Fields) -> KubeConfigReference | None:
     if section.has("secretRef") == section.has("configMapRef"):  # Flux's CEL rules
         section.error("", "exactly one of spec.kubeConfig.configMapRef or "
                           "spec.kubeConfig.secretRef must be specified")
-    section.reject_present(("configMapRef",), _WHY)
+    configmap = section.section("configMapRef")
+    if configmap is not None:
+        configmap.reject_unknown(("name",), "spec.kubeConfig.configMapRef")
+        name = configmap.string("name", required=True, min_length=1)
+        return KubeConfigReference(configmap_name=name) if name else None
     ref = section.section("secretRef")
     if ref is None:
         return None

@@ -216,6 +216,20 @@ class Kube:
 
     # -- writes ----------------------------------------------------------------------------
 
+    def create_token(self, namespace: str, name: str, audiences: list[str],
+                     expiration: int = 3600) -> str:
+        """A token of ServiceAccount ``namespace/name`` from the TokenRequest API."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": audiences, "expirationSeconds": expiration}}
+        answer: dict[str, Any] = self._call(
+            f"token of ServiceAccount {namespace}/{name}",
+            self._core.create_namespaced_service_account_token, name, namespace, body)
+        token = (answer.get("status") or {}).get("token")
+        if not isinstance(token, str) or not token:
+            raise KubeError(f"token of ServiceAccount {namespace}/{name}: no token in the "
+                            "answer")
+        return token
+
     def apply_crd(self, body: Mapping[str, Any], *, as_user: str = "") -> dict[str, Any]:
         """Server-side apply of a CustomResourceDefinition as chartguard, conflicts forced (as
         helm-controller applies a chart's CRDs), as ``as_user`` when given."""

@@ -33,7 +33,7 @@ from chartguard.api.meta import HELM_GROUP, SOURCE_GROUP
 from chartguard.api.status import HelmChartStatus, HelmReleaseStatus, HelmRepositoryStatus
 from chartguard.helm.runner import Helm
 from chartguard.operator.caches import ConfigMaps, Index, Objects, Secrets, Sources
-from chartguard.operator.clusters import KubeRemoteClusters
+from chartguard.operator.clusters import KubeRemoteClusters, KubeTokens
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import RETRIABLE, Kube, KubeError
 from chartguard.operator.releases import (
@@ -146,7 +146,7 @@ class Runtime:
                       self.helm.leftovers_removed)
         self.release_env = ReleaseEnv(
             helm=self.helm, storage=self.release_storage,
-            clusters=KubeRemoteClusters(self.helm),
+            clusters=KubeRemoteClusters(self.helm), tokens=KubeTokens(kube),
             kubeconfig_options=KubeConfigOptions(
                 insecure_exec=config.insecure_kubeconfig_exec,
                 insecure_tls=config.insecure_kubeconfig_tls),

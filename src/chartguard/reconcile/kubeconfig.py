@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,7 +28,10 @@ from urllib.parse import urlsplit
 from chartguard.api import HelmRelease
 from chartguard.helm.release import ReleaseStorage
 from chartguard.reconcile._values_yaml import ValuesDocumentError, load_values
+from chartguard.reconcile.release_prepare import CLOUD_WORKLOAD_IDENTITY, REFUSED_FIELDS
 from chartguard.reconcile.seams import (
+    ConfigMapNotFoundError,
+    ConfigMapReader,
     HelmActions,
     SecretNotFoundError,
     SecretReader,
@@ -70,12 +73,31 @@ class KubeConfigError(Exception):
 
 
 class KubeConfigSecretNotFoundError(KubeConfigError):
-    """The kubeConfig Secret does not exist (a deletion then skips the uninstall, as Flux)."""
+    """The kubeConfig Secret (or ConfigMap) does not exist (a deletion then skips the
+    uninstall, as Flux)."""
 
 
 class ClusterConnectError(Exception):
     """No client for the remote cluster could be made from its kubeconfig (a bad certificate or
     key, an exec plugin that failed); the message says why, never what the kubeconfig holds."""
+
+
+class TokenRequestError(Exception):
+    """A ServiceAccount token could not be had; the message says why (never a token)."""
+
+
+class ServiceAccountTokens(Protocol):
+    """The TokenRequest API of the operator's cluster (fluxcd/pkg auth's generic provider)."""
+
+    def token(self, namespace: str, name: str, audiences: Sequence[str]) -> str:
+        """A token of ServiceAccount ``namespace/name`` for ``audiences``;
+        ``TokenRequestError`` when the API refuses it."""
+        ...
+
+    def own_account(self) -> tuple[str, str]:
+        """(namespace, name) of the operator's own ServiceAccount (in a pod, from its mounted
+        token); ``TokenRequestError`` when it runs as none."""
+        ...
 
 
 class RemoteClusters(Protocol):
@@ -166,7 +188,9 @@ class RemoteKubeConfig:
 def secret_ref(release: HelmRelease) -> tuple[str, str] | None:
     """(namespace, name) of the kubeconfig Secret, or None."""
     ref = release.spec.kube_config
-    return (release.metadata.namespace, ref.secret_name) if ref is not None else None
+    if ref is None or not ref.secret_name:
+        return None
+    return release.metadata.namespace, ref.secret_name
 
 
 def remote_kubeconfig(release: HelmRelease, secrets: SecretReader,
@@ -198,6 +222,71 @@ def remote_kubeconfig(release: HelmRelease, secrets: SecretReader,
     except KubeConfigError as err:
         raise KubeConfigError(f"failed to load KubeConfig from secret '{escape(name)}': "
                               f"{err}") from None
+
+
+#: the ConfigMap keys of a workload-identity kubeconfig (fluxcd/pkg apis/meta KubeConfigKey*)
+PROVIDER, CLUSTER, ADDRESS, CA_CERT, SERVICE_ACCOUNT, AUDIENCES = (
+    "provider", "cluster", "address", "ca.crt", "serviceAccountName", "audiences")
+GENERIC = "generic"
+CLOUD_PROVIDERS = ("aws", "azure", "gcp")
+
+
+def workload_identity_kubeconfig(release: HelmRelease, configmaps: ConfigMapReader,
+                                 tokens: ServiceAccountTokens) -> RemoteKubeConfig:
+    """fluxcd/pkg ``auth/utils.GetRESTConfig`` for ``spec.kubeConfig.configMapRef``, provider
+    ``generic``: the cluster at ``address`` (https; port 443 unless given) with ``ca.crt``,
+    reached with a token of ``serviceAccountName`` (in the HelmRelease's namespace; without
+    one, the operator's own ServiceAccount) for ``audiences`` (one a line; default the
+    address), from the operator cluster's TokenRequest API. The cloud providers are refused
+    (they need their cloud's identity service). ``KubeConfigError`` in Flux's words."""
+    ref = release.spec.kube_config
+    assert ref is not None
+    namespace = release.metadata.namespace
+    name = f"{namespace}/{ref.configmap_name}"
+    try:
+        data = configmaps.get(namespace, ref.configmap_name)
+    except ConfigMapNotFoundError:
+        raise KubeConfigSecretNotFoundError(f"failed to get configmap {escape(name)}: "
+                                            "configmap not found") from None
+    provider = data.get(PROVIDER, "")
+    if provider in CLOUD_PROVIDERS:
+        raise KubeConfigError(f"provider '{provider}' is not supported by chartguard: "
+                              f"{dict(REFUSED_FIELDS)[CLOUD_WORKLOAD_IDENTITY]}")
+    if provider != GENERIC:
+        raise KubeConfigError(f"provider '{escape(provider)}' not implemented")
+    address = data.get(ADDRESS, "")
+    if not address:
+        raise KubeConfigError("cluster address is required to create a REST config")
+    host = parse_cluster_address(address)
+    audiences = [a.strip() for a in data.get(AUDIENCES, "").split("\n") if a.strip()]
+    account = data.get(SERVICE_ACCOUNT, "")
+    try:
+        if account:
+            token = tokens.token(namespace, account, audiences or [host])
+        else:
+            own = tokens.own_account()
+            token = tokens.token(own[0], own[1], audiences or [host])
+    except TokenRequestError as err:
+        raise KubeConfigError(f"failed to get access token for cluster: {err}") from None
+    return RemoteKubeConfig(server=host, ca_data=data.get(CA_CERT, "").encode(), token=token,
+                            source=f"ConfigMap {name}")
+
+
+def parse_cluster_address(address: str) -> str:
+    """fluxcd/pkg ``auth.ParseClusterAddress``: ``https://`` added when no scheme is given,
+    https required, port 443 when none, the host lower-cased."""
+    if not address.startswith("http"):
+        address = f"https://{address}"
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError:
+        raise KubeConfigError(f"failed to parse cluster address '{escape(address)}'") from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise KubeConfigError(f"the Kubernetes API server address '{escape(address)}' must "
+                              "use https scheme")
+    host = parts.netloc.rpartition("@")[2].lower()
+    return f"https://{host}" if port else f"https://{host}:443"
 
 
 def sanitize(text: bytes, options: KubeConfigOptions, *, source: str = "") -> RemoteKubeConfig:
@@ -300,5 +389,6 @@ def _b64(data: bytes) -> str:
 
 __all__ = ["DEFAULT_KEY", "DEFAULT_KEY_EXT", "REST_CLIENT_ERROR", "ClusterConnectError",
            "KubeConfigError", "KubeConfigOptions", "KubeConfigSecretNotFoundError",
-           "RemoteClusters", "RemoteKubeConfig", "SecretUnreadableError", "remote_kubeconfig",
-           "sanitize", "secret_ref"]
+           "RemoteClusters", "RemoteKubeConfig", "SecretUnreadableError", "ServiceAccountTokens",
+           "TokenRequestError", "parse_cluster_address", "remote_kubeconfig", "sanitize",
+           "secret_ref", "workload_identity_kubeconfig"]

@@ -31,7 +31,9 @@ from chartguard.reconcile.kubeconfig import (
     KubeConfigOptions,
     KubeConfigSecretNotFoundError,
     RemoteClusters,
+    ServiceAccountTokens,
     remote_kubeconfig,
+    workload_identity_kubeconfig,
 )
 from chartguard.reconcile.outcome import StepFailedError, WaitingError, safe
 from chartguard.reconcile.release_prepare import (
@@ -66,6 +68,8 @@ class ReleaseEnv:
     #: helm and storage of the remote clusters ``spec.kubeConfig`` names; None: refused
     clusters: RemoteClusters | None = None
     kubeconfig_options: KubeConfigOptions = field(default_factory=KubeConfigOptions)
+    #: the TokenRequest API for workload-identity kubeconfigs (configMapRef, generic)
+    tokens: ServiceAccountTokens | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,12 @@ def _cluster(release: HelmRelease, env: ReleaseEnv, *, deleting: bool = False
                               "this operator was started without remote clusters",
                               stalled=True, status=c.FALSE)
     try:
-        config = remote_kubeconfig(release, env.prepare.secrets, env.kubeconfig_options)
+        if release.spec.kube_config.configmap_name:
+            if env.tokens is None:
+                raise KubeConfigError("this operator was started without a TokenRequest client")
+            config = workload_identity_kubeconfig(release, env.prepare.configmaps, env.tokens)
+        else:
+            config = remote_kubeconfig(release, env.prepare.secrets, env.kubeconfig_options)
     except KubeConfigSecretNotFoundError as err:
         if deleting:
             raise _NoKubeConfigSecretError(str(err)) from None
@@ -193,7 +202,7 @@ def _cluster(release: HelmRelease, env: ReleaseEnv, *, deleting: bool = False
         raise StepFailedError(c.READY, REST_CLIENT_ERROR, str(err), status=c.FALSE) from None
     except SecretUnreadableError as err:
         raise StepFailedError(c.READY, REST_CLIENT_ERROR,
-                              f"could not get KubeConfig secret: {safe(err)}",
+                              f"could not read spec.kubeConfig's reference: {safe(err)}",
                               status=c.FALSE) from None
     try:
         connection = env.clusters.connect(release, config)

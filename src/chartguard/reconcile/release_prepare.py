@@ -63,9 +63,14 @@ REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
      "chartguard does not detect or correct drift of released objects yet"),
     ("spec.storageNamespace (other than the release namespace)",
      "the helm CLI keeps a release's records in the namespace it installs into"),
+    # refused when the ConfigMap names the provider (chartguard.reconcile.kubeconfig)
+    ("spec.kubeConfig.configMapRef (provider aws, azure or gcp)",
+     "a workload-identity kubeconfig of a cloud provider needs that cloud's identity service "
+     "(EKS, AKS, GKE) to turn the ServiceAccount token into cluster credentials, which "
+     "chartguard does not call; use provider generic or a kubeconfig Secret"),
 )
 _WHY = dict(REFUSED_FIELDS)
-_CHART_REF_OCI, _POST_RENDERERS, _DRIFT, _STORAGE = (
+_CHART_REF_OCI, _POST_RENDERERS, _DRIFT, _STORAGE, CLOUD_WORKLOAD_IDENTITY = (
     field for field, _ in REFUSED_FIELDS)
 
 
@@ -272,9 +277,12 @@ def release_refs(release: HelmRelease) -> ReleaseRefs:
     return ReleaseRefs(
         secrets=frozenset([*((namespace, r.name) for r in release.spec.values_from
                              if r.kind == "Secret"),
-                           *([(namespace, kubeconfig.secret_name)] if kubeconfig else [])]),
-        configmaps=frozenset((namespace, r.name) for r in release.spec.values_from
-                             if r.kind == "ConfigMap"),
+                           *([(namespace, kubeconfig.secret_name)]
+                             if kubeconfig and kubeconfig.secret_name else [])]),
+        configmaps=frozenset([*((namespace, r.name) for r in release.spec.values_from
+                                if r.kind == "ConfigMap"),
+                              *([(namespace, kubeconfig.configmap_name)]
+                                if kubeconfig and kubeconfig.configmap_name else [])]),
         charts=frozenset({key} if key else ()),
         dependencies=frozenset(_dependencies(release)),
     )

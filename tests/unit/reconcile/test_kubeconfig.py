@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -16,10 +16,13 @@ from chartguard.reconcile.kubeconfig import (
     KubeConfigError,
     KubeConfigOptions,
     KubeConfigSecretNotFoundError,
+    TokenRequestError,
+    parse_cluster_address,
     remote_kubeconfig,
     sanitize,
+    workload_identity_kubeconfig,
 )
-from chartguard.reconcile.seams import SecretNotFoundError
+from chartguard.reconcile.seams import ConfigMapNotFoundError, SecretNotFoundError
 
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 KEY = b"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIKeysecretkeymaterial0123456789abcdef\n" \
@@ -159,3 +162,91 @@ def test_client_certificates_are_kept_and_the_key_is_sensitive() -> None:
 def test_a_document_that_is_no_kubeconfig_is_refused(text: bytes, words: str) -> None:
     with pytest.raises(KubeConfigError, match=words):
         sanitize(text, KubeConfigOptions())
+
+
+# -- spec.kubeConfig.configMapRef: Flux's workload identity, provider generic ---------------
+
+
+class ConfigMaps:
+    def __init__(self, data: Mapping[str, str] | None) -> None:
+        self.data = data
+
+    def get(self, namespace: str, name: str) -> Mapping[str, str]:
+        if self.data is None:
+            raise ConfigMapNotFoundError(name)
+        return self.data
+
+
+class Tokens:
+    def __init__(self, fail: str = "") -> None:
+        self.asked: list[tuple[str, str, tuple[str, ...]]] = []
+        self.fail = fail
+
+    def token(self, namespace: str, name: str, audiences: Sequence[str]) -> str:
+        if self.fail:
+            raise TokenRequestError(self.fail)
+        self.asked.append((namespace, name, tuple(audiences)))
+        return f"token-of-{namespace}-{name}"
+
+    def own_account(self) -> tuple[str, str]:
+        return "chartguard-system", "chartguard"
+
+
+def wi_release() -> HelmRelease:
+    return HelmRelease.from_object({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": "app", "namespace": "apps"},
+        "spec": {"interval": "5m", "chartRef": {"kind": "HelmChart", "name": "app"},
+                 "kubeConfig": {"configMapRef": {"name": "remote"}}}})
+
+
+def test_generic_provider_takes_a_token_of_the_named_service_account() -> None:
+    tokens = Tokens()
+    config = workload_identity_kubeconfig(wi_release(), ConfigMaps({
+        "provider": "generic", "address": "Remote.Example", "ca.crt": CA.decode(),
+        "serviceAccountName": "deployer", "audiences": "a1\n\n a2 \n"}), tokens)
+    assert config.server == "https://remote.example:443"
+    assert config.ca_data == CA
+    assert config.token == "token-of-apps-deployer"
+    assert tokens.asked == [("apps", "deployer", ("a1", "a2"))]
+    assert config.source == "ConfigMap apps/remote"
+    assert "token-of-apps-deployer" in config.sensitive
+
+
+def test_generic_provider_defaults_the_audience_and_the_account() -> None:
+    tokens = Tokens()
+    config = workload_identity_kubeconfig(wi_release(), ConfigMaps({
+        "provider": "generic", "address": "https://10.0.0.1:6443"}), tokens)
+    assert config.server == "https://10.0.0.1:6443"
+    assert tokens.asked == [("chartguard-system", "chartguard", ("https://10.0.0.1:6443",))]
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    (None, "failed to get configmap apps/remote: configmap not found"),
+    ({"provider": "aws", "address": "x"}, "provider 'aws' is not supported by chartguard: a "
+                                          "workload-identity kubeconfig of a cloud provider"),
+    ({"provider": "gcp"}, "provider 'gcp' is not supported by chartguard"),
+    ({"provider": "azure"}, "provider 'azure' is not supported by chartguard"),
+    ({"provider": "nope"}, "provider 'nope' not implemented"),
+    ({"provider": "generic"}, "cluster address is required to create a REST config"),
+    ({"provider": "generic", "address": "http://remote"}, "must use https scheme"),
+])
+def test_workload_identity_refusals_in_fluxs_words(data: dict[str, str] | None,
+                                                   words: str) -> None:
+    with pytest.raises(KubeConfigError) as caught:
+        workload_identity_kubeconfig(wi_release(), ConfigMaps(data), Tokens())
+    assert words in str(caught.value)
+
+
+def test_a_refused_token_request_is_a_kubeconfig_error() -> None:
+    with pytest.raises(KubeConfigError, match="failed to get access token for cluster: 403"):
+        workload_identity_kubeconfig(wi_release(), ConfigMaps({
+            "provider": "generic", "address": "remote", "serviceAccountName": "sa"}),
+            Tokens(fail="403 Forbidden"))
+
+
+def test_parse_cluster_address_as_fluxcd_pkg() -> None:
+    assert parse_cluster_address("HOST") == "https://host:443"
+    assert parse_cluster_address("https://h:8443/") == "https://h:8443"
+    with pytest.raises(KubeConfigError):
+        parse_cluster_address("https://h:notaport")
