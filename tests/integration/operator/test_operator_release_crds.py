@@ -11,7 +11,6 @@ from typing import Any
 
 import yaml
 from operator_support import (
-    EMULATOR_ONLY,
     Charts,
     Cluster,
     Operator,
@@ -28,12 +27,12 @@ from chartguard_testing.proxy import CountingProxy
 KEY_BLOCK = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}
 
 
-def crd(plural: str, properties: dict[str, Any]) -> bytes:
+def crd(plural: str, group: str, properties: dict[str, Any]) -> bytes:
     kind = plural.rstrip("s").capitalize()
     return yaml.safe_dump({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.example.com"},
-        "spec": {"group": "example.com", "scope": "Namespaced",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {"group": group, "scope": "Namespaced",
                  "names": {"plural": plural, "singular": plural.rstrip("s"), "kind": kind,
                            "listKind": f"{kind}List"},
                  "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
@@ -59,18 +58,18 @@ def revision(cluster: Cluster, name: str) -> tuple[str, str]:
     return str(ready.get("status")), str(history[0].get("chartVersion"))
 
 
-@EMULATOR_ONLY
 def test_crd_policies_create_replace_and_create(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator,
         tmp_path: Any) -> None:
     ns = cluster.ns
+    group = f"{ns}.example.com"  # CRDs are cluster-wide: named for this test's namespace
     size = {"size": {"type": "integer"}}
     colour = {**size, "color": {"type": "string"}}
-    push(charts, "widgets", "0.1.0", {"crds/widgets.yaml": crd("widgets", size)})
-    push(charts, "widgets", "0.2.0", {"crds/widgets.yaml": crd("widgets", colour)})
-    push(charts, "gadgets", "0.1.0", {"crds/gadgets.yaml": crd("gadgets", size)})
-    push(charts, "gadgets", "0.2.0", {"crds/gadgets.yaml": crd("gadgets", colour),
-                                      "crds/sprockets.yaml": crd("sprockets", size)})
+    push(charts, "widgets", "0.1.0", {"crds/widgets.yaml": crd("widgets", group, size)})
+    push(charts, "widgets", "0.2.0", {"crds/widgets.yaml": crd("widgets", group, colour)})
+    push(charts, "gadgets", "0.1.0", {"crds/gadgets.yaml": crd("gadgets", group, size)})
+    push(charts, "gadgets", "0.2.0", {"crds/gadgets.yaml": crd("gadgets", group, colour),
+                                      "crds/sprockets.yaml": crd("sprockets", group, size)})
     policies = {"install": {"crds": "CreateReplace"}, "upgrade": {"crds": "CreateReplace"}}
     cluster.kubectl.apply(
         secret("cosign-pub", ns, {"cosign.pub": charts.key("cosign").public_pem}),
@@ -84,8 +83,8 @@ def test_crd_policies_create_replace_and_create(
     for name in ("widgets", "gadgets"):
         wait_for(lambda n=name: revision(cluster, n) == ("True", "0.1.0"), f"{name} 0.1.0",
                  timeout=90, operator=operator)
-    assert schema(cluster, "widgets.example.com") == {"size"}
-    assert schema(cluster, "gadgets.example.com") == {"size"}
+    assert schema(cluster, f"widgets.{group}") == {"size"}
+    assert schema(cluster, f"gadgets.{group}") == {"size"}
     (install,) = [c.split() for c in calls.calls()
                   if c.startswith("install") and "widgets" in c]
     assert "--skip-crds" in install  # applied by chartguard before helm ran
@@ -97,9 +96,9 @@ def test_crd_policies_create_replace_and_create(
         wait_for(lambda n=name: revision(cluster, n) == ("True", "0.2.0"), f"{name} 0.2.0",
                  timeout=90, operator=operator)
     # CreateReplace: the CRD of the new chart version replaced the old one
-    assert schema(cluster, "widgets.example.com") == {"size", "color"}
+    assert schema(cluster, f"widgets.{group}") == {"size", "color"}
     # Create: the existing CRD is left as it was, the new one is created
-    assert schema(cluster, "gadgets.example.com") == {"size"}
-    assert schema(cluster, "sprockets.example.com") == {"size"}
+    assert schema(cluster, f"gadgets.{group}") == {"size"}
+    assert schema(cluster, f"sprockets.{group}") == {"size"}
     ready = cluster.condition("helmrelease", ns, "widgets", "Ready")
     assert ready["reason"] == "UpgradeSucceeded"

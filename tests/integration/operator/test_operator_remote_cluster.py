@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,6 +21,7 @@ from operator_support import (
     Charts,
     Cluster,
     Operator,
+    OperatorTarget,
     helmrelease,
     repository,
     secret,
@@ -29,6 +31,7 @@ from operator_support import (
 from chartguard_testing import tools
 from chartguard_testing.apiserver import KubeAPI, run_apiserver
 from chartguard_testing.apiserver.kubectl import Kubectl
+from chartguard_testing.controlplane import Namespaced
 from chartguard_testing.helm_calls import HelmCalls
 from chartguard_testing.proxy import CountingProxy
 
@@ -146,3 +149,93 @@ def test_a_release_with_a_kubeconfig_secret_installs_into_the_remote_cluster(
     wait_for(lambda: records(far, ns, "nginx") == {}, "remote release uninstalled",
              operator=operator)
     assert far("get", "deployment", "-n", ns, "nginx", check=False).returncode != 0
+
+
+@EMULATOR_ONLY
+@pytest.mark.xdist_group("controlplane")
+def test_a_kubeconfig_with_client_certificates_installs_on_a_real_api_server(
+        cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator,
+        real_kube: Namespaced) -> None:
+    """The operator on the emulator, the release on the real control plane: TLS verified
+    against the kubeconfig's CA data, the admin's client certificate and key (written for the
+    Python client beside the kubeconfig, removed after)."""
+    ns, far_ns = cluster.ns, real_kube.namespace
+    far = Kubectl(tools.kubectl(), real_kube, real_kube.kubeconfig.parent)
+    nginx = charts.push("nginx", "0.1.0")
+    charts.sign_with_key(nginx, "cosign")
+    cluster.kubectl.apply(
+        secret("cosign-pub", ns, {"cosign.pub": charts.key("cosign").public_pem}),
+        secret("real-kubeconfig", ns, {"value": real_kube.kubeconfig.read_bytes()}),
+        repository("charts", ns, proxy.oci()),
+        helmrelease("far", ns, "nginx", "charts", KEY_BLOCK, releaseName="nginx",
+                    targetNamespace=far_ns,
+                    kubeConfig={"secretRef": {"name": "real-kubeconfig"}}))
+    operator.start()
+    wait_for(lambda: ready(cluster, "far").get("status") == "True", "far Ready",
+             timeout=120, operator=operator)
+    assert records(far, far_ns, "nginx") == {"sh.helm.release.v1.nginx.v1": "deployed"}
+    assert json.loads(far("get", "deployment", "nginx", "-o", "json").stdout)["metadata"][
+        "namespace"] == far_ns
+    assert records(cluster.kubectl, far_ns, "nginx") == {}
+    key = yaml.safe_load(real_kube.kubeconfig.read_text())["users"][0]["user"][
+        "client-key-data"]
+    for text in (operator.output(), json.dumps(cluster.status("helmrelease", ns, "far")),
+                 json.dumps(cluster.events(ns))):
+        assert key[20:60] not in text
+    helm_tmp = operator.workdir / "helm-home" / "tmp"
+    assert [p for p in helm_tmp.rglob("*") if p.name in ("kubeconfig", "tls.key")] == []
+
+
+REAL_ONLY = pytest.mark.parametrize("kube", [pytest.param(
+    "real", marks=pytest.mark.xdist_group("controlplane"))], indirect=True)
+AUDIENCE = "https://kubernetes.default.svc.cluster.local"  # the control plane's issuer
+
+
+@REAL_ONLY
+def test_workload_identity_generic_provider_on_a_real_api_server(
+        cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator,
+        kube: OperatorTarget) -> None:
+    """configMapRef, provider generic: a token of the ConfigMap's ServiceAccount from the
+    TokenRequest API reaches the cluster at ``address`` (here the same control plane, which
+    trusts its own issuer): with the namespace's admin role bound the release installs, an
+    account without it is refused (the token's identity is the one used), and a cloud
+    provider is refused with the reason."""
+    assert isinstance(kube.api, Namespaced)
+    plane = kube.api.plane
+    ns = cluster.ns
+    nginx = charts.push("nginx", "0.1.0")
+    charts.sign_with_key(nginx, "cosign")
+
+    def identity(name: str, account: str, provider: str = "generic") -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": ns},
+                "data": {"provider": provider, "address": plane.url,
+                         "ca.crt": plane.pki.ca.cert.read_text(),
+                         "serviceAccountName": account, "audiences": AUDIENCE}}
+
+    cluster.kubectl("create", "serviceaccount", "deployer", "-n", ns)
+    cluster.kubectl("create", "serviceaccount", "nobody", "-n", ns)
+    cluster.kubectl("create", "rolebinding", "deployer-admin", "-n", ns, "--clusterrole=admin",
+                    f"--serviceaccount={ns}:deployer")
+    cluster.kubectl.apply(
+        secret("cosign-pub", ns, {"cosign.pub": charts.key("cosign").public_pem}),
+        identity("deployer-identity", "deployer"), identity("nobody-identity", "nobody"),
+        identity("aws-identity", "deployer", provider="aws"),
+        repository("charts", ns, proxy.oci()),
+        helmrelease("wi", ns, "nginx", "charts", KEY_BLOCK, releaseName="wi",
+                    kubeConfig={"configMapRef": {"name": "deployer-identity"}}),
+        helmrelease("denied", ns, "nginx", "charts", KEY_BLOCK, releaseName="denied",
+                    kubeConfig={"configMapRef": {"name": "nobody-identity"}}),
+        helmrelease("cloud", ns, "nginx", "charts", KEY_BLOCK, releaseName="cloud",
+                    kubeConfig={"configMapRef": {"name": "aws-identity"}}))
+    operator.start()
+    wait_for(lambda: ready(cluster, "wi").get("status") == "True", "wi Ready", timeout=120,
+             operator=operator)
+    assert records(cluster.kubectl, ns, "wi") == {"sh.helm.release.v1.wi.v1": "deployed"}
+    wait_for(lambda: "403" in str(ready(cluster, "denied").get("message")), "denied 403",
+             timeout=60, operator=operator)
+    assert records(cluster.kubectl, ns, "denied") == {}
+    wait_for(lambda: ready(cluster, "cloud").get("reason") == "RESTClientError", "cloud",
+             operator=operator)
+    assert "provider 'aws' is not supported by chartguard" in str(
+        ready(cluster, "cloud")["message"])
