@@ -12,7 +12,10 @@ Each action runs one helm process with:
   (and, when a killed operator could not, by the next one as it starts: the directory is named
   for its process, :mod:`chartguard.leftovers`);
 - at most ``max_processes`` helm processes at once, each given helm's timeout plus ``grace``
-  before it is stopped by its PID (SIGTERM, then SIGKILL).
+  before it is stopped by its PID (SIGTERM, then SIGKILL);
+- for a release in another cluster (``spec.kubeConfig``), ``--kubeconfig`` on a private file
+  (:meth:`Helm.for_cluster`); where Flux's CRD policies ask for what helm's CLI cannot do, the
+  chart's CRDs applied before helm runs (:mod:`chartguard.helm.crds`).
 
 Whether a failure changed helm's release storage is decided by reading the storage before and
 after: the newest revision's (version, status, digest) differ. A success returns the newest
