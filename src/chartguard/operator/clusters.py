@@ -25,13 +25,14 @@ from kubernetes.config.exec_provider import ExecProvider
 from chartguard import __version__
 from chartguard.api import HelmRelease
 from chartguard.helm.errors import HelmError
-from chartguard.helm.release import ReleaseStorage
+from chartguard.helm.release import ReleaseStorage, StoredRelease
 from chartguard.helm.runner import Helm, write_private_file
 from chartguard.operator.kube import FIELD_MANAGER, Kube, KubeError
-from chartguard.operator.releases import KubeCRDs, KubeReleaseStorage
+from chartguard.operator.releases import KubeCRDs, KubeReleaseStorage, ReleaseStorageError
 from chartguard.reconcile.kubeconfig import (
     ClusterConnectError,
     RemoteKubeConfig,
+    RemoteStorageError,
     TokenRequestError,
 )
 from chartguard.reconcile.outcome import safe
@@ -111,13 +112,35 @@ class KubeRemoteClusters:
                                           ) from None
             client.user_agent = f"{FIELD_MANAGER}/{__version__}"
             kube = Kube(client, timeout=self._timeout, retries=REMOTE_RETRIES)
-            storage = KubeReleaseStorage(kube)
+            storage = _RemoteStorage(KubeReleaseStorage(kube))
             yield self._helm.for_cluster(kubeconfig, storage, KubeCRDs(kube)), storage
         finally:
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.close()  # type: ignore[no-untyped-call]
             work_cm.__exit__(None, None, None)
+
+
+class _RemoteStorage:
+    """The remote cluster's release storage: its failures are the release's condition
+    (``RemoteStorageError``), not an outage of the operator's own API."""
+
+    def __init__(self, storage: KubeReleaseStorage) -> None:
+        self._storage = storage
+
+    def history(self, namespace: str, name: str) -> list[StoredRelease]:
+        try:
+            return self._storage.history(namespace, name)
+        except ReleaseStorageError as err:
+            raise RemoteStorageError(str(err)) from None
+
+    def mark_failed(self, namespace: str, name: str, version: int, description: str, *,
+                    as_user: str = "") -> StoredRelease:
+        try:
+            return self._storage.mark_failed(namespace, name, version, description,
+                                             as_user=as_user)
+        except ReleaseStorageError as err:
+            raise RemoteStorageError(str(err)) from None
 
 
 def _configuration(config: RemoteKubeConfig, work: Path) -> kubernetes.client.Configuration:

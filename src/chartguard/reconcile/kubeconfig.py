@@ -82,6 +82,11 @@ class ClusterConnectError(Exception):
     key, an exec plugin that failed); the message says why, never what the kubeconfig holds."""
 
 
+class RemoteStorageError(Exception):
+    """helm's records in the remote cluster could not be read (its API refused or did not
+    answer); a condition of the release, not an outage of the operator's own API."""
+
+
 class TokenRequestError(Exception):
     """A ServiceAccount token could not be had; the message says why (never a token)."""
 
@@ -389,6 +394,6 @@ def _b64(data: bytes) -> str:
 
 __all__ = ["DEFAULT_KEY", "DEFAULT_KEY_EXT", "REST_CLIENT_ERROR", "ClusterConnectError",
            "KubeConfigError", "KubeConfigOptions", "KubeConfigSecretNotFoundError",
-           "RemoteClusters", "RemoteKubeConfig", "SecretUnreadableError", "ServiceAccountTokens",
-           "TokenRequestError", "parse_cluster_address", "remote_kubeconfig", "sanitize",
-           "secret_ref", "workload_identity_kubeconfig"]
+           "RemoteClusters", "RemoteKubeConfig", "RemoteStorageError", "SecretUnreadableError",
+           "ServiceAccountTokens", "TokenRequestError", "parse_cluster_address",
+           "remote_kubeconfig", "sanitize", "secret_ref", "workload_identity_kubeconfig"]

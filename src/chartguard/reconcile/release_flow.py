@@ -31,6 +31,7 @@ from chartguard.reconcile.kubeconfig import (
     KubeConfigOptions,
     KubeConfigSecretNotFoundError,
     RemoteClusters,
+    RemoteStorageError,
     ServiceAccountTokens,
     remote_kubeconfig,
     workload_identity_kubeconfig,
@@ -123,6 +124,10 @@ def reconcile_helmrelease(release: HelmRelease, status: HelmReleaseStatus, env: 
                                        force=force)
     except StepFailedError as err:
         return _stopped(release, status, err, now, refs)
+    except RemoteStorageError as err:
+        return _stopped(release, status, StepFailedError(
+            c.READY, c.GET_LAST_RELEASE_FAILED, f"remote cluster: {err}", status=c.FALSE),
+            now, refs)
     return _with_refs(ReleaseOutcome(
         status=result.status, events=result.events, requeue_after=result.requeue_after,
         failure=result.failure, actions=sync.actions + result.actions), refs)
@@ -139,6 +144,12 @@ def finalize_helmrelease(release: HelmRelease, status: HelmReleaseStatus,
         with _cluster(release, env, deleting=True) as (helm, storage, remote_sensitive):
             result = uninstall_release(release, status, helm, storage, now=env.now(),
                                        sensitive=sensitive | remote_sensitive)
+    except RemoteStorageError as err:
+        message = f"failed to uninstall release: remote cluster: {err}"
+        return ReleaseOutcome(
+            status=status, events=(Event("Warning", c.UNINSTALL_FAILED, message),),
+            requeue_after=release.spec.interval,
+            failure=StepFailedError(c.READY, c.UNINSTALL_FAILED, message, status=c.FALSE))
     except _NoKubeConfigSecretError as gone:
         _log.warning("HelmRelease %s/%s: skipping Helm release uninstallation: %s",
                      release.metadata.namespace, release.metadata.name, gone)

@@ -234,6 +234,7 @@ def test_workload_identity_generic_provider_on_a_real_api_server(
     assert records(cluster.kubectl, ns, "wi") == {"sh.helm.release.v1.wi.v1": "deployed"}
     wait_for(lambda: "403" in str(ready(cluster, "denied").get("message")), "denied 403",
              timeout=60, operator=operator)
+    assert ready(cluster, "denied")["reason"] == "GetLastReleaseFailed"
     assert records(cluster.kubectl, ns, "denied") == {}
     wait_for(lambda: ready(cluster, "cloud").get("reason") == "RESTClientError", "cloud",
              operator=operator)
