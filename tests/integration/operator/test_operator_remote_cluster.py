@@ -33,6 +33,7 @@ from chartguard_testing.apiserver import KubeAPI, run_apiserver
 from chartguard_testing.apiserver.kubectl import Kubectl
 from chartguard_testing.controlplane import Namespaced
 from chartguard_testing.helm_calls import HelmCalls
+from chartguard_testing.procs import free_port
 from chartguard_testing.proxy import CountingProxy
 
 KEY_BLOCK = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}
@@ -79,10 +80,14 @@ def test_a_release_with_a_kubeconfig_secret_installs_into_the_remote_cluster(
     for user in exec_config["users"]:
         user["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1",
                                  "command": "/bin/true"}}
+    down_config = yaml.safe_load(remote_kubeconfig(remote))
+    for entry in down_config["clusters"]:
+        entry["cluster"]["server"] = f"http://127.0.0.1:{free_port()}"  # nothing listens
     cluster.kubectl.apply(
         secret("cosign-pub", ns, {"cosign.pub": charts.key("cosign").public_pem}),
         secret("remote-kubeconfig", ns, {"value": remote_kubeconfig(remote)}),
         secret("exec-kubeconfig", ns, {"value.yaml": yaml.safe_dump(exec_config).encode()}),
+        secret("down-kubeconfig", ns, {"value": yaml.safe_dump(down_config).encode()}),
         repository("charts", ns, proxy.oci()),
         helmrelease("far", ns, "nginx", "charts", KEY_BLOCK, releaseName="nginx",
                     serviceAccountName="deployer",
@@ -90,7 +95,11 @@ def test_a_release_with_a_kubeconfig_secret_installs_into_the_remote_cluster(
         helmrelease("exec", ns, "nginx", "charts", KEY_BLOCK, releaseName="exec",
                     kubeConfig={"secretRef": {"name": "exec-kubeconfig"}}),
         helmrelease("nokey", ns, "nginx", "charts", KEY_BLOCK, releaseName="nokey",
-                    kubeConfig={"secretRef": {"name": "remote-kubeconfig", "key": "other"}}))
+                    kubeConfig={"secretRef": {"name": "remote-kubeconfig", "key": "other"}}),
+        helmrelease("gone", ns, "nginx", "charts", KEY_BLOCK, releaseName="gone",
+                    kubeConfig={"secretRef": {"name": "no-such-secret"}}),
+        helmrelease("down", ns, "nginx", "charts", KEY_BLOCK, releaseName="down",
+                    kubeConfig={"secretRef": {"name": "down-kubeconfig"}}))
     calls = HelmCalls.create(tmp_path)
     # the operator's default release identity is an account of ITS cluster: not used remotely
     operator.start("--release-service-account", f"{ns}/releases", helm=str(calls.wrapper))
@@ -124,7 +133,8 @@ def test_a_release_with_a_kubeconfig_secret_installs_into_the_remote_cluster(
                      "exec plugins are not run (chartguard run --insecure-kubeconfig-exec "
                      "allows them"),
             ("nokey", f"KubeConfig secret '{ns}/remote-kubeconfig' does not contain a 'other' "
-                      "key with data")):
+                      "key with data"),
+            ("gone", f"could not get KubeConfig secret '{ns}/no-such-secret': secret not found")):
         wait_for(lambda n=name: ready(cluster, n).get("reason") == "RESTClientError",
                  f"{name} RESTClientError", operator=operator)
         cond = ready(cluster, name)
@@ -132,6 +142,12 @@ def test_a_release_with_a_kubeconfig_secret_installs_into_the_remote_cluster(
         assert str(cond["message"]).startswith(words), cond
     assert records(far, ns, "exec") == {}
     assert records(cluster.kubectl, ns, "exec") == {}
+    # a remote API server that does not answer: the release's condition, retried
+    wait_for(lambda: ready(cluster, "down").get("reason") == "GetLastReleaseFailed",
+             "down GetLastReleaseFailed", operator=operator)
+    assert "no answer (cannot connect)" in str(ready(cluster, "down")["message"])
+    # deleting a release whose kubeConfig Secret is gone skips the uninstall, as Flux
+    cluster.kubectl("delete", "helmrelease", "-n", ns, "gone", "--timeout=60s")
 
     # the kubeconfig's secrets never leak: log, every status, Events
     shown = [operator.output(), cluster.kubectl("get", "helmreleases", "-n", ns, "-o",
@@ -139,10 +155,6 @@ def test_a_release_with_a_kubeconfig_secret_installs_into_the_remote_cluster(
              json.dumps(cluster.events(ns))]
     for text in shown:
         assert TOKEN not in text
-
-    # the helm run had its kubeconfig in a private file, gone afterwards
-    helm_tmp = operator.workdir / "helm-home" / "tmp"
-    assert list(helm_tmp.rglob("kubeconfig")) == []
 
     # deleting the release uninstalls it from the remote cluster
     cluster.kubectl("delete", "helmrelease", "-n", ns, "far", "--wait=false")
