@@ -21,6 +21,7 @@ from typing import Any
 import kubernetes.client
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.exec_provider import ExecProvider
+from kubernetes.config.kube_config import ConfigNode
 
 from chartguard import __version__
 from chartguard.api import HelmRelease
@@ -105,7 +106,7 @@ class KubeRemoteClusters:
             document = config.document(release.release_namespace)
             try:
                 write_private_file(kubeconfig, json.dumps(document).encode())
-                client = kubernetes.client.ApiClient(_configuration(config, work))
+                client = kubernetes.client.ApiClient(client_configuration(config, work))
             except OSError as err:
                 raise ClusterConnectError(f"cannot write the kubeconfig for helm "
                                           f"({escape(err.strerror or type(err).__name__)})"
@@ -143,7 +144,7 @@ class _RemoteStorage:
             raise RemoteStorageError(str(err)) from None
 
 
-def _configuration(config: RemoteKubeConfig, work: Path) -> kubernetes.client.Configuration:
+def client_configuration(config: RemoteKubeConfig, work: Path) -> kubernetes.client.Configuration:
     """The Python client's settings for ``config``: what client-go makes of it."""
     out = kubernetes.client.Configuration()
     out.host = config.server.rstrip("/")
@@ -178,8 +179,10 @@ def _run_exec(config: RemoteKubeConfig, cert: bytes, key: bytes,
     """The credentials the kubeconfig's exec plugin gives (allowed by
     ``--insecure-kubeconfig-exec`` only); helm runs the plugin itself from the kubeconfig."""
     try:
-        status: dict[str, Any] = ExecProvider(dict(config.exec_config), None).run()  # type: ignore[no-untyped-call]
-    except (ConfigException, OSError) as err:
+        node = ConfigNode("exec", dict(config.exec_config))  # type: ignore[no-untyped-call]
+        provider = ExecProvider(node, None)  # type: ignore[no-untyped-call]
+        status: dict[str, Any] = provider.run()  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError, ValueError, KeyError, TypeError) as err:
         raise ClusterConnectError(f"the kubeconfig's exec plugin failed: "
                                   f"{escape(type(err).__name__)}") from None
     if status.get("token"):

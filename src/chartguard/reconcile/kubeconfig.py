@@ -337,8 +337,10 @@ def sanitize(text: bytes, options: KubeConfigOptions, *, source: str = "") -> Re
             raise KubeConfigError("user.exec: exec plugins are not run (chartguard run "
                                   "--insecure-kubeconfig-exec allows them, as Flux's "
                                   "--insecure-kubeconfig-exec)")
-        if not isinstance(exec_config, dict) or not isinstance(exec_config.get("command"), str):
-            raise KubeConfigError("user.exec: a map with a command is expected")
+        if (not isinstance(exec_config, dict) or not isinstance(exec_config.get("command"), str)
+                or not isinstance(exec_config.get("apiVersion"), str)):
+            raise KubeConfigError("user.exec: a map with an apiVersion and a command is "
+                                  "expected")
     cert = _data(user, "client-certificate-data")
     key_data = _data(user, "client-key-data")
     if bool(cert) != bool(key_data):

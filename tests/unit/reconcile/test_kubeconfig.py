@@ -28,6 +28,7 @@ CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 KEY = b"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIKeysecretkeymaterial0123456789abcdef\n" \
       b"-----END EC PRIVATE KEY-----\n"
 TOKEN = "tok-0123456789abcdef"
+EXEC = {"apiVersion": "client.authentication.k8s.io/v1", "command": "aws", "args": ["eks"]}
 
 
 def kubeconfig(cluster: Mapping[str, Any] | None = None,
@@ -138,10 +139,10 @@ def test_what_flux_would_drop_is_refused_naming_the_key(
 def test_insecure_flags_allow_exec_and_skipping_tls_verification() -> None:
     options = KubeConfigOptions(insecure_exec=True, insecure_tls=True)
     config = sanitize(kubeconfig({"server": "https://b", "insecure-skip-tls-verify": True},
-                                 {"exec": {"command": "aws", "args": ["eks"]}}), options)
+                                 {"exec": EXEC}), options)
     assert config.insecure
     user = config.document("apps")["users"][0]["user"]
-    assert user == {"exec": {"command": "aws", "args": ["eks"]}}
+    assert user == {"exec": EXEC}
 
 
 def test_client_certificates_are_kept_and_the_key_is_sensitive() -> None:
