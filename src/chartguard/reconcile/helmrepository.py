@@ -3,8 +3,10 @@
 Current Flux writes no status on an ``oci`` HelmRepository; chartguard writes what the seed
 shows (Flux v0.36): ``Ready=True``, ``Helm repository is ready``, once the URL parses and the
 Secrets it names hold usable credentials and TLS material, else ``Ready=False`` saying what is
-wrong. Type ``default`` (an HTTP ``index.yaml`` repository) is not served yet: ``Stalled``.
-No request goes to the registry here; charts find out whether the credentials work.
+wrong. No request goes to the registry here; charts find out whether the credentials work.
+Type ``default`` (an HTTP ``index.yaml`` repository) fetches and stores its index:
+:mod:`chartguard.reconcile.http_source` (without it, e.g. in a caller that did not set one up,
+such a repository is ``Stalled``).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from chartguard.oci import (
     credentials_from_secret,
     tls_from_secret,
 )
+from chartguard.reconcile.http_source import HTTPSources, reconcile_http_repository
 from chartguard.reconcile.outcome import StepFailedError, safe
 from chartguard.reconcile.seams import (
+    Event,
     SecretNotFoundError,
     SecretReader,
     SecretUnreadableError,
@@ -113,12 +117,24 @@ class RepositoryResult:
     requeue_after: timedelta | None
     secrets: frozenset[tuple[str, str]]
     failure: StepFailedError | None = None
+    events: tuple[Event, ...] = ()
+    #: what happened to an HTTP repository's index: "parsed", "unchanged", "not-modified"
+    actions: tuple[str, ...] = ()
 
 
 def reconcile_helmrepository(repo: HelmRepository, status: HelmRepositoryStatus,
                              secrets: SecretReader, *, now: datetime,
-                             requested_at: str = "") -> RepositoryResult:
-    """The status an ``oci`` HelmRepository should have now."""
+                             requested_at: str = "", http: HTTPSources | None = None,
+                             artifact_url_base: str = "file:///") -> RepositoryResult:
+    """The status the HelmRepository should have now (``http``: how ``type: default``
+    repositories are served; without it they are refused)."""
+    if not repo.spec.is_oci and http is not None:
+        out = reconcile_http_repository(repo, status, secrets, http, now=now,
+                                        artifact_url_base=artifact_url_base,
+                                        requested_at=requested_at)
+        return RepositoryResult(status=out.status, requeue_after=out.requeue_after,
+                                secrets=out.secrets, failure=out.failure,
+                                events=tuple(out.events), actions=out.actions)
     gen = repo.metadata.generation
     conds: list[dict[str, object]] = [dict(x) for x in status.conditions]
     used: frozenset[tuple[str, str]] = frozenset()
