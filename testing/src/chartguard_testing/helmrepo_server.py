@@ -57,8 +57,8 @@ class HelmRepoServer:
 
     @property
     def origin(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"{'https' if self.tls else 'http'}://{host}:{port}"
+        port = self.server.server_address[1]
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
 
     @property
     def url(self) -> str:
@@ -82,10 +82,10 @@ def _etag(data: bytes) -> str:
 
 def _handler(repo: HelmRepoServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # quiet: the hits are recorded
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             auth = self.headers.get("Authorization")
             conditional = bool(self.headers.get("If-None-Match")
