@@ -115,7 +115,8 @@ def test_basic_auth_repository_installs_a_release_and_shows_the_index_revision(
     assert artifact["revision"] == artifact["digest"] == index_digest
     assert artifact["size"] == (repo_dir / "index.yaml").stat().st_size
     assert artifact["path"] == f"sha256/{index_digest[7:]}.yaml"
-    assert repo["url"] == artifact["url"] and artifact["url"].endswith(artifact["path"])
+    assert repo["url"] == artifact["url"]
+    assert artifact["url"].endswith(artifact["path"])
     ready = condition(cluster, "helmrepository", "podinfo")
     assert (ready["status"], ready["reason"], ready["message"]) == (
         "True", "Succeeded", f"stored artifact: revision '{index_digest}'")
@@ -129,11 +130,13 @@ def test_basic_auth_repository_installs_a_release_and_shows_the_index_revision(
     assert chart["observedChartName"] == "podinfo"
     assert not any(c["type"] == "SourceVerified" for c in chart["conditions"])
     # credentials went with every request (the chart's URL is relative: the same origin)
-    assert server.hits and all(hit.authorized for hit in server.hits)
+    assert server.hits
+    assert all(hit.authorized for hit in server.hits)
     # `kubectl get helmrepositories`: Flux's printer columns, the revision in Ready's message
     header, row = cluster.kubectl("get", "helmrepositories", "-n", ns).stdout.splitlines()
     assert header.split()[:4] == ["NAME", "URL", "AGE", "READY"], header
-    assert row.split()[1] == server.url and row.endswith(f"revision '{index_digest}'"), row
+    assert row.split()[1] == server.url, row
+    assert row.endswith(f"revision '{index_digest}'"), row
     # `chartguard get sources helm`: flux's table, the revision shortened as flux does
     out = subprocess.run([sys.executable, "-m", "chartguard", "get", "sources", "helm", "-n",
                           ns], env=kube.env, capture_output=True, text=True, timeout=60,
@@ -211,7 +214,8 @@ def test_a_wrong_password_is_authentication_failed_until_the_secret_is_fixed(
     assert cond["message"].startswith(
         f"failed to fetch Helm repository index: failed to fetch {server.url}/index.yaml : "
         "401 Unauthorized"), cond
-    assert "wrong" not in cond["message"] and PASSWORD not in cond["message"]
+    assert "wrong" not in cond["message"]
+    assert PASSWORD not in cond["message"]
     fetch = condition(cluster, "helmrepository", "podinfo", "FetchFailed")
     assert (fetch["status"], fetch["reason"]) == ("True", "AuthenticationFailed")
     cluster.kubectl.apply(
