@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -138,8 +138,11 @@ class HTTPSources:
     store the indexes are written to. Thread-safe."""
 
     def __init__(self, store: ArtifactStore, *, max_clients: int = 256, max_indexes: int = 8,
-                 retries: int = 2) -> None:
+                 retries: int = 2,
+                 client_factory: Callable[[HTTPConnection], HelmRepositoryClient] | None = None,
+                 ) -> None:
         self.store = store
+        self._factory = client_factory
         self._retries = retries
         self._max_clients = max_clients
         self._max_indexes = max_indexes
@@ -156,10 +159,10 @@ class HTTPSources:
             if found is not None:
                 self._clients.move_to_end(conn.key)
                 return found
-            client = HelmRepositoryClient(
-                conn.url, credentials=conn.credentials, tls=conn.tls,
-                pass_credentials=conn.pass_credentials, timeout=conn.timeout,
-                retries=self._retries)
+            client = self._factory(conn) if self._factory is not None else (
+                HelmRepositoryClient(conn.url, credentials=conn.credentials, tls=conn.tls,
+                                     pass_credentials=conn.pass_credentials,
+                                     timeout=conn.timeout, retries=self._retries))
             self._clients[conn.key] = client
             while len(self._clients) > self._max_clients:
                 self._clients.popitem(last=False)  # closed when garbage-collected
