@@ -451,6 +451,8 @@ class Runtime:
                                           requested_at=requested, http=self.http,
                                           artifact_url_base=self.artifact_url_base)
         self.secret_users.update(key, result.secrets)
+        for note in result.notes:
+            _log.info("%s: %s", repo.subject, note)
         events: tuple[Event, ...] = result.events
         if result.failure is not None:
             if not any(e.type == "Warning" for e in events):

@@ -120,6 +120,8 @@ class RepositoryResult:
     events: tuple[Event, ...] = ()
     #: what happened to an HTTP repository's index: "parsed", "unchanged", "not-modified"
     actions: tuple[str, ...] = ()
+    #: lines for the operator's log
+    notes: tuple[str, ...] = ()
 
 
 def reconcile_helmrepository(repo: HelmRepository, status: HelmRepositoryStatus,
@@ -134,7 +136,8 @@ def reconcile_helmrepository(repo: HelmRepository, status: HelmRepositoryStatus,
                                         requested_at=requested_at)
         return RepositoryResult(status=out.status, requeue_after=out.requeue_after,
                                 secrets=out.secrets, failure=out.failure,
-                                events=tuple(out.events), actions=out.actions)
+                                events=tuple(out.events), actions=out.actions,
+                                notes=out.notes)
     gen = repo.metadata.generation
     conds: list[dict[str, object]] = [dict(x) for x in status.conditions]
     used: frozenset[tuple[str, str]] = frozenset()

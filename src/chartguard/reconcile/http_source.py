@@ -247,6 +247,8 @@ class RepositoryOutcome:
     #: "parsed", "unchanged" (same digest), "not-modified" (304)
     actions: tuple[str, ...] = ()
     requeue_after: timedelta | None = None
+    #: lines for the operator's log (Flux logs them too)
+    notes: tuple[str, ...] = ()
 
 
 def reconcile_http_repository(repo: HelmRepository, status: HelmRepositoryStatus,
@@ -262,8 +264,12 @@ def reconcile_http_repository(repo: HelmRepository, status: HelmRepositoryStatus
     used = frozenset((ns, ref.name) for ref in (repo.spec.secret_ref, repo.spec.cert_secret_ref)
                      if ref is not None)
     failure: StepFailedError | None = None
+    notes: list[str] = []
     try:
         conn = http_connection(repo, secrets)
+        if conn.deprecated_tls:
+            notes.append("warning: specifying TLS authentication data via `.spec.secretRef` is "
+                         "deprecated, please use `.spec.certSecretRef` instead")
         artifact, action = _fetch_and_store(repo, conn, artifact, sources, now,
                                             artifact_url_base, events)
         actions.append(action)
@@ -301,6 +307,7 @@ def reconcile_http_repository(repo: HelmRepository, status: HelmRepositoryStatus
         sources.forget((ns, name))
     return RepositoryOutcome(
         status=new, events=events, failure=failure, secrets=used, actions=tuple(actions),
+        notes=tuple(notes),
         requeue_after=None if failure is not None and failure.stalled else repo.spec.interval)
 
 
