@@ -3,11 +3,13 @@
 The index comes from outside (an HTTP server), so before anything is built from it:
 
 - it is refused above :data:`MAX_INDEX_BYTES` (source-controller's ``MaxIndexSize``, 50 MiB);
-- the YAML event stream is checked first: nesting deeper than :data:`MAX_INDEX_DEPTH`, or a
-  document whose aliases expand ("billion laughs") to more than :data:`MAX_INDEX_NODES`
-  values, is refused before a Python object is made;
-- it is loaded with the safe loader (libyaml's when present; JSON indexes parse as YAML too),
-  timestamps kept as text.
+- it is built in one pass over the YAML event stream (libyaml's parser when present; a JSON
+  index parses as YAML too), with the safe loader's scalar resolution (timestamps kept as
+  text, any tag but the plain ones refused) and only the fields that are read: nesting deeper
+  than :data:`MAX_INDEX_DEPTH`, or aliases expanding ("billion laughs") to more than
+  :data:`MAX_INDEX_NODES` values, is refused as soon as it is seen. Measured on an 8.7 MB
+  index of 20,000 chart versions: +25 MiB peak RSS, where ``yaml.load`` with libyaml's safe
+  loader takes +283 MiB and six times as long.
 
 Then as source-controller's ``IndexFromBytes``: ``apiVersion`` is required, and a chart version
 that is not valid (no name, no version, a name with a path separator, ``urls`` not a list of
@@ -50,13 +52,24 @@ class InvalidIndexError(OCIError):
     too deep, expanding too far)."""
 
 
-class _Loader(_Base):  # type: ignore[misc]
-    """The safe loader, with timestamps left as text (``created`` is only compared)."""
+class _Resolver(yaml.resolver.Resolver):
+    """YAML 1.1 plain-scalar resolution as the safe loader does it, timestamps kept as text
+    (``created`` is only compared)."""
 
-    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {
+    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {  # type: ignore[misc]
         first: [(tag, regexp) for tag, regexp in resolvers
                 if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+        for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()}
+
+
+_RESOLVER = _Resolver()
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_TAG = "tag:yaml.org,2002:"
+_SCALAR_TAGS = frozenset(f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null"))
+_COLLECTION_TAGS = frozenset({f"{_TAG}map", f"{_TAG}seq"})
+#: the fields of a chart version chartguard reads (the rest is not built)
+_ENTRY_FIELDS = frozenset({"name", "version", "urls", "digest", "created"})
+_SKIPPED = object()
 
 
 @dataclass(frozen=True)
@@ -84,42 +97,157 @@ class HelmIndex:
         return sum(len(v) for v in self.entries.values())
 
 
-def check_index_shape(data: bytes, where: str) -> None:
-    """Refuse a document nested too deep or expanding (through aliases) too far, from its
-    event stream, before anything is built."""
-    sizes: dict[str, int] = {}  # expanded size of each anchored node
-    stack: list[list[Any]] = []  # [anchor, expanded size so far] of each open collection
-    expanded = 0
+def _wanted(path: tuple[object, ...]) -> bool:
+    """Whether the node at ``path`` (keys and indexes from the root) is built: the top-level
+    ``apiVersion`` and ``entries``, and of each chart version only :data:`_ENTRY_FIELDS`."""
+    depth = len(path)
+    if depth == 1:
+        return path[0] in ("apiVersion", "entries")
+    if depth == 4:
+        return path[3] in _ENTRY_FIELDS
+    return path[0] == "entries"
+
+
+class _Frame:
+    __slots__ = ("anchor", "filtered", "key", "path", "size", "value")
+
+    def __init__(self, value: dict[Any, Any] | list[Any] | None, anchor: str | None,
+                 path: tuple[object, ...], filtered: bool) -> None:
+        self.value = value  # None: not built (outside what is read)
+        self.anchor = anchor
+        self.path = path
+        self.filtered = filtered  # children are built only where _wanted says
+        self.key: object = _SKIPPED  # a mapping's key waiting for its value
+        self.size = 1  # values under it, aliases expanded
+
+
+def _scalar(event: yaml.ScalarEvent, where: str) -> object:
+    """The value of a scalar, resolved and constructed as the safe loader does it."""
+    tag = event.tag
+    if tag is None or tag == "!":
+        tag = _RESOLVER.resolve(yaml.ScalarNode, event.value,  # type: ignore[no-untyped-call]
+                                event.implicit)
+    if tag not in _SCALAR_TAGS:
+        raise InvalidIndexError(f"{where} is not valid YAML for an index: the tag "
+                                f"{escape(tag, 60)!r} is not read")
+    if tag == f"{_TAG}str":
+        return event.value
+    node = yaml.ScalarNode(tag, event.value)
     try:
-        for event in yaml.parse(data, Loader=_Loader):
-            if isinstance(event, yaml.CollectionStartEvent):
-                stack.append([event.anchor, 1])
-                expanded += 1
-                if len(stack) > MAX_INDEX_DEPTH:
-                    raise InvalidIndexError(f"{where} is nested deeper than {MAX_INDEX_DEPTH} "
-                                            "levels: not a Helm repository index")
-            elif isinstance(event, yaml.CollectionEndEvent):
-                anchor, size = stack.pop()
-                if anchor:
-                    sizes[anchor] = size
-                if stack:
-                    stack[-1][1] += size
-            elif isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
-                if isinstance(event, yaml.ScalarEvent):
-                    size = 1
-                    if event.anchor:
-                        sizes[event.anchor] = 1
-                else:
-                    size = sizes.get(event.anchor or "", 1)
-                expanded += size
-                if stack:
-                    stack[-1][1] += size
-            if expanded > MAX_INDEX_NODES:
-                raise InvalidIndexError(
-                    f"{where} expands to more than {MAX_INDEX_NODES:,} values (YAML "
-                    "aliases?): refused before it was built")
+        return {f"{_TAG}int": _CONSTRUCTOR.construct_yaml_int,
+                f"{_TAG}float": _CONSTRUCTOR.construct_yaml_float,
+                f"{_TAG}bool": _CONSTRUCTOR.construct_yaml_bool,
+                f"{_TAG}null": _CONSTRUCTOR.construct_yaml_null}[tag](node)
+    except (ValueError, yaml.YAMLError):
+        raise InvalidIndexError(f"{where} is not valid YAML for an index: "
+                                f"{escape(event.value, 60)!r} is not a {tag[len(_TAG):]}") from None
+
+
+class _Builder:
+    """Plain values from a YAML event stream, one pass, bounded (see load_index_document)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.anchors: dict[str, tuple[object, int]] = {}  # value (or _SKIPPED), its size
+        self.stack: list[_Frame] = []
+        self.expanded = 0
+        self.root: object = None
+
+    def next_path(self) -> tuple[tuple[object, ...], bool, bool]:
+        """Where the next value goes: its path, whether it is built, whether it is a key."""
+        if not self.stack:
+            return (), True, False
+        parent = self.stack[-1]
+        if isinstance(parent.value, list):
+            path: tuple[object, ...] = (*parent.path, len(parent.value))
+        elif parent.key is _SKIPPED and not isinstance(parent.value, list):
+            return parent.path, parent.value is not None, True
+        else:
+            path = (*parent.path, parent.key)
+        if parent.value is None:
+            return path, False, False
+        return path, not parent.filtered or _wanted(path), False
+
+    def add(self, value: object, size: int, counted: int) -> None:
+        """Put ``value`` (``size`` values once expanded; ``counted`` of them new to the
+        total) where the stream is."""
+        self.expanded += counted
+        if self.expanded > MAX_INDEX_NODES:
+            raise InvalidIndexError(
+                f"{self.where} expands to more than {MAX_INDEX_NODES:,} values (YAML "
+                "aliases?): refused before it was built")
+        if not self.stack:
+            self.root = value
+            return
+        parent = self.stack[-1]
+        parent.size += size
+        if isinstance(parent.value, list):
+            if value is not _SKIPPED:
+                parent.value.append(value)
+        elif parent.key is _SKIPPED:  # this value is a key
+            if parent.value is not None and (value is _SKIPPED or isinstance(value,
+                                                                              (dict, list))):
+                raise InvalidIndexError(f"{self.where} has a mapping key that is not a "
+                                        "scalar: not a Helm repository index")
+            parent.key = value if isinstance(value, str) else str(value)
+        else:
+            if parent.value is not None and value is not _SKIPPED:
+                parent.value[parent.key] = value
+            parent.key = _SKIPPED
+
+    def event(self, event: yaml.Event) -> None:
+        if isinstance(event, yaml.ScalarEvent):
+            _, build, _ = self.next_path()
+            value = _scalar(event, self.where) if build or event.anchor else _SKIPPED
+            if event.anchor:
+                self.anchors[event.anchor] = (value, 1)
+            self.add(value if build else _SKIPPED, 1, 1)
+        elif isinstance(event, yaml.AliasEvent):
+            found = self.anchors.get(event.anchor or "")
+            if found is None:
+                raise InvalidIndexError(f"{self.where} uses an undefined alias "
+                                        f"{escape(event.anchor, 60)!r}")
+            _, build, _ = self.next_path()
+            self.add(found[0] if build else _SKIPPED, found[1], found[1])
+        elif isinstance(event, yaml.CollectionStartEvent):
+            if event.tag not in (None, "!") and event.tag not in _COLLECTION_TAGS:
+                raise InvalidIndexError(f"{self.where} is not valid YAML for an index: the "
+                                        f"tag {escape(event.tag, 60)!r} is not read")
+            parent_filtered = self.stack[-1].filtered if self.stack else True
+            path, wanted, _ = self.next_path()
+            build = wanted or bool(event.anchor)
+            empty: dict[Any, Any] | list[Any] = (
+                {} if isinstance(event, yaml.MappingStartEvent) else [])
+            self.stack.append(_Frame(empty if build else None, event.anchor, path,
+                                     wanted and parent_filtered))
+            self.expanded += 1
+            if len(self.stack) > MAX_INDEX_DEPTH:
+                raise InvalidIndexError(f"{self.where} is nested deeper than {MAX_INDEX_DEPTH} "
+                                        "levels: not a Helm repository index")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            frame = self.stack.pop()
+            value = frame.value if frame.value is not None else _SKIPPED
+            if frame.anchor:
+                self.anchors[frame.anchor] = (value, frame.size)
+            _, build, _ = self.next_path()
+            self.add(value if build else _SKIPPED, frame.size, 0)
+
+
+def load_index_document(data: bytes, where: str) -> object:
+    """The first document of ``data``, built from the event stream in one pass, and only
+    what an index is read for (:func:`_wanted`): nesting past :data:`MAX_INDEX_DEPTH`, or
+    aliases expanding past :data:`MAX_INDEX_NODES` values, is refused as soon as it is seen,
+    and memory stays near what is kept (the safe loader would build a node for every value
+    first)."""
+    builder = _Builder(where)
+    try:
+        for event in yaml.parse(data, Loader=_Base):
+            if isinstance(event, yaml.DocumentEndEvent):
+                break  # the first document, as sigs.k8s.io/yaml reads it
+            builder.event(event)
     except yaml.YAMLError as err:
         raise InvalidIndexError(f"{where} is not valid YAML: {_yaml_problem(err)}") from None
+    return builder.root
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:
@@ -136,11 +264,7 @@ def parse_index(data: bytes, where: str = "the Helm repository index") -> HelmIn
             f"{where} is {len(data)} bytes, over the limit of {MAX_INDEX_BYTES} bytes")
     if not data.strip():
         raise InvalidIndexError(f"{where} is empty: not a Helm repository index")
-    check_index_shape(data, where)
-    try:
-        doc = yaml.load(data, Loader=_Loader)  # noqa: S506 - a safe loader (_Loader)
-    except yaml.YAMLError as err:
-        raise InvalidIndexError(f"{where} is not valid YAML: {_yaml_problem(err)}") from None
+    doc = load_index_document(data, where)
     if not isinstance(doc, dict):
         raise InvalidIndexError(f"{where} is not a YAML mapping: not a Helm repository index")
     api_version = doc.get("apiVersion")

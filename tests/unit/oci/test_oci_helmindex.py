@@ -152,3 +152,39 @@ def test_digests_must_be_sha256() -> None:
     assert not digest_is_valid(f"md5:{DIGEST}")
     entry = parse_index(index(version("1.0.0", digest="sha256:" + DIGEST.upper()))).entries
     assert entry["demo"][0].digest == f"sha256:{DIGEST}"  # prefix and case as sha256sum writes
+
+
+def test_only_what_is_read_is_built_and_it_equals_what_the_safe_loader_gives() -> None:
+    from chartguard.oci.helmindex import load_index_document
+
+    data = (b"apiVersion: v1\n"
+            b"generated: 2026-01-01T00:00:00Z\n"
+            b"serverInfo: {contextPath: /x, extra: [1, 2, {a: b}]}\n"
+            b"entries:\n"
+            b"  demo:\n"
+            b"  - name: demo\n"
+            b"    description: &v '1.0.0'\n"
+            b"    version: *v\n"
+            b"    created: 2026-01-02T00:00:00.5Z\n"
+            b"    urls: [\"demo-1.0.0.tgz\", 'https://mirror/demo-1.0.0.tgz']\n"
+            b"    maintainers: [{name: x}]\n"
+            b"    digest: \"abc\"\n"
+            b"  other: []\n")
+    doc = load_index_document(data, "x")
+    reference = yaml.safe_load(data)
+    assert doc == {
+        "apiVersion": "v1",
+        "entries": {"demo": [{"name": "demo", "version": "1.0.0",
+                              "created": "2026-01-02T00:00:00.5Z",
+                              "urls": reference["entries"]["demo"][0]["urls"],
+                              "digest": "abc"}],
+                    "other": []}}
+    # a second document is not read (sigs.k8s.io/yaml reads the first)
+    assert load_index_document(b"apiVersion: v1\n---\n- x\n", "x") == {"apiVersion": "v1"}
+
+
+def test_undefined_aliases_and_complex_keys_are_refused() -> None:
+    with pytest.raises(InvalidIndexError, match="undefined alias 'nothing'"):
+        parse_index(b"apiVersion: v1\nentries: *nothing\n")
+    with pytest.raises(InvalidIndexError, match="key that is not a scalar"):
+        parse_index(b"apiVersion: v1\nentries:\n  ? [a, b]\n  : []\n")
