@@ -293,6 +293,11 @@ def test_a_chart_from_an_http_repository_installs_only_without_verify(
     err = waiting(chart(revision="6.5.4"), store, verified=CHART_DIGEST)
     assert err.reason == c.VERIFICATION_ERROR
     assert "names no manifest digest" in err.message
+    # a release that asks for verify does not take a chart whose verify was taken away
+    err = waiting(chart(verify=None, verified=None, revision="6.5.4"), store, verified=None)
+    assert "names no manifest digest" in err.message
+    err = waiting(chart(verify=None, verified=None), store, verified=None)
+    assert "has not been verified by this chartguard process yet" in err.message
 
 
 def test_an_artifact_missing_from_the_store_is_waited_for(store: ArtifactStore) -> None:
