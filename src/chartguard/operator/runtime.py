@@ -289,7 +289,8 @@ class Runtime:
         known = self._mem(key)
         # an HTTP repository's new index (its artifact) matters to its charts as a new spec does
         artifact = (body.get("status") or {}).get("artifact") or {}
-        seen = (artifact.get("revision"), artifact.get("digest"))
+        seen = (artifact.get("revision"), artifact.get("digest"),
+                artifact.get("lastUpdateTime"))  # stored again (e.g. after a restart)
         new_index, known.seen = known.seen is not None and known.seen != seen, seen
         # a new, changed or deleted repository: its charts look again now
         if (event_type == "DELETED" or known.generation != meta.get("generation")
