@@ -349,3 +349,27 @@ def test_verify_on_a_chart_of_an_http_repository_is_refused_as_flux_refuses_it(
     assert not [h for h in server.hits if h.path.endswith(".tgz")]  # nothing downloaded
     out = cluster.kubectl("get", "secrets", "-n", ns, "-l", "owner=helm", "-o", "name").stdout
     assert out.strip() == ""
+
+
+@EMULATOR_ONLY
+def test_a_hostile_index_is_refused_and_the_last_one_stays(
+        cluster: Cluster, repo_dir: Path, tmp_path: Path, operator: Operator) -> None:
+    ns = cluster.ns
+    with run_helm_repository(repo_dir, workdir=tmp_path / "plain", tls=False) as plain:
+        cluster.kubectl.apply(
+            http_repository("podinfo", ns, plain.url),
+            helmchart("podinfo", ns, "podinfo", "0.2.0", "podinfo", None))
+        operator.start()
+        wait_condition(cluster, operator, "helmchart", "podinfo", "True")
+        before = cluster.status("helmrepository", ns, "podinfo")["artifact"]
+        # a "billion laughs" index: a few hundred bytes expanding to 10**12 values
+        lines = ["apiVersion: v1", 'a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+        lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 12)]
+        (repo_dir / "index.yaml").write_text("\n".join(lines) + "\n")
+        cluster.request_reconcile("helmrepository", ns, "podinfo")
+        cond = wait_condition(cluster, operator, "helmrepository", "podinfo", "False",
+                              reason="IndexationFailed")
+        assert "expands to more than 5,000,000 values" in cond["message"], cond
+        assert cluster.status("helmrepository", ns, "podinfo")["artifact"] == before
+        assert condition(cluster, "helmchart", "podinfo")["status"] == "True"
+        assert cluster.revision(ns, "podinfo") == "0.2.0"
