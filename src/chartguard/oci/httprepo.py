@@ -34,7 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chartguard.oci._metered import MeteredTransport
-from chartguard.oci._requests_transport import RequestsTransport, system_ca_bundle
+from chartguard.oci._requests_transport import (
+    RequestsTransport,
+    system_ca_bundle,
+    write_private,
+)
 from chartguard.oci._retry import Backoff
 from chartguard.oci._transport import deadline_error, read_limited
 from chartguard.oci.chart import archive_metadata
@@ -228,10 +232,7 @@ class HelmRepositoryClient:
 
     def _write(self, name: str, data: bytes) -> Path:
         assert self._tmp is not None
-        path = self._tmp / name
-        path.touch(mode=0o600)
-        path.write_bytes(data)
-        return path
+        return write_private(self._tmp, name, data)
 
     def close(self) -> None:
         self._http.close()

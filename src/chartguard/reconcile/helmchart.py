@@ -446,20 +446,30 @@ def _http_fetch(s: _Scratch) -> None:
             failure = replace(failure, message="failed to authenticate with the Helm "
                               f"repository: {failure.message}")
         raise failure from None
-    try:
-        digest = s.env.store.put(chart.data)
-    except StoreError as err:
-        raise StepFailedError(c.STORAGE_OPERATION_FAILED, c.ARCHIVE_OPERATION_FAILED,
-                              f"unable to copy Helm chart to storage: {safe(err)}") from None
-    s.actions.append("fetched")
+    digest = _store(s, chart.data)
     s.verified = Verified(digest, "", digest)
     s.chart_name = safe(chart.name)
     if art is not None and art.digest == digest and art.revision == entry.version:
         return  # the same bytes again: status stays as it was
+    s.artifact = _artifact(s, digest, entry.version, len(chart.data))
+
+
+def _store(s: _Scratch, data: bytes) -> str:
+    """Write a checked chart archive to the store; its digest."""
+    try:
+        digest = s.env.store.put(data)
+    except StoreError as err:
+        raise StepFailedError(c.STORAGE_OPERATION_FAILED, c.ARCHIVE_OPERATION_FAILED,
+                              f"unable to copy Helm chart to storage: {safe(err)}") from None
+    s.actions.append("fetched")
+    return digest
+
+
+def _artifact(s: _Scratch, digest: str, revision: str, size: int) -> Artifact:
     path = s.env.store.relative_path(digest)
-    s.artifact = Artifact(path=path, url=f"{s.env.artifact_url_base.rstrip('/')}/{path}",
-                          revision=entry.version, last_update_time=c.format_time(s.now),
-                          digest=digest, size=len(chart.data))
+    return Artifact(path=path, url=f"{s.env.artifact_url_base.rstrip('/')}/{path}",
+                    revision=revision, last_update_time=c.format_time(s.now), digest=digest,
+                    size=size)
 
 
 def _fetch(s: _Scratch) -> None:
@@ -485,23 +495,14 @@ def _fetch(s: _Scratch) -> None:
     except OCIError as err:
         _outdated(s)
         raise _pull_failure(err, f"failed to pull {s.resolved.digest}") from None
-    try:
-        digest = s.env.store.put(chart.layer)
-    except StoreError as err:
-        raise StepFailedError(c.STORAGE_OPERATION_FAILED, c.ARCHIVE_OPERATION_FAILED,
-                      f"unable to copy Helm chart to storage: {safe(err)}") from None
-    s.actions.append("fetched")
+    digest = _store(s, chart.layer)
     if s.verified is not None:
         s.verified = replace(s.verified, artifact=digest)
     s.chart_name = safe(chart.name)  # from the registry: outside text
-    path = s.env.store.relative_path(digest)
     old = s.status.artifact
     if old is not None and old.digest == digest and old.revision == _revision(s.resolved):
         return  # the same bytes stored again (after a restart): status stays as it was
-    s.artifact = Artifact(path=path, url=f"{s.env.artifact_url_base.rstrip('/')}/{path}",
-                          revision=_revision(s.resolved),
-                          last_update_time=c.format_time(s.now), digest=digest,
-                          size=len(chart.layer))
+    s.artifact = _artifact(s, digest, _revision(s.resolved), len(chart.layer))
 
 
 def _pull_failure(err: OCIError, what: str) -> StepFailedError:

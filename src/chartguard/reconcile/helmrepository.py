@@ -11,7 +11,6 @@ such a repository is ``Stalled``).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -26,13 +25,16 @@ from chartguard.oci import (
     credentials_from_secret,
     tls_from_secret,
 )
-from chartguard.reconcile.http_source import HTTPSources, reconcile_http_repository
+from chartguard.reconcile.http_source import (
+    HTTPSources,
+    read_secret,
+    reconcile_http_repository,
+    settings_key,
+)
 from chartguard.reconcile.outcome import StepFailedError, safe
 from chartguard.reconcile.seams import (
     Event,
-    SecretNotFoundError,
     SecretReader,
-    SecretUnreadableError,
 )
 
 UNSUPPORTED_REPOSITORY_TYPE = "UnsupportedRepositoryType"
@@ -70,7 +72,6 @@ def connection(repo: HelmRepository, secrets: SecretReader) -> Connection:
     used: set[tuple[str, str]] = set()
     credentials: RegistryCredentials | None = None
     tls: TLSConfig | None = None
-    hasher = hashlib.sha256(f"{ns}/{repo.metadata.name}|{spec.url}|{spec.insecure}".encode())
     if spec.secret_ref is not None:
         used.add((ns, spec.secret_ref.name))
         data = _secret(secrets, ns, spec.secret_ref.name, "credentials")
@@ -80,8 +81,6 @@ def connection(repo: HelmRepository, secrets: SecretReader) -> Connection:
             raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
                           f"invalid credentials Secret '{ns}/{safe(spec.secret_ref.name)}': "
                           f"{safe(err)}") from None
-        if credentials is not None:
-            hasher.update(f"|{credentials.username}\0{credentials.password}".encode())
     if spec.cert_secret_ref is not None:
         used.add((ns, spec.cert_secret_ref.name))
         data = _secret(secrets, ns, spec.cert_secret_ref.name, "TLS")
@@ -91,23 +90,14 @@ def connection(repo: HelmRepository, secrets: SecretReader) -> Connection:
             raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
                           f"invalid TLS Secret '{ns}/{safe(spec.cert_secret_ref.name)}': "
                           f"{safe(err)}") from None
-        for part in (tls.ca_pem, tls.cert_pem, tls.key_pem):
-            hasher.update(b"|" + (part or b""))
+    key = settings_key(f"{ns}/{repo.metadata.name}|{spec.url}|{spec.insecure}", credentials,
+                       tls)
     return Connection(plain_http=spec.insecure, credentials=credentials, tls=tls,
-                      key=hasher.hexdigest(), secrets=frozenset(used))
+                      key=key, secrets=frozenset(used))
 
 
 def _secret(secrets: SecretReader, namespace: str, name: str, what: str) -> dict[str, bytes]:
-    try:
-        return dict(secrets.get(namespace, name))
-    except SecretNotFoundError:
-        raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
-                      f"failed to get {what} Secret '{namespace}/{safe(name)}': not found; "
-                      "create it or fix the reference") from None
-    except SecretUnreadableError as err:
-        raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
-                      f"failed to get {what} Secret '{namespace}/{safe(name)}': "
-                      f"{safe(err)}") from None
+    return read_secret(secrets, namespace, name, f"{what} Secret")
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,35 @@ class HTTPConnection:
     deprecated_tls: bool = False
 
 
+def read_secret(secrets: SecretReader, namespace: str, name: str,
+                label: str) -> dict[str, bytes]:
+    """A Secret a repository names; ``StepFailedError`` AuthenticationFailed (``failed to get
+    <label> 'ns/name'``) when it is missing or unreadable."""
+    try:
+        return dict(secrets.get(namespace, name))
+    except SecretNotFoundError:
+        raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
+                              f"failed to get {label} '{namespace}/{safe(name)}': not found; "
+                              "create it or fix the reference") from None
+    except SecretUnreadableError as err:
+        raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
+                              f"failed to get {label} '{namespace}/{safe(name)}': "
+                              f"{safe(err)}") from None
+
+
+def settings_key(settings: str, credentials: RegistryCredentials | None,
+                 tls: TLSConfig | None) -> str:
+    """A digest of a repository's connection settings, Secrets' contents included: it
+    changes whenever any of them does (one client per key)."""
+    hasher = hashlib.sha256(settings.encode())
+    if credentials is not None:
+        hasher.update(f"|{credentials.username}\0{credentials.password}".encode())
+    if tls is not None:
+        for part in (tls.ca_pem, tls.cert_pem, tls.key_pem):
+            hasher.update(b"|" + (part or b""))
+    return hasher.hexdigest()
+
+
 def http_connection(repo: HelmRepository, secrets: SecretReader) -> HTTPConnection:
     """The settings of a ``type: default`` repository; ``StepFailedError`` saying what is
     wrong (source-controller's words: ``failed to get authentication secret 'ns/name'``)."""
@@ -91,34 +120,20 @@ def http_connection(repo: HelmRepository, secrets: SecretReader) -> HTTPConnecti
     data: dict[str, Mapping[str, bytes] | None] = {"auth": None, "tls": None}
     for what, ref, label in (("tls", spec.cert_secret_ref, "TLS authentication secret"),
                              ("auth", spec.secret_ref, "authentication secret")):
-        if ref is None:
-            continue
-        used.add((ns, ref.name))
-        try:
-            data[what] = dict(secrets.get(ns, ref.name))
-        except SecretNotFoundError:
-            raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
-                                  f"failed to get {label} '{ns}/{safe(ref.name)}': not found; "
-                                  "create it or fix the reference") from None
-        except SecretUnreadableError as err:
-            raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
-                                  f"failed to get {label} '{ns}/{safe(ref.name)}': "
-                                  f"{safe(err)}") from None
+        if ref is not None:
+            used.add((ns, ref.name))
+            data[what] = read_secret(secrets, ns, ref.name, label)
     try:
         credentials, tls, deprecated = repository_auth(data["auth"], data["tls"])
     except OCIError as err:
         raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED, safe(err)) from None
     timeout = spec.timeout.total_seconds()
-    hasher = hashlib.sha256(
-        f"http|{ns}/{repo.metadata.name}|{spec.url}|{spec.pass_credentials}|{timeout}".encode())
-    if credentials is not None:
-        hasher.update(f"|{credentials.username}\0{credentials.password}".encode())
-    if tls is not None:
-        for part in (tls.ca_pem, tls.cert_pem, tls.key_pem):
-            hasher.update(b"|" + (part or b""))
+    key = settings_key(
+        f"http|{ns}/{repo.metadata.name}|{spec.url}|{spec.pass_credentials}|{timeout}",
+        credentials, tls)
     return HTTPConnection(url=spec.url, credentials=credentials, tls=tls,
                           pass_credentials=spec.pass_credentials, timeout=timeout,
-                          key=hasher.hexdigest(), secrets=frozenset(used),
+                          key=key, secrets=frozenset(used),
                           deprecated_tls=deprecated)
 
 

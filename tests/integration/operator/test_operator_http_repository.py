@@ -55,6 +55,14 @@ def ca_secret(name: str, ns: str, server: HelmRepoServer, **extra: bytes) -> dic
     return secret(name, ns, {"ca.crt": server.tls.ca_pem(), **extra})
 
 
+def auth_repository(name: str, ns: str, server: HelmRepoServer) -> list[dict[str, Any]]:
+    """The repository behind basic auth with its CA: Secrets ``auth`` and ``ca``, and it."""
+    return [secret("auth", ns, {"username": USER.encode(), "password": PASSWORD.encode()}),
+            ca_secret("ca", ns, server),
+            http_repository(name, ns, server.url, secretRef={"name": "auth"},
+                            certSecretRef={"name": "ca"})]
+
+
 def condition(cluster: Cluster, kind: str, name: str, type_: str = "Ready") -> dict[str, Any]:
     try:
         return cluster.condition(kind, cluster.ns, name, type_)
@@ -98,10 +106,7 @@ def test_basic_auth_repository_installs_a_release_and_shows_the_index_revision(
     ns = cluster.ns
     index_digest = "sha256:" + hashlib.sha256((repo_dir / "index.yaml").read_bytes()).hexdigest()
     cluster.kubectl.apply(
-        secret("auth", ns, {"username": USER.encode(), "password": PASSWORD.encode()}),
-        ca_secret("ca", ns, server),
-        http_repository("podinfo", ns, server.url, secretRef={"name": "auth"},
-                        certSecretRef={"name": "ca"}),
+        *auth_repository("podinfo", ns, server),
         helmrelease("podinfo", ns, "podinfo", "podinfo", None, version="*",
                     releaseName="podinfo", targetNamespace=ns))
     operator.start()
@@ -152,10 +157,7 @@ def test_an_unchanged_index_is_neither_parsed_nor_its_chart_downloaded_again(
         cluster: Cluster, server: HelmRepoServer, operator: Operator) -> None:
     ns = cluster.ns
     cluster.kubectl.apply(
-        secret("auth", ns, {"username": USER.encode(), "password": PASSWORD.encode()}),
-        ca_secret("ca", ns, server),
-        http_repository("podinfo", ns, server.url, secretRef={"name": "auth"},
-                        certSecretRef={"name": "ca"}),
+        *auth_repository("podinfo", ns, server),
         helmchart("podinfo", ns, "podinfo", "0.1.0", "podinfo", None))
     port = procs.free_port()
     operator.start("--metrics-port", str(port), "--metrics-address", "127.0.0.1")
@@ -266,10 +268,7 @@ def test_a_chart_whose_bytes_do_not_match_the_index_digest_is_refused(
     other = build_repository(helm_env, tmp_path / "other", [("podinfo", "0.2.0")]).parent
     (repo_dir / "podinfo-0.2.0.tgz").write_bytes((other / "podinfo-0.2.0.tgz").read_bytes())
     cluster.kubectl.apply(
-        secret("auth", ns, {"username": USER.encode(), "password": PASSWORD.encode()}),
-        ca_secret("ca", ns, server),
-        http_repository("podinfo", ns, server.url, secretRef={"name": "auth"},
-                        certSecretRef={"name": "ca"}),
+        *auth_repository("podinfo", ns, server),
         helmrelease("podinfo", ns, "podinfo", "podinfo", None, version="0.2.0",
                     releaseName="podinfo", targetNamespace=ns))
     operator.start()
