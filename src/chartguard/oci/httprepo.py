@@ -46,6 +46,7 @@ from chartguard.oci.credentials import RegistryCredentials, TLSConfig, tls_from_
 from chartguard.oci.errors import (
     AuthenticationError,
     ChartContentError,
+    ConnectionBrokenError,
     CredentialsError,
     DigestMismatchError,
     Hint,
@@ -250,15 +251,12 @@ class HelmRepositoryClient:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        deadline = Deadline(self.timeout, self._clock)
-        response = self._request(url, headers, deadline, send_credentials=True)
-        if response.status_code == 304:
-            response.close()
+        status, answer, data = self._download(url, headers, self._max_index,
+                                              f"the index {shown(url)}", send_credentials=True)
+        if status == 304:
             return IndexDownload(changed=False, etag=etag, last_modified=last_modified)
-        tag = response.headers.get("ETag", "")
-        modified = response.headers.get("Last-Modified", "")
-        data = read_limited(response, self._max_index, f"the index {shown(url)}",
-                            deadline=deadline)
+        tag = answer.get("ETag", "")
+        modified = answer.get("Last-Modified", "")
         return IndexDownload(changed=True, data=data,
                              digest="sha256:" + hashlib.sha256(data).hexdigest(),
                              etag=tag if len(tag) <= 512 else "",
@@ -281,11 +279,9 @@ class HelmRepositoryClient:
                 f"the index gives chart '{escape(entry.name)}' version "
                 f"{escape(entry.version)} the digest {escape(entry.digest, 100)!r}, which is "
                 "not a sha256 digest: regenerate the index with `helm repo index`")
-        deadline = Deadline(self.timeout, self._clock)
-        send = self._pass_credentials or origin(url) == self._origin
-        response = self._request(url, {}, deadline, send_credentials=send)
         where = f"chart {shown(url)}"
-        data = read_limited(response, self._limits.max_layer_bytes, where, deadline=deadline)
+        _, _, data = self._download(url, {}, self._limits.max_layer_bytes, where,
+                                    send_credentials=self.sends_credentials_to(url))
         actual = "sha256:" + hashlib.sha256(data).hexdigest()
         if entry.digest and actual != entry.digest:
             raise DigestMismatchError(
@@ -301,7 +297,31 @@ class HelmRepositoryClient:
         return ChartDownload(data=data, name=name, version=version,
                              url=without_credentials(url))
 
+    def sends_credentials_to(self, url: str) -> bool:
+        """Helm's rule: the repository's own origin, or any with ``pass_credentials``."""
+        return self._pass_credentials or origin(url) == self._origin
+
     # -- exchanges -----------------------------------------------------------------------
+
+    def _download(self, url: str, headers: dict[str, str], limit: int, what: str, *,
+                  send_credentials: bool) -> tuple[int, Mapping[str, str], bytes]:
+        """A GET's status (200 or 304), headers and body (capped); a connection that breaks
+        while the body is read is tried again within the retries and the deadline."""
+        deadline = Deadline(self.timeout, self._clock)
+        attempt = 0
+        while True:
+            response = self._request(url, headers, deadline,
+                                     send_credentials=send_credentials)
+            status, answer = response.status_code, response.headers
+            if status == 304:
+                response.close()
+                return status, answer, b""
+            try:
+                return status, answer, read_limited(response, limit, what, deadline=deadline)
+            except ConnectionBrokenError:
+                if attempt >= self._retries or not self._pause(attempt, deadline):
+                    raise
+            attempt += 1
 
     def _request(self, url: str, headers: dict[str, str], deadline: Deadline, *,
                  send_credentials: bool) -> Response:

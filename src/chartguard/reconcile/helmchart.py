@@ -44,6 +44,7 @@ from chartguard.oci import (
     ResolvedChart,
     select_entry,
 )
+from chartguard.oci.httprepo import chart_url
 from chartguard.reconcile.helmrepository import Connection, connection
 from chartguard.reconcile.http_source import (
     NO_SOURCE_ARTIFACT,
@@ -441,7 +442,9 @@ def _http_fetch(s: _Scratch) -> None:
     except OCIError as err:
         _outdated(s)
         what = "chart pull error: failed to download chart for remote reference"
-        failure = fetch_failure(err, what, c.CHART_PULL_ERROR)
+        elsewhere = bool(entry.urls) and not client.sends_credentials_to(
+            chart_url(s.http.url, entry.urls[0]))
+        failure = fetch_failure(err, what, c.CHART_PULL_ERROR, elsewhere=elsewhere)
         if failure.reason == c.AUTHENTICATION_FAILED:
             failure = replace(failure, message="failed to authenticate with the Helm "
                               f"repository: {failure.message}")

@@ -228,11 +228,17 @@ class HTTPSources:
             client.close()
 
 
-def fetch_failure(err: OCIError, what: str, reason: str = c.FAILED) -> StepFailedError:
-    """A failed exchange with the repository: credentials and TLS are AuthenticationFailed."""
+def fetch_failure(err: OCIError, what: str, reason: str = c.FAILED, *,
+                  elsewhere: bool = False) -> StepFailedError:
+    """A failed exchange with the repository: credentials and TLS are AuthenticationFailed.
+    ``elsewhere``: the request went to another origin than the repository's, without the
+    credentials (no ``passCredentials``)."""
     if isinstance(err, (AuthenticationError, TLSVerificationError)):
         reason = c.AUTHENTICATION_FAILED
-        hint = ("; check the username and password in spec.secretRef"
+        hint = ("; the chart's URL is on another host than the repository, which gets no "
+                "credentials unless the HelmRepository sets spec.passCredentials: true"
+                if elsewhere and isinstance(err, AuthenticationError)
+                else "; check the username and password in spec.secretRef"
                 if isinstance(err, AuthenticationError)
                 else "; give the CA (ca.crt) or client certificate (tls.crt, tls.key) in "
                 "spec.certSecretRef")

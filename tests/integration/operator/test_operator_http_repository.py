@@ -315,6 +315,7 @@ def test_absolute_chart_urls_get_credentials_only_with_pass_credentials(
                 "failed to authenticate with the Helm repository: chart pull error: failed to "
                 f"download chart for remote reference: failed to fetch {second.url}/"
                 "podinfo-0.1.0.tgz : 401 Unauthorized"), kept
+            assert "spec.passCredentials: true" in kept["message"]
             wait_condition(cluster, operator, "helmchart", "passed", "True")
             assert cluster.revision(ns, "passed") == "0.1.0"
             hits = second.requests("podinfo-0.1.0.tgz")
