@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from chartguard.oci import (
     repository_auth,
 )
 from chartguard.oci.httprepo import chart_url, index_url, origin
-from chartguard.oci.transport import Request
+from chartguard.oci.transport import ReadError, Request
 from chartguard_testing.hostile import hostile_archive
 from chartguard_testing.memory_registry import FakeClock, MockResponse, MockTransport, chart_archive
 
@@ -213,3 +213,18 @@ def test_secrets_are_read_as_flux_reads_them() -> None:
         repository_auth(None, {"other": b"x"})
     with pytest.raises(CredentialsError, match=r"tls\.crt but no tls\.key"):
         repository_auth(None, {"tls.crt": PEM})
+
+
+class _Broken(MockResponse):
+    """An answer whose connection breaks after the first chunk."""
+
+    def iter_bytes(self, chunk_size: int) -> Iterator[bytes]:
+        yield ARCHIVE[:10]
+        raise ReadError("connection reset")
+
+
+def test_a_connection_broken_while_reading_is_tried_again() -> None:
+    answers = iter([_Broken(200, ARCHIVE), MockResponse(200, ARCHIVE)])
+    repo, transport = client(lambda _r: next(answers))
+    assert repo.fetch_chart(entry("demo-1.0.0.tgz", ARCHIVE)).data == ARCHIVE
+    assert len(transport.requests) == 2
