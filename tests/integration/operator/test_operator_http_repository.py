@@ -373,3 +373,27 @@ def test_a_hostile_index_is_refused_and_the_last_one_stays(
         assert cluster.status("helmrepository", ns, "podinfo")["artifact"] == before
         assert condition(cluster, "helmchart", "podinfo")["status"] == "True"
         assert cluster.revision(ns, "podinfo") == "0.2.0"
+
+
+@EMULATOR_ONLY
+def test_a_new_version_in_the_index_upgrades_the_release(
+        cluster: Cluster, helm_env: HelmEnv, repo_dir: Path, server: HelmRepoServer,
+        operator: Operator) -> None:
+    ns = cluster.ns
+    cluster.kubectl.apply(
+        *auth_repository("podinfo", ns, server),
+        helmrelease("podinfo", ns, "podinfo", "podinfo", None, version="*",
+                    releaseName="podinfo", targetNamespace=ns))
+    operator.start()
+    wait_condition(cluster, operator, "helmrelease", "podinfo", "True", timeout=90)
+    # 0.4.0 published: packaged and the index written again by helm
+    build_repository(helm_env, repo_dir, [("podinfo", "0.4.0")])
+    cluster.request_reconcile("helmrepository", ns, "podinfo")  # its interval is 10m
+    # the new index re-queues the chart (no request of its own), which re-queues the release
+    cond = wait_condition(cluster, operator, "helmrelease", "podinfo", "True",
+                          reason="UpgradeSucceeded", timeout=90)
+    assert cond["message"] == (f"Helm upgrade succeeded for release {ns}/podinfo.v2 with chart "
+                               "podinfo@0.4.0")
+    assert cluster.revision(ns, f"{ns}-podinfo") == "0.4.0"
+    assert len(server.requests("podinfo-0.4.0.tgz")) == 1
+    assert len(server.requests("podinfo-0.2.0.tgz")) == 1
