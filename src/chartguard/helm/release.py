@@ -112,6 +112,20 @@ def values_digest(values: Mapping[str, Any]) -> str:
 
 def decode_release_secret(body: Mapping[str, Any]) -> StoredRelease:
     """The revision a helm storage Secret (as the API returns it) holds."""
+    return release_from_json(_decode_record(body))
+
+
+def decode_release_manifest(body: Mapping[str, Any]) -> tuple[StoredRelease, str]:
+    """The revision a helm storage Secret holds and its manifest (the rendered objects, YAML
+    documents; "" when the release made none)."""
+    obj = _decode_record(body)
+    manifest = obj.get("manifest")
+    if manifest is not None and not isinstance(manifest, str):
+        raise ReleaseDecodeError("the helm release record's manifest is not a string")
+    return release_from_json(obj), manifest or ""
+
+
+def _decode_record(body: Mapping[str, Any]) -> Any:
     kind = body.get("type")
     if kind != HELM_RELEASE_V1:
         raise ReleaseDecodeError(
@@ -129,7 +143,9 @@ def decode_release_secret(body: Mapping[str, Any]) -> StoredRelease:
         obj = loads_json(record, what="the helm release record", max_depth=MAX_RELEASE_DEPTH)
     except UntrustedInputError as exc:
         raise ReleaseDecodeError(str(exc)) from exc
-    return release_from_json(obj)
+    if not isinstance(obj, Mapping):
+        raise ReleaseDecodeError("the helm release record is not a JSON object")
+    return obj
 
 
 def failed_release_secret(body: Mapping[str, Any], description: str, *,

@@ -200,6 +200,29 @@ class Kube:
         items = body.get("items") if isinstance(body, dict) else None
         return [item for item in items or [] if isinstance(item, dict)]
 
+    def request(self, what: str, method: str, path: str, *,
+                query: Mapping[str, str] | None = None, body: Any = None,
+                content_type: str = "application/json", as_user: str = "") -> dict[str, Any]:
+        """Any API call by path (``/api/v1/…``, ``/apis/<group>/<version>/…``) with the same
+        retries, as ``as_user`` when given (``Impersonate-User``); the answer as JSON."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        if as_user:
+            headers["Impersonate-User"] = as_user
+        params = list((query or {}).items())
+
+        def call(*, _preload_content: bool, _request_timeout: float) -> Any:
+            serialized = self.api.param_serialize(
+                method=method, resource_path=path, query_params=params, header_params=headers,
+                body=body, auth_settings=["BearerToken"])
+            response = self.api.call_api(*serialized, _request_timeout=_request_timeout)
+            response.read()  # type: ignore[no-untyped-call]
+            if not 200 <= response.status <= 299:
+                raise ApiException.from_response(http_resp=response, body=None, data=None)
+            return response
+
+        answer: dict[str, Any] = self._call(what, call)
+        return answer
+
     # -- writes ----------------------------------------------------------------------------
 
     def patch_status(self, group: str, version: str, plural: str, namespace: str, name: str,

@@ -32,7 +32,13 @@ from chartguard.reconcile.release_prepare import (
     release_refs,
     sync_release_chart,
 )
-from chartguard.reconcile.seams import ChartWriteError, Event, HelmActions, utcnow
+from chartguard.reconcile.seams import (
+    ChartWriteError,
+    ClusterObjects,
+    Event,
+    HelmActions,
+    utcnow,
+)
 from chartguard.reconcile.values import secret_strings
 
 
@@ -44,6 +50,8 @@ class ReleaseEnv:
     storage: ReleaseStorage
     prepare: PrepareEnv
     now: Callable[[], datetime] = utcnow
+    #: the released objects, for spec.driftDetection (None: drift detection refused)
+    cluster: ClusterObjects | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ def reconcile_helmrelease(release: HelmRelease, status: HelmReleaseStatus, env: 
         return _stopped(release, status, err, now, refs)
     result = reconcile_release(release, status, env.helm, env.storage, chart=prepared.chart,
                                values=prepared.values, now=now, on_progress=on_progress,
-                               force=force)
+                               force=force, cluster=env.cluster)
     return _with_refs(ReleaseOutcome(
         status=result.status, events=result.events, requeue_after=result.requeue_after,
         failure=result.failure, actions=sync.actions + result.actions), refs)

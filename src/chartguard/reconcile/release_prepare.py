@@ -27,7 +27,8 @@ from chartguard.api import conditions as c
 from chartguard.api.implied import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
 from chartguard.api.status import HelmReleaseStatus
 from chartguard.helm.args import unsupported as helm_cannot_honour
-from chartguard.reconcile.outcome import StepFailedError, WaitingError, safe
+from chartguard.reconcile.drift_rules import IgnoreRuleError, compile_rules
+from chartguard.reconcile.outcome import INVALID_SPEC, StepFailedError, WaitingError, safe
 from chartguard.reconcile.release_chart import (
     chart_readiness,
     desired_helmchart_body,
@@ -50,7 +51,8 @@ UNSUPPORTED_SOURCE_KIND = "UnsupportedSourceKind"
 
 #: Spec fields a HelmRelease may carry (Flux's API has them) that chartguard refuses, each with
 #: why; a release using one is Stalled with a message naming it. ``serviceAccountName`` is
-#: honoured (helm impersonates it, as Flux does). ``persistentClient`` is
+#: honoured (helm impersonates it, as Flux does; drift detection acts as it too).
+#: ``persistentClient`` is
 #: honoured as it stands (every helm action is its own process, so it changes nothing), and
 #: ``driftDetection.ignore`` with mode ``disabled`` has no effect, as in Flux.
 REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
@@ -62,13 +64,14 @@ REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
      "it runs in"),
     ("spec.postRenderers",
      "post-renderers (kustomize patches and images) are not applied by chartguard yet"),
-    ("spec.driftDetection.mode (enabled or warn)",
-     "chartguard does not detect or correct drift of released objects yet"),
     ("spec.storageNamespace (other than the release namespace)",
      "the helm CLI keeps a release's records in the namespace it installs into"),
 )
 _WHY = dict(REFUSED_FIELDS)
-_CHART_REF_OCI, _KUBECONFIG, _POST_RENDERERS, _DRIFT, _STORAGE = (
+#: why drift detection is refused for a release into another cluster
+DRIFT_REMOTE = ("drift is read and corrected in the cluster chartguard runs in, not the "
+                "one the kubeconfig names; remove one of them")
+_CHART_REF_OCI, _KUBECONFIG, _POST_RENDERERS, _STORAGE = (
     field for field, _ in REFUSED_FIELDS)
 
 
@@ -153,16 +156,23 @@ def refuse_unsupported(release: HelmRelease) -> None:
         used.append(_KUBECONFIG)
     if spec.post_renderers:
         used.append(_POST_RENDERERS)
-    if spec.drift_detection_mode != "disabled":
-        used.append(_DRIFT)
     if spec.storage_namespace and spec.storage_namespace != release.release_namespace:
         used.append(_STORAGE)
     problems = [f"{field.split(' ')[0]} is not supported: {_WHY[field]}" for field in used]
+    if spec.kube_config is not None and spec.drift_detection_mode != "disabled":
+        problems.append(f"spec.driftDetection with spec.kubeConfig is not supported: "
+                        f"{DRIFT_REMOTE}")
     named = {field.split(" ")[0] for field in used}
     for found in helm_cannot_honour(release):
         path, _, why = found.partition(": ")
         if path not in named:
             problems.append(f"{path} is not supported: {why}")
+    if not problems and spec.drift_detection_mode != "disabled":
+        try:
+            compile_rules(spec.drift_detection_ignore)
+        except IgnoreRuleError as err:
+            raise StepFailedError(c.READY, INVALID_SPEC, str(err), stalled=True,
+                                  status=c.FALSE) from None
     if problems:
         raise StepFailedError(c.READY, UNSUPPORTED_FIELD,
                               f"{'; '.join(problems)}; remove it (see README, 'Not supported "

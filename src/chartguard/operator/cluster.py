@@ -1,0 +1,148 @@
+"""The objects releases made, read and written by path for drift detection: a
+:class:`~chartguard.reconcile.seams.ClusterObjects` over :class:`~.kube.Kube`.
+
+A manifest names objects by apiVersion and kind; the API serves them by resource. API
+discovery (``/api/v1``, ``/apis/<group>/<version>``, readable by every authenticated user)
+maps one to the other and says whether the kind is namespaced; a group/version is read once
+and again only when a kind is missing from it (a CRD installed since). Reads and writes of
+the objects are made as the identity helm runs the release as (``Impersonate-User``), so they
+reach exactly what helm may reach. Server-side apply is a PATCH of type
+``application/apply-patch+yaml`` (JSON is YAML) with ``force=true`` and ``dryRun=All``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from chartguard.helm.release import ReleaseDecodeError, decode_release_manifest
+from chartguard.operator.kube import JSON_PATCH, Kube, KubeError
+from chartguard.reconcile.outcome import safe
+from chartguard.reconcile.seams import ClusterError
+
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+class KubeCluster:
+    def __init__(self, kube: Kube) -> None:
+        self._kube = kube
+        self._resources: dict[str, dict[str, tuple[str, bool]]] = {}
+        self._lock = threading.Lock()
+
+    # -- discovery -------------------------------------------------------------------------
+
+    def namespaced(self, api_version: str, kind: str) -> bool:
+        return self._resource(api_version, kind)[1]
+
+    def _resource(self, api_version: str, kind: str) -> tuple[str, bool]:
+        """(plural, namespaced) of ``kind`` in ``api_version``."""
+        with self._lock:
+            known = self._resources.get(api_version)
+        if known is None or kind not in known:
+            known = self._discover(api_version)
+        found = known.get(kind)
+        if found is None:
+            raise ClusterError(f"the API serves no kind {safe(kind)} in {safe(api_version)}")
+        return found
+
+    def _discover(self, api_version: str) -> dict[str, tuple[str, bool]]:
+        try:
+            body = self._kube.request(f"API discovery of {api_version}", "GET",
+                                      _root(api_version))
+        except KubeError as err:
+            if err.status == 404:
+                raise ClusterError(f"the API serves no {safe(api_version)}", 404) from None
+            raise ClusterError(safe(err), err.status) from None
+        known: dict[str, tuple[str, bool]] = {}
+        for item in body.get("resources") or ():
+            name = str(item.get("name", ""))
+            if name and "/" not in name and item.get("kind"):  # not a subresource
+                known[str(item["kind"])] = (name, bool(item.get("namespaced")))
+        with self._lock:
+            self._resources[api_version] = known
+        return known
+
+    def _path(self, obj: Mapping[str, Any], *, named: bool = True) -> str:
+        api_version, kind = str(obj.get("apiVersion")), str(obj.get("kind"))
+        plural, namespaced = self._resource(api_version, kind)
+        meta = obj.get("metadata") or {}
+        path = _root(api_version)
+        if namespaced:
+            path += f"/namespaces/{_segment(meta.get('namespace'))}"
+        path += f"/{plural}"
+        return path + f"/{_segment(meta.get('name'))}" if named else path
+
+    # -- objects ---------------------------------------------------------------------------
+
+    def get(self, obj: Mapping[str, Any], *, as_user: str) -> dict[str, Any] | None:
+        try:
+            return self._kube.request(f"get {_name(obj)}", "GET", self._path(obj),
+                                      as_user=as_user)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise ClusterError(safe(err), err.status) from None
+
+    def dry_run_apply(self, obj: Mapping[str, Any], *, field_manager: str,
+                      as_user: str) -> dict[str, Any]:
+        return self._write(f"dry-run apply {_name(obj)}", "PATCH", self._path(obj), obj,
+                           APPLY_PATCH, as_user, {"fieldManager": field_manager,
+                                                  "force": "true", "dryRun": "All"})
+
+    def create(self, obj: Mapping[str, Any], *, field_manager: str,
+               as_user: str) -> dict[str, Any]:
+        return self._write(f"create {_name(obj)}", "POST", self._path(obj, named=False), obj,
+                           "application/json", as_user, {"fieldManager": field_manager})
+
+    def json_patch(self, obj: Mapping[str, Any], ops: Sequence[Mapping[str, Any]], *,
+                   field_manager: str, as_user: str) -> dict[str, Any]:
+        return self._write(f"patch {_name(obj)}", "PATCH", self._path(obj),
+                           [dict(op) for op in ops], JSON_PATCH, as_user,
+                           {"fieldManager": field_manager})
+
+    def _write(self, what: str, method: str, path: str, body: Any, content_type: str,
+               as_user: str, query: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            return self._kube.request(what, method, path, query=query,
+                                      body=dict(body) if isinstance(body, Mapping) else body,
+                                      content_type=content_type, as_user=as_user)
+        except KubeError as err:
+            raise ClusterError(safe(err), err.status) from None
+
+    # -- helm's record ---------------------------------------------------------------------
+
+    def release_manifest(self, namespace: str, name: str, version: int) -> tuple[str, str]:
+        secret = f"sh.helm.release.v1.{name}.v{version}"
+        try:
+            body = self._kube.get_secret_body(namespace, secret)
+        except KubeError as err:
+            raise ClusterError(safe(err), err.status) from None
+        if body is None:
+            raise ClusterError(f"revision {version} of release {safe(namespace)}/{safe(name)} "
+                               "is no longer stored", 404)
+        try:
+            stored, manifest = decode_release_manifest(body)
+        except ReleaseDecodeError as err:
+            raise ClusterError(f"{secret}: {safe(err)}") from None
+        return stored.digest, manifest
+
+
+def _root(api_version: str) -> str:
+    group, _, version = api_version.rpartition("/")
+    return f"/apis/{_segment(group)}/{_segment(version)}" if group else (
+        f"/api/{_segment(version)}")
+
+
+def _segment(value: object) -> str:
+    """One path segment: a name with '/' or a dot-only name would reach another URL."""
+    text = str(value or "")
+    if not text or "/" in text or text in (".", "..") or "?" in text or "%" in text:
+        raise ClusterError(f"{safe(text)!r} cannot name an object in an API path")
+    return text
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    parts = [obj.get("kind"), meta.get("namespace"), meta.get("name")]
+    return "/".join(str(p) for p in parts if p)
