@@ -52,9 +52,9 @@ UNSUPPORTED_SOURCE_KIND = "UnsupportedSourceKind"
 #: Spec fields a HelmRelease may carry (Flux's API has them) that chartguard refuses, each with
 #: why; a release using one is Stalled with a message naming it. ``serviceAccountName`` is
 #: honoured (helm impersonates it, as Flux does; drift detection acts as it too).
-#: ``persistentClient`` is
-#: honoured as it stands (every helm action is its own process, so it changes nothing), and
-#: ``driftDetection.ignore`` with mode ``disabled`` has no effect, as in Flux.
+#: ``persistentClient`` is honoured as it stands (every helm action is its own process, so it
+#: changes nothing), and ``driftDetection.ignore`` with mode ``disabled`` has no effect, as in
+#: Flux. ``driftDetection`` works (:mod:`.release_drift`), except into another cluster.
 REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
     ("spec.chartRef (kind OCIRepository)",
      "OCIRepository sources are not served by chartguard, which installs only charts it "
