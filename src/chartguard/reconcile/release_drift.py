@@ -128,7 +128,10 @@ def desired_objects(manifest: str, release: str, namespace: str,
         if not meta.get("namespace"):
             key = (str(obj["apiVersion"]), str(obj["kind"]))
             if key not in scoped:
-                scoped[key] = cluster.namespaced(*key)
+                try:
+                    scoped[key] = cluster.namespaced(*key)
+                except ClusterError:  # the object's own comparison reports it
+                    scoped[key] = False
             if scoped[key]:
                 meta["namespace"] = namespace
     return objects

@@ -240,6 +240,7 @@ class FakeCluster:
         self.users: set[str] = set()
         self.writes: list[tuple[str, str]] = []
         self.refuse: dict[str, int] = {}  # verb -> HTTP status
+        self.unserved: set[str] = set()  # kinds the API no longer serves (a CRD removed)
 
     def key(self, o: Mapping[str, Any]) -> tuple[str, str, str]:
         meta = o["metadata"]
@@ -251,9 +252,12 @@ class FakeCluster:
             raise ClusterError(f"{verb}: {self.refuse[verb]} Forbidden", self.refuse[verb])
 
     def namespaced(self, api_version: str, kind: str) -> bool:
+        if kind in self.unserved:
+            raise ClusterError(f"the API serves no kind {kind} in {api_version}")
         return kind not in CLUSTER_SCOPED
 
     def get(self, o: Mapping[str, Any], *, as_user: str) -> dict[str, Any] | None:
+        self.namespaced(o["apiVersion"], o["kind"])
         self._check("get", as_user)
         found = self.objects.get(self.key(o))
         return copy.deepcopy(found) if found else None
@@ -459,3 +463,16 @@ def test_turning_detection_off_removes_the_drifted_condition() -> None:
     status = run(fake, cluster, rel, status).status
     off = release({"driftDetection": {"mode": "disabled"}})
     assert cond(run(fake, cluster, off, status).status, c.DRIFTED) is None
+
+
+def test_a_kind_the_api_no_longer_serves_is_reported_and_the_others_still_compared() -> None:
+    fake, cluster, rel, status = installed({"driftDetection": {"mode": "enabled"}})
+    cluster.unserved.add("ClusterRole")
+    assert cond(run(fake, cluster, rel, status).status, c.READY) == (
+        c.FALSE, "StateError", "Could not determine release state: unable to determine "
+        "cluster state: ClusterRole/app-reader dry-run failed: the API serves no kind "
+        "ClusterRole in rbac.authorization.k8s.io/v1")
+    cluster.deployment()["spec"]["replicas"] = 3
+    result = run(fake, cluster, rel, status)  # drift found elsewhere: corrected all the same
+    assert [e.reason for e in result.events] == [c.DRIFT_DETECTED, c.DRIFT_CORRECTED]
+    assert cluster.deployment()["spec"]["replicas"] == 1
