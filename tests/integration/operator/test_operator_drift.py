@@ -82,10 +82,13 @@ def test_enabled_puts_a_scaled_deployment_back_without_a_helm_revision(
     request(cluster, operator, name)
     assert cluster.body("service", ns, name)["metadata"]["labels"][
         "app.kubernetes.io/managed-by"] == "Helm"
-    assert [e["message"].splitlines()[-1] for e in events(cluster, name, "DriftCorrected")
-            ][-1] == f"Service/{ns}/{name} created"
-    assert any(e["message"].endswith(f"\nService/{ns}/{name} removed")
-               for e in events(cluster, name, "DriftDetected"))
+    assert sorted(e["message"].split(":\n", 1)[1]
+                  for e in events(cluster, name, "DriftCorrected")) == [
+        f"Deployment/{ns}/{name} configured", f"Service/{ns}/{name} created"]
+    assert sorted(e["message"].split(":\n", 1)[1]
+                  for e in events(cluster, name, "DriftDetected")) == [
+        f"Deployment/{ns}/{name} changed (0 additions, 1 changes, 0 removals): /spec/replicas",
+        f"Service/{ns}/{name} removed"]
     assert release_secrets(cluster, ns, name) == {f"sh.helm.release.v1.{name}.v1": "deployed"}
 
 
