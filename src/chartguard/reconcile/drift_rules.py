@@ -78,6 +78,22 @@ def remove(doc: Any, tokens: Sequence[str]) -> None:
             del node[index]
 
 
+def lookup(doc: Any, tokens: Sequence[str]) -> tuple[bool, Any]:
+    """(found, value) of what ``tokens`` point at in ``doc``."""
+    node = doc
+    for token in tokens:
+        if isinstance(node, Mapping):
+            if token not in node:
+                return False, None
+            node = node[token]
+        elif isinstance(node, list) and _INDEX.match(token) and (
+                -len(node) <= int(token) < len(node)):
+            node = node[int(token)]
+        else:
+            return False, None
+    return True, node
+
+
 def _child(node: Any, token: str) -> Any:
     if isinstance(node, Mapping):
         return node.get(token)

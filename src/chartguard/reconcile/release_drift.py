@@ -12,9 +12,10 @@ controller adding one is no drift). Ignored pointers are removed from both sides
 object that is gone counts as drift ("removed"); one labelled or annotated
 ``helm.toolkit.fluxcd.io/driftDetection: disabled`` (desired or live) is "excluded".
 
-Correcting (mode ``enabled``): a removed object is created again; a changed one gets the JSON
-patch (RFC 6902) the comparison found, under helm's field manager, so ignored fields keep their
-live values. No helm revision is made, as in Flux.
+Correcting (mode ``enabled``): a removed object is created again; a changed one gets a JSON
+patch (RFC 6902) under helm's field manager: the one the comparison found, computed against the
+whole live object with the ignored fields at their live values (so they keep them, and an
+ignored array element moves no index). No helm revision is made, as in Flux.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from chartguard.reconcile.drift_rules import IgnoreRule, ignored_paths, pointer, remove
+from chartguard.reconcile.drift_rules import IgnoreRule, ignored_paths, lookup, pointer, remove
 from chartguard.reconcile.outcome import safe
 from chartguard.reconcile.seams import ClusterError, ClusterObjects
 
@@ -57,6 +58,9 @@ class ObjectDiff:
     type: DiffType
     #: RFC 6902 operations turning the live object into the desired one (ignored paths out)
     patch: tuple[Mapping[str, Any], ...] = ()
+    #: what correcting applies: ``patch`` rewritten against the whole live object, ignored
+    #: fields left as they are live (an ignored array element shifts no index)
+    correction: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def subject(self) -> str:
@@ -163,7 +167,29 @@ def diff_one(desired: Mapping[str, Any], ignore: Sequence[Sequence[str]],
         return ObjectDiff(desired, DiffType.EXCLUDE)
     after = cluster.dry_run_apply(desired, field_manager=HELM_FIELD_MANAGER, as_user=as_user)
     patch = compare(live, after, ignore)
-    return ObjectDiff(desired, DiffType.UPDATE if patch else DiffType.NONE, tuple(patch))
+    if not patch:
+        return ObjectDiff(desired, DiffType.NONE)
+    return ObjectDiff(desired, DiffType.UPDATE, tuple(patch),
+                      tuple(compare(live, keep_ignored(after, live, ignore))))
+
+
+def keep_ignored(after: Mapping[str, Any], live: Mapping[str, Any],
+                 ignore: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """``after`` with the live value (or its absence) at each ignored pointer."""
+    out = copy.deepcopy(dict(after))
+    for tokens in ignore:
+        found, value = lookup(live, tokens)
+        if not found:
+            remove(out, tokens)
+            continue
+        parent_found, parent = lookup(out, tokens[:-1])
+        if parent_found and isinstance(parent, dict):
+            parent[tokens[-1]] = copy.deepcopy(value)
+        elif parent_found and isinstance(parent, list) and tokens[-1].lstrip("-").isdigit():
+            index = int(tokens[-1])
+            if -len(parent) <= index < len(parent):
+                parent[index] = copy.deepcopy(value)
+    return out
 
 
 def compare(live: Mapping[str, Any], after: Mapping[str, Any],
@@ -214,7 +240,7 @@ def correct(report: DriftReport, cluster: ClusterObjects, *, as_user: str) -> Co
             done.append(f"{d.subject} created")
     for d in updates:
         try:
-            cluster.json_patch(d.desired, d.patch, field_manager=HELM_FIELD_MANAGER,
+            cluster.json_patch(d.desired, d.correction, field_manager=HELM_FIELD_MANAGER,
                                as_user=as_user)
         except ClusterError as err:
             errors.append(f"{d.subject} patch failure: {safe(err)}")

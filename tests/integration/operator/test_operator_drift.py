@@ -55,6 +55,14 @@ def events(cluster: Cluster, name: str, reason: str) -> list[dict[str, Any]]:
             if e["involvedObject"]["name"] == name and e["reason"] == reason]
 
 
+def wait_events(cluster: Cluster, operator: Operator, name: str, reason: str,
+                count: int) -> list[dict[str, Any]]:
+    """The ``reason`` Events once there are ``count`` (posted after the status is written)."""
+    wait_for(lambda: len(events(cluster, name, reason)) >= count, f"{count} {reason} Event(s)",
+             operator=operator)
+    return events(cluster, name, reason)
+
+
 def test_enabled_puts_a_scaled_deployment_back_without_a_helm_revision(
         cluster: Cluster, charts: Charts, proxy: CountingProxy, operator: Operator) -> None:
     ns = cluster.ns
@@ -65,12 +73,12 @@ def test_enabled_puts_a_scaled_deployment_back_without_a_helm_revision(
     # corrected, and then looked at again: no drift left
     assert replicas(cluster, name) == 1
     assert drifted(cluster, name)[:2] == ("False", "NoDriftDetected")
-    (detected,) = events(cluster, name, "DriftDetected")
+    (detected,) = wait_events(cluster, operator, name, "DriftDetected", 1)
     assert detected["type"] == "Warning"
     assert detected["message"] == (
         f"Cluster state of release {ns}/{name}.v1 has drifted from the desired state:\n"
         f"Deployment/{ns}/{name} changed (0 additions, 1 changes, 0 removals): /spec/replicas")
-    (corrected,) = events(cluster, name, "DriftCorrected")
+    (corrected,) = wait_events(cluster, operator, name, "DriftCorrected", 1)
     assert corrected["type"] == "Normal"
     assert corrected["message"] == (f"Cluster state of release {ns}/{name}.v1 has been "
                                     f"corrected:\nDeployment/{ns}/{name} configured")
@@ -83,10 +91,10 @@ def test_enabled_puts_a_scaled_deployment_back_without_a_helm_revision(
     assert cluster.body("service", ns, name)["metadata"]["labels"][
         "app.kubernetes.io/managed-by"] == "Helm"
     assert sorted(e["message"].split(":\n", 1)[1]
-                  for e in events(cluster, name, "DriftCorrected")) == [
+                  for e in wait_events(cluster, operator, name, "DriftCorrected", 2)) == [
         f"Deployment/{ns}/{name} configured", f"Service/{ns}/{name} created"]
     assert sorted(e["message"].split(":\n", 1)[1]
-                  for e in events(cluster, name, "DriftDetected")) == [
+                  for e in wait_events(cluster, operator, name, "DriftDetected", 2)) == [
         f"Deployment/{ns}/{name} changed (0 additions, 1 changes, 0 removals): /spec/replicas",
         f"Service/{ns}/{name} removed"]
     assert release_secrets(cluster, ns, name) == {f"sh.helm.release.v1.{name}.v1": "deployed"}
@@ -106,7 +114,8 @@ def test_warn_reports_a_changed_image_and_leaves_it(
         f"Cluster state of release {ns}/{name}.v1 has drifted from the desired state:\n"
         f"Deployment/{ns}/{name} changed (0 additions, 1 changes, 0 removals): "
         "/spec/template/spec/containers/0/image")
-    assert [e["message"] for e in events(cluster, name, "DriftDetected")] == [message]
+    assert [e["message"] for e in wait_events(cluster, operator, name, "DriftDetected", 1)
+            ] == [message]
     assert events(cluster, name, "DriftCorrected") == []
     live = cluster.body("deployment", ns, name)["spec"]["template"]["spec"]["containers"][0]
     assert live["image"] == "busybox:1.36" != image
@@ -130,7 +139,7 @@ def test_an_ignore_rule_for_spec_replicas_makes_scaling_no_drift(
     # the same Deployment's other fields still count, and correcting them keeps the replicas
     cluster.kubectl("set", "image", "-n", ns, f"deployment/{name}", f"{name}=busybox:1.36")
     request(cluster, operator, name)
-    (detected,) = events(cluster, name, "DriftDetected")
+    (detected,) = wait_events(cluster, operator, name, "DriftDetected", 1)
     assert detected["message"].endswith(": /spec/template/spec/containers/0/image")
     wait_for(lambda: drifted(cluster, name)[:2] == ("False", "NoDriftDetected"),
              "drift corrected", operator=operator)

@@ -476,3 +476,22 @@ def test_a_kind_the_api_no_longer_serves_is_reported_and_the_others_still_compar
     result = run(fake, cluster, rel, status)  # drift found elsewhere: corrected all the same
     assert [e.reason for e in result.events] == [c.DRIFT_DETECTED, c.DRIFT_CORRECTED]
     assert cluster.deployment()["spec"]["replicas"] == 1
+
+
+def test_the_correction_leaves_ignored_fields_live_and_moves_no_array_index() -> None:
+    live, after = deployment(3, image="web:1"), deployment(1, image="web:1")
+    for doc in (live, after):
+        doc["spec"]["template"]["spec"]["containers"].insert(
+            0, {"name": "mesh-proxy", "image": "proxy:9"})  # injected, ignored
+    live["spec"]["template"]["spec"]["containers"][1]["image"] = "evil:1"
+    after["spec"]["template"]["spec"]["containers"][0]["image"] = "proxy:10"
+    ignore = [("spec", "template", "spec", "containers", "0"), ("spec", "replicas"),
+              ("spec", "notThere")]
+    # detection compares without the ignored element, as fluxcd/pkg does (its indices shift)
+    assert d.compare(live, after, ignore) == [
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "web:1"}]
+    # the correction is written against the whole live object
+    assert d.compare(live, d.keep_ignored(after, live, ignore)) == [
+        {"op": "replace", "path": "/spec/template/spec/containers/1/image", "value": "web:1"}]
+    assert r.lookup(live, ("spec", "replicas")) == (True, 3)
+    assert r.lookup(live, ("spec", "template", "spec", "containers", "5")) == (False, None)
