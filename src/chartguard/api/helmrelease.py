@@ -12,6 +12,7 @@ Fields of the newest Flux that chartguard does not implement are listed in
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,14 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from chartguard.api._fields import Fields, Frozen, dns_label_problem, dns_subdomain_problem
+from chartguard.api._fields import (
+    Fields,
+    Frozen,
+    dns_label_problem,
+    dns_subdomain_problem,
+    freeze,
+    thaw,
+)
 from chartguard.api.helmchart import (
     RECONCILE_STRATEGIES,
     check_chart_version,
@@ -35,15 +43,15 @@ CRDS_POLICIES = ("Skip", "Create", "CreateReplace")
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 DEFAULT_MAX_HISTORY = 5
 MAX_RELEASE_NAME = 53
+#: ``spec.waitStrategy.name``: helm 4's kstatus waiter (Flux's default) or helm 3's waiting logic
+WAIT_STRATEGIES = ("poller", "legacy")
+#: spec.postRenderStrategy: how hooks reach the post-renderers (helm 4.2's strategies)
+POST_RENDER_STRATEGIES = ("nohooks", "combined", "separate")
 
 #: Spec fields of Flux's current HelmRelease CRD that chartguard accepts in its schema (so the
 #: API server keeps them) but does not implement; a document using one is rejected.
 NOT_SUPPORTED_YET = (
-    "spec.commonMetadata",
-    "spec.healthCheckExprs",
-    "spec.waitStrategy",
     "spec.kubeConfig.configMapRef",
-    "spec.dependsOn[].readyExpr",
     "spec.install.strategy",
     "spec.install.serverSideApply",
     "spec.upgrade.strategy",
@@ -57,6 +65,7 @@ _SPEC_FIELDS = (
     "storageNamespace", "dependsOn", "timeout", "maxHistory", "serviceAccountName",
     "persistentClient", "driftDetection", "install", "upgrade", "test", "rollback", "uninstall",
     "valuesFrom", "values", "postRenderers", "commonMetadata", "healthCheckExprs", "waitStrategy",
+    "postRenderStrategy",
 )
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -179,12 +188,36 @@ class ValuesReference:
 class DependencyReference:
     name: str
     namespace: str = ""
+    #: a CEL expression over ``self`` (this release) and ``dep`` (the dependency) that, when
+    #: set, replaces the built-in readiness check (Flux without AdditiveCELDependencyCheck)
+    ready_expr: str = ""
+
+
+@dataclass(frozen=True)
+class HealthCheckExpressions:
+    """One ``spec.healthCheckExprs`` entry (fluxcd/pkg ``kustomize.CustomHealthCheck``): CEL
+    expressions over an object's top-level fields, for objects of ``api_version``'s group and
+    ``kind`` (every kind of the group when empty)."""
+
+    api_version: str
+    kind: str
+    current: str
+    in_progress: str = ""
+    failed: str = ""
 
 
 @dataclass(frozen=True)
 class KubeConfigReference:
     secret_name: str
     key: str = ""
+
+
+@dataclass(frozen=True)
+class CommonMetadata:
+    """``spec.commonMetadata``: labels and annotations set on every rendered object."""
+
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True)
@@ -213,6 +246,16 @@ class HelmReleaseSpec:
     #: ``spec.values`` frozen; ``chartguard.api.thaw`` gives a plain dict for helm
     values: Frozen = field(default_factory=lambda: MappingProxyType({}))
     post_renderers: Frozen = ()
+    #: ``spec.waitStrategy.name``; "" when unset (helm-controller's default, ``poller``)
+    wait_strategy: str = ""
+    health_check_exprs: tuple[HealthCheckExpressions, ...] = ()
+
+    @property
+    def waits_with_poller(self) -> bool:
+        """The kstatus waiter (``poller``, the default): the one health checks plug into."""
+        return self.wait_strategy in ("", "poller")
+    common_metadata: CommonMetadata | None = None
+    post_render_strategy: str = "combined"
 
 
 @dataclass(frozen=True)
@@ -283,7 +326,6 @@ def shorten_release_name(name: str) -> str:
 
 def _spec(spec: Fields) -> HelmReleaseSpec | None:
     spec.reject_unknown(_SPEC_FIELDS, KIND)
-    spec.reject_present(("commonMetadata", "healthCheckExprs", "waitStrategy"), _WHY)
     # the CEL rule of Flux's CRD, checked here because the API server may not
     if spec.has("chart") == spec.has("chartRef"):
         spec.error("", "either chart or chartRef must be set (exactly one of them)")
@@ -322,10 +364,39 @@ def _spec(spec: Fields) -> HelmReleaseSpec | None:
         values_from=spec.each("valuesFrom", _values_reference),
         values=_values(spec),
         post_renderers=_post_renderers(spec),
+        wait_strategy=_wait_strategy(spec),
+        health_check_exprs=spec.each("healthCheckExprs", _health_check),
+        common_metadata=_common_metadata(spec),
+        post_render_strategy=spec.string("postRenderStrategy", default="combined",
+                                         enum=POST_RENDER_STRATEGIES) or "combined",
     )
     return None if spec.errors else result
 
 
+def _wait_strategy(spec: Fields) -> str:
+    section = spec.section("waitStrategy")
+    if section is None:
+        return ""
+    section.reject_unknown(("name",), "spec.waitStrategy")
+    return section.string("name", required=True, enum=WAIT_STRATEGIES) or ""
+
+
+def _health_check(item: Fields) -> HealthCheckExpressions | None:
+    """Shape only: the expressions are compiled at reconcile, as Flux does (an invalid one
+    stalls the release with InvalidCELExpression)."""
+    item.reject_unknown(("apiVersion", "kind", "current", "inProgress", "failed"),
+                        "a healthCheckExprs entry")
+    api_version = item.string("apiVersion", required=True, min_length=1)
+    current = item.string("current", required=True, min_length=1)
+    if api_version is None or current is None:
+        return None
+    return HealthCheckExpressions(
+        api_version=api_version, kind=item.string("kind") or "", current=current,
+        in_progress=item.string("inProgress") or "", failed=item.string("failed") or "")
+
+
+#: Flux v2beta1's kustomize fields (still served: chartguard serves v2beta1 with v2's schema)
+_V2BETA1_PATCHES = ("patchesStrategicMerge", "patchesJson6902")
 _SELECTOR = ("annotationSelector", "group", "kind", "labelSelector", "name", "namespace",
              "version")
 
@@ -349,23 +420,64 @@ def _drift_ignore(drift: Fields) -> Frozen:
 
 
 def _post_renderers(spec: Fields) -> Frozen:
-    """Checked for shape only; applying them is the reconciler's business."""
+    """Checked for shape; v2beta1's ``patchesStrategicMerge`` and ``patchesJson6902`` become
+    ``patches`` entries in kustomize's order (strategic merge, patches, JSON6902: no other
+    transformer of the entry runs between them). Applying them is the helm runner's business."""
+    converted: list[dict[str, Any]] = []
     for item in spec.sections("postRenderers"):
         item.reject_unknown(("kustomize",), "a postRenderers entry")
         kustomize = item.section("kustomize")
         if kustomize is None:
+            converted.append({})
             continue
-        kustomize.reject_unknown(("patches", "images"), "a kustomize post-renderer")
+        kustomize.reject_unknown(("patches", "images", *_V2BETA1_PATCHES),
+                                 "a kustomize post-renderer")
+        patches: list[dict[str, Any]] = [
+            {"patch": json.dumps(thaw(merge))} for merge in _objects(kustomize,
+                                                                     "patchesStrategicMerge")]
         for patch in kustomize.sections("patches"):
             patch.reject_unknown(("patch", "target"), "a kustomize patch")
             patch.string("patch", required=True)
             _target(patch)
+            patches.append(thaw(freeze(patch.data)))
+        for patch in kustomize.sections("patchesJson6902"):
+            patch.reject_unknown(("patch", "target"), "a patchesJson6902 entry")
+            patch.section("target", required=True)
+            _target(patch)
+            operations = _objects(patch, "patch")
+            patches.append({"target": thaw(freeze(patch.data.get("target"))),
+                            "patch": json.dumps([thaw(op) for op in operations])})
         for image in kustomize.sections("images"):
             image.reject_unknown(("name", "newName", "newTag", "digest"), "a kustomize image")
             image.string("name", required=True)
             for key in ("newName", "newTag", "digest"):
                 image.string(key)
-    return spec.raw("postRenderers") or ()
+        entry: dict[str, Any] = {}
+        if patches:
+            entry["patches"] = patches
+        if kustomize.has("images"):
+            entry["images"] = thaw(kustomize.raw("images"))
+        converted.append({"kustomize": entry})
+    return freeze(converted) if converted else ()
+
+
+def _objects(parent: Fields, key: str) -> list[Frozen]:
+    items = parent.data.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+        parent.error(key, "must be a list of objects")
+        return []
+    return [freeze(i) for i in items]
+
+
+def _common_metadata(spec: Fields) -> CommonMetadata | None:
+    section = spec.section("commonMetadata")
+    if section is None:
+        return None
+    section.reject_unknown(("labels", "annotations"), "spec.commonMetadata")
+    return CommonMetadata(labels=section.string_map("labels"),
+                          annotations=section.string_map("annotations"))
 
 
 def _namespace(spec: Fields, key: str) -> str:
@@ -458,10 +570,10 @@ def _kube_config(spec: Fields) -> KubeConfigReference | None:
 
 def _dependency(item: Fields) -> DependencyReference | None:
     item.reject_unknown(("name", "namespace", "readyExpr"), "a dependsOn entry")
-    item.reject_present(("readyExpr",), _WHY)
     name = item.string("name", required=True, min_length=1)
     namespace = item.string("namespace") or ""
-    return DependencyReference(name, namespace) if name else None
+    ready_expr = item.string("readyExpr") or ""
+    return DependencyReference(name, namespace, ready_expr) if name else None
 
 
 def _remediation(section: Fields | None, *, upgrade: bool) -> Remediation:

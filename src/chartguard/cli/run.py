@@ -84,6 +84,9 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
                         "names none (default: Sigstore's production root, built in)")
     p.add_argument("--helm", default=None, metavar="PATH",
                    help="the helm binary releases are installed with (default: helm on PATH)")
+    p.add_argument("--kubectl", default=None, metavar="PATH",
+                   help="the kubectl whose `kustomize` applies spec.postRenderers and "
+                        "spec.commonMetadata (default: kubectl on PATH)")
     p.add_argument("--helm-home", type=Path, default=None, metavar="DIR",
                    help="helm's private HELM_*_HOME (default: a temporary directory)")
     p.add_argument("--release-service-account", default=None, metavar="NAMESPACE/NAME",
@@ -179,6 +182,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         trusted_root=pick(args.trusted_root, "trusted-root", Path, None),
         helm_binary=pick(args.helm, "helm", str, defaults.helm_binary),
         helm_home=pick(args.helm_home, "helm-home", Path, None),
+        kubectl_binary=pick(args.kubectl, "kubectl", str, defaults.kubectl_binary),
         release_concurrency=release_concurrency,
         release_service_account=identity,
         peering=peering,

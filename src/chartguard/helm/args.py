@@ -3,7 +3,9 @@
 Each choice follows helm-controller's ``internal/action`` (Flux on the helm 4 SDK), written as
 the helm CLI's flags:
 
-- waiting is helm 4's ``--wait=watcher`` (kstatus, Flux's default strategy) and
+- waiting is helm 4's ``--wait=watcher`` (kstatus: Flux's default strategy, ``poller``) or,
+  with ``spec.waitStrategy.name: legacy``, ``--wait=legacy`` (helm 3's waiting logic), for
+  every action that waits, uninstall included (helm-controller's ``getWaitStrategy``), and
   ``--wait-for-jobs``; ``disableWait`` is ``--wait=hookOnly`` (helm's own default: hooks only);
 - install applies server-side (helm 4's default, as Flux's) with ``--force-conflicts``;
   upgrade and rollback keep the apply method of the release they start from (the runner reads
@@ -12,6 +14,8 @@ the helm CLI's flags:
   ignores ``force`` under server-side apply);
 - ``spec.serviceAccountName`` is impersonated as Flux does it:
   ``system:serviceaccount:<HelmRelease namespace>:<name>`` (``--kube-as-user``);
+- ``spec.postRenderers`` and ``spec.commonMetadata`` are applied by chartguard's own
+  post-renderer plugin (``--post-renderer``, :mod:`chartguard.helm.postrender`);
 - positional arguments follow ``--``, so no release name or path is read as a flag.
 
 What the CLI cannot do is listed by :func:`unsupported`, for the reconciler to refuse.
@@ -24,8 +28,10 @@ from pathlib import Path
 
 from chartguard.api.durations import format_duration
 from chartguard.api.helmrelease import HelmRelease
+from chartguard.helm.postrender import PLUGIN_NAME
 
 WAIT = "watcher"  # helm 4's kstatus waiter: helm-controller's default wait strategy
+LEGACY_WAIT = "legacy"  # helm 3's waiting logic: spec.waitStrategy.name legacy
 NO_WAIT = "hookOnly"  # helm 4's default: wait for hooks only
 ACTIONS = ("install", "upgrade", "test", "rollback", "uninstall")
 
@@ -40,11 +46,13 @@ def action_timeout(release: HelmRelease, action: str) -> timedelta:
 
 
 def install_args(release: HelmRelease, chart: Path, values: Path, *,
-                 description: str = "") -> list[str]:
-    """``helm install``: the chart file and values file are the runner's private copies."""
+                 description: str = "", post_render: Path | None = None) -> list[str]:
+    """``helm install``: the chart file and values file are the runner's private copies;
+    ``post_render``: the plan of chartguard's post-renderer plugin
+    (:mod:`chartguard.helm.postrender`)."""
     install = release.spec.install
     args = ["install", *_common(release, "install"),
-            *_wait(install.disable_wait, install.disable_wait_for_jobs),
+            *_wait(release, install.disable_wait, install.disable_wait_for_jobs),
             "--force-conflicts", "--values", str(values)]
     if release.spec.target_namespace and install.create_namespace:
         args.append("--create-namespace")  # Flux honours it only with a targetNamespace
@@ -55,16 +63,16 @@ def install_args(release: HelmRelease, chart: Path, values: Path, *,
     args += _flag("--skip-schema-validation", install.disable_schema_validation)
     args += _flag("--take-ownership", not install.disable_take_ownership)
     args += _flag("--replace", install.replace)
-    args += _description(description)
+    args += _description(description) + _post_render(post_render)
     return [*args, "--", release.release_name, str(chart)]
 
 
 def upgrade_args(release: HelmRelease, chart: Path, values: Path, *, server_side: bool,
-                 description: str = "") -> list[str]:
+                 description: str = "", post_render: Path | None = None) -> list[str]:
     """``helm upgrade`` (never ``--install``: installing is its own action)."""
     upgrade = release.spec.upgrade
     args = ["upgrade", *_common(release, "upgrade"),
-            *_wait(upgrade.disable_wait, upgrade.disable_wait_for_jobs),
+            *_wait(release, upgrade.disable_wait, upgrade.disable_wait_for_jobs),
             *_apply(server_side, force=upgrade.force),
             "--history-max", str(release.spec.max_history), "--values", str(values),
             "--reuse-values" if upgrade.preserve_values else "--reset-values"]
@@ -73,7 +81,7 @@ def upgrade_args(release: HelmRelease, chart: Path, values: Path, *, server_side
     args += _flag("--skip-schema-validation", upgrade.disable_schema_validation)
     args += _flag("--take-ownership", not upgrade.disable_take_ownership)
     args += _flag("--cleanup-on-fail", upgrade.cleanup_on_fail)
-    args += _description(description)
+    args += _description(description) + _post_render(post_render)
     return [*args, "--", release.release_name, str(chart)]
 
 
@@ -91,7 +99,7 @@ def rollback_args(release: HelmRelease, version: int, *, server_side: bool) -> l
         raise ValueError(f"a rollback version is 0 (the previous one) or more, not {version}")
     rollback = release.spec.rollback
     args = ["rollback", *_common(release, "rollback"),
-            *_wait(rollback.disable_wait, rollback.disable_wait_for_jobs),
+            *_wait(release, rollback.disable_wait, rollback.disable_wait_for_jobs),
             *_apply(server_side, force=rollback.force),
             "--history-max", str(release.spec.max_history)]
     args += _flag("--no-hooks", rollback.disable_hooks)
@@ -104,7 +112,7 @@ def uninstall_args(release: HelmRelease) -> list[str]:
     """``helm uninstall``; a release that is already gone is success (``--ignore-not-found``)."""
     uninstall = release.spec.uninstall
     args = ["uninstall", *_common(release, "uninstall"),
-            f"--wait={NO_WAIT if uninstall.disable_wait else WAIT}",
+            f"--wait={NO_WAIT if uninstall.disable_wait else wait_strategy(release)}",
             "--cascade", uninstall.deletion_propagation, "--ignore-not-found"]
     args += _flag("--keep-history", uninstall.keep_history)
     args += _flag("--no-hooks", uninstall.disable_hooks)
@@ -137,10 +145,6 @@ def unsupported(release: HelmRelease) -> tuple[str, ...]:
         found.append(
             "spec.rollback.recreate: helm 4 removed pod recreation on rollback (Flux ignores "
             "the field since helm 4); remove it")
-    if spec.post_renderers:
-        found.append(
-            "spec.postRenderers: the helm CLI runs only post-renderer plugins, not Flux's "
-            "kustomize post-renderers; remove them")
     return tuple(found)
 
 
@@ -153,10 +157,17 @@ def _common(release: HelmRelease, action: str) -> list[str]:
     return args
 
 
-def _wait(disable_wait: bool, disable_wait_for_jobs: bool) -> list[str]:
+def wait_strategy(release: HelmRelease) -> str:
+    """helm's ``--wait`` value for an action that waits: ``watcher`` (Flux's ``poller``, the
+    default) or ``legacy``."""
+    return WAIT if release.spec.waits_with_poller else LEGACY_WAIT
+
+
+def _wait(release: HelmRelease, disable_wait: bool, disable_wait_for_jobs: bool) -> list[str]:
     if disable_wait:
         return [f"--wait={NO_WAIT}"]
-    return [f"--wait={WAIT}", *_flag("--wait-for-jobs", not disable_wait_for_jobs)]
+    return [f"--wait={wait_strategy(release)}",
+            *_flag("--wait-for-jobs", not disable_wait_for_jobs)]
 
 
 def _apply(server_side: bool, *, force: bool) -> list[str]:
@@ -167,6 +178,12 @@ def _apply(server_side: bool, *, force: bool) -> list[str]:
 
 def _flag(flag: str, on: bool) -> list[str]:
     return [flag] if on else []
+
+
+def _post_render(plan: Path | None) -> list[str]:
+    if plan is None:
+        return []
+    return ["--post-renderer", PLUGIN_NAME, "--post-renderer-args", str(plan)]
 
 
 def _description(description: str) -> list[str]:

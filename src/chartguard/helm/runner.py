@@ -2,7 +2,11 @@
 
 Each action runs one helm process with:
 
-- a private HELM_CACHE_HOME / HELM_CONFIG_HOME / HELM_DATA_HOME under ``home`` (mode 0700),
+- a private HELM_CACHE_HOME / HELM_CONFIG_HOME / HELM_DATA_HOME / HELM_PLUGINS under ``home``
+  (mode 0700); HELM_PLUGINS holds only chartguard's post-renderer plugin
+  (:mod:`chartguard.helm.postrender`), which helm runs (``--post-renderer``) for a release with
+  spec.postRenderers or spec.commonMetadata, reading its plan from the work directory; it runs
+  ``kubectl kustomize``, and its error (which helm does not pass on) is read back from there;
   HELM_DRIVER=secret, and no other HELM_* variable of the caller's (they would change what helm
   reads or where it stores); the rest of the caller's environment (KUBECONFIG, proxies) passes;
 - the chart copied into a private directory WHILE it is hashed, the hash compared with the
@@ -17,6 +21,11 @@ Each action runs one helm process with:
 Whether a failure changed helm's release storage is decided by reading the storage before and
 after: the newest revision's (version, status, digest) differ. A success returns the newest
 revision as stored after the action.
+
+``spec.healthCheckExprs`` (:mod:`chartguard.helm.health`) run after a successful install,
+upgrade or rollback that waits with the poller strategy, within the rest of its timeout; when
+they fail, the revision helm recorded ``deployed`` is rewritten ``failed`` (as the helm SDK
+records a failed wait) and the action fails like a helm wait failure.
 """
 
 from __future__ import annotations
@@ -38,10 +47,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from chartguard import metrics
+from chartguard import cel, metrics
 from chartguard.api.helmrelease import HelmRelease
 from chartguard.helm import args as helm_args
-from chartguard.helm.errors import ChartDigestMismatchError, HelmError, summarize
+from chartguard.helm import health
+from chartguard.helm.errors import ChartDigestMismatchError, HelmError, redact, summarize
+from chartguard.helm.postrender import install_plugin, plan_for
 from chartguard.helm.release import ReleaseStorage, StoredRelease, newest
 from chartguard.leftovers import left_behind, owner_tag
 from chartguard.untrusted import escape
@@ -51,7 +62,10 @@ DEFAULT_GRACE = timedelta(seconds=30)
 _STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 _MAX_STDERR = 256 * 1024
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
-_HOMES = {"HELM_CACHE_HOME": "cache", "HELM_CONFIG_HOME": "config", "HELM_DATA_HOME": "data"}
+_HOMES = {"HELM_CACHE_HOME": "cache", "HELM_CONFIG_HOME": "config", "HELM_DATA_HOME": "data",
+          "HELM_PLUGINS": "plugins"}
+_POST_RENDER_PLAN = "postrender.json"
+_POST_RENDER_ERROR = "postrender-error.txt"
 _WORK = "run-"  # a work directory's prefix, before its owner's tag
 
 
@@ -74,22 +88,31 @@ class Helm:
 
     def __init__(self, *, binary: str, home: Path, storage: ReleaseStorage,
                  env: Mapping[str, str] | None = None, max_processes: int = 4,
-                 grace: timedelta = DEFAULT_GRACE, default_service_account: str = "") -> None:
+                 grace: timedelta = DEFAULT_GRACE, default_service_account: str = "",
+                 live: health.LiveObjects | None = None,
+                 health_interval: float = health.POLL_INTERVAL,
+                 kubectl: str = "kubectl") -> None:
         if max_processes < 1:
             raise ValueError(f"max_processes must be 1 or more, not {max_processes}")
         self.binary = binary
         self.home = home
         self.storage = storage
         self.grace = grace
+        #: where spec.healthCheckExprs read objects; None: releases that set them are refused
+        self.live = live
+        self.health_interval = health_interval
         #: "namespace/name" of the ServiceAccount helm acts as for releases that name none
         #: (``chartguard run --release-service-account``); "": the operator's own identity
         self.default_service_account = default_service_account
+        #: the kubectl whose ``kustomize`` applies spec.postRenderers and spec.commonMetadata
+        self.kubectl = kubectl
         self.processes = 0
         self._count = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_processes)
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         for name in (*_HOMES.values(), "tmp"):
             _private_dir(home / name)
+        install_plugin(home / _HOMES["HELM_PLUGINS"])
         #: work directories a killed process left (chart copies, values files), now removed
         self.leftovers_removed = _remove_leftovers(home / "tmp")
         caller = os.environ if env is None else env
@@ -104,8 +127,13 @@ class Helm:
         with self._workdir("install") as work:
             copy = self._copy_chart("install", chart, work)
             values_file = _write_values("install", values, work)
-            argv = helm_args.install_args(release, copy, values_file, description=description)
-            return self._changing("install", release, argv)
+            plan = self._post_render_plan(release, work)
+            argv = helm_args.install_args(release, copy, values_file, description=description,
+                                          post_render=plan)
+            started = time.monotonic()
+            with _post_render_errors("install", work):
+                done = self._changing("install", release, argv)
+            return self._healthy("install", release, done, started)
 
     def upgrade(self, release: HelmRelease, chart: ChartFile, values: Mapping[str, Any], *,
                 description: str = "") -> StoredRelease:
@@ -116,8 +144,12 @@ class Helm:
             current = newest(before)
             argv = helm_args.upgrade_args(
                 release, copy, values_file, description=description,
-                server_side=current is not None and current.apply_method == "ssa")
-            return self._changing("upgrade", release, argv, before=before)
+                server_side=current is not None and current.apply_method == "ssa",
+                post_render=self._post_render_plan(release, work))
+            started = time.monotonic()
+            with _post_render_errors("upgrade", work):
+                done = self._changing("upgrade", release, argv, before=before)
+            return self._healthy("upgrade", release, done, started)
 
     def test(self, release: HelmRelease) -> StoredRelease:
         """Run the release's test hooks; the release as stored after, with their last runs."""
@@ -130,7 +162,9 @@ class Helm:
         target = version or (current.version - 1 if current else 0)
         method = next((r.apply_method for r in before if r.version == target), "")
         argv = helm_args.rollback_args(release, version, server_side=method == "ssa")
-        return self._changing("rollback", release, argv, before=before)
+        started = time.monotonic()
+        return self._healthy("rollback", release,
+                             self._changing("rollback", release, argv, before=before), started)
 
     def uninstall(self, release: HelmRelease) -> None:
         """Uninstall; a release that does not exist (any more) is not an error.
@@ -165,6 +199,39 @@ class Helm:
             namespace, _, name = self.default_service_account.partition("/")
             return f"system:serviceaccount:{namespace}:{name}"
         return ""
+
+    # --- health checks ------------------------------------------------------------------------
+
+    def _healthy(self, action: str, release: HelmRelease, after: StoredRelease,
+                 started: float) -> StoredRelease:
+        """``after`` once the release's health checks pass; else the revision is marked failed
+        and :class:`HelmError` raised (storage changed: remediation follows)."""
+        if not health.applies(release, action):
+            return after
+        deadline = started + helm_args.action_timeout(release, action).total_seconds()
+        try:
+            if self.live is None:
+                raise health.HealthCheckError("this helm runner has no access to the cluster's "
+                                              "objects to run spec.healthCheckExprs")
+            checks = health.HealthChecks(release.spec.health_check_exprs)
+            manifest = self.live.manifest(after.namespace, after.name, after.version)
+            health.wait_healthy(checks, health.manifest_objects(manifest, after.namespace),
+                                self.live, as_user=self.identity(release), deadline=deadline,
+                                interval=self.health_interval)
+        except (health.HealthCheckError, cel.CelError) as err:
+            message = str(err)
+        except Exception as err:  # the storage's or the API's own error: worded here
+            message = f"health checks could not run: {escape(err)}"
+        else:
+            return after
+        try:
+            self.storage.mark_failed(
+                after.namespace, after.name, after.version,
+                f"Release \"{after.name}\" failed: {message}", as_user=self.identity(release))
+        except Exception as exc:  # the storage's own error, whatever it is: worded here
+            message += (f"; revision {after.version} could not be marked failed in helm's "
+                        f"storage: {escape(exc)}")
+        raise HelmError(action, message, storage_changed=True)
 
     # --- running ------------------------------------------------------------------------------
 
@@ -235,6 +302,17 @@ class Helm:
 
     # --- files --------------------------------------------------------------------------------
 
+    def _post_render_plan(self, release: HelmRelease, work: Path) -> Path | None:
+        """The plugin's plan in ``work`` (0600), or None when nothing is post-rendered."""
+        plan = plan_for(release, kubectl=self.kubectl,
+                        error_file=str(work / _POST_RENDER_ERROR))
+        if plan is None:
+            return None
+        path = work / _POST_RENDER_PLAN
+        with _create_private(path) as out:
+            out.write(plan.to_json().encode("utf-8"))
+        return path
+
     @contextlib.contextmanager
     def _workdir(self, action: str) -> Iterator[Path]:
         try:
@@ -267,6 +345,20 @@ class Helm:
             raise ChartDigestMismatchError(action, path=str(chart.path), expected=chart.digest,
                                            actual=actual)
         return copy
+
+
+@contextlib.contextmanager
+def _post_render_errors(action: str, work: Path) -> Iterator[None]:
+    """helm says only that the plugin failed: the error is kustomize's, from its file."""
+    try:
+        yield
+    except HelmError as err:
+        try:
+            said = (work / _POST_RENDER_ERROR).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            raise err from None
+        raise HelmError(action, f"post-rendering failed: {escape(redact(said.strip()))}",
+                        storage_changed=err.storage_changed) from None
 
 
 def _remove_leftovers(tmp: Path) -> int:

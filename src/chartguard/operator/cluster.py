@@ -2,9 +2,9 @@
 :class:`~chartguard.reconcile.seams.ClusterObjects` over :class:`~.kube.Kube`.
 
 A manifest names objects by apiVersion and kind; the API serves them by resource. API
-discovery (``/api/v1``, ``/apis/<group>/<version>``, readable by every authenticated user)
-maps one to the other and says whether the kind is namespaced; a group/version is read once
-and again only when a kind is missing from it (a CRD installed since). Reads and writes of
+discovery (:meth:`Kube.resource`: ``/api/v1``, ``/apis/<group>/<version>``, readable by every
+authenticated user, read again only for a kind it did not list) maps one to the other and
+says whether the kind is namespaced. Reads and writes of
 the objects are made as the identity helm runs the release as (``Impersonate-User``), so they
 reach exactly what helm may reach. Server-side apply is a PATCH of type
 ``application/apply-patch+yaml`` (JSON is YAML) with ``force=true`` and ``dryRun=All``.
@@ -12,12 +12,11 @@ reach exactly what helm may reach. Server-side apply is a PATCH of type
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chartguard.helm.release import ReleaseDecodeError, decode_release_manifest
-from chartguard.operator.kube import JSON_PATCH, Kube, KubeError
+from chartguard.operator.kube import JSON_PATCH, Kube, KubeError, api_path
+from chartguard.operator.releases import ReleaseStorageError, read_revision
 from chartguard.reconcile.outcome import safe
 from chartguard.reconcile.seams import ClusterError
 
@@ -27,47 +26,28 @@ APPLY_PATCH = "application/apply-patch+yaml"
 class KubeCluster:
     def __init__(self, kube: Kube) -> None:
         self._kube = kube
-        self._resources: dict[str, dict[str, tuple[str, bool]]] = {}
-        self._lock = threading.Lock()
 
-    # -- discovery -------------------------------------------------------------------------
+    # -- discovery (Kube's, shared with the health checks) ---------------------------------
 
     def namespaced(self, api_version: str, kind: str) -> bool:
         return self._resource(api_version, kind)[1]
 
     def _resource(self, api_version: str, kind: str) -> tuple[str, bool]:
         """(plural, namespaced) of ``kind`` in ``api_version``."""
-        with self._lock:
-            known = self._resources.get(api_version)
-        if known is None or kind not in known:
-            known = self._discover(api_version)
-        found = known.get(kind)
+        try:
+            found = self._kube.resource(api_version, kind)
+        except KubeError as err:
+            raise ClusterError(safe(err), err.status) from None
         if found is None:
             raise ClusterError(f"the API serves no kind {safe(kind)} in {safe(api_version)}")
         return found
-
-    def _discover(self, api_version: str) -> dict[str, tuple[str, bool]]:
-        try:
-            body = self._kube.request(f"API discovery of {api_version}", "GET",
-                                      _root(api_version))
-        except KubeError as err:
-            if err.status == 404:
-                raise ClusterError(f"the API serves no {safe(api_version)}", 404) from None
-            raise ClusterError(safe(err), err.status) from None
-        known: dict[str, tuple[str, bool]] = {}
-        for item in body.get("resources") or ():
-            name = str(item.get("name", ""))
-            if name and "/" not in name and item.get("kind"):  # not a subresource
-                known[str(item["kind"])] = (name, bool(item.get("namespaced")))
-        with self._lock:
-            self._resources[api_version] = known
-        return known
 
     def _path(self, obj: Mapping[str, Any], *, named: bool = True) -> str:
         api_version, kind = str(obj.get("apiVersion")), str(obj.get("kind"))
         plural, namespaced = self._resource(api_version, kind)
         meta = obj.get("metadata") or {}
-        path = _root(api_version)
+        template, params = api_path(api_version)
+        path = template.format(**{key: _segment(value) for key, value in params.items()})
         if namespaced:
             path += f"/namespaces/{_segment(meta.get('namespace'))}"
         path += f"/{plural}"
@@ -113,25 +93,11 @@ class KubeCluster:
     # -- helm's record ---------------------------------------------------------------------
 
     def release_manifest(self, namespace: str, name: str, version: int) -> tuple[str, str]:
-        secret = f"sh.helm.release.v1.{name}.v{version}"
         try:
-            body = self._kube.get_secret_body(namespace, secret)
-        except KubeError as err:
-            raise ClusterError(safe(err), err.status) from None
-        if body is None:
-            raise ClusterError(f"revision {version} of release {safe(namespace)}/{safe(name)} "
-                               "is no longer stored", 404)
-        try:
-            stored, manifest = decode_release_manifest(body)
-        except ReleaseDecodeError as err:
-            raise ClusterError(f"{secret}: {safe(err)}") from None
+            stored, manifest = read_revision(self._kube, namespace, name, version)
+        except ReleaseStorageError as err:
+            raise ClusterError(str(err)) from None
         return stored.digest, manifest
-
-
-def _root(api_version: str) -> str:
-    group, _, version = api_version.rpartition("/")
-    return f"/apis/{_segment(group)}/{_segment(version)}" if group else (
-        f"/api/{_segment(version)}")
 
 
 def _segment(value: object) -> str:

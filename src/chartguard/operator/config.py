@@ -36,6 +36,8 @@ class OperatorConfig:
     trusted_root: Path | None = None
     #: the helm binary HelmReleases are installed with (a path, or a name on PATH)
     helm_binary: str = "helm"
+    #: the kubectl whose ``kustomize`` post-renders releases (a path, or a name on PATH)
+    kubectl_binary: str = "kubectl"
     #: helm's private HELM_*_HOME; None: a temporary directory of the process
     helm_home: Path | None = None
     #: "namespace/name": the ServiceAccount helm impersonates for releases without

@@ -20,6 +20,7 @@ from chartguard.api.meta import SOURCE_GROUP
 from chartguard.helm.release import (
     ReleaseDecodeError,
     StoredRelease,
+    decode_release_manifest,
     decode_release_secret,
     failed_release_secret,
 )
@@ -96,6 +97,38 @@ class KubeReleaseStorage:
                 while len(self._decoded) > self._max:
                     self._decoded.popitem(last=False)
         return record
+
+
+def read_revision(kube: Kube, namespace: str, name: str,
+                  version: int) -> tuple[StoredRelease, str]:
+    """Revision ``version`` of helm release ``name`` and its manifest, read from its Secret;
+    :class:`ReleaseStorageError` saying why when it cannot be."""
+    secret = f"sh.helm.release.v1.{name}.v{version}"
+    try:
+        body = kube.get_secret_body(namespace, secret)
+    except KubeError as err:
+        raise ReleaseStorageError(f"{secret}: {safe(err)}") from None
+    if body is None:
+        raise ReleaseStorageError(f"revision {version} of {namespace}/{name} is not stored")
+    try:
+        return decode_release_manifest(body)
+    except ReleaseDecodeError as err:
+        raise ReleaseStorageError(f"{secret}: {safe(err)}") from None
+
+
+class KubeLiveObjects:
+    """A :class:`~chartguard.helm.health.LiveObjects`: release manifests from helm's records,
+    objects from the API server (the health checks of ``spec.healthCheckExprs``)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self._kube = kube
+
+    def manifest(self, namespace: str, name: str, version: int) -> str:
+        return read_revision(self._kube, namespace, name, version)[1]
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str, *,
+            as_user: str = "") -> Mapping[str, Any] | None:
+        return self._kube.get_live(api_version, kind, namespace, name, as_user=as_user)
 
 
 class KubeCharts:

@@ -263,6 +263,8 @@ FULL_RELEASE: dict[str, Any] = {
             "patches": [{"patch": "- op: add", "target": {"kind": "Deployment"}}],
             "images": [{"name": "nginx", "newName": "nginx", "newTag": "1.25",
                         "digest": "sha256:abc"}]}}],
+        "commonMetadata": {"labels": {"team": "a"}, "annotations": {"owner": "b"}},
+        "postRenderStrategy": "separate",
     },
 }
 

@@ -1,6 +1,6 @@
-"""KubeCluster: manifest objects reach the API by the resource discovery names, in their
-namespace or at cluster scope, with the query each call needs; discovery is read once per
-group/version, again only for a kind it did not list; names that would reach another URL are
+"""KubeCluster: manifest objects reach the API by the resource discovery names (Kube's
+discovery), in their namespace or at cluster scope, with the query each call needs, as the
+release's identity; a kind the API does not serve and names that would reach another URL are
 refused."""
 
 from __future__ import annotations
@@ -27,14 +27,18 @@ class FakeKube:
         self.calls: list[tuple[str, str, dict[str, str], str, str]] = []
         self.discovery = {k: list(v) for k, v in DISCOVERY.items()}
 
+    def resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:
+        root = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+        self.calls.append(("GET", root, {}, "discovery", ""))
+        for item in self.discovery.get(root, []):
+            if item["kind"] == kind and "/" not in item["name"]:
+                return item["name"], item["namespaced"]
+        return None
+
     def request(self, what: str, method: str, path: str, *,
                 query: Mapping[str, str] | None = None, body: Any = None,
                 content_type: str = "application/json", as_user: str = "") -> dict[str, Any]:
         self.calls.append((method, path, dict(query or {}), content_type, as_user))
-        if path in self.discovery:
-            return {"resources": self.discovery[path]}
-        if path.startswith("/apis/nothing.example"):
-            raise KubeError(f"{what}: 404 Not Found", 404)
         if path.endswith("/gone"):
             raise KubeError(f"{what}: 404 Not Found", 404)
         return {"path": path}
@@ -59,9 +63,7 @@ def test_objects_are_reached_by_their_resource_paths_as_the_release_identity() -
                        [{"op": "replace", "path": "/spec/replicas", "value": 1}],
                        field_manager="helm", as_user=user)
     assert cluster.get(obj("v1", "Service", "gone", "apps"), as_user=user) is None
-    assert kube.calls == [
-        ("GET", "/api/v1", {}, "application/json", ""),  # discovery: the operator's own
-        ("GET", "/apis/apps/v1", {}, "application/json", ""),
+    assert [call for call in kube.calls if call[3] != "discovery"] == [
         ("GET", "/apis/apps/v1/namespaces/apps/deployments/web", {}, "application/json", user),
         ("PATCH", "/api/v1/namespaces/apps/services/web",
          {"fieldManager": "helm", "force": "true", "dryRun": "All"},
@@ -72,19 +74,12 @@ def test_objects_are_reached_by_their_resource_paths_as_the_release_identity() -
         ("GET", "/api/v1/namespaces/apps/services/gone", {}, "application/json", user)]
 
 
-def test_discovery_is_read_again_only_for_a_kind_it_did_not_list() -> None:
-    kube = FakeKube()
-    cluster = KubeCluster(kube)  # type: ignore[arg-type]
-    cluster.namespaced("apps/v1", "Deployment")
-    cluster.namespaced("apps/v1", "Deployment")
-    kube.discovery["/apis/apps/v1"].append({"name": "statefulsets", "kind": "StatefulSet",
-                                            "namespaced": True})
-    assert cluster.namespaced("apps/v1", "StatefulSet")
-    assert [c[1] for c in kube.calls] == ["/apis/apps/v1", "/apis/apps/v1"]
+def test_a_kind_the_api_does_not_serve_is_an_error_naming_it() -> None:
+    cluster = KubeCluster(FakeKube())  # type: ignore[arg-type]
     with pytest.raises(ClusterError, match="the API serves no kind DaemonSet in apps/v1"):
         cluster.namespaced("apps/v1", "DaemonSet")
-    with pytest.raises(ClusterError, match=r"the API serves no nothing\.example/v1"):
-        cluster.namespaced("nothing.example/v1", "Thing")
+    with pytest.raises(ClusterError, match=r"no kind Thing in nothing\.example/v1"):
+        cluster.get(obj("nothing.example/v1", "Thing", "x", "apps"), as_user="")
 
 
 @pytest.mark.parametrize("name", ["a/b", "..", "x?watch=1", "%2e", ""])

@@ -247,8 +247,6 @@ def test_an_oci_repository_chart_ref_is_stalled(world: World) -> None:
 
 @pytest.mark.parametrize(("spec", "field"), [
     ({"kubeConfig": {"secretRef": {"name": "remote"}}}, "spec.kubeConfig"),
-    ({"postRenderers": [{"kustomize": {"images": [{"name": "nginx", "newTag": "1"}]}}]},
-     "spec.postRenderers"),
     ({"storageNamespace": "elsewhere"}, "spec.storageNamespace"),
 ])
 def test_refused_fields_stall_naming_the_field(world: World, spec: dict[str, Any],
