@@ -38,7 +38,7 @@ from chartguard.api.meta import HELM_GROUP, HELM_VERSIONS, ObjectMeta, finish, s
 from chartguard.api.verification import Verification, parse_verification
 
 KIND = "HelmRelease"
-CHART_REF_KINDS = ("OCIRepository", "HelmChart")
+CHART_REF_KINDS = ("OCIRepository", "HelmChart", "ExternalArtifact")
 CRDS_POLICIES = ("Skip", "Create", "CreateReplace")
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 DEFAULT_MAX_HISTORY = 5
@@ -51,12 +51,13 @@ POST_RENDER_STRATEGIES = ("nohooks", "combined", "separate")
 #: Spec fields of Flux's current HelmRelease CRD that chartguard accepts in its schema (so the
 #: API server keeps them) but does not implement; a document using one is rejected.
 NOT_SUPPORTED_YET = (
-    "spec.kubeConfig.configMapRef",
     "spec.install.strategy",
     "spec.install.serverSideApply",
     "spec.upgrade.strategy",
     "spec.upgrade.serverSideApply",
     "spec.rollback.serverSideApply",
+    "spec.upgrade.chartNameChangeStrategy",
+    "spec.valuesFrom[].literal",
 )
 _WHY = "not supported by chartguard yet; remove it (see README, 'Not supported yet')"
 
@@ -208,8 +209,12 @@ class HealthCheckExpressions:
 
 @dataclass(frozen=True)
 class KubeConfigReference:
-    secret_name: str
+    """``spec.kubeConfig``: a Secret holding a kubeconfig (``secret_name``, ``key``), or a
+    ConfigMap of workload-identity settings (``configmap_name``); exactly one."""
+
+    secret_name: str = ""
     key: str = ""
+    configmap_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -559,8 +564,15 @@ def _kube_config(spec: Fields) -> KubeConfigReference | None:
     if section is None:
         return None
     section.reject_unknown(("secretRef", "configMapRef"), "spec.kubeConfig")
-    section.reject_present(("configMapRef",), _WHY)
-    ref = section.section("secretRef", required=not section.has("configMapRef"))
+    if section.has("secretRef") == section.has("configMapRef"):  # Flux's CEL rules
+        section.error("", "exactly one of spec.kubeConfig.configMapRef or "
+                          "spec.kubeConfig.secretRef must be specified")
+    configmap = section.section("configMapRef")
+    if configmap is not None:
+        configmap.reject_unknown(("name",), "spec.kubeConfig.configMapRef")
+        name = configmap.string("name", required=True, min_length=1)
+        return KubeConfigReference(configmap_name=name) if name else None
+    ref = section.section("secretRef")
     if ref is None:
         return None
     ref.reject_unknown(("name", "key"), "spec.kubeConfig.secretRef")
@@ -619,9 +631,9 @@ def _install(s: Fields) -> Install:
 
 def _upgrade(s: Fields) -> Upgrade:
     s.reject_unknown(("timeout", "remediation", "crds", "force", "preserveValues",
-                      "cleanupOnFail", "serverSideApply", "strategy", *_ACTION_FLAGS),
-                     "spec.upgrade")
-    s.reject_present(("strategy", "serverSideApply"), _WHY)
+                      "cleanupOnFail", "serverSideApply", "strategy", "chartNameChangeStrategy",
+                      *_ACTION_FLAGS), "spec.upgrade")
+    s.reject_present(("strategy", "serverSideApply", "chartNameChangeStrategy"), _WHY)
     return Upgrade(
         timeout=s.duration("timeout"),
         remediation=_remediation(s.section("remediation"), upgrade=True),
@@ -690,8 +702,9 @@ _TARGET_PATH = re.compile(r"^([a-zA-Z0-9_\-.\\\/]|\[[0-9]{1,5}\])+$")
 
 
 def _values_reference(item: Fields) -> ValuesReference | None:
-    item.reject_unknown(("kind", "name", "valuesKey", "targetPath", "optional"),
+    item.reject_unknown(("kind", "name", "valuesKey", "targetPath", "optional", "literal"),
                         "a valuesFrom entry")
+    item.reject_present(("literal",), _WHY)
     kind = item.string("kind", required=True, enum=("Secret", "ConfigMap"))
     name = item.string("name", required=True, min_length=1, max_length=253)
     key = item.string("valuesKey", default="values.yaml", max_length=253, pattern=_VALUES_KEY)

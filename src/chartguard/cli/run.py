@@ -92,6 +92,12 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     p.add_argument("--release-service-account", default=None, metavar="NAMESPACE/NAME",
                    help="the ServiceAccount helm acts as (impersonated) for HelmReleases that "
                         "name no spec.serviceAccountName (default: the operator's own identity)")
+    p.add_argument("--insecure-kubeconfig-exec", action="store_true", default=None,
+                   help="let the kubeconfigs of HelmReleases' spec.kubeConfig run their "
+                        "user.exec plugin (as Flux's flag; refused otherwise)")
+    p.add_argument("--insecure-kubeconfig-tls", action="store_true", default=None,
+                   help="let the kubeconfigs of HelmReleases' spec.kubeConfig turn TLS "
+                        "verification off (as Flux's flag; refused otherwise)")
     p.add_argument("--release-concurrency", type=int, default=None, metavar="N",
                    help="HelmReleases reconciled (helm processes) at once (default 4)")
     p.add_argument("--peering", default=None, metavar="NAME",
@@ -185,6 +191,10 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         kubectl_binary=pick(args.kubectl, "kubectl", str, defaults.kubectl_binary),
         release_concurrency=release_concurrency,
         release_service_account=identity,
+        insecure_kubeconfig_exec=bool(args.insecure_kubeconfig_exec)
+        or _env_flag("insecure-kubeconfig-exec"),
+        insecure_kubeconfig_tls=bool(args.insecure_kubeconfig_tls)
+        or _env_flag("insecure-kubeconfig-tls"),
         peering=peering,
         peering_priority=priority if peering else 0,
     )

@@ -34,10 +34,12 @@ from chartguard.api.status import HelmChartStatus, HelmReleaseStatus, HelmReposi
 from chartguard.helm.runner import Helm
 from chartguard.operator.caches import ConfigMaps, Index, Objects, Secrets, Sources
 from chartguard.operator.cluster import KubeCluster
+from chartguard.operator.clusters import KubeRemoteClusters, KubeTokens
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import RETRIABLE, Kube, KubeError
 from chartguard.operator.releases import (
     KubeCharts,
+    KubeCRDs,
     KubeLiveObjects,
     KubeReleaseStorage,
     ReleaseStorageError,
@@ -45,6 +47,7 @@ from chartguard.operator.releases import (
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
+from chartguard.reconcile.kubeconfig import KubeConfigOptions
 from chartguard.reconcile.outcome import (
     INVALID_SPEC,
     WaitingError,
@@ -139,13 +142,17 @@ class Runtime:
                          storage=self.release_storage,
                          max_processes=max(1, config.release_concurrency),
                          default_service_account=config.release_service_account,
-                         live=KubeLiveObjects(kube),
+                         live=KubeLiveObjects(kube), crds=KubeCRDs(kube),
                          kubectl=config.kubectl_binary)
         if self.helm.leftovers_removed:
             _log.info("helm: removed %d work directory(ies) a stopped operator left",
                       self.helm.leftovers_removed)
         self.release_env = ReleaseEnv(
             helm=self.helm, storage=self.release_storage,
+            clusters=KubeRemoteClusters(self.helm), tokens=KubeTokens(kube),
+            kubeconfig_options=KubeConfigOptions(
+                insecure_exec=config.insecure_kubeconfig_exec,
+                insecure_tls=config.insecure_kubeconfig_tls),
             prepare=PrepareEnv(
                 charts=Sources(self.charts, kube, CHARTS),
                 chart_writer=KubeCharts(kube, self.charts),

@@ -65,20 +65,22 @@ READY_EXPR_VARIABLES = ("self", "dep")
 #: changes nothing), and ``driftDetection.ignore`` with mode ``disabled`` has no effect, as in
 #: Flux. ``driftDetection`` works (:mod:`.release_drift`), except into another cluster.
 REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
-    ("spec.chartRef (kind OCIRepository)",
-     "OCIRepository sources are not served by chartguard, which installs only charts it "
-     "verified through a HelmChart; use spec.chart or chartRef kind HelmChart"),
-    ("spec.kubeConfig",
-     "releases into other clusters are not supported: chartguard installs into the cluster "
-     "it runs in"),
+    ("spec.chartRef (kind OCIRepository or ExternalArtifact)",
+     "OCIRepository and ExternalArtifact sources are not served by chartguard, which installs "
+     "only charts it verified through a HelmChart; use spec.chart or chartRef kind HelmChart"),
     ("spec.storageNamespace (other than the release namespace)",
      "the helm CLI keeps a release's records in the namespace it installs into"),
+    ("spec.driftDetection.mode (enabled or warn, with spec.kubeConfig)",
+     "with spec.kubeConfig: drift is read and corrected in the cluster chartguard runs in, "
+     "not the one the kubeconfig names; remove one of them"),
+    # refused when the ConfigMap names the provider (chartguard.reconcile.kubeconfig)
+    ("spec.kubeConfig.configMapRef (provider aws, azure or gcp)",
+     "a workload-identity kubeconfig of a cloud provider needs that cloud's identity service "
+     "(EKS, AKS, GKE) to turn the ServiceAccount token into cluster credentials, which "
+     "chartguard does not call; use provider generic or a kubeconfig Secret"),
 )
 _WHY = dict(REFUSED_FIELDS)
-#: why drift detection is refused for a release into another cluster
-DRIFT_REMOTE = ("drift is read and corrected in the cluster chartguard runs in, not the "
-                "one the kubeconfig names; remove one of them")
-_CHART_REF_OCI, _KUBECONFIG, _STORAGE = (
+_CHART_REF_OCI, _STORAGE, _DRIFT_REMOTE, CLOUD_WORKLOAD_IDENTITY = (
     field for field, _ in REFUSED_FIELDS)
 
 
@@ -155,19 +157,16 @@ def refuse_unsupported(release: HelmRelease) -> None:
     field the helm CLI cannot honour (:func:`chartguard.helm.args.unsupported`)."""
     spec = release.spec
     ref = spec.chart_ref
-    if ref is not None and ref.kind == "OCIRepository":
+    if ref is not None and ref.kind != "HelmChart":
         raise StepFailedError(c.READY, UNSUPPORTED_SOURCE_KIND,
                               f"spec.chartRef: {_WHY[_CHART_REF_OCI]}", stalled=True,
                               status=c.FALSE)
     used = []
-    if spec.kube_config is not None:
-        used.append(_KUBECONFIG)
     if spec.storage_namespace and spec.storage_namespace != release.release_namespace:
         used.append(_STORAGE)
-    problems = [f"{field.split(' ')[0]} is not supported: {_WHY[field]}" for field in used]
     if spec.kube_config is not None and spec.drift_detection_mode != "disabled":
-        problems.append(f"spec.driftDetection with spec.kubeConfig is not supported: "
-                        f"{DRIFT_REMOTE}")
+        used.append(_DRIFT_REMOTE)
+    problems = [f"{field.split(' ')[0]} is not supported: {_WHY[field]}" for field in used]
     named = {field.split(" ")[0] for field in used}
     for found in helm_cannot_honour(release):
         path, _, why = found.partition(": ")
@@ -342,11 +341,16 @@ def release_refs(release: HelmRelease) -> ReleaseRefs:
     """Every object ``release``'s spec makes it read."""
     namespace = release.metadata.namespace
     key = release_chart_key(release)
+    kubeconfig = release.spec.kube_config
     return ReleaseRefs(
-        secrets=frozenset((namespace, r.name) for r in release.spec.values_from
-                          if r.kind == "Secret"),
-        configmaps=frozenset((namespace, r.name) for r in release.spec.values_from
-                             if r.kind == "ConfigMap"),
+        secrets=frozenset([*((namespace, r.name) for r in release.spec.values_from
+                             if r.kind == "Secret"),
+                           *([(namespace, kubeconfig.secret_name)]
+                             if kubeconfig and kubeconfig.secret_name else [])]),
+        configmaps=frozenset([*((namespace, r.name) for r in release.spec.values_from
+                                if r.kind == "ConfigMap"),
+                              *([(namespace, kubeconfig.configmap_name)]
+                                if kubeconfig and kubeconfig.configmap_name else [])]),
         charts=frozenset({key} if key else ()),
         dependencies=frozenset(_dependencies(release)),
     )

@@ -139,7 +139,7 @@ def test_drift_detection_into_another_cluster_is_refused_naming_both_fields() ->
                    "kubeConfig": {"secretRef": {"name": "remote"}}})
     with pytest.raises(StepFailedError) as err:
         refuse_unsupported(rel)
-    assert "spec.driftDetection with spec.kubeConfig is not supported" in err.value.message
+    assert "spec.driftDetection.mode is not supported: with spec.kubeConfig" in err.value.message
     refuse_unsupported(release({"driftDetection": {"mode": "disabled", "ignore": [
         {"paths": ["not a pointer"]}]}}))  # disabled: the rules are never used, as in Flux
 
