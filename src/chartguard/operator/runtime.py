@@ -47,6 +47,7 @@ from chartguard.operator.releases import (
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
+from chartguard.reconcile.http_source import HTTPSources
 from chartguard.reconcile.kubeconfig import KubeConfigOptions
 from chartguard.reconcile.outcome import (
     INVALID_SPEC,
@@ -129,13 +130,16 @@ class Runtime:
                       len(leftovers))
         self.registries = RegistryClients(timeout=config.registry_timeout,
                                           deadline=config.registry_deadline)
+        # HTTP repositories' indexes: the same directory, files named <digest>.yaml
+        self.http = HTTPSources(ArtifactStore(config.artifact_dir, suffix=".yaml"))
         base = config.artifact_url_base or f"file://{Path(config.artifact_dir).resolve()}"
+        self.artifact_url_base = base
         self.env = ChartEnv(
             secrets=self.secrets, repositories=Sources(self.repositories, kube, REPOSITORIES),
             registries=self.registries,
             verifiers=Verifiers(), verified=VerifiedCache(4096), store=self.store,
             require_keyless_identity=config.require_keyless_identity, artifact_url_base=base,
-            default_trust_root=_trust_root(config.trusted_root))
+            default_trust_root=_trust_root(config.trusted_root), http=self.http)
         self.release_storage = KubeReleaseStorage(kube)
         self._helm_home = config.helm_home or Path(tempfile.mkdtemp(prefix="chartguard-helm-"))
         self.helm = Helm(binary=config.helm_binary, home=self._helm_home,
@@ -299,8 +303,14 @@ class Runtime:
             return
         meta = body.get("metadata", {})
         known = self._mem(key)
+        # an HTTP repository's new index (its artifact) matters to its charts as a new spec does
+        artifact = (body.get("status") or {}).get("artifact") or {}
+        seen = (artifact.get("revision"), artifact.get("digest"),
+                artifact.get("lastUpdateTime"))  # stored again (e.g. after a restart)
+        new_index, known.seen = known.seen is not None and known.seen != seen, seen
         # a new, changed or deleted repository: its charts look again now
-        if event_type == "DELETED" or known.generation != meta.get("generation"):
+        if (event_type == "DELETED" or known.generation != meta.get("generation")
+                or new_index):
             for user in self.repository_users.users((key[1], key[2])):
                 self.queue.add(user)
 
@@ -337,6 +347,8 @@ class Runtime:
         self.repository_users.drop(key)
         self.chart_users.drop(key)
         self.dependency_users.drop(key)
+        if key[0] == REPOSITORIES:
+            self.http.forget((key[1], key[2]))
         with self._memory_lock:
             self.memory.pop(key, None)
 
@@ -453,12 +465,22 @@ class Runtime:
             self._write_invalid(key, body, old.conditions, str(err), requested)
             return None, STALLED
         result = reconcile_helmrepository(repo, old, self.secrets, now=utcnow(),
-                                          requested_at=requested)
+                                          requested_at=requested, http=self.http,
+                                          artifact_url_base=self.artifact_url_base)
         self.secret_users.update(key, result.secrets)
-        events: tuple[Event, ...] = ()
+        for note in result.notes:
+            _log.info("%s: %s", repo.subject, note)
+        events: tuple[Event, ...] = result.events
         if result.failure is not None:
-            events = (Event("Warning", result.failure.reason, result.failure.message),)
+            if not any(e.type == "Warning" for e in events):
+                events = (*events, Event("Warning", result.failure.reason,
+                                         result.failure.message))
             _log.warning("%s: %s", repo.subject, result.failure.message)
+        elif result.actions:
+            artifact = result.status.artifact
+            _log.log(logging.DEBUG if result.actions != ("parsed",) else logging.INFO,
+                     "%s: index %s (%s)", repo.subject, result.actions[0],
+                     artifact.revision if artifact else "no artifact")
         refused = self._write(key, body, result.status.to_status(), events)
         if refused is not None:
             return self._backoff(memory, _ceiling(refused)), FAILURE
@@ -659,6 +681,14 @@ class Runtime:
         removed = self.store.collect(referenced)
         for digest in removed:
             _log.info("artifact %s removed from the store: no HelmChart refers to it", digest)
+        indexes = set()
+        for body in self.repositories.values():
+            artifact = (body.get("status") or {}).get("artifact") or {}
+            if isinstance(artifact.get("digest"), str):
+                indexes.add(artifact["digest"])
+        for digest in self.http.store.collect(indexes):
+            _log.info("index %s removed from the store: no HelmRepository refers to it", digest)
+            removed.append(digest)
         return removed
 
     # -- logs ------------------------------------------------------------------------------

@@ -141,7 +141,6 @@ SOURCE_REFUSALS = {
     ("HelmChart", "spec.valuesFiles", ""),
     ("HelmChart", "spec.sourceRef.kind", "GitRepository or Bucket"),
     ("HelmChart", "spec.verify.provider", "notation"),
-    ("HelmRepository", "spec.type", "default"),
     ("HelmRepository", "spec.provider", "aws, azure or gcp"),
 }
 
