@@ -116,7 +116,8 @@ class Helm:
             current = newest(before)
             argv = helm_args.upgrade_args(
                 release, copy, values_file, description=description,
-                server_side=current is not None and current.apply_method == "ssa")
+                server_side=helm_args.server_side(release.spec.upgrade.server_side_apply,
+                                                  current.apply_method if current else ""))
             return self._changing("upgrade", release, argv, before=before)
 
     def test(self, release: HelmRelease) -> StoredRelease:
@@ -129,7 +130,9 @@ class Helm:
         current = newest(before)
         target = version or (current.version - 1 if current else 0)
         method = next((r.apply_method for r in before if r.version == target), "")
-        argv = helm_args.rollback_args(release, version, server_side=method == "ssa")
+        argv = helm_args.rollback_args(
+            release, version,
+            server_side=helm_args.server_side(release.spec.rollback.server_side_apply, method))
         return self._changing("rollback", release, argv, before=before)
 
     def uninstall(self, release: HelmRelease) -> None:

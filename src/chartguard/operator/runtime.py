@@ -41,6 +41,7 @@ from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reco
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
 from chartguard.reconcile.outcome import (
     INVALID_SPEC,
+    RetryAfterIntervalError,
     WaitingError,
     invalid_spec_conditions,
     safe,
@@ -479,6 +480,10 @@ class Runtime:
         if result.failure is not None:
             if result.requeue_after is None:  # stalled: only a change of the spec helps
                 return None, STALLED
+            if isinstance(result.failure, RetryAfterIntervalError):
+                # RetryOnFailure: at the strategy's retryInterval, as Flux, not a backoff
+                memory.failures = 0
+                return self._jitter(result.requeue_after), FAILURE
             return self._backoff(memory, _seconds(result.requeue_after)), (
                 WAITING if isinstance(result.failure, WaitingError) else FAILURE)
         memory.failures = 0

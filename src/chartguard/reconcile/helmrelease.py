@@ -31,7 +31,12 @@ from chartguard.api.status import HelmReleaseStatus, Snapshot
 from chartguard.helm.release import ReleaseStorage
 from chartguard.reconcile import release_actions as act
 from chartguard.reconcile import release_history as h
-from chartguard.reconcile.outcome import INVALID_SPEC, StepFailedError, safe
+from chartguard.reconcile.outcome import (
+    INVALID_SPEC,
+    RetryAfterIntervalError,
+    StepFailedError,
+    safe,
+)
 from chartguard.reconcile.release_inputs import ComposedValues, ReadyChart
 from chartguard.reconcile.release_state import (
     RETRIES_EXCEEDED,
@@ -39,6 +44,7 @@ from chartguard.reconcile.release_state import (
     ReleaseStalledError,
     StateStatus,
     active_remediation,
+    active_retry,
     determine_state,
     ignore_test_failures,
     next_action,
@@ -131,6 +137,8 @@ def reconcile_release(release: HelmRelease, status: HelmReleaseStatus, helm: Hel
             s.summarize()
             return _done(s)
         if action.kind in ran_kinds:
+            if active_retry(release, s.status) is not None:
+                return _retry_after_interval(s)
             remediation = active_remediation(release, s.status)
             if remediation is None or not remediation.retries_exhausted(s.status):
                 return _requeue(s)
@@ -145,10 +153,14 @@ def reconcile_release(release: HelmRelease, status: HelmReleaseStatus, helm: Hel
         on_progress(s.status)
         error = _RUN[action](s)
         if error is not None:
+            if active_retry(release, s.status) is not None:
+                return _retry_after_interval(s)
             if s.is_true(c.READY):
                 s.mark(c.READY, c.FALSE, RECONCILE_ERROR, error)
             return _retry(s)
         if action.kind == "remediate":
+            if active_retry(release, s.status) is not None:
+                return _retry_after_interval(s)
             remediation = active_remediation(release, s.status)
             if (remediation is None or not remediation.retries_exhausted(s.status)
                     or remediation.uninstall_after_upgrade):
@@ -205,7 +217,9 @@ def _unrecorded(release: HelmRelease, status: HelmReleaseStatus,
 def _moved(release: HelmRelease, status: HelmReleaseStatus,
            chart: ReadyChart) -> tuple[Snapshot, str] | None:
     """The release recorded in status is not where the spec now puts it (helm-controller's
-    ReleaseTargetChanged; a chart name change reinstalls, its default strategy)."""
+    ReleaseTargetChanged). A chart name change reinstalls under
+    ``spec.upgrade.chartNameChangeStrategy: Reinstall`` (the default); under InPlaceUpdate the
+    release is not moved: the state is out of sync (chart changed) and it is upgraded."""
     cur = h.latest(status.history)
     if not status.storage_namespace or cur is None:
         return None
@@ -215,7 +229,8 @@ def _moved(release: HelmRelease, status: HelmReleaseStatus,
         return cur, "release namespace"
     if cur.name != release.release_name:
         return cur, "release name"
-    if cur.chart_name != chart.chart_name:
+    if (cur.chart_name != chart.chart_name
+            and release.spec.upgrade.chart_name_change_strategy == "Reinstall"):
         return cur, "chart name"
     return None
 
@@ -264,10 +279,14 @@ def _bookkeep(s: act.Scratch, state: StateStatus, action: Action | None, *,
               force: bool) -> None:
     """What actionForState does to the status besides choosing."""
     release = s.release
+    retry = active_retry(release, s.status) is not None
     if state is StateStatus.IN_SYNC:
-        # keep the previous good release, so a later test failure can still roll back
-        s.set_history(h.truncate(s.status.history,
-                                 ignore_tests=ignore_test_failures(release, s.status)))
+        if retry:  # nothing is ever rolled back to
+            s.set_history(h.truncate_ignoring_previous(s.status.history))
+        else:
+            # keep the previous good release, so a later test failure can still roll back
+            s.set_history(h.truncate(s.status.history,
+                                     ignore_tests=ignore_test_failures(release, s.status)))
         if action is not None:
             return
         cur = s.latest
@@ -290,6 +309,8 @@ def _bookkeep(s: act.Scratch, state: StateStatus, action: Action | None, *,
                                 _success_message("upgrade", cur))
     elif state is StateStatus.UNMANAGED:
         s.set_history(())  # it no longer describes what helm holds
+    elif state is StateStatus.FAILED and retry:
+        s.set_history(h.truncate_ignoring_previous(s.status.history))
     elif state is StateStatus.FAILED:
         remediation = active_remediation(release, s.status)
         if remediation is not None and remediation.failure_count(s.status) > 0 and not force:
@@ -327,6 +348,21 @@ def _retry(s: act.Scratch) -> ReleaseResult:
     return ReleaseResult(status=s.status, events=tuple(s.events),
                          requeue_after=s.release.spec.interval, failure=failure,
                          actions=tuple(s.calls))
+
+
+def _retry_after_interval(s: act.Scratch) -> ReleaseResult:
+    """RetryOnFailure: no remediation; the release is tried again after the strategy's
+    ``retryInterval`` (helm-controller's ErrRetryAfterInterval: Reconciling True
+    ``retrying after <interval>``, not Stalled, the generation observed)."""
+    retry = active_retry(s.release, s.status)
+    assert retry is not None
+    s.reconciling(c.PROGRESSING_WITH_RETRY, f"retrying after {format_duration(retry.interval)}")
+    ready = s.condition(c.READY) or {}
+    return ReleaseResult(
+        status=replace(s.status, observed_generation=s.generation), events=tuple(s.events),
+        requeue_after=retry.interval, actions=tuple(s.calls),
+        failure=RetryAfterIntervalError(c.READY, str(ready.get("reason") or c.FAILED),
+                                        str(ready.get("message", "")), status=c.FALSE))
 
 
 def _requeue(s: act.Scratch) -> ReleaseResult:

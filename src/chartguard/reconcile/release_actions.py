@@ -251,6 +251,10 @@ def _release(s: Scratch, action: str) -> str | None:
         s.mark(c.TEST_SUCCESS, c.UNKNOWN, AWAITING_TESTS,
                f"Helm release {full_name(cur)} with chart {chart_of(cur)} is awaiting tests")
     s.status = replace(s.status, last_applied_revision=cur.chart_version)
+    strategy = (s.release.spec.install if action == "install" else s.release.spec.upgrade).strategy
+    if strategy.retry:
+        # RetryOnFailure: failures count only while the release is failed (ClearFailures)
+        s.status = replace(s.status, failures=0, install_failures=0, upgrade_failures=0)
     s.snapshot_event("Normal", reason, message, cur)
     s.summarize()
     return None

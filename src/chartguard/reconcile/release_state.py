@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from chartguard.api.helmrelease import HelmRelease, Remediation
+from chartguard.api.helmrelease import ActionStrategy, HelmRelease, Remediation
 from chartguard.api.status import HelmReleaseStatus
 from chartguard.helm.release import StoredRelease
 from chartguard.reconcile import release_history as h
@@ -144,6 +144,20 @@ def active_remediation(release: HelmRelease,
     return None
 
 
+def active_retry(release: HelmRelease, status: HelmReleaseStatus) -> ActionStrategy | None:
+    """helm-controller's GetActiveRetry: the ``strategy`` of the last release action attempted
+    when it is RetryOnFailure (then no remediation runs: a failed release is upgraded again
+    after ``retryInterval``), else None."""
+    action = status.last_attempted_release_action
+    if action == INSTALL:
+        strategy = release.spec.install.strategy
+    elif action == UPGRADE:
+        strategy = release.spec.upgrade.strategy
+    else:
+        return None
+    return strategy if strategy.retry else None
+
+
 def ignore_test_failures(release: HelmRelease, status: HelmReleaseStatus) -> bool:
     remediation = active_remediation(release, status)
     default = release.spec.test.ignore_failures
@@ -234,6 +248,9 @@ def next_action(state: ReleaseState, release: HelmRelease, status: HelmReleaseSt
 
 def _remediate(release: HelmRelease, status: HelmReleaseStatus, *, force: bool,
                stored: Sequence[StoredRelease]) -> Action:
+    if active_retry(release, status) is not None:
+        # RetryOnFailure: as `flux reconcile --force` with no remediation retries
+        return Action.UPGRADE
     remediation = active_remediation(release, status)
     # without a failure counted since the spec last changed, try the release again
     if remediation is None or remediation.failure_count(status) <= 0 or force:

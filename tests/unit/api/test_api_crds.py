@@ -93,7 +93,13 @@ FLUX_CEL = {
                    "spec.verify is only supported when spec.sourceRef.kind is 'HelmRepository'")],
     "HelmRelease": [("spec", "(has(self.chart) && !has(self.chartRef)) || "
                      "(!has(self.chart) && has(self.chartRef))",
-                     "either chart or chartRef must be set")],
+                     "either chart or chartRef must be set"),
+                    ("spec.install.strategy",
+                     "!has(self.retryInterval) || self.name != 'RemediateOnFailure'",
+                     ".retryInterval cannot be set when .name is 'RemediateOnFailure'"),
+                    ("spec.upgrade.strategy",
+                     "!has(self.retryInterval) || self.name == 'RetryOnFailure'",
+                     ".retryInterval can only be set when .name is 'RetryOnFailure'")],
 }
 
 
