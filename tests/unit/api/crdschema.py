@@ -29,6 +29,10 @@ CEL_EQUIVALENTS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
         lambda s: ("chart" in s) != ("chartRef" in s),
     "!has(self.verify) || self.sourceRef.kind == 'HelmRepository'":
         lambda s: "verify" not in s or s.get("sourceRef", {}).get("kind") == "HelmRepository",
+    "!has(self.retryInterval) || self.name != 'RemediateOnFailure'":
+        lambda s: "retryInterval" not in s or s.get("name") != "RemediateOnFailure",
+    "!has(self.retryInterval) || self.name == 'RetryOnFailure'":
+        lambda s: "retryInterval" not in s or s.get("name") == "RetryOnFailure",
 }
 
 
