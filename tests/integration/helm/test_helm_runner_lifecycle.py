@@ -211,7 +211,8 @@ def test_server_side_apply_modes_choose_each_actions_apply_method(
     assert helm.upgrade(client_side, chart, {"a": 1}).apply_method == "csa"  # v2, auto
     enabled = helm_release("{maxHistory: 0, upgrade: {serverSideApply: enabled}}")
     assert helm.upgrade(enabled, chart, {"a": 2}).apply_method == "ssa"  # v3
-    assert helm.upgrade(helm_release("maxHistory: 0"), chart, {"a": 3}).apply_method == "ssa"  # v4, auto
+    auto = helm_release("maxHistory: 0")
+    assert helm.upgrade(auto, chart, {"a": 3}).apply_method == "ssa"  # v4, auto
     disabled = helm_release("{maxHistory: 0, upgrade: {serverSideApply: disabled}}")
     assert helm.upgrade(disabled, chart, {"a": 4}).apply_method == "csa"  # v5
     # rollback to v3 (ssa): disabled applies client-side; auto follows v3's method

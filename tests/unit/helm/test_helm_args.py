@@ -15,8 +15,8 @@ from chartguard.helm.args import (
     action_timeout,
     install_args,
     rollback_args,
-    uninstall_args,
     server_side,
+    uninstall_args,
     unsupported,
     upgrade_args,
 )
@@ -70,8 +70,9 @@ def test_install_every_flag() -> None:
     assert argv == [
         "install", "--namespace", "apps", "--timeout", "1m30s",
         "--wait=watcher", "--server-side=true", "--force-conflicts",
-        "--values", "/tmp/values.json", "--create-namespace", "--skip-crds", "--no-hooks", "--disable-openapi-validation",
-        "--skip-schema-validation", "--replace", "--description", "chart podinfo@6.5.0",
+        "--values", "/tmp/values.json", "--create-namespace", "--skip-crds", "--no-hooks",
+        "--disable-openapi-validation", "--skip-schema-validation", "--replace",
+        "--description", "chart podinfo@6.5.0",
         "--", "apps-podinfo", "/store/chart.tgz"]
 
 
