@@ -44,7 +44,10 @@ DEFAULT_RETRY_INTERVAL = timedelta(minutes=5)
 #: ``spec.upgrade.serverSideApply`` / ``spec.rollback.serverSideApply``; auto: as the release's
 #: previous apply method
 SERVER_SIDE_APPLY_MODES = ("enabled", "disabled", "auto")
-CHART_NAME_CHANGE_STRATEGIES = ("InPlaceUpdate", "Reinstall")
+#: ``spec.upgrade.chartNameChangeStrategy``
+REINSTALL = "Reinstall"
+IN_PLACE_UPDATE = "InPlaceUpdate"
+CHART_NAME_CHANGE_STRATEGIES = (IN_PLACE_UPDATE, REINSTALL)
 
 #: Spec fields of Flux's current HelmRelease CRD that chartguard accepts in its schema (so the
 #: API server keeps them) but does not implement; a document using one is rejected.
@@ -153,7 +156,7 @@ class Upgrade:
     #: enabled | disabled | auto (as the release's previous apply method)
     server_side_apply: str = "auto"
     #: Reinstall (uninstall, then install) | InPlaceUpdate (upgrade) when the chart's name changes
-    chart_name_change_strategy: str = "Reinstall"
+    chart_name_change_strategy: str = REINSTALL
     crds: str = "Skip"
     force: bool = False
     preserve_values: bool = False
@@ -571,8 +574,8 @@ def _upgrade(s: Fields) -> Upgrade:
         server_side_apply=s.string("serverSideApply", default="auto",
                                    enum=SERVER_SIDE_APPLY_MODES) or "auto",
         chart_name_change_strategy=s.string(
-            "chartNameChangeStrategy", default="Reinstall",
-            enum=CHART_NAME_CHANGE_STRATEGIES) or "Reinstall",
+            "chartNameChangeStrategy", default=REINSTALL,
+            enum=CHART_NAME_CHANGE_STRATEGIES) or REINSTALL,
         crds=s.string("crds", default="Skip", enum=CRDS_POLICIES) or "Skip",
         force=s.boolean("force"),
         preserve_values=s.boolean("preserveValues"),

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from chartguard.api import conditions as c
 from chartguard.api.durations import format_duration
-from chartguard.api.helmrelease import HelmRelease
+from chartguard.api.helmrelease import REINSTALL, HelmRelease
 from chartguard.api.status import HelmReleaseStatus, Snapshot
 from chartguard.helm.release import ReleaseStorage
 from chartguard.reconcile import release_actions as act
@@ -230,7 +230,7 @@ def _moved(release: HelmRelease, status: HelmReleaseStatus,
     if cur.name != release.release_name:
         return cur, "release name"
     if (cur.chart_name != chart.chart_name
-            and release.spec.upgrade.chart_name_change_strategy == "Reinstall"):
+            and release.spec.upgrade.chart_name_change_strategy == REINSTALL):
         return cur, "chart name"
     return None
 
