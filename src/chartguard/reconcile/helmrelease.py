@@ -12,6 +12,8 @@ helm-controller's AtomicRelease (internal/reconcile/atomic_release.go) as a boun
 Each kind of action (release, test, remediate, unlock) runs at most once per reconcile and
 the loop stops after a remediation, so a reconcile starts at most four helm processes and an
 unchanged release none. Retries exhausted: Stalled, no requeue until something changes.
+Under ``strategy: RetryOnFailure`` nothing is remediated: a failed release is upgraded again
+after the strategy's ``retryInterval`` (ErrRetryAfterInterval), and never stalls for it.
 
 The caller gathers the inputs first (dependencies Ready, the HelmChart's verified artifact,
 the composed values), records ``lastHandled*At``, clears the counters on a ``resetAt``
