@@ -9,6 +9,7 @@ internal/action/install.go, upgrade.go, rollback.go; fluxcd/pkg chartutil values
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from operator_support import (
@@ -31,6 +32,7 @@ from test_operator_release_failures import (
     patch_spec,
     reasons,
     records,
+    request,
     signed,
     stalled,
     summary,
@@ -104,6 +106,32 @@ def test_retry_on_failure_retries_a_failing_release_without_remediation(
     counted = reasons(cluster, "hanging")
     assert counted["UninstallSucceeded"] == counted["RollbackSucceeded"] == 0
     assert counted["InstallFailed"] == 1
+
+
+@EMULATOR_ONLY
+def test_retry_on_failure_waits_the_retry_interval_not_a_backoff(
+        cluster: Cluster, charts: Charts, registry: Registry, operator: Operator,
+        tmp_path: Path) -> None:
+    """retryInterval 1h: after the failed install nothing runs for far longer than a backoff
+    would wait (1 s, 2 s, ...); `flux reconcile` runs the retry at once, as with Flux."""
+    signed(charts, "slow", "0.1.0",
+           {"templates/hook.yaml": hanging_pod("pre-install,pre-upgrade")})
+    retry = {"name": "RetryOnFailure", "retryInterval": "1h"}
+    apply_release(cluster, charts, registry, "slow", "0.1.0", timeout="1s",
+                  install={"strategy": retry}, upgrade={"strategy": retry})
+    calls = recorded(operator, tmp_path)
+    retrying = ("True", "ProgressingWithRetry", "retrying after 1h0m0s")
+    wait_for(lambda: cond(cluster, "slow", "Reconciling") == retrying,
+             "Reconciling retrying after 1h0m0s", timeout=60, operator=operator)
+    assert calls.subcommands() == ["install"]
+    time.sleep(8)  # a backoff would have retried twice by now
+    assert calls.subcommands() == ["install"]
+    assert cond(cluster, "slow", "Reconciling") == retrying
+
+    request(cluster, operator, "slow")
+    wait_for(lambda: calls.subcommands() == ["install", "upgrade"], "the retry", timeout=60,
+             operator=operator)
+    assert not stalled(cluster, "slow")
 
 
 @EMULATOR_ONLY
