@@ -51,6 +51,9 @@ FAILED = "Failed"
 PROGRESSING = "Progressing"
 PROGRESSING_WITH_RETRY = "ProgressingWithRetry"
 DEPENDENCY_NOT_READY = "DependencyNotReady"
+#: fluxcd/pkg meta.InvalidCELExpressionReason: a healthCheckExprs or readyExpr that is not
+#: valid CEL; the release is Stalled until the spec changes
+INVALID_CEL_EXPRESSION = "InvalidCELExpression"
 SUSPENDED = "Suspended"
 RECONCILIATION_SUCCEEDED = "ReconciliationSucceeded"
 RECONCILIATION_FAILED = "ReconciliationFailed"

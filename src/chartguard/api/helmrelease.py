@@ -48,15 +48,14 @@ SERVER_SIDE_APPLY_MODES = ("enabled", "disabled", "auto")
 REINSTALL = "Reinstall"
 IN_PLACE_UPDATE = "InPlaceUpdate"
 CHART_NAME_CHANGE_STRATEGIES = (IN_PLACE_UPDATE, REINSTALL)
+#: ``spec.waitStrategy.name``: helm 4's kstatus waiter (Flux's default) or helm 3's waiting logic
+WAIT_STRATEGIES = ("poller", "legacy")
 
 #: Spec fields of Flux's current HelmRelease CRD that chartguard accepts in its schema (so the
 #: API server keeps them) but does not implement; a document using one is rejected.
 NOT_SUPPORTED_YET = (
     "spec.commonMetadata",
-    "spec.healthCheckExprs",
-    "spec.waitStrategy",
     "spec.kubeConfig.configMapRef",
-    "spec.dependsOn[].readyExpr",
 )
 _WHY = "not supported by chartguard yet; remove it (see README, 'Not supported yet')"
 
@@ -220,6 +219,22 @@ class ValuesReference:
 class DependencyReference:
     name: str
     namespace: str = ""
+    #: a CEL expression over ``self`` (this release) and ``dep`` (the dependency) that, when
+    #: set, replaces the built-in readiness check (Flux without AdditiveCELDependencyCheck)
+    ready_expr: str = ""
+
+
+@dataclass(frozen=True)
+class HealthCheckExpressions:
+    """One ``spec.healthCheckExprs`` entry (fluxcd/pkg ``kustomize.CustomHealthCheck``): CEL
+    expressions over an object's top-level fields, for objects of ``api_version``'s group and
+    ``kind`` (every kind of the group when empty)."""
+
+    api_version: str
+    kind: str
+    current: str
+    in_progress: str = ""
+    failed: str = ""
 
 
 @dataclass(frozen=True)
@@ -254,6 +269,14 @@ class HelmReleaseSpec:
     #: ``spec.values`` frozen; ``chartguard.api.thaw`` gives a plain dict for helm
     values: Frozen = field(default_factory=lambda: MappingProxyType({}))
     post_renderers: Frozen = ()
+    #: ``spec.waitStrategy.name``; "" when unset (helm-controller's default, ``poller``)
+    wait_strategy: str = ""
+    health_check_exprs: tuple[HealthCheckExpressions, ...] = ()
+
+    @property
+    def waits_with_poller(self) -> bool:
+        """The kstatus waiter (``poller``, the default): the one health checks plug into."""
+        return self.wait_strategy in ("", "poller")
 
 
 @dataclass(frozen=True)
@@ -324,7 +347,7 @@ def shorten_release_name(name: str) -> str:
 
 def _spec(spec: Fields) -> HelmReleaseSpec | None:
     spec.reject_unknown(_SPEC_FIELDS, KIND)
-    spec.reject_present(("commonMetadata", "healthCheckExprs", "waitStrategy"), _WHY)
+    spec.reject_present(("commonMetadata",), _WHY)
     # the CEL rule of Flux's CRD, checked here because the API server may not
     if spec.has("chart") == spec.has("chartRef"):
         spec.error("", "either chart or chartRef must be set (exactly one of them)")
@@ -363,8 +386,32 @@ def _spec(spec: Fields) -> HelmReleaseSpec | None:
         values_from=spec.each("valuesFrom", _values_reference),
         values=_values(spec),
         post_renderers=_post_renderers(spec),
+        wait_strategy=_wait_strategy(spec),
+        health_check_exprs=spec.each("healthCheckExprs", _health_check),
     )
     return None if spec.errors else result
+
+
+def _wait_strategy(spec: Fields) -> str:
+    section = spec.section("waitStrategy")
+    if section is None:
+        return ""
+    section.reject_unknown(("name",), "spec.waitStrategy")
+    return section.string("name", required=True, enum=WAIT_STRATEGIES) or ""
+
+
+def _health_check(item: Fields) -> HealthCheckExpressions | None:
+    """Shape only: the expressions are compiled at reconcile, as Flux does (an invalid one
+    stalls the release with InvalidCELExpression)."""
+    item.reject_unknown(("apiVersion", "kind", "current", "inProgress", "failed"),
+                        "a healthCheckExprs entry")
+    api_version = item.string("apiVersion", required=True, min_length=1)
+    current = item.string("current", required=True, min_length=1)
+    if api_version is None or current is None:
+        return None
+    return HealthCheckExpressions(
+        api_version=api_version, kind=item.string("kind") or "", current=current,
+        in_progress=item.string("inProgress") or "", failed=item.string("failed") or "")
 
 
 _SELECTOR = ("annotationSelector", "group", "kind", "labelSelector", "name", "namespace",
@@ -499,10 +546,10 @@ def _kube_config(spec: Fields) -> KubeConfigReference | None:
 
 def _dependency(item: Fields) -> DependencyReference | None:
     item.reject_unknown(("name", "namespace", "readyExpr"), "a dependsOn entry")
-    item.reject_present(("readyExpr",), _WHY)
     name = item.string("name", required=True, min_length=1)
     namespace = item.string("namespace") or ""
-    return DependencyReference(name, namespace) if name else None
+    ready_expr = item.string("readyExpr") or ""
+    return DependencyReference(name, namespace, ready_expr) if name else None
 
 
 def _remediation(section: Fields | None, *, upgrade: bool) -> Remediation:

@@ -3,7 +3,9 @@
 Each choice follows helm-controller's ``internal/action`` (Flux on the helm 4 SDK), written as
 the helm CLI's flags:
 
-- waiting is helm 4's ``--wait=watcher`` (kstatus, Flux's default strategy) and
+- waiting is helm 4's ``--wait=watcher`` (kstatus: Flux's default strategy, ``poller``) or,
+  with ``spec.waitStrategy.name: legacy``, ``--wait=legacy`` (helm 3's waiting logic), for
+  every action that waits, uninstall included (helm-controller's ``getWaitStrategy``), and
   ``--wait-for-jobs``; ``disableWait`` is ``--wait=hookOnly`` (helm's own default: hooks only);
 - install applies server-side (helm 4's default, as Flux's) unless
   ``spec.install.serverSideApply`` is false; upgrade and rollback follow their
@@ -28,6 +30,7 @@ from chartguard.api.durations import format_duration
 from chartguard.api.helmrelease import HelmRelease
 
 WAIT = "watcher"  # helm 4's kstatus waiter: helm-controller's default wait strategy
+LEGACY_WAIT = "legacy"  # helm 3's waiting logic: spec.waitStrategy.name legacy
 NO_WAIT = "hookOnly"  # helm 4's default: wait for hooks only
 ACTIONS = ("install", "upgrade", "test", "rollback", "uninstall")
 
@@ -58,7 +61,7 @@ def install_args(release: HelmRelease, chart: Path, values: Path, *,
     """``helm install``: the chart file and values file are the runner's private copies."""
     install = release.spec.install
     args = ["install", *_common(release, "install"),
-            *_wait(install.disable_wait, install.disable_wait_for_jobs),
+            *_wait(release, install.disable_wait, install.disable_wait_for_jobs),
             *_apply(install.server_side_apply is not False, force=False),
             "--values", str(values)]
     if release.spec.target_namespace and install.create_namespace:
@@ -79,7 +82,7 @@ def upgrade_args(release: HelmRelease, chart: Path, values: Path, *, server_side
     """``helm upgrade`` (never ``--install``: installing is its own action)."""
     upgrade = release.spec.upgrade
     args = ["upgrade", *_common(release, "upgrade"),
-            *_wait(upgrade.disable_wait, upgrade.disable_wait_for_jobs),
+            *_wait(release, upgrade.disable_wait, upgrade.disable_wait_for_jobs),
             *_apply(server_side, force=upgrade.force),
             "--history-max", str(release.spec.max_history), "--values", str(values),
             "--reuse-values" if upgrade.preserve_values else "--reset-values"]
@@ -106,7 +109,7 @@ def rollback_args(release: HelmRelease, version: int, *, server_side: bool) -> l
         raise ValueError(f"a rollback version is 0 (the previous one) or more, not {version}")
     rollback = release.spec.rollback
     args = ["rollback", *_common(release, "rollback"),
-            *_wait(rollback.disable_wait, rollback.disable_wait_for_jobs),
+            *_wait(release, rollback.disable_wait, rollback.disable_wait_for_jobs),
             *_apply(server_side, force=rollback.force),
             "--history-max", str(release.spec.max_history)]
     args += _flag("--no-hooks", rollback.disable_hooks)
@@ -119,7 +122,7 @@ def uninstall_args(release: HelmRelease) -> list[str]:
     """``helm uninstall``; a release that is already gone is success (``--ignore-not-found``)."""
     uninstall = release.spec.uninstall
     args = ["uninstall", *_common(release, "uninstall"),
-            f"--wait={NO_WAIT if uninstall.disable_wait else WAIT}",
+            f"--wait={NO_WAIT if uninstall.disable_wait else wait_strategy(release)}",
             "--cascade", uninstall.deletion_propagation, "--ignore-not-found"]
     args += _flag("--keep-history", uninstall.keep_history)
     args += _flag("--no-hooks", uninstall.disable_hooks)
@@ -168,10 +171,17 @@ def _common(release: HelmRelease, action: str) -> list[str]:
     return args
 
 
-def _wait(disable_wait: bool, disable_wait_for_jobs: bool) -> list[str]:
+def wait_strategy(release: HelmRelease) -> str:
+    """helm's ``--wait`` value for an action that waits: ``watcher`` (Flux's ``poller``, the
+    default) or ``legacy``."""
+    return WAIT if release.spec.waits_with_poller else LEGACY_WAIT
+
+
+def _wait(release: HelmRelease, disable_wait: bool, disable_wait_for_jobs: bool) -> list[str]:
     if disable_wait:
         return [f"--wait={NO_WAIT}"]
-    return [f"--wait={WAIT}", *_flag("--wait-for-jobs", not disable_wait_for_jobs)]
+    return [f"--wait={wait_strategy(release)}",
+            *_flag("--wait-for-jobs", not disable_wait_for_jobs)]
 
 
 def _apply(server_side: bool, *, force: bool) -> list[str]:

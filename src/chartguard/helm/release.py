@@ -92,8 +92,9 @@ class ReleaseStorage(Protocol):
 
     def mark_failed(self, namespace: str, name: str, version: int, description: str, *,
                     as_user: str = "") -> StoredRelease:
-        """Rewrite revision ``version`` of release ``name`` (stuck in ``pending-*``) as
-        ``failed`` with ``description`` (see :func:`failed_release_secret`), acting as
+        """Rewrite revision ``version`` of release ``name`` (stuck in ``pending-*``, or
+        ``deployed`` by helm but failing its ``healthCheckExprs``) as ``failed`` with
+        ``description`` (see :func:`failed_release_secret`), acting as
         ``as_user`` (the identity helm runs the release as; "": the caller's own); the revision
         as stored afterwards. Any failure raises (the caller words it)."""
         ...
@@ -130,6 +131,15 @@ def decode_release_secret(body: Mapping[str, Any]) -> StoredRelease:
     except UntrustedInputError as exc:
         raise ReleaseDecodeError(str(exc)) from exc
     return release_from_json(obj)
+
+
+def release_manifest(body: Mapping[str, Any]) -> str:
+    """The manifest (helm's rendered objects, hooks not included) of the revision a helm
+    storage Secret holds, decoded with the checks of :func:`decode_release_secret`."""
+    decode_release_secret(body)
+    record = _record_bytes(_base64(body["data"]["release"], "data.release (Kubernetes base64)"))
+    manifest = json.loads(record).get("manifest")
+    return manifest if isinstance(manifest, str) else ""
 
 
 def failed_release_secret(body: Mapping[str, Any], description: str, *,

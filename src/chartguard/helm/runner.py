@@ -17,6 +17,11 @@ Each action runs one helm process with:
 Whether a failure changed helm's release storage is decided by reading the storage before and
 after: the newest revision's (version, status, digest) differ. A success returns the newest
 revision as stored after the action.
+
+``spec.healthCheckExprs`` (:mod:`chartguard.helm.health`) run after a successful install,
+upgrade or rollback that waits with the poller strategy, within the rest of its timeout; when
+they fail, the revision helm recorded ``deployed`` is rewritten ``failed`` (as the helm SDK
+records a failed wait) and the action fails like a helm wait failure.
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from chartguard import metrics
+from chartguard import cel, metrics
 from chartguard.api.helmrelease import HelmRelease
 from chartguard.helm import args as helm_args
+from chartguard.helm import health
 from chartguard.helm.errors import ChartDigestMismatchError, HelmError, summarize
 from chartguard.helm.release import ReleaseStorage, StoredRelease, newest
 from chartguard.leftovers import left_behind, owner_tag
@@ -74,13 +80,18 @@ class Helm:
 
     def __init__(self, *, binary: str, home: Path, storage: ReleaseStorage,
                  env: Mapping[str, str] | None = None, max_processes: int = 4,
-                 grace: timedelta = DEFAULT_GRACE, default_service_account: str = "") -> None:
+                 grace: timedelta = DEFAULT_GRACE, default_service_account: str = "",
+                 live: health.LiveObjects | None = None,
+                 health_interval: float = health.POLL_INTERVAL) -> None:
         if max_processes < 1:
             raise ValueError(f"max_processes must be 1 or more, not {max_processes}")
         self.binary = binary
         self.home = home
         self.storage = storage
         self.grace = grace
+        #: where spec.healthCheckExprs read objects; None: releases that set them are refused
+        self.live = live
+        self.health_interval = health_interval
         #: "namespace/name" of the ServiceAccount helm acts as for releases that name none
         #: (``chartguard run --release-service-account``); "": the operator's own identity
         self.default_service_account = default_service_account
@@ -105,7 +116,9 @@ class Helm:
             copy = self._copy_chart("install", chart, work)
             values_file = _write_values("install", values, work)
             argv = helm_args.install_args(release, copy, values_file, description=description)
-            return self._changing("install", release, argv)
+            started = time.monotonic()
+            return self._healthy("install", release, self._changing("install", release, argv),
+                                 started)
 
     def upgrade(self, release: HelmRelease, chart: ChartFile, values: Mapping[str, Any], *,
                 description: str = "") -> StoredRelease:
@@ -118,7 +131,10 @@ class Helm:
                 release, copy, values_file, description=description,
                 server_side=helm_args.server_side(release.spec.upgrade.server_side_apply,
                                                   current.apply_method if current else ""))
-            return self._changing("upgrade", release, argv, before=before)
+            started = time.monotonic()
+            return self._healthy("upgrade", release,
+                                 self._changing("upgrade", release, argv, before=before),
+                                 started)
 
     def test(self, release: HelmRelease) -> StoredRelease:
         """Run the release's test hooks; the release as stored after, with their last runs."""
@@ -133,7 +149,9 @@ class Helm:
         argv = helm_args.rollback_args(
             release, version,
             server_side=helm_args.server_side(release.spec.rollback.server_side_apply, method))
-        return self._changing("rollback", release, argv, before=before)
+        started = time.monotonic()
+        return self._healthy("rollback", release,
+                             self._changing("rollback", release, argv, before=before), started)
 
     def uninstall(self, release: HelmRelease) -> None:
         """Uninstall; a release that does not exist (any more) is not an error.
@@ -168,6 +186,39 @@ class Helm:
             namespace, _, name = self.default_service_account.partition("/")
             return f"system:serviceaccount:{namespace}:{name}"
         return ""
+
+    # --- health checks ------------------------------------------------------------------------
+
+    def _healthy(self, action: str, release: HelmRelease, after: StoredRelease,
+                 started: float) -> StoredRelease:
+        """``after`` once the release's health checks pass; else the revision is marked failed
+        and :class:`HelmError` raised (storage changed: remediation follows)."""
+        if not health.applies(release, action):
+            return after
+        deadline = started + helm_args.action_timeout(release, action).total_seconds()
+        try:
+            if self.live is None:
+                raise health.HealthCheckError("this helm runner has no access to the cluster's "
+                                              "objects to run spec.healthCheckExprs")
+            checks = health.HealthChecks(release.spec.health_check_exprs)
+            manifest = self.live.manifest(after.namespace, after.name, after.version)
+            health.wait_healthy(checks, health.manifest_objects(manifest, after.namespace),
+                                self.live, as_user=self.identity(release), deadline=deadline,
+                                interval=self.health_interval)
+        except (health.HealthCheckError, cel.CelError) as err:
+            message = str(err)
+        except Exception as err:  # the storage's or the API's own error: worded here
+            message = f"health checks could not run: {escape(err)}"
+        else:
+            return after
+        try:
+            self.storage.mark_failed(
+                after.namespace, after.name, after.version,
+                f"Release \"{after.name}\" failed: {message}", as_user=self.identity(release))
+        except Exception as exc:  # the storage's own error, whatever it is: worded here
+            message += (f"; revision {after.version} could not be marked failed in helm's "
+                        f"storage: {escape(exc)}")
+        raise HelmError(action, message, storage_changed=True)
 
     # --- running ------------------------------------------------------------------------------
 

@@ -91,6 +91,8 @@ class Kube:
         self._timeout = timeout
         self._retries = retries
         self._host = socket.gethostname()
+        #: apiVersion -> kind -> (plural, namespaced), from the API's discovery documents
+        self._discovered: dict[str, dict[str, tuple[str, bool]]] = {}
 
     def _call(self, what: str, fn: Any, *args: Any, **kw: Any) -> Any:
         for attempt in range(self._retries + 1):
@@ -192,6 +194,69 @@ class Kube:
             raise
         return configmap_data(body)
 
+    def get_live(self, api_version: str, kind: str, namespace: str, name: str, *,
+                 as_user: str = "") -> dict[str, Any] | None:
+        """Any object by apiVersion and kind (its resource found through discovery), as
+        ``as_user`` when given; ``namespace`` is ignored for a cluster-scoped kind. None when
+        the object, or its kind, does not exist."""
+        resource = self._resource(api_version, kind)
+        if resource is None:
+            return None
+        plural, namespaced = resource
+        base, params = _api_path(api_version)
+        params = {**params, "plural": plural, "name": name}
+        scope = ""
+        if namespaced:
+            scope, params["namespace"] = "/namespaces/{namespace}", namespace
+        headers = {"Impersonate-User": as_user} if as_user else {}
+        try:
+            body: dict[str, Any] = self._call(
+                f"{kind} {namespace}/{name}", self._get_path,
+                f"{base}{scope}/{{plural}}/{{name}}", params, headers)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return body
+
+    def _get_path(self, resource_path: str, path_params: Mapping[str, str],
+                  headers: Mapping[str, str], *, _preload_content: bool,
+                  _request_timeout: float) -> Any:
+        """GET ``resource_path`` (its parameters quoted by the client) as the generated API
+        methods do with ``_preload_content=False``: the raw response, non-2xx raised as
+        ``ApiException`` (what :meth:`_call` expects)."""
+        method, url, header_params, body, post_params = self.api.param_serialize(
+            "GET", resource_path, path_params=dict(path_params),
+            header_params={"Accept": "application/json", **headers},
+            auth_settings=["BearerToken"])
+        response = self.api.call_api(method, url, header_params=header_params, body=body,
+                                     post_params=post_params, _request_timeout=_request_timeout)
+        if not 200 <= response.status <= 299:
+            response.read()  # type: ignore[no-untyped-call]  # the client's, untyped
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
+
+    def _resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:
+        """(plural, namespaced) of ``kind`` in ``api_version``; discovery is read again when
+        the kind is not known yet (a CRD installed since)."""
+        known = self._discovered.get(api_version, {})
+        if kind in known:
+            return known[kind]
+        path, params = _api_path(api_version)
+        try:
+            body = self._call(f"discovery of {api_version}", self._get_path, path, params, {})
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        found: dict[str, tuple[str, bool]] = {}
+        for item in body.get("resources") or [] if isinstance(body, dict) else []:
+            if (isinstance(item, dict) and isinstance(item.get("kind"), str)
+                    and isinstance(item.get("name"), str) and "/" not in item["name"]):
+                found[item["kind"]] = (item["name"], bool(item.get("namespaced")))
+        self._discovered[api_version] = found
+        return found.get(kind)
+
     def list_secrets(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """The Secrets of ``namespace`` matching ``label_selector`` (whole bodies)."""
         body = self._call(f"Secrets in {namespace} ({label_selector})",
@@ -285,6 +350,14 @@ class Kube:
         }
         self._call(f"Event {reason} in {namespace}", self._core.create_namespaced_event,
                    namespace, event)
+
+
+def _api_path(api_version: str) -> tuple[str, dict[str, str]]:
+    """The discovery path of ``api_version`` and its parameters (quoted by the client)."""
+    if "/" in api_version:
+        group, _, version = api_version.partition("/")
+        return "/apis/{group}/{version}", {"group": group, "version": version}
+    return "/api/{version}", {"version": api_version}
 
 
 def backoff(attempt: int, server_asked: float | None) -> float:

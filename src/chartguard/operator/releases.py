@@ -22,6 +22,7 @@ from chartguard.helm.release import (
     StoredRelease,
     decode_release_secret,
     failed_release_secret,
+    release_manifest,
 )
 from chartguard.operator.caches import Objects
 from chartguard.operator.kube import Kube, KubeError
@@ -96,6 +97,31 @@ class KubeReleaseStorage:
                 while len(self._decoded) > self._max:
                     self._decoded.popitem(last=False)
         return record
+
+
+class KubeLiveObjects:
+    """A :class:`~chartguard.helm.health.LiveObjects`: release manifests from helm's records,
+    objects from the API server (the health checks of ``spec.healthCheckExprs``)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self._kube = kube
+
+    def manifest(self, namespace: str, name: str, version: int) -> str:
+        secret = f"sh.helm.release.v1.{name}.v{version}"
+        try:
+            body = self._kube.get_secret_body(namespace, secret)
+        except KubeError as err:
+            raise ReleaseStorageError(f"{secret}: {safe(err)}") from None
+        if body is None:
+            raise ReleaseStorageError(f"revision {version} of {namespace}/{name} is not stored")
+        try:
+            return release_manifest(body)
+        except ReleaseDecodeError as err:
+            raise ReleaseStorageError(f"{secret}: {safe(err)}") from None
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str, *,
+            as_user: str = "") -> Mapping[str, Any] | None:
+        return self._kube.get_live(api_version, kind, namespace, name, as_user=as_user)
 
 
 class KubeCharts:

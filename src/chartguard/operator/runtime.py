@@ -35,7 +35,12 @@ from chartguard.helm.runner import Helm
 from chartguard.operator.caches import ConfigMaps, Index, Objects, Secrets, Sources
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import RETRIABLE, Kube, KubeError
-from chartguard.operator.releases import KubeCharts, KubeReleaseStorage, ReleaseStorageError
+from chartguard.operator.releases import (
+    KubeCharts,
+    KubeLiveObjects,
+    KubeReleaseStorage,
+    ReleaseStorageError,
+)
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
@@ -133,7 +138,8 @@ class Runtime:
         self.helm = Helm(binary=config.helm_binary, home=self._helm_home,
                          storage=self.release_storage,
                          max_processes=max(1, config.release_concurrency),
-                         default_service_account=config.release_service_account)
+                         default_service_account=config.release_service_account,
+                         live=KubeLiveObjects(kube))
         if self.helm.leftovers_removed:
             _log.info("helm: removed %d work directory(ies) a stopped operator left",
                       self.helm.leftovers_removed)

@@ -26,6 +26,7 @@ from chartguard.reconcile.outcome import StepFailedError, WaitingError
 from chartguard.reconcile.release_prepare import (
     PrepareEnv,
     ReleaseRefs,
+    check_expressions,
     prepare_release,
     refuse_unsupported,
     release_chart_to_delete,
@@ -84,6 +85,7 @@ def reconcile_helmrelease(release: HelmRelease, status: HelmReleaseStatus, env: 
     refs = release_refs(release)
     try:
         refuse_unsupported(release)  # before anything is written for it
+        check_expressions(release)
         sync = sync_release_chart(release, status, env.prepare)
         status = replace(status, helm_chart=sync.helm_chart)
         prepared = prepare_release(release, status, env.prepare, chart_sync=sync)

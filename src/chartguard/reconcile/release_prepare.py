@@ -1,11 +1,14 @@
 """Everything a HelmRelease reconcile does before helm runs, as helm-controller orders it:
 
-    refuse     spec fields chartguard cannot honour (``REFUSED_FIELDS``): Stalled, naming them
+    refuse     spec fields chartguard cannot honour (``REFUSED_FIELDS``): Stalled, naming them;
+               CEL expressions (healthCheckExprs, dependsOn[].readyExpr) that do not compile:
+               Stalled, InvalidCELExpression (:func:`check_expressions`)
     chart      spec.chart: create or update the implied HelmChart, delete the one the release
                used before (moved to another name or namespace, or now a chartRef); chartRef
                kind HelmChart: nothing to write (helm-controller's reconcileChartTemplate runs
                before the dependency check, so the chart is fetched and verified meanwhile)
-    dependsOn  each dependency HelmRelease exists and is Ready at its current generation
+    dependsOn  each dependency HelmRelease exists and is Ready at its current generation, or,
+               when its entry has a readyExpr, that expression is true
     readiness  the chart has an artifact this process verified, in the store
     values     valuesFrom in order, then spec.values, and their digest
 
@@ -22,11 +25,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chartguard import cel
 from chartguard.api import HelmRelease
 from chartguard.api import conditions as c
 from chartguard.api.implied import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
 from chartguard.api.status import HelmReleaseStatus
 from chartguard.helm.args import unsupported as helm_cannot_honour
+from chartguard.helm.health import HealthChecks
 from chartguard.reconcile.outcome import StepFailedError, WaitingError, safe
 from chartguard.reconcile.release_chart import (
     chart_readiness,
@@ -47,6 +52,10 @@ from chartguard.store import ArtifactStore
 
 UNSUPPORTED_FIELD = "UnsupportedField"
 UNSUPPORTED_SOURCE_KIND = "UnsupportedSourceKind"
+#: helm-controller's words before a configuration error that stalls the release
+TERMINAL_ERROR_MESSAGE = "Reconciliation failed terminally due to configuration error"
+#: the variables of a dependsOn readyExpr (helm-controller's evalReadyExpr)
+READY_EXPR_VARIABLES = ("self", "dep")
 
 #: Spec fields a HelmRelease may carry (Flux's API has them) that chartguard refuses, each with
 #: why; a release using one is Stalled with a message naming it. ``serviceAccountName`` is
@@ -127,6 +136,7 @@ def prepare_release(release: HelmRelease, status: HelmReleaseStatus, env: Prepar
     go on. ``chart_sync``: the result of :func:`sync_release_chart` when the caller ran it
     first (to record ``status.helmChart`` even if a later step fails)."""
     refuse_unsupported(release)
+    check_expressions(release)
     sync = chart_sync if chart_sync is not None else sync_release_chart(release, status, env)
     check_dependencies(release, env.releases)
     key = release_chart_key(release)
@@ -170,6 +180,30 @@ def refuse_unsupported(release: HelmRelease) -> None:
                               stalled=True, status=c.FALSE)
 
 
+def check_expressions(release: HelmRelease) -> None:
+    """Compile every CEL expression of the spec; Stalled ``InvalidCELExpression`` (Ready False,
+    helm-controller's terminal-error words) naming the first that does not compile. Flux
+    compiles healthCheckExprs before anything else and a readyExpr when it first evaluates it;
+    both are compiled here, before anything is written for the release."""
+    try:
+        HealthChecks(release.spec.health_check_exprs)
+        for dep in release.spec.depends_on:
+            if dep.ready_expr:
+                try:
+                    cel.check(dep.ready_expr, variables=READY_EXPR_VARIABLES, boolean=True)
+                except cel.CompileError as err:
+                    raise cel.CompileError(f"failed to evaluate dependency {dep.name}: "
+                                           f"{err}") from None
+    except cel.CompileError as err:
+        raise StepFailedError(c.READY, c.INVALID_CEL_EXPRESSION,
+                              f"{TERMINAL_ERROR_MESSAGE}: {err}", stalled=True,
+                              status=c.FALSE) from None
+    except cel.EvaluationError as err:  # the sandbox could not answer: tried again later
+        raise StepFailedError(c.READY, c.INVALID_CEL_EXPRESSION,
+                              f"CEL expressions could not be compiled: {err}",
+                              status=c.FALSE) from None
+
+
 def sync_release_chart(release: HelmRelease, status: HelmReleaseStatus,
                        env: PrepareEnv) -> ChartSync:
     """helm-controller's ``HelmChartTemplate``: the chart ``status.helmChart`` names is deleted
@@ -205,14 +239,25 @@ def sync_release_chart(release: HelmRelease, status: HelmReleaseStatus,
 def check_dependencies(release: HelmRelease, releases: ObjectReader) -> None:
     """helm-controller's ``checkDependencies``: every dependency exists, has reconciled its
     current generation and is Ready; else ``DependencyNotReady``, looked at again after
-    ``WaitingError.requeue_after``."""
-    for namespace, name in _dependencies(release):
+    ``WaitingError.requeue_after``. An entry with a ``readyExpr`` is ready when that
+    expression, over ``self`` (this HelmRelease as stored) and ``dep`` (the dependency), is
+    true, and the built-in check is skipped (Flux without its AdditiveCELDependencyCheck
+    gate); an expression that cannot be evaluated (a missing field, not a bool) waits too."""
+    self_body: Mapping[str, Any] | None = None
+    for (namespace, name), entry in zip(_dependencies(release), release.spec.depends_on,
+                                        strict=True):
         body = releases.get(namespace, name)
         if body is None:
             raise WaitingError(
                 c.READY, c.DEPENDENCY_NOT_READY,
                 f"unable to get '{namespace}/{name}' dependency: "
                 f'helmreleases.helm.toolkit.fluxcd.io "{name}" not found', status=c.FALSE)
+        if entry.ready_expr:
+            if self_body is None:
+                self_body = releases.get(release.metadata.namespace,
+                                         release.metadata.name) or {}
+            _check_ready_expr(entry.ready_expr, self_body, body, namespace, name)
+            continue
         metadata = body.get("metadata")
         generation = metadata.get("generation") if isinstance(metadata, Mapping) else None
         dep_status = HelmReleaseStatus.from_status(body.get("status"))
@@ -225,6 +270,24 @@ def check_dependencies(release: HelmRelease, releases: ObjectReader) -> None:
                 message += (f": dependsOn makes a cycle ({' -> '.join(cycle)}), in which no "
                             "release can ever be ready; remove one of its dependsOn entries")
             raise WaitingError(c.READY, c.DEPENDENCY_NOT_READY, message, status=c.FALSE)
+
+
+def _check_ready_expr(expression: str, self_body: Mapping[str, Any], dep: Mapping[str, Any],
+                      namespace: str, name: str) -> None:
+    try:
+        ready = cel.evaluate_boolean(expression, {"self": self_body, "dep": dep},
+                                     variables=READY_EXPR_VARIABLES)
+    except cel.CompileError as err:
+        raise StepFailedError(c.READY, c.INVALID_CEL_EXPRESSION,
+                              f"{TERMINAL_ERROR_MESSAGE}: failed to evaluate dependency "
+                              f"{safe(name)}: {err}", stalled=True, status=c.FALSE) from None
+    except cel.EvaluationError as err:
+        raise WaitingError(c.READY, c.DEPENDENCY_NOT_READY,
+                           f"dependency '{namespace}/{name}': {err}", status=c.FALSE) from None
+    if not ready:
+        raise WaitingError(c.READY, c.DEPENDENCY_NOT_READY,
+                           f"dependency '{namespace}/{name}' is not ready according to "
+                           f"readyExpr eval ('{cel.quote(expression)}')", status=c.FALSE)
 
 
 #: HelmReleases a dependency cycle search reads at most (from the caches: no API request)

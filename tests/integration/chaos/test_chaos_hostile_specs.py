@@ -248,3 +248,50 @@ def test_values_from_pointing_at_nothing_is_refused_or_skipped_as_flux_does(
     chaos_row("spec", f"valuesFrom: {case}", did,
               unverified=unverified_installs(installed.records(), installed.signed_archives),
               lost=installed.lost())
+
+
+HUNDRED = "[" + ",".join(["0"] * 100) + "]"
+NINETY_NINE = "[" + ",".join(["0"] * 99) + "]"
+#: case -> (readyExpr, the limit's words): each would cost the operator gigabytes or minutes
+CEL_BOMBS: dict[str, tuple[str, str]] = {
+    "memory": (f"{HUNDRED}.map(x, {HUNDRED}.map(y, dep.metadata.annotations.pad + 'a'))"
+               ".size() == 100", "memory"),
+    # 9,801 linear matches of 100 kB each: minutes, within the iteration budget
+    "time": (f"{NINETY_NINE}.all(x, {NINETY_NINE}.all(y, "
+             "!dep.metadata.annotations.pad.matches('^(x|y)*z$')))", "did not finish within"),
+    "iterations": (f"{HUNDRED}.all(x, {HUNDRED}.all(y, {HUNDRED}.all(z, true)))",
+                   "Iteration budget exceeded"),
+}
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("case", list(CEL_BOMBS))
+def test_a_ready_expr_built_to_exhaust_the_operator_is_stopped_by_the_cel_sandbox(
+        case: str, cluster: Cluster, charts: Charts, operator: Operator, tmp_path: Path,
+        chaos_row: Callable[..., None]) -> None:
+    """``db`` carries a large annotation; ``app`` is made to depend on it with a readyExpr
+    that would build gigabytes, run for minutes or loop 10^6 times over it: the sandbox's
+    memory cap, deadline or the runtime's iteration budget stops it, ``app`` waits naming the
+    limit, helm does not run, and the operator keeps answering."""
+    ns = cluster.ns
+    db = helmrelease("db", ns, "app", "charts", KEY, version=">=1.0.0")
+    # 100 kB, twice with kubectl's last-applied copy: within the API's 256 KiB of annotations
+    db["metadata"]["annotations"] = {"pad": "x" * 100_000}
+    installed = install_good(cluster, charts, operator, tmp_path, extra=(db,))
+    expr, words = CEL_BOMBS[case]
+    started = time.perf_counter()
+    cluster.kubectl.apply(helmrelease(RELEASE, ns, "app", "charts", KEY, version=">=1.0.0",
+                                      dependsOn=[{"name": "db", "readyExpr": expr}]))
+    cond = installed.release_condition("DependencyNotReady", words, timeout=60)
+    took = time.perf_counter() - started
+    assert cond["status"] == "False"
+    assert cond["message"].startswith(f"dependency '{ns}/db': ")
+    stamp = cluster.request_reconcile("helmrelease", ns, "db")
+    wait_for(lambda: cluster.status("helmrelease", ns, "db").get(
+        "lastHandledReconcileAt") == stamp, "db handles requestedAt", timeout=30,
+        operator=operator)
+    installed.no_helm_run()
+    chaos_row("spec", f"CEL readyExpr exhausting {case}",
+              f"DependencyNotReady '{words}' in {took:.1f} s; no helm run",
+              unverified=unverified_installs(installed.records(), installed.signed_archives),
+              lost=installed.lost())

@@ -356,10 +356,16 @@ def test_with_replicas_the_peering_rules_let_the_operator_lead_with_no_403(
     admin, ns = installed.admin, installed.namespace
     wait_for(lambda: admin.condition("helmchart", ns, "flux-system-nginx", "SourceVerified")
              .get("status") == "True", "SourceVerified=True under peering", operator=operator)
-    # kopf's keep-alive reached the peering object through the patch rule
-    status = installed.plane.request(
-        "GET", f"/apis/kopf.dev/v1/clusterkopfpeerings/{peering}").get("status") or {}
-    assert [entry.get("lifetime") for entry in status.values()] == [60]
+    # kopf's keep-alive reaches the peering object through the patch rule; kopf writes it on
+    # its own schedule after the object appears (the operator creates it), so it is awaited
+
+    def lifetimes() -> list[object]:
+        status = installed.plane.request(
+            "GET", f"/apis/kopf.dev/v1/clusterkopfpeerings/{peering}").get("status") or {}
+        return [entry.get("lifetime") for entry in status.values()]
+
+    wait_for(lambda: lifetimes() == [60], "kopf's keep-alive in the peering object",
+             timeout=90, operator=operator)
     assert operator.stop() == 0
     log = operator.output()
     assert not DENIED.search(log), log[-6000:]

@@ -72,10 +72,7 @@ BASE: dict[str, Any] = {
 }
 SAMPLE_VALUES = {
     "spec.commonMetadata": {"labels": {"team": "a"}},
-    "spec.healthCheckExprs": [{"apiVersion": "v1", "kind": "X", "current": "true"}],
-    "spec.waitStrategy": {"name": "poller"},
     "spec.kubeConfig.configMapRef": {"name": "remote"},
-    "spec.dependsOn[].readyExpr": "true",
     "spec.install.strategy": {"name": "RetryOnFailure"},
     "spec.install.serverSideApply": True,
     "spec.upgrade.strategy": {"name": "RetryOnFailure"},

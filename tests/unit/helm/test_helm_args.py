@@ -230,3 +230,30 @@ def test_unsupported_names_each_field_the_cli_cannot_honour() -> None:
 
 def test_install_crds_create_replace_with_skip_crds_is_a_skip() -> None:
     assert unsupported(release("install: {crds: CreateReplace, skipCRDs: true}")) == ()
+
+
+@pytest.mark.parametrize(("strategy", "wait"), [
+    ("", "--wait=watcher"),
+    ("waitStrategy: {name: poller}", "--wait=watcher"),
+    ("waitStrategy: {name: legacy}", "--wait=legacy"),
+])
+def test_wait_strategy_picks_helms_waiter_for_every_action_that_waits(strategy: str,
+                                                                      wait: str) -> None:
+    """helm-controller's getWaitStrategy: poller is helm 4's kstatus watcher, legacy helm 3's
+    waiting logic, for install, upgrade, rollback and uninstall alike."""
+    hr = release(strategy)
+    for argv in (install_args(hr, CHART, VALUES),
+                 upgrade_args(hr, CHART, VALUES, server_side=True),
+                 rollback_args(hr, 0, server_side=True), uninstall_args(hr)):
+        assert [a for a in argv if a.startswith("--wait=")] == [wait], argv
+
+
+def test_disable_wait_wins_over_the_wait_strategy() -> None:
+    hr = release("""
+      waitStrategy: {name: legacy}
+      install: {disableWait: true}
+      uninstall: {disableWait: true}
+    """)
+    assert "--wait=hookOnly" in install_args(hr, CHART, VALUES)
+    assert "--wait=hookOnly" in uninstall_args(hr)
+    assert "--wait=legacy" in upgrade_args(hr, CHART, VALUES, server_side=True)
