@@ -13,6 +13,14 @@
 #   https://get.helm.sh/helm-v4.1.4-linux-<arch>.tar.gz.sha256sum). To re-check them:
 #     curl -sL https://get.helm.sh/helm-v4.1.4-linux-amd64.tar.gz.sha256sum
 #     curl -sL https://get.helm.sh/helm-v4.1.4-linux-arm64.tar.gz.sha256sum
+# - kubectl (its `kubectl kustomize` applies HelmRelease spec.postRenderers and
+#   spec.commonMetadata, as Flux does with kustomize's engine) from dl.k8s.io, pinned by version
+#   and sha256 the same way. The official checksums could not be fetched where this was written:
+#   pass them (or write them here) from the files Kubernetes publishes beside each binary:
+#     curl -sL https://dl.k8s.io/release/v1.35.2/bin/linux/amd64/kubectl.sha256
+#     curl -sL https://dl.k8s.io/release/v1.35.2/bin/linux/arm64/kubectl.sha256
+#   docker build --build-arg KUBECTL_SHA256_AMD64=… --build-arg KUBECTL_SHA256_ARM64=… .
+#   Without them the build stops (a missing checksum never skips the check).
 # - Runs as 65532:65532 (non-root, numeric, so runAsNonRoot can check it) and on a read-only root
 #   filesystem: the store (/data), helm's home (/helm) and /tmp are volumes (emptyDir in the chart).
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1
@@ -52,6 +60,25 @@ RUN set -eu; \
     install -m 0755 "/tmp/linux-${arch}/helm" /usr/local/bin/helm; \
     /usr/local/bin/helm version --short | grep -q "^${HELM_VERSION}+"
 
+FROM ${PYTHON_IMAGE} AS kubectl
+ARG TARGETARCH
+ARG KUBECTL_VERSION=v1.35.2
+ARG KUBECTL_SHA256_AMD64=
+ARG KUBECTL_SHA256_ARM64=
+RUN set -eu; \
+    arch="${TARGETARCH:-amd64}"; \
+    case "$arch" in \
+      amd64) sum="$KUBECTL_SHA256_AMD64" ;; \
+      arm64) sum="$KUBECTL_SHA256_ARM64" ;; \
+      *) echo "no pinned kubectl checksum for linux/$arch" >&2; exit 1 ;; \
+    esac; \
+    if [ -z "$sum" ]; then echo "no pinned kubectl checksum for linux/$arch: pass --build-arg KUBECTL_SHA256_$(echo "$arch" | tr a-z A-Z)=<https://dl.k8s.io/release/${KUBECTL_VERSION}/bin/linux/${arch}/kubectl.sha256>" >&2; exit 1; fi; \
+    python -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+      "https://dl.k8s.io/release/${KUBECTL_VERSION}/bin/linux/${arch}/kubectl" /tmp/kubectl; \
+    echo "${sum}  /tmp/kubectl" | sha256sum -c -; \
+    install -m 0755 /tmp/kubectl /usr/local/bin/kubectl; \
+    /usr/local/bin/kubectl version --client | grep -q "^Client Version: ${KUBECTL_VERSION}$"
+
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="chartguard" \
       org.opencontainers.image.description="Installs only Helm charts whose cosign signatures it verified (Flux's HelmRepository, HelmChart, HelmRelease)" \
@@ -65,13 +92,15 @@ ENV PATH=/opt/chartguard/bin:$PATH \
     CHARTGUARD_HELM_HOME=/helm
 COPY --from=build /opt/chartguard /opt/chartguard
 COPY --from=helm /usr/local/bin/helm /usr/local/bin/helm
+COPY --from=kubectl /usr/local/bin/kubectl /usr/local/bin/kubectl
 RUN groupadd --system --gid 65532 chartguard \
  && useradd --system --uid 65532 --gid 65532 --home-dir /tmp --no-create-home \
       --shell /usr/sbin/nologin chartguard \
  && install -d -o 65532 -g 65532 -m 0750 /data /helm \
  && ! python -c "import chartguard_testing" 2>/dev/null \
  && chartguard --help >/dev/null \
- && helm version --short
+ && helm version --short \
+ && kubectl version --client
 USER 65532:65532
 VOLUME ["/data", "/helm", "/tmp"]
 # metrics, health

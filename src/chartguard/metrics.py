@@ -40,6 +40,7 @@ __all__ = [
     "exposition",
     "forget",
     "helm_command",
+    "helm_index",
     "reconciled",
     "registry_answer",
     "registry_bytes",
@@ -69,6 +70,7 @@ FORMATS: tuple[str, ...] = ("legacy_key", "legacy_keyless", "bundle_key", "bundl
 REGISTRY_OUTCOMES: tuple[str, ...] = ("answered", "unreachable", "tls_error")
 CODES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx")
 ACTIONS: tuple[str, ...] = ("install", "upgrade", "test", "rollback", "uninstall")
+INDEX_RESULTS: tuple[str, ...] = ("parsed", "unchanged", "not_modified")
 OTHER = "other"
 
 
@@ -119,6 +121,12 @@ _registry_bytes = Counter(
     "chartguard_registry_downloaded_bytes",
     "Response body bytes read from OCI registries, by status class.",
     ["code"], registry=REGISTRY)
+_helm_index = Counter(
+    "chartguard_helm_index_fetches",
+    "Index fetches of HTTP Helm repositories by result: parsed (a new index, parsed and "
+    "stored), unchanged (the same digest as the stored one: not parsed), not_modified (a 304 "
+    "to the conditional request).",
+    ["result"], registry=REGISTRY)
 _helm_duration = Histogram(
     "chartguard_helm_command_duration_seconds",
     "Wall time of helm processes by action.",
@@ -188,6 +196,11 @@ def registry_bytes(code: str, count: int) -> None:
     """``count`` body bytes were read from an answer of status class ``code``."""
     if count > 0:
         _registry_bytes.labels(_bounded(code, CODES)).inc(count)
+
+
+def helm_index(result: str) -> None:
+    """An HTTP Helm repository's index was fetched with ``result`` (:data:`INDEX_RESULTS`)."""
+    _helm_index.labels(_bounded(result, INDEX_RESULTS)).inc()
 
 
 def helm_command(action: str, seconds: float, *, failed: bool) -> None:

@@ -65,3 +65,29 @@ def test_registry_is_stopped_and_its_storage_removed(tmp_path: Path) -> None:
         assert root.exists()
     assert proc.poll() is not None
     assert not root.exists()
+
+
+def test_the_helm_repository_server_serves_what_real_helm_reads(helm_env: HelmEnv,
+                                                                 tmp_path: Path) -> None:
+    import socket
+
+    from chartguard_testing.helmrepo_server import build_repository, run_helm_repository
+
+    root = tmp_path / "repo"
+    build_repository(helm_env, root, [("demo", "0.1.0")])
+    with run_helm_repository(root, workdir=tmp_path / "srv", auth=("u", "p")) as repo:
+        assert repo.tls is not None
+        refused = helm_env.run("repo", "add", "plain", repo.url, "--ca-file",
+                               str(repo.tls.ca_cert), check=False)
+        assert refused.returncode != 0
+        assert "401" in refused.stderr
+        helm_env.run("repo", "add", "demo", repo.url, "--username", "u", "--password", "p",
+                     "--ca-file", str(repo.tls.ca_cert))
+        (tmp_path / "out").mkdir()
+        helm_env.run("pull", "demo/demo", "--version", "0.1.0", "-d", str(tmp_path / "out"))
+        pulled = (tmp_path / "out" / "demo-0.1.0.tgz").read_bytes()
+        assert pulled == (root / "demo-0.1.0.tgz").read_bytes()
+        assert [h.status for h in repo.requests("demo-0.1.0.tgz")] == [200]
+        port = repo.server.server_address[1]
+    with socket.socket() as probe:  # stopped: the port answers no more
+        assert probe.connect_ex(("127.0.0.1", port)) != 0

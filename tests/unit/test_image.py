@@ -124,6 +124,26 @@ def test_helm_is_pinned_and_its_sha256_checked_before_it_is_unpacked() -> None:
     assert "--from=helm /usr/local/bin/helm /usr/local/bin/helm" in final.all("COPY")
 
 
+def test_kubectl_is_pinned_and_its_sha256_checked_before_it_is_installed() -> None:
+    """kubectl kustomize post-renders releases; a checksum left empty stops the build."""
+    stages = recipe()[1]
+    (kubectl,) = [s for s in stages if s.name == "kubectl"]
+    args = stage_args(kubectl)
+    assert args["KUBECTL_VERSION"] == "v1.35.2"
+    assert {"KUBECTL_SHA256_AMD64", "KUBECTL_SHA256_ARM64"} <= args.keys()
+    (run,) = kubectl.all("RUN")
+    steps = [s.strip() for s in run.split(";")]
+    assert run.startswith("set -eu")
+    empty = next(i for i, s in enumerate(steps) if s.startswith('if [ -z "$sum" ]'))
+    fetch = next(i for i, s in enumerate(steps) if "https://dl.k8s.io/release/${KUBECTL_VERSION}"
+                 "/bin/linux/${arch}/kubectl\"" in s)
+    check = next(i for i, s in enumerate(steps) if "| sha256sum -c -" in s)
+    install = next(i for i, s in enumerate(steps) if s.startswith("install "))
+    assert empty < fetch < check < install
+    final = stages[-1]
+    assert "--from=kubectl /usr/local/bin/kubectl /usr/local/bin/kubectl" in final.all("COPY")
+
+
 def test_the_image_gets_the_products_wheel_and_locked_dependencies_only() -> None:
     stages = recipe()[1]
     copies = [c for s in stages for c in s.all("COPY")]

@@ -12,6 +12,7 @@ Fields of the newest Flux that chartguard does not implement are listed in
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,14 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from chartguard.api._fields import Fields, Frozen, dns_label_problem, dns_subdomain_problem
+from chartguard.api._fields import (
+    Fields,
+    Frozen,
+    dns_label_problem,
+    dns_subdomain_problem,
+    freeze,
+    thaw,
+)
 from chartguard.api.helmchart import (
     RECONCILE_STRATEGIES,
     check_chart_version,
@@ -30,7 +38,7 @@ from chartguard.api.meta import HELM_GROUP, HELM_VERSIONS, ObjectMeta, finish, s
 from chartguard.api.verification import Verification, parse_verification
 
 KIND = "HelmRelease"
-CHART_REF_KINDS = ("OCIRepository", "HelmChart")
+CHART_REF_KINDS = ("OCIRepository", "HelmChart", "ExternalArtifact")
 CRDS_POLICIES = ("Skip", "Create", "CreateReplace")
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 DEFAULT_MAX_HISTORY = 5
@@ -50,13 +58,13 @@ IN_PLACE_UPDATE = "InPlaceUpdate"
 CHART_NAME_CHANGE_STRATEGIES = (IN_PLACE_UPDATE, REINSTALL)
 #: ``spec.waitStrategy.name``: helm 4's kstatus waiter (Flux's default) or helm 3's waiting logic
 WAIT_STRATEGIES = ("poller", "legacy")
+#: spec.postRenderStrategy: how hooks reach the post-renderers (helm 4.2's strategies)
+POST_RENDER_STRATEGIES = ("nohooks", "combined", "separate")
 
 #: Spec fields of Flux's current HelmRelease CRD that chartguard accepts in its schema (so the
-#: API server keeps them) but does not implement; a document using one is rejected.
-NOT_SUPPORTED_YET = (
-    "spec.commonMetadata",
-    "spec.kubeConfig.configMapRef",
-)
+#: API server keeps them) but does not implement; a document using one is rejected. None left:
+#: the mechanism (``Fields.reject_present`` with ``_WHY``) stays for the next new Flux field.
+NOT_SUPPORTED_YET: tuple[str, ...] = ()
 _WHY = "not supported by chartguard yet; remove it (see README, 'Not supported yet')"
 
 _SPEC_FIELDS = (
@@ -64,6 +72,7 @@ _SPEC_FIELDS = (
     "storageNamespace", "dependsOn", "timeout", "maxHistory", "serviceAccountName",
     "persistentClient", "driftDetection", "install", "upgrade", "test", "rollback", "uninstall",
     "valuesFrom", "values", "postRenderers", "commonMetadata", "healthCheckExprs", "waitStrategy",
+    "postRenderStrategy",
 )
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -239,8 +248,20 @@ class HealthCheckExpressions:
 
 @dataclass(frozen=True)
 class KubeConfigReference:
-    secret_name: str
+    """``spec.kubeConfig``: a Secret holding a kubeconfig (``secret_name``, ``key``), or a
+    ConfigMap of workload-identity settings (``configmap_name``); exactly one."""
+
+    secret_name: str = ""
     key: str = ""
+    configmap_name: str = ""
+
+
+@dataclass(frozen=True)
+class CommonMetadata:
+    """``spec.commonMetadata``: labels and annotations set on every rendered object."""
+
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True)
@@ -277,6 +298,8 @@ class HelmReleaseSpec:
     def waits_with_poller(self) -> bool:
         """The kstatus waiter (``poller``, the default): the one health checks plug into."""
         return self.wait_strategy in ("", "poller")
+    common_metadata: CommonMetadata | None = None
+    post_render_strategy: str = "combined"
 
 
 @dataclass(frozen=True)
@@ -347,7 +370,6 @@ def shorten_release_name(name: str) -> str:
 
 def _spec(spec: Fields) -> HelmReleaseSpec | None:
     spec.reject_unknown(_SPEC_FIELDS, KIND)
-    spec.reject_present(("commonMetadata",), _WHY)
     # the CEL rule of Flux's CRD, checked here because the API server may not
     if spec.has("chart") == spec.has("chartRef"):
         spec.error("", "either chart or chartRef must be set (exactly one of them)")
@@ -388,6 +410,9 @@ def _spec(spec: Fields) -> HelmReleaseSpec | None:
         post_renderers=_post_renderers(spec),
         wait_strategy=_wait_strategy(spec),
         health_check_exprs=spec.each("healthCheckExprs", _health_check),
+        common_metadata=_common_metadata(spec),
+        post_render_strategy=spec.string("postRenderStrategy", default="combined",
+                                         enum=POST_RENDER_STRATEGIES) or "combined",
     )
     return None if spec.errors else result
 
@@ -414,6 +439,8 @@ def _health_check(item: Fields) -> HealthCheckExpressions | None:
         in_progress=item.string("inProgress") or "", failed=item.string("failed") or "")
 
 
+#: Flux v2beta1's kustomize fields (still served: chartguard serves v2beta1 with v2's schema)
+_V2BETA1_PATCHES = ("patchesStrategicMerge", "patchesJson6902")
 _SELECTOR = ("annotationSelector", "group", "kind", "labelSelector", "name", "namespace",
              "version")
 
@@ -437,23 +464,64 @@ def _drift_ignore(drift: Fields) -> Frozen:
 
 
 def _post_renderers(spec: Fields) -> Frozen:
-    """Checked for shape only; applying them is the reconciler's business."""
+    """Checked for shape; v2beta1's ``patchesStrategicMerge`` and ``patchesJson6902`` become
+    ``patches`` entries in kustomize's order (strategic merge, patches, JSON6902: no other
+    transformer of the entry runs between them). Applying them is the helm runner's business."""
+    converted: list[dict[str, Any]] = []
     for item in spec.sections("postRenderers"):
         item.reject_unknown(("kustomize",), "a postRenderers entry")
         kustomize = item.section("kustomize")
         if kustomize is None:
+            converted.append({})
             continue
-        kustomize.reject_unknown(("patches", "images"), "a kustomize post-renderer")
+        kustomize.reject_unknown(("patches", "images", *_V2BETA1_PATCHES),
+                                 "a kustomize post-renderer")
+        patches: list[dict[str, Any]] = [
+            {"patch": json.dumps(thaw(merge))} for merge in _objects(kustomize,
+                                                                     "patchesStrategicMerge")]
         for patch in kustomize.sections("patches"):
             patch.reject_unknown(("patch", "target"), "a kustomize patch")
             patch.string("patch", required=True)
             _target(patch)
+            patches.append(thaw(freeze(patch.data)))
+        for patch in kustomize.sections("patchesJson6902"):
+            patch.reject_unknown(("patch", "target"), "a patchesJson6902 entry")
+            patch.section("target", required=True)
+            _target(patch)
+            operations = _objects(patch, "patch")
+            patches.append({"target": thaw(freeze(patch.data.get("target"))),
+                            "patch": json.dumps([thaw(op) for op in operations])})
         for image in kustomize.sections("images"):
             image.reject_unknown(("name", "newName", "newTag", "digest"), "a kustomize image")
             image.string("name", required=True)
             for key in ("newName", "newTag", "digest"):
                 image.string(key)
-    return spec.raw("postRenderers") or ()
+        entry: dict[str, Any] = {}
+        if patches:
+            entry["patches"] = patches
+        if kustomize.has("images"):
+            entry["images"] = thaw(kustomize.raw("images"))
+        converted.append({"kustomize": entry})
+    return freeze(converted) if converted else ()
+
+
+def _objects(parent: Fields, key: str) -> list[Frozen]:
+    items = parent.data.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+        parent.error(key, "must be a list of objects")
+        return []
+    return [freeze(i) for i in items]
+
+
+def _common_metadata(spec: Fields) -> CommonMetadata | None:
+    section = spec.section("commonMetadata")
+    if section is None:
+        return None
+    section.reject_unknown(("labels", "annotations"), "spec.commonMetadata")
+    return CommonMetadata(labels=section.string_map("labels"),
+                          annotations=section.string_map("annotations"))
 
 
 def _namespace(spec: Fields, key: str) -> str:
@@ -535,8 +603,15 @@ def _kube_config(spec: Fields) -> KubeConfigReference | None:
     if section is None:
         return None
     section.reject_unknown(("secretRef", "configMapRef"), "spec.kubeConfig")
-    section.reject_present(("configMapRef",), _WHY)
-    ref = section.section("secretRef", required=not section.has("configMapRef"))
+    if section.has("secretRef") == section.has("configMapRef"):  # Flux's CEL rules
+        section.error("", "exactly one of spec.kubeConfig.configMapRef or "
+                          "spec.kubeConfig.secretRef must be specified")
+    configmap = section.section("configMapRef")
+    if configmap is not None:
+        configmap.reject_unknown(("name",), "spec.kubeConfig.configMapRef")
+        name = configmap.string("name", required=True, min_length=1)
+        return KubeConfigReference(configmap_name=name) if name else None
+    ref = section.section("secretRef")
     if ref is None:
         return None
     ref.reject_unknown(("name", "key"), "spec.kubeConfig.secretRef")

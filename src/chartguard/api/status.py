@@ -223,9 +223,11 @@ def _test_hooks(raw: Any) -> Mapping[str, Mapping[str, str]] | None:
 class HelmReleaseStatus:
     observed_generation: int = -1
     conditions: Conditions = ()
-    #: digest of spec.postRenderers at the last successful release (drift of post-renderers
-    #: triggers an upgrade in helm-controller)
+    #: digests of spec.postRenderers and spec.commonMetadata at the last successful install
+    #: or upgrade (``chartguard.api.post_renderers``); a new generation that changes one
+    #: upgrades the release, as in helm-controller
     observed_post_renderers_digest: str = ""
+    observed_common_metadata_digest: str = ""
     helm_chart: str = ""
     storage_namespace: str = ""
     history: tuple[Snapshot, ...] = ()
@@ -248,6 +250,7 @@ class HelmReleaseStatus:
             "observedGeneration": self.observed_generation,
             "conditions": [dict(c) for c in self.conditions],
             "observedPostRenderersDigest": self.observed_post_renderers_digest,
+            "observedCommonMetadataDigest": self.observed_common_metadata_digest,
             "helmChart": self.helm_chart,
             "storageNamespace": self.storage_namespace,
             "history": [s.to_status() for s in self.history],
@@ -273,6 +276,7 @@ class HelmReleaseStatus:
             observed_generation=_int(raw, "observedGeneration", -1),
             conditions=_conditions(raw.get("conditions")),
             observed_post_renderers_digest=_str(raw, "observedPostRenderersDigest"),
+            observed_common_metadata_digest=_str(raw, "observedCommonMetadataDigest"),
             helm_chart=_str(raw, "helmChart"),
             storage_namespace=_str(raw, "storageNamespace"),
             history=tuple(Snapshot.from_status(s) for s in history if isinstance(s, Mapping))

@@ -4,8 +4,9 @@ Field for field what flux2's ``create_source_helm.go`` and ``create_helmrelease.
 the same flags (defaults included: interval 1m, ``reconcileStrategy: ChartVersion``, the
 storage namespace following the target namespace), so ``--export`` prints flux's bytes. Flux has
 no flags for ``verify``: the blog adds it with ``yq`` as the first key of ``spec.chart.spec``,
-``provider`` first, and that is where it goes here. chartguard serves only oci HelmRepositories
-and HelmRepository chart sources, so other URLs and source kinds are refused up front.
+``provider`` first, and that is where it goes here. chartguard serves oci and HTTP(S)
+HelmRepositories and HelmRepository chart sources, so other URLs and source kinds are refused
+up front.
 
 Every object is then parsed by :mod:`chartguard.api`, as the operator will parse it: what
 cannot be reconciled is a :class:`UsageError` naming the field, before anything is printed or
@@ -93,6 +94,7 @@ class SourceHelmOptions:
     secret_ref: str = ""
     cert_secret_ref: str = ""
     insecure: bool = False
+    pass_credentials: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -102,15 +104,18 @@ def helm_repository(opts: SourceHelmOptions) -> dict[str, Any]:
     url = urlsplit(opts.url) if opts.url else None
     if url is None:
         raise UsageError("--url is required: the OCI repository, e.g. oci://ghcr.io/org/charts")
-    if url.scheme in ("http", "https"):
-        raise UsageError(f"url scheme '{url.scheme}' is not served by chartguard, which "
-                         "installs charts from OCI registries: push them with `helm push` and "
-                         "use --url oci://HOST/PATH")
-    if url.scheme != "oci":
-        raise UsageError(f"url scheme '{url.scheme}' not supported, can be: oci")
+    if url.scheme not in ("oci", "http", "https"):
+        raise UsageError(f"url scheme '{url.scheme}' not supported, can be: oci, http, https")
     if not url.netloc:
-        raise UsageError("url host is required: write --url oci://HOST/PATH")
-    spec: dict[str, Any] = {"url": opts.url, "interval": opts.interval, "type": "oci"}
+        raise UsageError(f"url host is required: write --url {url.scheme}://HOST/PATH")
+    if opts.insecure and url.scheme != "oci":
+        raise UsageError("--insecure is for oci:// registries (plain HTTP); an http:// URL is "
+                         "plain HTTP already")
+    spec: dict[str, Any] = {"url": opts.url, "interval": opts.interval}
+    if url.scheme == "oci":
+        spec["type"] = "oci"
+    if opts.pass_credentials:
+        spec["passCredentials"] = True
     if opts.secret_ref:
         spec["secretRef"] = {"name": opts.secret_ref}
     if opts.cert_secret_ref:

@@ -47,10 +47,12 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     source = kinds.add_parser("source", help="a HelmRepository")
     source_kinds = source.add_subparsers(dest="source_kind", required=True, metavar="KIND")
     helm = source_kinds.add_parser(
-        "helm", help="an oci HelmRepository",
-        description="Create or update an oci HelmRepository (or print it with --export).")
+        "helm", help="an oci or HTTP(S) HelmRepository",
+        description="Create or update an oci or HTTP(S) HelmRepository (or print it with "
+                    "--export).")
     helm.add_argument("name", metavar="NAME")
-    helm.add_argument("--url", default="", help="the OCI repository, oci://HOST/PATH")
+    helm.add_argument("--url", default="", help="the repository, oci://HOST/PATH or "
+                                                "https://HOST/PATH (an index.yaml)")
     helm.add_argument("--secret-ref", default="", metavar="SECRET",
                       help="Secret with the registry's credentials (docker-config or "
                            "username/password)")
@@ -59,6 +61,9 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
                            "tls.key)")
     helm.add_argument("--insecure", action="store_true",
                       help="the registry speaks plain HTTP (spec.insecure)")
+    helm.add_argument("--pass-credentials", action="store_true",
+                      help="send the credentials to chart URLs on other hosts too "
+                           "(spec.passCredentials)")
     _common(helm)
     helm.set_defaults(handler=source_main, parser=helm)
 
@@ -136,6 +141,7 @@ def source_main(args: argparse.Namespace) -> int:
             name=args.name, namespace=scope.namespace, url=args.url,
             interval=duration("--interval", args.interval), secret_ref=args.secret_ref,
             cert_secret_ref=args.cert_secret_ref, insecure=args.insecure,
+            pass_credentials=args.pass_credentials,
             labels=labels_from(args.label)))
         return Generated(doc, HELM_REPOSITORY, "HelmRepository source", "source")
 

@@ -84,11 +84,20 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
                         "names none (default: Sigstore's production root, built in)")
     p.add_argument("--helm", default=None, metavar="PATH",
                    help="the helm binary releases are installed with (default: helm on PATH)")
+    p.add_argument("--kubectl", default=None, metavar="PATH",
+                   help="the kubectl whose `kustomize` applies spec.postRenderers and "
+                        "spec.commonMetadata (default: kubectl on PATH)")
     p.add_argument("--helm-home", type=Path, default=None, metavar="DIR",
                    help="helm's private HELM_*_HOME (default: a temporary directory)")
     p.add_argument("--release-service-account", default=None, metavar="NAMESPACE/NAME",
                    help="the ServiceAccount helm acts as (impersonated) for HelmReleases that "
                         "name no spec.serviceAccountName (default: the operator's own identity)")
+    p.add_argument("--insecure-kubeconfig-exec", action="store_true", default=None,
+                   help="let the kubeconfigs of HelmReleases' spec.kubeConfig run their "
+                        "user.exec plugin (as Flux's flag; refused otherwise)")
+    p.add_argument("--insecure-kubeconfig-tls", action="store_true", default=None,
+                   help="let the kubeconfigs of HelmReleases' spec.kubeConfig turn TLS "
+                        "verification off (as Flux's flag; refused otherwise)")
     p.add_argument("--release-concurrency", type=int, default=None, metavar="N",
                    help="HelmReleases reconciled (helm processes) at once (default 4)")
     p.add_argument("--peering", default=None, metavar="NAME",
@@ -179,8 +188,13 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
         trusted_root=pick(args.trusted_root, "trusted-root", Path, None),
         helm_binary=pick(args.helm, "helm", str, defaults.helm_binary),
         helm_home=pick(args.helm_home, "helm-home", Path, None),
+        kubectl_binary=pick(args.kubectl, "kubectl", str, defaults.kubectl_binary),
         release_concurrency=release_concurrency,
         release_service_account=identity,
+        insecure_kubeconfig_exec=bool(args.insecure_kubeconfig_exec)
+        or _env_flag("insecure-kubeconfig-exec"),
+        insecure_kubeconfig_tls=bool(args.insecure_kubeconfig_tls)
+        or _env_flag("insecure-kubeconfig-tls"),
         peering=peering,
         peering_priority=priority if peering else 0,
     )

@@ -16,6 +16,8 @@ the helm CLI's flags:
   server-side apply);
 - ``spec.serviceAccountName`` is impersonated as Flux does it:
   ``system:serviceaccount:<HelmRelease namespace>:<name>`` (``--kube-as-user``);
+- ``spec.postRenderers`` and ``spec.commonMetadata`` are applied by chartguard's own
+  post-renderer plugin (``--post-renderer``, :mod:`chartguard.helm.postrender`);
 - positional arguments follow ``--``, so no release name or path is read as a flag.
 
 What the CLI cannot do is listed by :func:`unsupported`, for the reconciler to refuse.
@@ -28,6 +30,7 @@ from pathlib import Path
 
 from chartguard.api.durations import format_duration
 from chartguard.api.helmrelease import HelmRelease
+from chartguard.helm.postrender import PLUGIN_NAME
 
 WAIT = "watcher"  # helm 4's kstatus waiter: helm-controller's default wait strategy
 LEGACY_WAIT = "legacy"  # helm 3's waiting logic: spec.waitStrategy.name legacy
@@ -57,8 +60,10 @@ def server_side(mode: str, previous_method: str) -> bool:
 
 
 def install_args(release: HelmRelease, chart: Path, values: Path, *,
-                 description: str = "") -> list[str]:
-    """``helm install``: the chart file and values file are the runner's private copies."""
+                 description: str = "", post_render: Path | None = None) -> list[str]:
+    """``helm install``: the chart file and values file are the runner's private copies;
+    ``post_render``: the plan of chartguard's post-renderer plugin
+    (:mod:`chartguard.helm.postrender`)."""
     install = release.spec.install
     args = ["install", *_common(release, "install"),
             *_wait(release, install.disable_wait, install.disable_wait_for_jobs),
@@ -66,19 +71,19 @@ def install_args(release: HelmRelease, chart: Path, values: Path, *,
             "--values", str(values)]
     if release.spec.target_namespace and install.create_namespace:
         args.append("--create-namespace")  # Flux honours it only with a targetNamespace
-    if install.crds == "Skip" or install.skip_crds:
-        args.append("--skip-crds")
+    if install.crds in ("Skip", "CreateReplace") or install.skip_crds:
+        args.append("--skip-crds")  # CreateReplace: applied before (chartguard.helm.crds)
     args += _flag("--no-hooks", install.disable_hooks)
     args += _flag("--disable-openapi-validation", install.disable_openapi_validation)
     args += _flag("--skip-schema-validation", install.disable_schema_validation)
     args += _flag("--take-ownership", not install.disable_take_ownership)
     args += _flag("--replace", install.replace)
-    args += _description(description)
+    args += _description(description) + _post_render(post_render)
     return [*args, "--", release.release_name, str(chart)]
 
 
 def upgrade_args(release: HelmRelease, chart: Path, values: Path, *, server_side: bool,
-                 description: str = "") -> list[str]:
+                 description: str = "", post_render: Path | None = None) -> list[str]:
     """``helm upgrade`` (never ``--install``: installing is its own action)."""
     upgrade = release.spec.upgrade
     args = ["upgrade", *_common(release, "upgrade"),
@@ -91,8 +96,15 @@ def upgrade_args(release: HelmRelease, chart: Path, values: Path, *, server_side
     args += _flag("--skip-schema-validation", upgrade.disable_schema_validation)
     args += _flag("--take-ownership", not upgrade.disable_take_ownership)
     args += _flag("--cleanup-on-fail", upgrade.cleanup_on_fail)
-    args += _description(description)
+    args += _description(description) + _post_render(post_render)
     return [*args, "--", release.release_name, str(chart)]
+
+
+def template_crds_args(release: HelmRelease, chart: Path, values: Path) -> list[str]:
+    """``helm template --include-crds``: the chart's CRDs of the subcharts these values enable
+    (client-side only; :mod:`chartguard.helm.crds` keeps the documents of crds/ files)."""
+    return ["template", "--namespace", release.release_namespace, "--include-crds",
+            "--values", str(values), "--", release.release_name, str(chart)]
 
 
 def test_args(release: HelmRelease) -> list[str]:
@@ -129,37 +141,34 @@ def uninstall_args(release: HelmRelease) -> list[str]:
     return [*args, "--", release.release_name]
 
 
+#: What the helm CLI cannot honour: ``(field [qualifier], why)``; :func:`unsupported` names the
+#: ones a release uses, and the reconciler refuses it (Stalled, naming the field). The README's
+#: "Not supported yet" list holds each (tests/unit/api/test_api_flux_coverage.py).
+CLI_CANNOT_HONOUR: tuple[tuple[str, str], ...] = (
+    ("spec.storageNamespace (other than the release namespace)",
+     "the helm CLI keeps its release records in the namespace it installs into: it "
+     "initialises its storage with the same --namespace (action.Configuration.Init(getter, "
+     "settings.Namespace(), HELM_DRIVER)), and no flag or variable separates the two; only "
+     "helm's Go SDK, as helm-controller uses it, can"),
+    ("spec.rollback.recreate",
+     "helm 4 removed pod recreation on rollback (Flux ignores the field since helm 4)"),
+)
+_CLI_WHY = dict(CLI_CANNOT_HONOUR)
+
+
 def unsupported(release: HelmRelease) -> tuple[str, ...]:
-    """``"<spec field path>: <why>"`` for each field of ``release`` the helm CLI cannot honour;
-    the reconciler refuses such a release (Stalled, naming the field)."""
+    """``"<spec field path>: <why>"`` for each field of ``release`` the helm CLI cannot honour
+    (:data:`CLI_CANNOT_HONOUR`); the reconciler refuses such a release (Stalled, naming the
+    field)."""
     spec = release.spec
-    found: list[str] = []
+    used: list[tuple[str, str]] = []
     if spec.storage_namespace and spec.storage_namespace != release.release_namespace:
-        found.append(
-            "spec.storageNamespace: the helm CLI keeps its release records in the release's "
-            f"namespace ({release.release_namespace}); remove storageNamespace or set it to "
-            "that namespace")
-    if spec.kube_config is not None:
-        found.append(
-            "spec.kubeConfig: helm runs against the cluster the operator runs in; installing "
-            "into another cluster through a kubeconfig Secret is not supported; remove it")
-    if spec.install.crds == "CreateReplace" and not spec.install.skip_crds:
-        found.append(
-            "spec.install.crds: helm install creates a chart's CRDs but never replaces existing "
-            "ones (CreateReplace); use Create or Skip")
-    if spec.upgrade.crds in ("Create", "CreateReplace"):
-        found.append(
-            f"spec.upgrade.crds: helm upgrade never applies a chart's crds/ directory "
-            f"({spec.upgrade.crds}); use Skip")
+        used.append(("spec.storageNamespace (other than the release namespace)",
+                     f"; remove storageNamespace or set it to that namespace "
+                     f"({release.release_namespace})"))
     if spec.rollback.recreate:
-        found.append(
-            "spec.rollback.recreate: helm 4 removed pod recreation on rollback (Flux ignores "
-            "the field since helm 4); remove it")
-    if spec.post_renderers:
-        found.append(
-            "spec.postRenderers: the helm CLI runs only post-renderer plugins, not Flux's "
-            "kustomize post-renderers; remove them")
-    return tuple(found)
+        used.append(("spec.rollback.recreate", "; remove it"))
+    return tuple(f"{field.split(' ')[0]}: {_CLI_WHY[field]}{tail}" for field, tail in used)
 
 
 def _common(release: HelmRelease, action: str) -> list[str]:
@@ -192,6 +201,12 @@ def _apply(server_side: bool, *, force: bool) -> list[str]:
 
 def _flag(flag: str, on: bool) -> list[str]:
     return [flag] if on else []
+
+
+def _post_render(plan: Path | None) -> list[str]:
+    if plan is None:
+        return []
+    return ["--post-renderer", PLUGIN_NAME, "--post-renderer-args", str(plan)]
 
 
 def _description(description: str) -> list[str]:

@@ -2,7 +2,11 @@
 
 Each action runs one helm process with:
 
-- a private HELM_CACHE_HOME / HELM_CONFIG_HOME / HELM_DATA_HOME under ``home`` (mode 0700),
+- a private HELM_CACHE_HOME / HELM_CONFIG_HOME / HELM_DATA_HOME / HELM_PLUGINS under ``home``
+  (mode 0700); HELM_PLUGINS holds only chartguard's post-renderer plugin
+  (:mod:`chartguard.helm.postrender`), which helm runs (``--post-renderer``) for a release with
+  spec.postRenderers or spec.commonMetadata, reading its plan from the work directory; it runs
+  ``kubectl kustomize``, and its error (which helm does not pass on) is read back from there;
   HELM_DRIVER=secret, and no other HELM_* variable of the caller's (they would change what helm
   reads or where it stores); the rest of the caller's environment (KUBECONFIG, proxies) passes;
 - the chart copied into a private directory WHILE it is hashed, the hash compared with the
@@ -12,7 +16,10 @@ Each action runs one helm process with:
   (and, when a killed operator could not, by the next one as it starts: the directory is named
   for its process, :mod:`chartguard.leftovers`);
 - at most ``max_processes`` helm processes at once, each given helm's timeout plus ``grace``
-  before it is stopped by its PID (SIGTERM, then SIGKILL).
+  before it is stopped by its PID (SIGTERM, then SIGKILL);
+- for a release in another cluster (``spec.kubeConfig``), ``--kubeconfig`` on a private file
+  (:meth:`Helm.for_cluster`); where Flux's CRD policies ask for what helm's CLI cannot do, the
+  chart's CRDs applied before helm runs (:mod:`chartguard.helm.crds`).
 
 Whether a failure changed helm's release storage is decided by reading the storage before and
 after: the newest revision's (version, status, digest) differ. A success returns the newest
@@ -27,6 +34,7 @@ records a failed wait) and the action fails like a helm wait failure.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -47,7 +55,9 @@ from chartguard import cel, metrics
 from chartguard.api.helmrelease import HelmRelease
 from chartguard.helm import args as helm_args
 from chartguard.helm import health
-from chartguard.helm.errors import ChartDigestMismatchError, HelmError, summarize
+from chartguard.helm.crds import CRDApplier, CRDError, chart_crds
+from chartguard.helm.errors import ChartDigestMismatchError, HelmError, redact, summarize
+from chartguard.helm.postrender import install_plugin, plan_for
 from chartguard.helm.release import ReleaseStorage, StoredRelease, newest
 from chartguard.leftovers import left_behind, owner_tag
 from chartguard.untrusted import escape
@@ -57,7 +67,10 @@ DEFAULT_GRACE = timedelta(seconds=30)
 _STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 _MAX_STDERR = 256 * 1024
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
-_HOMES = {"HELM_CACHE_HOME": "cache", "HELM_CONFIG_HOME": "config", "HELM_DATA_HOME": "data"}
+_HOMES = {"HELM_CACHE_HOME": "cache", "HELM_CONFIG_HOME": "config", "HELM_DATA_HOME": "data",
+          "HELM_PLUGINS": "plugins"}
+_POST_RENDER_PLAN = "postrender.json"
+_POST_RENDER_ERROR = "postrender-error.txt"
 _WORK = "run-"  # a work directory's prefix, before its owner's tag
 
 
@@ -82,7 +95,8 @@ class Helm:
                  env: Mapping[str, str] | None = None, max_processes: int = 4,
                  grace: timedelta = DEFAULT_GRACE, default_service_account: str = "",
                  live: health.LiveObjects | None = None,
-                 health_interval: float = health.POLL_INTERVAL) -> None:
+                 health_interval: float = health.POLL_INTERVAL,
+                 kubectl: str = "kubectl", crds: CRDApplier | None = None) -> None:
         if max_processes < 1:
             raise ValueError(f"max_processes must be 1 or more, not {max_processes}")
         self.binary = binary
@@ -95,18 +109,50 @@ class Helm:
         #: "namespace/name" of the ServiceAccount helm acts as for releases that name none
         #: (``chartguard run --release-service-account``); "": the operator's own identity
         self.default_service_account = default_service_account
+        #: the kubectl whose ``kustomize`` applies spec.postRenderers and spec.commonMetadata
+        self.kubectl = kubectl
+        #: a kubeconfig file helm runs with (``--kubeconfig``): a remote cluster's
+        #: (:meth:`for_cluster`); None: the caller's KUBECONFIG or in-cluster configuration
+        self.kubeconfig: Path | None = None
+        #: applies a chart's CRDs where helm's CLI will not (Flux's CRD policies); None: such a
+        #: policy fails the action
+        self.crds = crds
         self.processes = 0
+        self._root = self
         self._count = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_processes)
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         for name in (*_HOMES.values(), "tmp"):
             _private_dir(home / name)
+        install_plugin(home / _HOMES["HELM_PLUGINS"])
         #: work directories a killed process left (chart copies, values files), now removed
         self.leftovers_removed = _remove_leftovers(home / "tmp")
         caller = os.environ if env is None else env
         self.env = {key: value for key, value in caller.items() if not key.startswith("HELM_")}
         self.env.update({key: str(home / name) for key, name in _HOMES.items()})
         self.env["HELM_DRIVER"] = "secret"
+
+    def for_cluster(self, kubeconfig: Path, storage: ReleaseStorage,
+                    crds: CRDApplier | None = None,
+                    live: health.LiveObjects | None = None) -> Helm:
+        """This helm (its home, process slots and count) acting on another cluster: every
+        run gets ``--kubeconfig kubeconfig`` and ``storage`` reads that cluster's records.
+        ``--release-service-account`` names an account of the operator's cluster, so it is not
+        impersonated there; ``spec.serviceAccountName`` is, as Flux does with a kubeConfig."""
+        view = copy.copy(self)
+        view.kubeconfig = kubeconfig
+        view.storage = storage
+        view.default_service_account = ""
+        view.crds = crds
+        view.live = live  # spec.healthCheckExprs read that cluster's objects
+        return view
+
+    @contextlib.contextmanager
+    def private_dir(self, purpose: str) -> Iterator[Path]:
+        """A private (0700) directory under helm's home, removed afterwards (and, when a killed
+        operator could not, by the next one as it starts)."""
+        with self._workdir(purpose) as work:
+            yield work
 
     # --- the actions --------------------------------------------------------------------------
 
@@ -115,26 +161,37 @@ class Helm:
         with self._workdir("install") as work:
             copy = self._copy_chart("install", chart, work)
             values_file = _write_values("install", values, work)
-            argv = helm_args.install_args(release, copy, values_file, description=description)
+            install = release.spec.install
+            if install.crds == "CreateReplace" and not install.skip_crds:
+                self._apply_crds("install", release, copy, values_file, replace=True)
+            plan = self._post_render_plan(release, work)
+            argv = helm_args.install_args(release, copy, values_file, description=description,
+                                          post_render=plan)
             started = time.monotonic()
-            return self._healthy("install", release, self._changing("install", release, argv),
-                                 started)
+            with _post_render_errors("install", work):
+                done = self._changing("install", release, argv)
+            return self._healthy("install", release, done, started)
 
     def upgrade(self, release: HelmRelease, chart: ChartFile, values: Mapping[str, Any], *,
                 description: str = "") -> StoredRelease:
         with self._workdir("upgrade") as work:
             copy = self._copy_chart("upgrade", chart, work)
             values_file = _write_values("upgrade", values, work)
+            policy = release.spec.upgrade.crds
+            if policy in ("Create", "CreateReplace"):
+                self._apply_crds("upgrade", release, copy, values_file,
+                                 replace=policy == "CreateReplace")
             before = self._history(release)
             current = newest(before)
             argv = helm_args.upgrade_args(
                 release, copy, values_file, description=description,
                 server_side=helm_args.server_side(release.spec.upgrade.server_side_apply,
-                                                  current.apply_method if current else ""))
+                                                  current.apply_method if current else ""),
+                post_render=self._post_render_plan(release, work))
             started = time.monotonic()
-            return self._healthy("upgrade", release,
-                                 self._changing("upgrade", release, argv, before=before),
-                                 started)
+            with _post_render_errors("upgrade", work):
+                done = self._changing("upgrade", release, argv, before=before)
+            return self._healthy("upgrade", release, done, started)
 
     def test(self, release: HelmRelease) -> StoredRelease:
         """Run the release's test hooks; the release as stored after, with their last runs."""
@@ -238,6 +295,8 @@ class Helm:
         if self.default_service_account and not release.spec.service_account_name:
             # a flag: before the "--" that ends helm's flags
             argv = ["--kube-as-user", self.identity(release), *argv]
+        if self.kubeconfig is not None:
+            argv = ["--kubeconfig", str(self.kubeconfig), *argv]
         with self._slots:
             started = time.monotonic()
             try:
@@ -264,30 +323,74 @@ class Helm:
         return after
 
     def _process(self, action: str, argv: list[str], seconds: float) -> tuple[int, str, bool]:
+        returncode, err, expired, _ = self._process_output(action, argv, seconds, stdout=False)
+        return returncode, err, expired
+
+    def _process_output(self, action: str, argv: list[str], seconds: float, *,
+                        stdout: bool) -> tuple[int, str, bool, str]:
+        """(exit code, stderr's tail, stopped at its timeout, stdout if asked for)."""
         try:
             proc = subprocess.Popen(
                 [self.binary, *argv], env=self.env, cwd=self.home / "tmp",
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if stdout else subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as exc:
             raise HelmError(action, f"the helm binary {escape(self.binary)} cannot be run "
                                     f"({escape(exc.strerror or exc)}); install helm 4 or "
                                     "point the operator at it", storage_changed=False) from exc
         with self._count:
-            self.processes += 1
+            self._root.processes += 1
         try:
-            _, err = proc.communicate(timeout=seconds)
+            out, err = proc.communicate(timeout=seconds)
         except subprocess.TimeoutExpired:
             _stop(proc)
-            return -1, "", True
+            return -1, "", True, ""
         except BaseException:
             _stop(proc)
             raise
-        return proc.returncode, err[-_MAX_STDERR:].decode("utf-8", "replace"), False
+        return (proc.returncode, err[-_MAX_STDERR:].decode("utf-8", "replace"), False,
+                (out or b"").decode("utf-8", "replace"))
+
+    def _apply_crds(self, action: str, release: HelmRelease, chart: Path, values: Path, *,
+                    replace: bool) -> None:
+        """Flux's CRD policy before ``action``: the chart's crds/ (as ``helm template
+        --include-crds`` prints them with these values) created, or with ``replace`` applied,
+        as the identity helm acts as. Nothing of helm's storage changes here."""
+        if self.crds is None:
+            raise HelmError(action, "failed to apply CustomResourceDefinitions: no Kubernetes "
+                                    "client to apply them with", storage_changed=False)
+        argv = helm_args.template_crds_args(release, chart, values)
+        seconds = (helm_args.action_timeout(release, action) + self.grace).total_seconds()
+        with self._slots:
+            returncode, err, expired, rendered = self._process_output(action, argv, seconds,
+                                                                      stdout=True)
+        if expired or returncode != 0:
+            raise HelmError(action, "failed to read the chart's CustomResourceDefinitions: "
+                                    f"{summarize(err) if not expired else 'helm timed out'}",
+                            storage_changed=False)
+        try:
+            crds = chart_crds(rendered)
+            if crds:
+                self.crds.apply(crds, replace=replace, as_user=self.identity(release))
+        except CRDError as err:
+            raise HelmError(action, f"failed to apply CustomResourceDefinitions: {err}",
+                            storage_changed=False) from None
 
     def _history(self, release: HelmRelease) -> list[StoredRelease]:
         return self.storage.history(release.release_namespace, release.release_name)
 
     # --- files --------------------------------------------------------------------------------
+
+    def _post_render_plan(self, release: HelmRelease, work: Path) -> Path | None:
+        """The plugin's plan in ``work`` (0600), or None when nothing is post-rendered."""
+        plan = plan_for(release, kubectl=self.kubectl,
+                        error_file=str(work / _POST_RENDER_ERROR))
+        if plan is None:
+            return None
+        path = work / _POST_RENDER_PLAN
+        with _create_private(path) as out:
+            out.write(plan.to_json().encode("utf-8"))
+        return path
 
     @contextlib.contextmanager
     def _workdir(self, action: str) -> Iterator[Path]:
@@ -321,6 +424,20 @@ class Helm:
             raise ChartDigestMismatchError(action, path=str(chart.path), expected=chart.digest,
                                            actual=actual)
         return copy
+
+
+@contextlib.contextmanager
+def _post_render_errors(action: str, work: Path) -> Iterator[None]:
+    """helm says only that the plugin failed: the error is kustomize's, from its file."""
+    try:
+        yield
+    except HelmError as err:
+        try:
+            said = (work / _POST_RENDER_ERROR).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            raise err from None
+        raise HelmError(action, f"post-rendering failed: {escape(redact(said.strip()))}",
+                        storage_changed=err.storage_changed) from None
 
 
 def _remove_leftovers(tmp: Path) -> int:
@@ -374,3 +491,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (it must not exist) readable by this user only (0600) holding ``data``."""
+    with _create_private(path) as out:
+        out.write(data)

@@ -11,6 +11,8 @@
 - :mod:`.manifest`    :class:`Manifest` and :func:`sha256_digest`
 - :mod:`.signatures`  legacy ``.sig`` tag and OCI 1.1 referrers of a digest
 - :mod:`.layout`      the same signatures read from an OCI image layout on disk
+- :mod:`.helmindex`   a Helm repository's ``index.yaml``, bounded, and version selection in it
+- :mod:`.httprepo`    :class:`HelmRepositoryClient`: an HTTP(S) Helm repository (``type: default``)
 - :mod:`.errors`      the exception tree (base :class:`OCIError`) and the :class:`Hint` s
                       callers turn into their own words
 
@@ -46,7 +48,21 @@ from chartguard.oci.errors import (
     UnsupportedMediaTypeError,
     VersionNotFoundError,
 )
+from chartguard.oci.helmindex import (
+    MAX_INDEX_BYTES,
+    HelmIndex,
+    IndexEntry,
+    InvalidIndexError,
+    parse_index,
+    select_entry,
+)
 from chartguard.oci.holds import Hold, HostHolds
+from chartguard.oci.httprepo import (
+    ChartDownload,
+    HelmRepositoryClient,
+    IndexDownload,
+    repository_auth,
+)
 from chartguard.oci.layout import LayoutError, LocalImage, read_layout_signatures
 from chartguard.oci.limits import Limits
 from chartguard.oci.manifest import Manifest, sha256_digest
@@ -82,6 +98,7 @@ __all__ = [
     "HELM_CONFIG",
     "HELM_LEGACY_CHART_LAYER",
     "HELM_PROVENANCE_LAYER",
+    "MAX_INDEX_BYTES",
     "OCI_EMPTY",
     "OCI_INDEX",
     "OCI_MANIFEST",
@@ -89,16 +106,22 @@ __all__ = [
     "BlobNotFoundError",
     "ChartArtifact",
     "ChartContentError",
+    "ChartDownload",
     "ChartReference",
     "ConnectionBrokenError",
     "CredentialsError",
     "Deadline",
     "DeadlineExceededError",
     "DigestMismatchError",
+    "HelmIndex",
+    "HelmRepositoryClient",
     "Hint",
     "Hold",
     "HostHolds",
+    "IndexDownload",
+    "IndexEntry",
     "InvalidConstraintError",
+    "InvalidIndexError",
     "InvalidReferenceError",
     "LayoutError",
     "Limits",
@@ -128,8 +151,11 @@ __all__ = [
     "credentials_from_secret",
     "is_attached_tag",
     "is_exact_version",
+    "parse_index",
     "read_layout_signatures",
     "referrers_tag",
+    "repository_auth",
+    "select_entry",
     "select_version",
     "sha256_digest",
     "signature_tag",

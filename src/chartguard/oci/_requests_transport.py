@@ -225,6 +225,15 @@ class RequestsTransport:
         self._session.close()
 
 
+def write_private(directory: Path, name: str, data: bytes) -> Path:
+    """``data`` written to ``directory/name``, readable by this user only (TLS material that
+    requests reads only from files)."""
+    path = directory / name
+    path.touch(mode=0o600)
+    path.write_bytes(data)
+    return path
+
+
 def system_ca_bundle() -> bytes:
     """The CA bundle requests would use for a public host (the environment's, or certifi's)."""
     for name in (os.environ.get("REQUESTS_CA_BUNDLE"), os.environ.get("CURL_CA_BUNDLE"),

@@ -26,7 +26,11 @@ from pathlib import Path
 from chartguard.digest import DIGEST
 from chartguard.oci import mediatypes as mt
 from chartguard.oci._metered import MeteredTransport
-from chartguard.oci._requests_transport import RequestsTransport, system_ca_bundle
+from chartguard.oci._requests_transport import (
+    RequestsTransport,
+    system_ca_bundle,
+    write_private,
+)
 from chartguard.oci._retry import Backoff
 from chartguard.oci._transport import HostSession, read_limited, status_error
 from chartguard.oci.chart import read_chart
@@ -185,10 +189,7 @@ class RegistryClient:
 
     def _write(self, name: str, data: bytes) -> Path:
         assert self._tmp is not None
-        path = self._tmp / name
-        path.touch(mode=0o600)
-        path.write_bytes(data)
-        return path
+        return write_private(self._tmp, name, data)
 
     def close(self) -> None:
         with self._lock:

@@ -36,11 +36,17 @@ class OperatorConfig:
     trusted_root: Path | None = None
     #: the helm binary HelmReleases are installed with (a path, or a name on PATH)
     helm_binary: str = "helm"
+    #: the kubectl whose ``kustomize`` post-renders releases (a path, or a name on PATH)
+    kubectl_binary: str = "kubectl"
     #: helm's private HELM_*_HOME; None: a temporary directory of the process
     helm_home: Path | None = None
     #: "namespace/name": the ServiceAccount helm impersonates for releases without
     #: spec.serviceAccountName (the deploy chart's releases identity); "": the operator's own
     release_service_account: str = ""
+    #: remote kubeconfigs (spec.kubeConfig) may use an exec plugin / turn TLS verification
+    #: off (Flux's --insecure-kubeconfig-exec / --insecure-kubeconfig-tls)
+    insecure_kubeconfig_exec: bool = False
+    insecure_kubeconfig_tls: bool = False
     #: HelmReleases reconciled at once (each may run one helm process)
     release_concurrency: int = 4
     #: the kopf peering object replicas share (``--peering``); "": standalone, one replica

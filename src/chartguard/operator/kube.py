@@ -37,6 +37,7 @@ from chartguard.api.meta import SOURCE_GROUP
 from chartguard.untrusted import escape
 
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
 JSON_PATCH = "application/json-patch+json"
 COMPONENT = "chartguard"
 #: the manager of every field chartguard writes (metadata.managedFields)
@@ -88,6 +89,7 @@ class Kube:
         self.api = api
         self._custom = kubernetes.client.CustomObjectsApi(api)
         self._core = kubernetes.client.CoreV1Api(api)
+        self._crds = kubernetes.client.ApiextensionsV1Api(api)
         self._timeout = timeout
         self._retries = retries
         self._host = socket.gethostname()
@@ -265,7 +267,44 @@ class Kube:
         items = body.get("items") if isinstance(body, dict) else None
         return [item for item in items or [] if isinstance(item, dict)]
 
+    def get_crd(self, name: str, *, as_user: str = "") -> dict[str, Any] | None:
+        """A CustomResourceDefinition (as ``as_user`` when given); None when absent."""
+        try:
+            body: dict[str, Any] = self._call(
+                f"CustomResourceDefinition {name}", self._crds.read_custom_resource_definition,
+                name, _headers=_impersonate(as_user))
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+        return body
+
     # -- writes ----------------------------------------------------------------------------
+
+    def create_token(self, namespace: str, name: str, audiences: list[str],
+                     expiration: int = 3600) -> str:
+        """A token of ServiceAccount ``namespace/name`` from the TokenRequest API."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": audiences, "expirationSeconds": expiration}}
+        answer: dict[str, Any] = self._call(
+            f"token of ServiceAccount {namespace}/{name}",
+            self._core.create_namespaced_service_account_token, name, namespace, body)
+        token = (answer.get("status") or {}).get("token")
+        if not isinstance(token, str) or not token:
+            raise KubeError(f"token of ServiceAccount {namespace}/{name}: no token in the "
+                            "answer")
+        return token
+
+    def apply_crd(self, body: Mapping[str, Any], *, as_user: str = "") -> dict[str, Any]:
+        """Server-side apply of a CustomResourceDefinition as chartguard, conflicts forced (as
+        helm-controller applies a chart's CRDs), as ``as_user`` when given."""
+        name = str((body.get("metadata") or {}).get("name", ""))
+        stored: dict[str, Any] = self._call(
+            f"apply CustomResourceDefinition {name}",
+            self._crds.patch_custom_resource_definition, name, dict(body),
+            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_PATCH,
+            _headers=_impersonate(as_user))
+        return stored
 
     def patch_status(self, group: str, version: str, plural: str, namespace: str, name: str,
                      status: Mapping[str, Any], *,
@@ -358,6 +397,8 @@ def _api_path(api_version: str) -> tuple[str, dict[str, str]]:
         group, _, version = api_version.partition("/")
         return "/apis/{group}/{version}", {"group": group, "version": version}
     return "/api/{version}", {"version": api_version}
+def _impersonate(as_user: str) -> dict[str, str] | None:
+    return {"Impersonate-User": as_user} if as_user else None
 
 
 def backoff(attempt: int, server_asked: float | None) -> float:

@@ -6,17 +6,21 @@
   the Secret's uid and resourceVersion: an unchanged revision is never decoded twice.
 - :class:`KubeCharts`  a :class:`~chartguard.reconcile.seams.ChartWriter`: creates the HelmChart a
   release's ``spec.chart`` implies, merge-patches it when the template changes, deletes it.
+- :class:`KubeCRDs`  a :class:`~chartguard.helm.crds.CRDApplier`: a chart's CRDs created or
+  applied server-side where Flux's CRD policies ask for it and helm's CLI will not.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chartguard.api.meta import SOURCE_GROUP
+from chartguard.helm.crds import CRDError
 from chartguard.helm.release import (
     ReleaseDecodeError,
     StoredRelease,
@@ -28,6 +32,7 @@ from chartguard.operator.caches import Objects
 from chartguard.operator.kube import Kube, KubeError
 from chartguard.reconcile.outcome import safe
 from chartguard.reconcile.seams import ChartWriteError
+from chartguard.untrusted import escape
 
 _log = logging.getLogger("chartguard")
 
@@ -122,6 +127,44 @@ class KubeLiveObjects:
     def get(self, api_version: str, kind: str, namespace: str, name: str, *,
             as_user: str = "") -> Mapping[str, Any] | None:
         return self._kube.get_live(api_version, kind, namespace, name, as_user=as_user)
+class KubeCRDs:
+    """Applies a chart's CRDs as helm-controller's ``applyCRDs`` does: ``Create`` creates the
+    missing ones, ``CreateReplace`` applies all (server-side, conflicts forced); then waits (up
+    to ``wait`` seconds, as Flux's 60) until each one written is Established."""
+
+    def __init__(self, kube: Kube, *, wait: float = 60.0, poll: float = 0.5) -> None:
+        self._kube = kube
+        self._wait = wait
+        self._poll = poll
+
+    def apply(self, crds: Sequence[Mapping[str, Any]], *, replace: bool, as_user: str) -> int:
+        written: list[str] = []
+        for crd in crds:
+            name = str(crd["metadata"]["name"])
+            try:
+                if not replace and self._kube.get_crd(name, as_user=as_user) is not None:
+                    continue  # Create: one that exists is left as it is
+                self._kube.apply_crd(crd, as_user=as_user)
+            except KubeError as err:
+                raise CRDError(f"CustomResourceDefinition {escape(name)}: {safe(err)}") from None
+            written.append(name)
+        deadline = time.monotonic() + self._wait
+        for name in written:
+            while not self._established(name, as_user):
+                if time.monotonic() > deadline:
+                    raise CRDError(f"CustomResourceDefinition {escape(name)} is not "
+                                   f"established after {self._wait:.0f}s")
+                time.sleep(self._poll)
+        return len(written)
+
+    def _established(self, name: str, as_user: str) -> bool:
+        try:
+            body = self._kube.get_crd(name, as_user=as_user) or {}
+        except KubeError as err:
+            raise CRDError(f"CustomResourceDefinition {escape(name)}: {safe(err)}") from None
+        conditions = (body.get("status") or {}).get("conditions") or []
+        return any(isinstance(c, Mapping) and c.get("type") == "Established"
+                   and c.get("status") == "True" for c in conditions)
 
 
 class KubeCharts:

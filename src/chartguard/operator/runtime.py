@@ -33,10 +33,12 @@ from chartguard.api.meta import HELM_GROUP, SOURCE_GROUP
 from chartguard.api.status import HelmChartStatus, HelmReleaseStatus, HelmRepositoryStatus
 from chartguard.helm.runner import Helm
 from chartguard.operator.caches import ConfigMaps, Index, Objects, Secrets, Sources
+from chartguard.operator.clusters import KubeRemoteClusters, KubeTokens
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import RETRIABLE, Kube, KubeError
 from chartguard.operator.releases import (
     KubeCharts,
+    KubeCRDs,
     KubeLiveObjects,
     KubeReleaseStorage,
     ReleaseStorageError,
@@ -44,6 +46,8 @@ from chartguard.operator.releases import (
 from chartguard.operator.workqueue import WorkQueue
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.helmrepository import reconcile_helmrepository
+from chartguard.reconcile.http_source import HTTPSources
+from chartguard.reconcile.kubeconfig import KubeConfigOptions
 from chartguard.reconcile.outcome import (
     INVALID_SPEC,
     RetryAfterIntervalError,
@@ -126,25 +130,33 @@ class Runtime:
                       len(leftovers))
         self.registries = RegistryClients(timeout=config.registry_timeout,
                                           deadline=config.registry_deadline)
+        # HTTP repositories' indexes: the same directory, files named <digest>.yaml
+        self.http = HTTPSources(ArtifactStore(config.artifact_dir, suffix=".yaml"))
         base = config.artifact_url_base or f"file://{Path(config.artifact_dir).resolve()}"
+        self.artifact_url_base = base
         self.env = ChartEnv(
             secrets=self.secrets, repositories=Sources(self.repositories, kube, REPOSITORIES),
             registries=self.registries,
             verifiers=Verifiers(), verified=VerifiedCache(4096), store=self.store,
             require_keyless_identity=config.require_keyless_identity, artifact_url_base=base,
-            default_trust_root=_trust_root(config.trusted_root))
+            default_trust_root=_trust_root(config.trusted_root), http=self.http)
         self.release_storage = KubeReleaseStorage(kube)
         self._helm_home = config.helm_home or Path(tempfile.mkdtemp(prefix="chartguard-helm-"))
         self.helm = Helm(binary=config.helm_binary, home=self._helm_home,
                          storage=self.release_storage,
                          max_processes=max(1, config.release_concurrency),
                          default_service_account=config.release_service_account,
-                         live=KubeLiveObjects(kube))
+                         live=KubeLiveObjects(kube), crds=KubeCRDs(kube),
+                         kubectl=config.kubectl_binary)
         if self.helm.leftovers_removed:
             _log.info("helm: removed %d work directory(ies) a stopped operator left",
                       self.helm.leftovers_removed)
         self.release_env = ReleaseEnv(
             helm=self.helm, storage=self.release_storage,
+            clusters=KubeRemoteClusters(self.helm), tokens=KubeTokens(kube),
+            kubeconfig_options=KubeConfigOptions(
+                insecure_exec=config.insecure_kubeconfig_exec,
+                insecure_tls=config.insecure_kubeconfig_tls),
             prepare=PrepareEnv(
                 charts=Sources(self.charts, kube, CHARTS),
                 chart_writer=KubeCharts(kube, self.charts),
@@ -290,8 +302,14 @@ class Runtime:
             return
         meta = body.get("metadata", {})
         known = self._mem(key)
+        # an HTTP repository's new index (its artifact) matters to its charts as a new spec does
+        artifact = (body.get("status") or {}).get("artifact") or {}
+        seen = (artifact.get("revision"), artifact.get("digest"),
+                artifact.get("lastUpdateTime"))  # stored again (e.g. after a restart)
+        new_index, known.seen = known.seen is not None and known.seen != seen, seen
         # a new, changed or deleted repository: its charts look again now
-        if event_type == "DELETED" or known.generation != meta.get("generation"):
+        if (event_type == "DELETED" or known.generation != meta.get("generation")
+                or new_index):
             for user in self.repository_users.users((key[1], key[2])):
                 self.queue.add(user)
 
@@ -328,6 +346,8 @@ class Runtime:
         self.repository_users.drop(key)
         self.chart_users.drop(key)
         self.dependency_users.drop(key)
+        if key[0] == REPOSITORIES:
+            self.http.forget((key[1], key[2]))
         with self._memory_lock:
             self.memory.pop(key, None)
 
@@ -444,12 +464,22 @@ class Runtime:
             self._write_invalid(key, body, old.conditions, str(err), requested)
             return None, STALLED
         result = reconcile_helmrepository(repo, old, self.secrets, now=utcnow(),
-                                          requested_at=requested)
+                                          requested_at=requested, http=self.http,
+                                          artifact_url_base=self.artifact_url_base)
         self.secret_users.update(key, result.secrets)
-        events: tuple[Event, ...] = ()
+        for note in result.notes:
+            _log.info("%s: %s", repo.subject, note)
+        events: tuple[Event, ...] = result.events
         if result.failure is not None:
-            events = (Event("Warning", result.failure.reason, result.failure.message),)
+            if not any(e.type == "Warning" for e in events):
+                events = (*events, Event("Warning", result.failure.reason,
+                                         result.failure.message))
             _log.warning("%s: %s", repo.subject, result.failure.message)
+        elif result.actions:
+            artifact = result.status.artifact
+            _log.log(logging.DEBUG if result.actions != ("parsed",) else logging.INFO,
+                     "%s: index %s (%s)", repo.subject, result.actions[0],
+                     artifact.revision if artifact else "no artifact")
         refused = self._write(key, body, result.status.to_status(), events)
         if refused is not None:
             return self._backoff(memory, _ceiling(refused)), FAILURE
@@ -654,6 +684,14 @@ class Runtime:
         removed = self.store.collect(referenced)
         for digest in removed:
             _log.info("artifact %s removed from the store: no HelmChart refers to it", digest)
+        indexes = set()
+        for body in self.repositories.values():
+            artifact = (body.get("status") or {}).get("artifact") or {}
+            if isinstance(artifact.get("digest"), str):
+                indexes.add(artifact["digest"])
+        for digest in self.http.store.collect(indexes):
+            _log.info("index %s removed from the store: no HelmRepository refers to it", digest)
+            removed.append(digest)
         return removed
 
     # -- logs ------------------------------------------------------------------------------
@@ -709,7 +747,8 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
 _STATUS_KEYS = ("observedGeneration", "observedSourceArtifactRevision", "observedChartName",
                 "observedValuesFiles", "conditions", "url", "artifact", "lastHandledReconcileAt",
                 # HelmRelease
-                "observedPostRenderersDigest", "helmChart", "storageNamespace", "history",
+                "observedPostRenderersDigest", "observedCommonMetadataDigest", "helmChart",
+                "storageNamespace", "history",
                 "lastAttemptedGeneration", "lastAttemptedRevision",
                 "lastAttemptedRevisionDigest", "lastAttemptedConfigDigest",
                 "lastAttemptedReleaseAction", "lastAppliedRevision", "failures",

@@ -16,11 +16,17 @@ summarised once, on every exit path, with Ready derived from the other condition
 
 A failed verification, fetch or store never touches ``status.artifact`` or its file: the last
 verified chart stays what the cluster uses. Nothing here imports kopf or the Kubernetes client.
+
+A chart of an HTTP repository (``type: default``, :mod:`chartguard.reconcile.http_source`)
+takes the same steps with other sources: the repository's stored index resolves the version
+(revision: the version, as Flux writes it), ``verify`` is refused (there are no signatures to
+verify), and the archive the index entry names is downloaded and checked; it is not downloaded
+again while the version, the entry's digest and the generation stay the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,15 +34,26 @@ from typing import Any
 from chartguard import metrics
 from chartguard.api import HelmChart, HelmRepository, InvalidSpecError
 from chartguard.api import conditions as c
-from chartguard.api.status import Artifact, HelmChartStatus
+from chartguard.api.status import Artifact, HelmChartStatus, HelmRepositoryStatus
 from chartguard.oci import (
     AuthenticationError,
     ChartReference,
+    IndexEntry,
     OCIError,
     RateLimitedError,
     ResolvedChart,
+    select_entry,
 )
+from chartguard.oci.httprepo import chart_url
 from chartguard.reconcile.helmrepository import Connection, connection
+from chartguard.reconcile.http_source import (
+    NO_SOURCE_ARTIFACT,
+    VERIFY_NOT_IMPLEMENTED,
+    HTTPConnection,
+    HTTPSources,
+    fetch_failure,
+    http_connection,
+)
 from chartguard.reconcile.outcome import StepFailedError, safe
 from chartguard.reconcile.seams import (
     Event,
@@ -98,6 +115,8 @@ class ChartEnv:
     #: ``status.artifact.url`` is this base joined with the artifact's path
     artifact_url_base: str = "file:///"
     now: Callable[[], datetime] = utcnow
+    #: HTTP repositories (``type: default``); None: such sources are refused
+    http: HTTPSources | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +168,11 @@ class _Scratch:
     chart_name: str = ""
     verified: Verified | None = None
     outdated: bool = False
+    #: an HTTP repository's connection, stored index (its artifact) and the entry resolved
+    http: HTTPConnection | None = None
+    index: Artifact | None = None
+    entry: IndexEntry | None = None
+    source_revision: str = ""
 
     @property
     def provider(self) -> str:
@@ -206,6 +230,9 @@ def _source(s: _Scratch) -> None:
     for secret_ref in (repo.spec.secret_ref, repo.spec.cert_secret_ref):
         if secret_ref is not None:
             s.secrets.add((ns, secret_ref.name))
+    if not repo.spec.is_oci and s.env.http is not None:
+        _http_source(s, repo, body)
+        return
     s.conn = connection(repo, s.env.secrets)
     try:
         s.ref = ChartReference.parse(repo.spec.url, s.chart.spec.chart)
@@ -216,10 +243,40 @@ def _source(s: _Scratch) -> None:
                                        credentials=s.conn.credentials, tls=s.conn.tls)
 
 
+def _http_source(s: _Scratch, repo: HelmRepository, body: Any) -> None:
+    """An HTTP repository: its connection and its stored index (source-controller waits for
+    the repository's artifact: ``NoSourceArtifact``)."""
+    assert s.env.http is not None
+    s.http = http_connection(repo, s.env.secrets)
+    status = body.get("status") if isinstance(body, Mapping) else None
+    artifact = HelmRepositoryStatus.from_status(status).artifact
+    try:
+        stored = artifact is not None and s.env.http.store.has(artifact.digest)
+    except StoreError:
+        stored = False
+    if artifact is None or not stored:
+        raise StepFailedError(c.FETCH_FAILED, NO_SOURCE_ARTIFACT,
+                              f"no artifact available for HelmRepository source "
+                              f"'{safe(repo.metadata.name)}'")
+    s.index = artifact
+    s.source_revision = artifact.revision
+
+
 def _policy(s: _Scratch) -> None:
     verify = s.chart.spec.verify
     if verify is None:
         return
+    if s.http is not None:
+        # source-controller's ChartRepository.VerifyChart: "not implemented"; the spec must
+        # change (nothing unverified is stored or installed meanwhile)
+        raise StepFailedError(
+            c.SOURCE_VERIFIED, c.VERIFICATION_ERROR,
+            f"{VERIFY_NOT_IMPLEMENTED}: spec.verify needs a HelmRepository of type 'oci' "
+            f"(cosign signatures live in OCI registries); HelmRepository "
+            f"'{s.chart.metadata.namespace}/{s.chart.spec.source_ref.name}' is of type "
+            "'default': remove verify or serve the chart from an OCI repository",
+            status=c.FALSE, stalled=True,
+            extra=((c.BUILD_FAILED, c.TRUE, CHART_VERIFICATION_ERROR),))
     ns = s.chart.metadata.namespace
 
     def refuse(why: str, *, stalled: bool = False) -> StepFailedError:
@@ -258,6 +315,9 @@ def _policy(s: _Scratch) -> None:
 
 
 def _resolve(s: _Scratch) -> None:
+    if s.http is not None:
+        _http_resolve(s)
+        return
     assert s.client is not None
     assert s.ref is not None
     try:
@@ -266,7 +326,36 @@ def _resolve(s: _Scratch) -> None:
         raise _pull_failure(err, "failed to get chart version") from None
 
 
+def _http_resolve(s: _Scratch) -> None:
+    """source-controller's getChartVersion over the repository's stored index."""
+    assert s.env.http is not None
+    assert s.index is not None
+    where = f"the index of HelmRepository '{s.chart.metadata.namespace}/" \
+            f"{s.chart.spec.source_ref.name}' ({s.index.revision})"
+    try:
+        index = s.env.http.index(s.index, where)
+    except OCIError as err:
+        raise StepFailedError(c.FETCH_FAILED, c.CHART_PULL_ERROR,
+                              f"chart pull error: failed to get chart version for remote "
+                              f"reference: {safe(err)}") from None
+    if index is None:
+        raise StepFailedError(c.FETCH_FAILED, NO_SOURCE_ARTIFACT,
+                              f"no artifact available for HelmRepository source "
+                              f"'{safe(s.chart.spec.source_ref.name)}'")
+    try:
+        s.entry = select_entry(index, s.chart.spec.chart, s.chart.spec.version, where)
+    except OCIError as err:
+        # source-controller: ErrChartReference, persistent (a new index re-queues the chart)
+        raise StepFailedError(c.FETCH_FAILED, c.INVALID_CHART_REFERENCE,
+                              f"invalid chart reference: failed to get chart version for "
+                              f"remote reference: {safe(err)}", stalled=True) from None
+    s.resolved = ResolvedChart(version=s.entry.version, tag="", digest=s.entry.digest)
+
+
 def _revision(resolved: ResolvedChart) -> str:
+    # an HTTP repository's chart (no tag, no manifest): the version, as Flux writes it
+    if not resolved.tag:
+        return resolved.version
     return f"{resolved.version}@{resolved.digest}"
 
 
@@ -283,6 +372,8 @@ def _in_store(s: _Scratch) -> bool:
 
 
 def _verify(s: _Scratch) -> None:
+    if s.http is not None:
+        return  # nothing to verify: _policy refused spec.verify
     assert s.resolved is not None
     assert s.client is not None
     assert s.ref is not None
@@ -328,7 +419,66 @@ def _verify(s: _Scratch) -> None:
             "pin the signer"))
 
 
+def _http_fetch(s: _Scratch) -> None:
+    """Download the entry's archive unless this process stored it for this version, entry
+    digest and generation already (source-controller skips a cached chart of the same name
+    and version unless the generation changed)."""
+    assert s.env.http is not None
+    assert s.http is not None
+    assert s.entry is not None
+    assert s.resolved is not None
+    art, entry = s.status.artifact, s.entry
+    bound = s.verified_before.artifact if s.verified_before is not None else ""
+    if (art is not None and art.revision == entry.version and art.digest == bound
+            and s.status.observed_chart_name == entry.name
+            and s.status.observed_generation == s.chart.metadata.generation
+            and (not entry.digest or entry.digest == art.digest) and _in_store(s)):
+        s.actions.append("unchanged")
+        s.verified = Verified(art.digest, "", art.digest)
+        return
+    client = s.env.http.client(s.http)
+    try:
+        chart = client.fetch_chart(entry)
+    except OCIError as err:
+        _outdated(s)
+        what = "chart pull error: failed to download chart for remote reference"
+        elsewhere = bool(entry.urls) and not client.sends_credentials_to(
+            chart_url(s.http.url, entry.urls[0]))
+        failure = fetch_failure(err, what, c.CHART_PULL_ERROR, elsewhere=elsewhere)
+        if failure.reason == c.AUTHENTICATION_FAILED:
+            failure = replace(failure, message="failed to authenticate with the Helm "
+                              f"repository: {failure.message}")
+        raise failure from None
+    digest = _store(s, chart.data)
+    s.verified = Verified(digest, "", digest)
+    s.chart_name = safe(chart.name)
+    if art is not None and art.digest == digest and art.revision == entry.version:
+        return  # the same bytes again: status stays as it was
+    s.artifact = _artifact(s, digest, entry.version, len(chart.data))
+
+
+def _store(s: _Scratch, data: bytes) -> str:
+    """Write a checked chart archive to the store; its digest."""
+    try:
+        digest = s.env.store.put(data)
+    except StoreError as err:
+        raise StepFailedError(c.STORAGE_OPERATION_FAILED, c.ARCHIVE_OPERATION_FAILED,
+                              f"unable to copy Helm chart to storage: {safe(err)}") from None
+    s.actions.append("fetched")
+    return digest
+
+
+def _artifact(s: _Scratch, digest: str, revision: str, size: int) -> Artifact:
+    path = s.env.store.relative_path(digest)
+    return Artifact(path=path, url=f"{s.env.artifact_url_base.rstrip('/')}/{path}",
+                    revision=revision, last_update_time=c.format_time(s.now), digest=digest,
+                    size=size)
+
+
 def _fetch(s: _Scratch) -> None:
+    if s.http is not None:
+        _http_fetch(s)
+        return
     assert s.resolved is not None
     assert s.client is not None
     assert s.ref is not None
@@ -348,23 +498,14 @@ def _fetch(s: _Scratch) -> None:
     except OCIError as err:
         _outdated(s)
         raise _pull_failure(err, f"failed to pull {s.resolved.digest}") from None
-    try:
-        digest = s.env.store.put(chart.layer)
-    except StoreError as err:
-        raise StepFailedError(c.STORAGE_OPERATION_FAILED, c.ARCHIVE_OPERATION_FAILED,
-                      f"unable to copy Helm chart to storage: {safe(err)}") from None
-    s.actions.append("fetched")
+    digest = _store(s, chart.layer)
     if s.verified is not None:
         s.verified = replace(s.verified, artifact=digest)
     s.chart_name = safe(chart.name)  # from the registry: outside text
-    path = s.env.store.relative_path(digest)
     old = s.status.artifact
     if old is not None and old.digest == digest and old.revision == _revision(s.resolved):
         return  # the same bytes stored again (after a restart): status stays as it was
-    s.artifact = Artifact(path=path, url=f"{s.env.artifact_url_base.rstrip('/')}/{path}",
-                          revision=_revision(s.resolved),
-                          last_update_time=c.format_time(s.now), digest=digest,
-                          size=len(chart.layer))
+    s.artifact = _artifact(s, digest, _revision(s.resolved), len(chart.layer))
 
 
 def _pull_failure(err: OCIError, what: str) -> StepFailedError:
@@ -439,7 +580,8 @@ def _summarize(s: _Scratch, failure: StepFailedError | None, requested_at: str) 
         artifact=artifact,
         url=artifact.url if artifact is not None else s.status.url,
         observed_chart_name=chart_name if artifact is not None else "",
-        observed_source_artifact_revision=s.status.observed_source_artifact_revision,
+        observed_source_artifact_revision=(s.source_revision
+                                           or s.status.observed_source_artifact_revision),
         observed_values_files=s.status.observed_values_files,
         last_handled_reconcile_at=requested_at or s.status.last_handled_reconcile_at,
     )

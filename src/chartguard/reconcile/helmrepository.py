@@ -3,13 +3,14 @@
 Current Flux writes no status on an ``oci`` HelmRepository; chartguard writes what the seed
 shows (Flux v0.36): ``Ready=True``, ``Helm repository is ready``, once the URL parses and the
 Secrets it names hold usable credentials and TLS material, else ``Ready=False`` saying what is
-wrong. Type ``default`` (an HTTP ``index.yaml`` repository) is not served yet: ``Stalled``.
-No request goes to the registry here; charts find out whether the credentials work.
+wrong. No request goes to the registry here; charts find out whether the credentials work.
+Type ``default`` (an HTTP ``index.yaml`` repository) fetches and stores its index:
+:mod:`chartguard.reconcile.http_source` (without it, e.g. in a caller that did not set one up,
+such a repository is ``Stalled``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -24,11 +25,16 @@ from chartguard.oci import (
     credentials_from_secret,
     tls_from_secret,
 )
+from chartguard.reconcile.http_source import (
+    HTTPSources,
+    read_secret,
+    reconcile_http_repository,
+    settings_key,
+)
 from chartguard.reconcile.outcome import StepFailedError, safe
 from chartguard.reconcile.seams import (
-    SecretNotFoundError,
+    Event,
     SecretReader,
-    SecretUnreadableError,
 )
 
 UNSUPPORTED_REPOSITORY_TYPE = "UnsupportedRepositoryType"
@@ -66,7 +72,6 @@ def connection(repo: HelmRepository, secrets: SecretReader) -> Connection:
     used: set[tuple[str, str]] = set()
     credentials: RegistryCredentials | None = None
     tls: TLSConfig | None = None
-    hasher = hashlib.sha256(f"{ns}/{repo.metadata.name}|{spec.url}|{spec.insecure}".encode())
     if spec.secret_ref is not None:
         used.add((ns, spec.secret_ref.name))
         data = _secret(secrets, ns, spec.secret_ref.name, "credentials")
@@ -76,8 +81,6 @@ def connection(repo: HelmRepository, secrets: SecretReader) -> Connection:
             raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
                           f"invalid credentials Secret '{ns}/{safe(spec.secret_ref.name)}': "
                           f"{safe(err)}") from None
-        if credentials is not None:
-            hasher.update(f"|{credentials.username}\0{credentials.password}".encode())
     if spec.cert_secret_ref is not None:
         used.add((ns, spec.cert_secret_ref.name))
         data = _secret(secrets, ns, spec.cert_secret_ref.name, "TLS")
@@ -87,23 +90,14 @@ def connection(repo: HelmRepository, secrets: SecretReader) -> Connection:
             raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
                           f"invalid TLS Secret '{ns}/{safe(spec.cert_secret_ref.name)}': "
                           f"{safe(err)}") from None
-        for part in (tls.ca_pem, tls.cert_pem, tls.key_pem):
-            hasher.update(b"|" + (part or b""))
+    key = settings_key(f"{ns}/{repo.metadata.name}|{spec.url}|{spec.insecure}", credentials,
+                       tls)
     return Connection(plain_http=spec.insecure, credentials=credentials, tls=tls,
-                      key=hasher.hexdigest(), secrets=frozenset(used))
+                      key=key, secrets=frozenset(used))
 
 
 def _secret(secrets: SecretReader, namespace: str, name: str, what: str) -> dict[str, bytes]:
-    try:
-        return dict(secrets.get(namespace, name))
-    except SecretNotFoundError:
-        raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
-                      f"failed to get {what} Secret '{namespace}/{safe(name)}': not found; "
-                      "create it or fix the reference") from None
-    except SecretUnreadableError as err:
-        raise StepFailedError(c.FETCH_FAILED, c.AUTHENTICATION_FAILED,
-                      f"failed to get {what} Secret '{namespace}/{safe(name)}': "
-                      f"{safe(err)}") from None
+    return read_secret(secrets, namespace, name, f"{what} Secret")
 
 
 @dataclass(frozen=True)
@@ -113,12 +107,27 @@ class RepositoryResult:
     requeue_after: timedelta | None
     secrets: frozenset[tuple[str, str]]
     failure: StepFailedError | None = None
+    events: tuple[Event, ...] = ()
+    #: what happened to an HTTP repository's index: "parsed", "unchanged", "not-modified"
+    actions: tuple[str, ...] = ()
+    #: lines for the operator's log
+    notes: tuple[str, ...] = ()
 
 
 def reconcile_helmrepository(repo: HelmRepository, status: HelmRepositoryStatus,
                              secrets: SecretReader, *, now: datetime,
-                             requested_at: str = "") -> RepositoryResult:
-    """The status an ``oci`` HelmRepository should have now."""
+                             requested_at: str = "", http: HTTPSources | None = None,
+                             artifact_url_base: str = "file:///") -> RepositoryResult:
+    """The status the HelmRepository should have now (``http``: how ``type: default``
+    repositories are served; without it they are refused)."""
+    if not repo.spec.is_oci and http is not None:
+        out = reconcile_http_repository(repo, status, secrets, http, now=now,
+                                        artifact_url_base=artifact_url_base,
+                                        requested_at=requested_at)
+        return RepositoryResult(status=out.status, requeue_after=out.requeue_after,
+                                secrets=out.secrets, failure=out.failure,
+                                events=tuple(out.events), actions=out.actions,
+                                notes=out.notes)
     gen = repo.metadata.generation
     conds: list[dict[str, object]] = [dict(x) for x in status.conditions]
     used: frozenset[tuple[str, str]] = frozenset()

@@ -17,6 +17,7 @@ from typing import Any
 
 from chartguard.api import conditions as c
 from chartguard.api.helmrelease import HelmRelease
+from chartguard.api.post_renderers import common_metadata_digest, post_renderers_digest
 from chartguard.api.status import HelmReleaseStatus, Snapshot
 from chartguard.helm.errors import HelmError
 from chartguard.helm.release import ReleaseStorage, StoredRelease
@@ -250,7 +251,9 @@ def _release(s: Scratch, action: str) -> str | None:
     if s.release.spec.test.enable and not h.has_been_tested(cur):
         s.mark(c.TEST_SUCCESS, c.UNKNOWN, AWAITING_TESTS,
                f"Helm release {full_name(cur)} with chart {chart_of(cur)} is awaiting tests")
-    s.status = replace(s.status, last_applied_revision=cur.chart_version)
+    s.status = replace(s.status, last_applied_revision=cur.chart_version,
+                       observed_post_renderers_digest=post_renderers_digest(s.release.spec),
+                       observed_common_metadata_digest=common_metadata_digest(s.release.spec))
     strategy = (s.release.spec.install if action == "install" else s.release.spec.upgrade).strategy
     if strategy.retry:
         # RetryOnFailure: failures count only while the release is failed (ClearFailures)

@@ -122,7 +122,11 @@ def chart_readiness(release: HelmRelease, chart_body: Mapping[str, Any] | None,
     if not version:
         version, oci_digest = artifact.revision, ""
     spec = chart_body.get("spec")
-    if isinstance(spec, Mapping) and spec.get("verify") is not None:
+    # the release's own template asking for verification counts too: a HelmChart whose
+    # verify was taken away (by hand, before the template is applied again) is not trusted
+    template = release.spec.chart.spec if release.spec.chart is not None else None
+    if (isinstance(spec, Mapping) and spec.get("verify") is not None) or (
+            template is not None and template.verify is not None):
         _check_verified(subject, artifact.revision, oci_digest, verified_digest)
     try:
         stored = store.has(artifact.digest)

@@ -9,8 +9,10 @@ Nothing here imports kopf or the Kubernetes client.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from chartguard.api import HelmRelease
@@ -22,7 +24,19 @@ from chartguard.reconcile.helmrelease import (
     reset_failure_counts,
     uninstall_release,
 )
-from chartguard.reconcile.outcome import StepFailedError, WaitingError
+from chartguard.reconcile.kubeconfig import (
+    REST_CLIENT_ERROR,
+    ClusterConnectError,
+    KubeConfigError,
+    KubeConfigOptions,
+    KubeConfigSecretNotFoundError,
+    RemoteClusters,
+    RemoteStorageError,
+    ServiceAccountTokens,
+    remote_kubeconfig,
+    workload_identity_kubeconfig,
+)
+from chartguard.reconcile.outcome import StepFailedError, WaitingError, safe
 from chartguard.reconcile.release_prepare import (
     PrepareEnv,
     ReleaseRefs,
@@ -33,8 +47,16 @@ from chartguard.reconcile.release_prepare import (
     release_refs,
     sync_release_chart,
 )
-from chartguard.reconcile.seams import ChartWriteError, Event, HelmActions, utcnow
+from chartguard.reconcile.seams import (
+    ChartWriteError,
+    Event,
+    HelmActions,
+    SecretUnreadableError,
+    utcnow,
+)
 from chartguard.reconcile.values import secret_strings
+
+_log = logging.getLogger("chartguard")
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,11 @@ class ReleaseEnv:
     storage: ReleaseStorage
     prepare: PrepareEnv
     now: Callable[[], datetime] = utcnow
+    #: helm and storage of the remote clusters ``spec.kubeConfig`` names; None: refused
+    clusters: RemoteClusters | None = None
+    kubeconfig_options: KubeConfigOptions = field(default_factory=KubeConfigOptions)
+    #: the TokenRequest API for workload-identity kubeconfigs (configMapRef, generic)
+    tokens: ServiceAccountTokens | None = None
 
 
 @dataclass(frozen=True)
@@ -91,9 +118,18 @@ def reconcile_helmrelease(release: HelmRelease, status: HelmReleaseStatus, env: 
         prepared = prepare_release(release, status, env.prepare, chart_sync=sync)
     except StepFailedError as err:
         return _stopped(release, status, err, now, refs)
-    result = reconcile_release(release, status, env.helm, env.storage, chart=prepared.chart,
-                               values=prepared.values, now=now, on_progress=on_progress,
-                               force=force)
+    try:
+        with _cluster(release, env) as (helm, storage, sensitive):
+            values = replace(prepared.values, sensitive=prepared.values.sensitive | sensitive)
+            result = reconcile_release(release, status, helm, storage, chart=prepared.chart,
+                                       values=values, now=now, on_progress=on_progress,
+                                       force=force)
+    except StepFailedError as err:
+        return _stopped(release, status, err, now, refs)
+    except RemoteStorageError as err:
+        return _stopped(release, status, StepFailedError(
+            c.READY, c.GET_LAST_RELEASE_FAILED, f"remote cluster: {err}", status=c.FALSE),
+            now, refs)
     return _with_refs(ReleaseOutcome(
         status=result.status, events=result.events, requeue_after=result.requeue_after,
         failure=result.failure, actions=sync.actions + result.actions), refs)
@@ -103,14 +139,36 @@ def finalize_helmrelease(release: HelmRelease, status: HelmReleaseStatus,
                          env: ReleaseEnv) -> ReleaseOutcome:
     """The release is being deleted: helm uninstall (a release already gone is fine), then the
     HelmChart it owns. A failure leaves both for the next try. What the release's Secrets give
-    is kept out of helm's message, as in a release action."""
+    is kept out of helm's message, as in a release action. A remote release whose kubeConfig
+    Secret is gone is not uninstalled (there is no client for it), as helm-controller skips it."""
     sensitive = secret_strings(release, env.prepare.secrets, env.prepare.configmaps)
-    result = uninstall_release(release, status, env.helm, env.storage, now=env.now(),
-                               sensitive=sensitive)
-    if result.failure is not None:
+    try:
+        with _cluster(release, env, deleting=True) as (helm, storage, remote_sensitive):
+            result = uninstall_release(release, status, helm, storage, now=env.now(),
+                                       sensitive=sensitive | remote_sensitive)
+    except RemoteStorageError as err:
+        message = f"failed to uninstall release: remote cluster: {err}"
+        return ReleaseOutcome(
+            status=status, events=(Event("Warning", c.UNINSTALL_FAILED, message),),
+            requeue_after=release.spec.interval,
+            failure=StepFailedError(c.READY, c.UNINSTALL_FAILED, message, status=c.FALSE))
+    except _NoKubeConfigSecretError as gone:
+        _log.warning("HelmRelease %s/%s: skipping Helm release uninstallation: %s",
+                     release.metadata.namespace, release.metadata.name, gone)
+        result = None
+    except StepFailedError as err:
+        message = f"failed to build REST client getter to uninstall release: {err.message}"
+        return ReleaseOutcome(
+            status=status, events=(Event("Warning", c.UNINSTALL_FAILED, message),),
+            requeue_after=release.spec.interval,
+            failure=StepFailedError(c.READY, c.UNINSTALL_FAILED, message, status=c.FALSE))
+    if result is not None and result.failure is not None:
         return ReleaseOutcome(status=result.status, events=result.events,
                               requeue_after=release.spec.interval, failure=result.failure,
                               actions=result.actions)
+    final_status = result.status if result is not None else status
+    events = result.events if result is not None else ()
+    actions = result.actions if result is not None else ()
     chart = release_chart_to_delete(release, status)
     if chart is not None:
         try:
@@ -118,11 +176,60 @@ def finalize_helmrelease(release: HelmRelease, status: HelmReleaseStatus,
         except ChartWriteError as err:
             message = f"failed to delete HelmChart '{chart[0]}/{chart[1]}': {err}"
             return ReleaseOutcome(
-                status=result.status, events=(Event("Warning", c.ARTIFACT_FAILED, message),),
+                status=final_status, events=(Event("Warning", c.ARTIFACT_FAILED, message),),
                 requeue_after=release.spec.interval,
                 failure=StepFailedError(c.READY, c.ARTIFACT_FAILED, message, status=c.FALSE),
-                actions=result.actions)
-    return ReleaseOutcome(status=result.status, events=result.events, actions=result.actions)
+                actions=actions)
+    return ReleaseOutcome(status=final_status, events=events, actions=actions)
+
+
+class _NoKubeConfigSecretError(Exception):
+    """The kubeConfig Secret of a release being deleted is gone."""
+
+
+@contextmanager
+def _cluster(release: HelmRelease, env: ReleaseEnv, *, deleting: bool = False
+             ) -> Iterator[tuple[HelmActions, ReleaseStorage, frozenset[str]]]:
+    """helm and its storage for ``release``: the operator's cluster, or the remote one its
+    ``spec.kubeConfig`` names (with what must be kept out of helm's messages). A kubeconfig
+    that cannot be used is ``StepFailedError`` with helm-controller's ``RESTClientError``."""
+    if release.spec.kube_config is None:
+        yield env.helm, env.storage, frozenset()
+        return
+    if env.clusters is None:
+        raise StepFailedError(c.READY, "UnsupportedField", "spec.kubeConfig is not supported: "
+                              "this operator was started without remote clusters",
+                              stalled=True, status=c.FALSE)
+    try:
+        if release.spec.kube_config.configmap_name:
+            if env.tokens is None:
+                raise KubeConfigError("this operator was started without a TokenRequest client")
+            config = workload_identity_kubeconfig(release, env.prepare.configmaps, env.tokens)
+        else:
+            config = remote_kubeconfig(release, env.prepare.secrets, env.kubeconfig_options)
+    except KubeConfigSecretNotFoundError as err:
+        if deleting:
+            raise _NoKubeConfigSecretError(str(err)) from None
+        raise StepFailedError(c.READY, REST_CLIENT_ERROR, str(err), status=c.FALSE) from None
+    except KubeConfigError as err:
+        raise StepFailedError(c.READY, REST_CLIENT_ERROR, str(err), status=c.FALSE) from None
+    except SecretUnreadableError as err:
+        raise StepFailedError(c.READY, REST_CLIENT_ERROR,
+                              f"could not read spec.kubeConfig's reference: {safe(err)}",
+                              status=c.FALSE) from None
+    try:
+        connection = env.clusters.connect(release, config)
+        helm, storage = connection.__enter__()
+    except ClusterConnectError as err:
+        raise StepFailedError(c.READY, REST_CLIENT_ERROR, f"{config.source}: {err}",
+                              status=c.FALSE) from None
+    try:
+        yield helm, storage, config.sensitive
+    except BaseException as exc:
+        if not connection.__exit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        connection.__exit__(None, None, None)
 
 
 def _stopped(release: HelmRelease, status: HelmReleaseStatus, err: StepFailedError,

@@ -63,21 +63,21 @@ READY_EXPR_VARIABLES = ("self", "dep")
 #: honoured as it stands (every helm action is its own process, so it changes nothing), and
 #: ``driftDetection.ignore`` with mode ``disabled`` has no effect, as in Flux.
 REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
-    ("spec.chartRef (kind OCIRepository)",
-     "OCIRepository sources are not served by chartguard, which installs only charts it "
-     "verified through a HelmChart; use spec.chart or chartRef kind HelmChart"),
-    ("spec.kubeConfig",
-     "releases into other clusters are not supported: chartguard installs into the cluster "
-     "it runs in"),
-    ("spec.postRenderers",
-     "post-renderers (kustomize patches and images) are not applied by chartguard yet"),
+    ("spec.chartRef (kind OCIRepository or ExternalArtifact)",
+     "OCIRepository and ExternalArtifact sources are not served by chartguard, which installs "
+     "only charts it verified through a HelmChart; use spec.chart or chartRef kind HelmChart"),
     ("spec.driftDetection.mode (enabled or warn)",
      "chartguard does not detect or correct drift of released objects yet"),
     ("spec.storageNamespace (other than the release namespace)",
      "the helm CLI keeps a release's records in the namespace it installs into"),
+    # refused when the ConfigMap names the provider (chartguard.reconcile.kubeconfig)
+    ("spec.kubeConfig.configMapRef (provider aws, azure or gcp)",
+     "a workload-identity kubeconfig of a cloud provider needs that cloud's identity service "
+     "(EKS, AKS, GKE) to turn the ServiceAccount token into cluster credentials, which "
+     "chartguard does not call; use provider generic or a kubeconfig Secret"),
 )
 _WHY = dict(REFUSED_FIELDS)
-_CHART_REF_OCI, _KUBECONFIG, _POST_RENDERERS, _DRIFT, _STORAGE = (
+_CHART_REF_OCI, _DRIFT, _STORAGE, CLOUD_WORKLOAD_IDENTITY = (
     field for field, _ in REFUSED_FIELDS)
 
 
@@ -154,15 +154,11 @@ def refuse_unsupported(release: HelmRelease) -> None:
     field the helm CLI cannot honour (:func:`chartguard.helm.args.unsupported`)."""
     spec = release.spec
     ref = spec.chart_ref
-    if ref is not None and ref.kind == "OCIRepository":
+    if ref is not None and ref.kind != "HelmChart":
         raise StepFailedError(c.READY, UNSUPPORTED_SOURCE_KIND,
                               f"spec.chartRef: {_WHY[_CHART_REF_OCI]}", stalled=True,
                               status=c.FALSE)
     used = []
-    if spec.kube_config is not None:
-        used.append(_KUBECONFIG)
-    if spec.post_renderers:
-        used.append(_POST_RENDERERS)
     if spec.drift_detection_mode != "disabled":
         used.append(_DRIFT)
     if spec.storage_namespace and spec.storage_namespace != release.release_namespace:
@@ -336,11 +332,16 @@ def release_refs(release: HelmRelease) -> ReleaseRefs:
     """Every object ``release``'s spec makes it read."""
     namespace = release.metadata.namespace
     key = release_chart_key(release)
+    kubeconfig = release.spec.kube_config
     return ReleaseRefs(
-        secrets=frozenset((namespace, r.name) for r in release.spec.values_from
-                          if r.kind == "Secret"),
-        configmaps=frozenset((namespace, r.name) for r in release.spec.values_from
-                             if r.kind == "ConfigMap"),
+        secrets=frozenset([*((namespace, r.name) for r in release.spec.values_from
+                             if r.kind == "Secret"),
+                           *([(namespace, kubeconfig.secret_name)]
+                             if kubeconfig and kubeconfig.secret_name else [])]),
+        configmaps=frozenset([*((namespace, r.name) for r in release.spec.values_from
+                                if r.kind == "ConfigMap"),
+                              *([(namespace, kubeconfig.configmap_name)]
+                                if kubeconfig and kubeconfig.configmap_name else [])]),
         charts=frozenset({key} if key else ()),
         dependencies=frozenset(_dependencies(release)),
     )

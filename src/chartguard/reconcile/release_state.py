@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from chartguard.api.helmrelease import ActionStrategy, HelmRelease, Remediation
+from chartguard.api.post_renderers import common_metadata_digest, post_renderers_digest
 from chartguard.api.status import HelmReleaseStatus
 from chartguard.helm.release import StoredRelease
 from chartguard.reconcile import release_history as h
@@ -30,6 +31,8 @@ NOT_OBSERVED = "release not observed to be made for object"
 CHART_CHANGED = "release chart changed"
 CHART_DIGEST_CHANGED = "chart digest changed"  # chartguard: same version, other manifest
 VALUES_CHANGED = "release config values changed"
+POST_RENDERERS_CHANGED = "postrenderers digest has changed"
+COMMON_METADATA_CHANGED = "common metadata digest has changed"
 TEST_FAILED = "release has test in failed phase"
 
 # Stalled reasons of atomic_release.go
@@ -202,6 +205,13 @@ def determine_state(release: HelmRelease, stored: StoredRelease | None,
         return ReleaseState(StateStatus.OUT_OF_SYNC, CHART_DIGEST_CHANGED)
     if cur.config_digest != values_digest:
         return ReleaseState(StateStatus.OUT_OF_SYNC, VALUES_CHANGED)
+    # only for a new generation, as helm-controller: the digests are recorded after each
+    # successful install or upgrade, so this cannot loop within one reconcile
+    if status.observed_generation != release.metadata.generation:
+        if post_renderers_digest(release.spec) != status.observed_post_renderers_digest:
+            return ReleaseState(StateStatus.OUT_OF_SYNC, POST_RENDERERS_CHANGED)
+        if common_metadata_digest(release.spec) != status.observed_common_metadata_digest:
+            return ReleaseState(StateStatus.OUT_OF_SYNC, COMMON_METADATA_CHANGED)
     test = release.spec.test
     if test.enable:
         if not h.has_been_tested(cur):

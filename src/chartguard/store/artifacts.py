@@ -1,4 +1,5 @@
-"""Chart archives named by their sha256: ``<root>/sha256/<hex>.tgz``.
+"""Chart archives named by their sha256: ``<root>/sha256/<hex>.tgz`` (HTTP repositories'
+indexes: ``<root>/sha256/<hex>.yaml``, a store of their own with ``suffix=".yaml"``).
 
 A file's name is its content digest, so a file can be checked against its name at any time and
 two objects using the same chart share one file. Writes go to a temporary file in the same
@@ -35,8 +36,9 @@ class StoreError(Exception):
 class ArtifactStore:
     """Verified chart archives under ``root``, addressed by ``sha256:<hex>``. Thread-safe."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, suffix: str = _SUFFIX) -> None:
         self.root = root
+        self._suffix = suffix
         self._dir = root / _SUBDIR
         self._checked: set[str] = set()  # digests whose file was hashed by this process
         self._lock = threading.Lock()
@@ -68,11 +70,10 @@ class ArtifactStore:
             removed.append(name)
         return removed
 
-    @staticmethod
-    def relative_path(digest: str) -> str:
+    def relative_path(self, digest: str) -> str:
         """``sha256/<hex>.tgz``: the artifact's ``path`` in status."""
         _check(digest)
-        return f"{_SUBDIR}/{digest.split(':', 1)[1]}{_SUFFIX}"
+        return f"{_SUBDIR}/{digest.split(':', 1)[1]}{self._suffix}"
 
     def path(self, digest: str) -> Path:
         return self.root / self.relative_path(digest)
@@ -110,7 +111,7 @@ class ArtifactStore:
         final = self.path(digest)
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f"{_TMP}{owner_tag()}-", suffix=_SUFFIX,
+            fd, tmp = tempfile.mkstemp(prefix=f"{_TMP}{owner_tag()}-", suffix=self._suffix,
                                        dir=self._dir)
             try:
                 with os.fdopen(fd, "wb") as out:
@@ -143,9 +144,10 @@ class ArtifactStore:
             names = [p.name for p in self._dir.iterdir()]
         except FileNotFoundError:
             return set()
-        return {f"sha256:{n[:-len(_SUFFIX)]}" for n in names
-                if n.endswith(_SUFFIX) and not n.startswith(".")
-                and is_digest(f"sha256:{n[:-len(_SUFFIX)]}")}
+        cut = len(self._suffix)
+        return {f"sha256:{n[:-cut]}" for n in names
+                if n.endswith(self._suffix) and not n.startswith(".")
+                and is_digest(f"sha256:{n[:-cut]}")}
 
     def usage(self) -> tuple[int, int]:
         """How many chart archives the store holds and their bytes (temporaries excluded)."""

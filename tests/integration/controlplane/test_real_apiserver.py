@@ -174,6 +174,46 @@ def test_the_server_refuses_what_our_models_refuse_naming_the_same_field(
     assert kubectl("get", "helmrepo", "-o", "name").stdout == ""
 
 
+def _release(name: str, namespace: str, **spec: object) -> dict[str, object]:
+    return {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"interval": "5m", "chartRef": {"kind": "HelmChart", "name": "app"},
+                     **spec}}
+
+
+def test_every_current_flux_field_is_kept_and_fluxs_cel_rules_refuse(
+    kubectl: Kubectl, real_kube: Namespaced,
+) -> None:
+    """Our HelmRelease schema keeps the fields of Flux's current CRD (none pruned, strict
+    kubectl takes them) and the real server evaluates Flux's CEL rules with Flux's messages."""
+    newest = {"postRenderStrategy": "combined",
+              "upgrade": {"chartNameChangeStrategy": "Reinstall", "crds": "CreateReplace",
+                          "strategy": {"name": "RetryOnFailure", "retryInterval": "1m"}},
+              "install": {"strategy": {"name": "RemediateOnFailure"}, "serverSideApply": True},
+              "valuesFrom": [{"kind": "Secret", "name": "v", "literal": True}],
+              "kubeConfig": {"configMapRef": {"name": "remote"}},
+              "waitStrategy": {"name": "poller"},
+              "commonMetadata": {"labels": {"team": "a"}},
+              "healthCheckExprs": [{"apiVersion": "v1", "kind": "X", "current": "true"}]}
+    doc = _release("newest", real_kube.namespace, **newest)
+    kubectl("apply", "--validate=strict", "-f", "-", stdin=yaml.safe_dump(doc))
+    stored = json.loads(kubectl("get", "hr", "newest", "-o", "json").stdout)["spec"]
+    assert {k: stored[k] for k in newest} == newest
+    for spec, message in (
+            ({"kubeConfig": {"secretRef": {"name": "a"}, "configMapRef": {"name": "b"}}},
+             "exactly one of spec.kubeConfig.configMapRef or spec.kubeConfig.secretRef must "
+             "be specified"),
+            ({"install": {"strategy": {"name": "RemediateOnFailure", "retryInterval": "1m"}}},
+             ".retryInterval cannot be set when .name is 'RemediateOnFailure'"),
+            ({"upgrade": {"strategy": {"name": "RemediateOnFailure", "retryInterval": "1m"}}},
+             ".retryInterval can only be set when .name is 'RetryOnFailure'"),
+            ({"postRenderStrategy": "sometimes"}, "spec.postRenderStrategy: Unsupported value")):
+        refused = kubectl("apply", "-f", "-", check=False,
+                          stdin=yaml.safe_dump(_release("refused", real_kube.namespace, **spec)))
+        assert refused.returncode != 0
+        assert message in refused.stderr, refused.stderr
+
+
 def test_unknown_fields_are_pruned_and_strict_kubectl_refuses_them(
     kubectl: Kubectl, real_kube: Namespaced, controlplane: ControlPlane,
 ) -> None:

@@ -89,7 +89,7 @@ class Operator:
         ``own_group``: in a new session, so :meth:`kill_group` kills the helm processes it
         started too (the operator's children share its process group)."""
         env = {**self.api.env, "CHARTGUARD_ARTIFACT_DIR": str(self.artifacts),
-               "CHARTGUARD_HELM": helm or tools.helm(),
+               "CHARTGUARD_HELM": helm or tools.helm(), "CHARTGUARD_KUBECTL": tools.kubectl(),
                "CHARTGUARD_HELM_HOME": str(self.workdir / "helm-home")}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

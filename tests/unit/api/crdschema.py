@@ -29,6 +29,10 @@ CEL_EQUIVALENTS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
         lambda s: ("chart" in s) != ("chartRef" in s),
     "!has(self.verify) || self.sourceRef.kind == 'HelmRepository'":
         lambda s: "verify" not in s or s.get("sourceRef", {}).get("kind") == "HelmRepository",
+    "has(self.configMapRef) || has(self.secretRef)":
+        lambda s: "configMapRef" in s or "secretRef" in s,
+    "!has(self.configMapRef) || !has(self.secretRef)":
+        lambda s: "configMapRef" not in s or "secretRef" not in s,
     "!has(self.retryInterval) || self.name != 'RemediateOnFailure'":
         lambda s: "retryInterval" not in s or s.get("name") != "RemediateOnFailure",
     "!has(self.retryInterval) || self.name == 'RetryOnFailure'":

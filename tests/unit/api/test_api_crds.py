@@ -94,6 +94,12 @@ FLUX_CEL = {
     "HelmRelease": [("spec", "(has(self.chart) && !has(self.chartRef)) || "
                      "(!has(self.chart) && has(self.chartRef))",
                      "either chart or chartRef must be set"),
+                    ("spec.kubeConfig", "has(self.configMapRef) || has(self.secretRef)",
+                     "exactly one of spec.kubeConfig.configMapRef or spec.kubeConfig.secretRef "
+                     "must be specified"),
+                    ("spec.kubeConfig", "!has(self.configMapRef) || !has(self.secretRef)",
+                     "exactly one of spec.kubeConfig.configMapRef or spec.kubeConfig.secretRef "
+                     "must be specified"),
                     ("spec.install.strategy",
                      "!has(self.retryInterval) || self.name != 'RemediateOnFailure'",
                      ".retryInterval cannot be set when .name is 'RemediateOnFailure'"),
@@ -269,6 +275,8 @@ FULL_RELEASE: dict[str, Any] = {
             "patches": [{"patch": "- op: add", "target": {"kind": "Deployment"}}],
             "images": [{"name": "nginx", "newName": "nginx", "newTag": "1.25",
                         "digest": "sha256:abc"}]}}],
+        "commonMetadata": {"labels": {"team": "a"}, "annotations": {"owner": "b"}},
+        "postRenderStrategy": "separate",
     },
 }
 

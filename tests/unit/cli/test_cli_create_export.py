@@ -235,9 +235,24 @@ def test_source_helm_flags_beyond_flux_are_written_and_parsed(
     assert "spec:\n  certSecretRef:\n    name: registry-ca\n  insecure: true\n  interval" in out
 
 
+def test_source_helm_with_an_https_url_is_an_http_repository(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "create", "source", "helm", "bitnami", "--url",
+                       "https://charts.example/bitnami", "--secret-ref", "auth",
+                       "--pass-credentials", "--export")
+    assert code == EXIT_OK
+    repo = HelmRepository.from_object(yaml.safe_load(out))
+    assert repo.spec.type == "default"
+    assert repo.spec.pass_credentials
+    assert "type:" not in out  # as flux writes it: the default type is left out
+    assert "spec:\n  interval: 1m0s\n  passCredentials: true\n  secretRef:" in out
+
+
 @pytest.mark.parametrize(("argv", "says"), [
-    (["create", "source", "helm", "charts", "--url", "https://charts.example/"],
-     "url scheme 'https' is not served by chartguard"),
+    (["create", "source", "helm", "charts", "--url", "ftp://charts.example/"],
+     "url scheme 'ftp' not supported, can be: oci, http, https"),
+    (["create", "source", "helm", "charts", "--url", "https://charts.example/", "--insecure"],
+     "--insecure is for oci:// registries"),
     (["create", "source", "helm", "charts"], "--url is required"),
     (["create", "source", "helm", "charts", "--url", "oci:///charts"], "url host is required"),
     (["create", "source", "helm", "Charts", "--url", "oci://r.example/c"],

@@ -84,6 +84,16 @@ def test_run_flags_fall_back_to_chartguard_variables(monkeypatch: pytest.MonkeyP
     assert everywhere.namespaces == ()
 
 
+def test_insecure_kubeconfig_flags_are_off_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = config_from(build_parser().parse_args(["run"]))
+    assert (config.insecure_kubeconfig_exec, config.insecure_kubeconfig_tls) == (False, False)
+    config = config_from(build_parser().parse_args(["run", "--insecure-kubeconfig-exec"]))
+    assert (config.insecure_kubeconfig_exec, config.insecure_kubeconfig_tls) == (True, False)
+    monkeypatch.setenv("CHARTGUARD_INSECURE_KUBECONFIG_TLS", "true")
+    config = config_from(build_parser().parse_args(["run"]))
+    assert (config.insecure_kubeconfig_exec, config.insecure_kubeconfig_tls) == (False, True)
+
+
 def test_every_api_write_names_chartguard_as_its_field_manager(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The API server takes a write's field manager from the user agent (up to the first /):

@@ -113,6 +113,11 @@ def test_release_flags_and_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert config.release_concurrency == 2
     assert config.trusted_root == tmp_path / "root.json"
     assert config.release_service_account == ""
+    assert config.kubectl_binary == "kubectl"  # PATH's: its kustomize post-renders releases
+    monkeypatch.setenv("CHARTGUARD_KUBECTL", "/opt/kubectl")
+    assert config_from(build_parser().parse_args(["run"])).kubectl_binary == "/opt/kubectl"
+    flagged = config_from(build_parser().parse_args(["run", "--kubectl", "/usr/bin/kubectl"]))
+    assert flagged.kubectl_binary == "/usr/bin/kubectl"
     named = config_from(build_parser().parse_args(
         ["run", "--release-service-account", "ops/chartguard-releases"]))
     assert named.release_service_account == "ops/chartguard-releases"

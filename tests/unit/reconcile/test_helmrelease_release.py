@@ -148,6 +148,25 @@ def test_a_values_change_upgrades_to_revision_2() -> None:
     assert result.status.observed_generation == 2
 
 
+def test_a_post_renderers_change_upgrades_once_and_records_the_digests() -> None:
+    fake = FakeHelm()
+    images = {"postRenderers": [{"kustomize": {"images": [{"name": "a", "newTag": "1"}]}}],
+              "commonMetadata": {"labels": {"team": "a"}}}
+    first = reconcile(fake, release(images))
+    assert first.status.observed_post_renderers_digest.startswith("sha256:")
+    assert first.status.observed_common_metadata_digest.startswith("sha256:")
+    assert reconcile(fake, release(images, generation=2), first.status).actions == ()
+    changed = {**images, "postRenderers": [
+        {"kustomize": {"images": [{"name": "a", "newTag": "2"}]}}]}
+    result = reconcile(fake, release(changed, generation=3), first.status)
+    assert result.actions == ("upgrade",)  # once: the digest is recorded by the upgrade
+    assert result.status.observed_post_renderers_digest not in (
+        "", first.status.observed_post_renderers_digest)
+    assert result.status.observed_common_metadata_digest == (
+        first.status.observed_common_metadata_digest)
+    assert reconcile(fake, release(changed, generation=4), result.status).actions == ()
+
+
 def test_a_new_manifest_digest_under_the_same_version_upgrades() -> None:
     fake = FakeHelm()
     first = reconcile(fake, release())

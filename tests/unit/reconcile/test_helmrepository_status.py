@@ -79,7 +79,7 @@ def test_password_never_reaches_the_status() -> None:
     assert "hunter2" not in repr(result)
 
 
-def test_http_index_repositories_stall_as_not_served_yet() -> None:
+def test_http_index_repositories_stall_where_no_http_sources_are_set_up() -> None:
     http = HelmRepository.from_object({
         "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
         "metadata": {"name": "bitnami", "namespace": "default", "generation": 1},

@@ -282,6 +282,24 @@ def test_a_chart_without_verify_needs_no_verified_digest(store: ArtifactStore) -
     assert ready.oci_digest == MANIFEST
 
 
+def test_a_chart_from_an_http_repository_installs_only_without_verify(
+        store: ArtifactStore) -> None:
+    # an HTTP repository's chart: revision is the version alone, nothing was verified
+    http = chart(verify=None, verified=None, revision="6.5.4")
+    ready = chart_readiness(release(None), http, store, None)
+    assert (ready.file.digest, ready.version, ready.oci_digest) == (CHART_DIGEST, "6.5.4", "")
+    # the same artifact under a chart that sets verify is never handed to helm, even if the
+    # chart's conditions claim it was verified
+    err = waiting(chart(revision="6.5.4"), store, verified=CHART_DIGEST)
+    assert err.reason == c.VERIFICATION_ERROR
+    assert "names no manifest digest" in err.message
+    # a release that asks for verify does not take a chart whose verify was taken away
+    err = waiting(chart(verify=None, verified=None, revision="6.5.4"), store, verified=None)
+    assert "names no manifest digest" in err.message
+    err = waiting(chart(verify=None, verified=None), store, verified=None)
+    assert "has not been verified by this chartguard process yet" in err.message
+
+
 def test_an_artifact_missing_from_the_store_is_waited_for(store: ArtifactStore) -> None:
     absent = "sha256:" + "ee" * 32
     err = waiting(chart(digest=absent), store)

@@ -236,8 +236,10 @@ def test_a_failed_chart_write_is_retried_with_the_apis_words(world: World) -> No
         sync_release_chart(release(), status(f"old/{CHART}"), world.env)
 
 
-def test_an_oci_repository_chart_ref_is_stalled(world: World) -> None:
-    err = fails(release(chartRef={"kind": "OCIRepository", "name": "podinfo"}), world)
+@pytest.mark.parametrize("kind", ["OCIRepository", "ExternalArtifact"])
+def test_an_oci_repository_or_external_artifact_chart_ref_is_stalled(world: World,
+                                                                    kind: str) -> None:
+    err = fails(release(chartRef={"kind": kind, "name": "podinfo"}), world)
     assert err.stalled
     assert err.reason == UNSUPPORTED_SOURCE_KIND
     assert "not served by chartguard" in err.message
@@ -246,9 +248,6 @@ def test_an_oci_repository_chart_ref_is_stalled(world: World) -> None:
 
 
 @pytest.mark.parametrize(("spec", "field"), [
-    ({"kubeConfig": {"secretRef": {"name": "remote"}}}, "spec.kubeConfig"),
-    ({"postRenderers": [{"kustomize": {"images": [{"name": "nginx", "newTag": "1"}]}}]},
-     "spec.postRenderers"),
     ({"driftDetection": {"mode": "enabled"}}, "spec.driftDetection.mode"),
     ({"driftDetection": {"mode": "warn"}}, "spec.driftDetection.mode"),
     ({"storageNamespace": "elsewhere"}, "spec.storageNamespace"),
@@ -265,8 +264,6 @@ def test_refused_fields_stall_naming_the_field(world: World, spec: dict[str, Any
 
 
 @pytest.mark.parametrize(("spec", "field"), [
-    ({"upgrade": {"crds": "Create"}}, "spec.upgrade.crds"),
-    ({"install": {"crds": "CreateReplace"}}, "spec.install.crds"),
     ({"rollback": {"recreate": True}}, "spec.rollback.recreate"),
 ])
 def test_what_the_helm_cli_cannot_do_is_refused_the_same_way(world: World, spec: dict[str, Any],
@@ -281,9 +278,8 @@ def test_what_the_helm_cli_cannot_do_is_refused_the_same_way(world: World, spec:
 
 
 def test_every_refused_field_is_named_at_once(world: World) -> None:
-    err = fails(release(kubeConfig={"secretRef": {"name": "remote"}},
-                        driftDetection={"mode": "warn"}), world)
-    assert "spec.kubeConfig is not supported" in err.message
+    err = fails(release(storageNamespace="elsewhere", driftDetection={"mode": "warn"}), world)
+    assert "spec.storageNamespace is not supported" in err.message
     assert "spec.driftDetection.mode is not supported" in err.message
 
 
@@ -293,6 +289,8 @@ def test_every_refused_field_is_named_at_once(world: World) -> None:
     {"driftDetection": {"mode": "disabled", "ignore": [{"paths": ["/spec/replicas"]}]}},
     {"storageNamespace": NS},
     {"targetNamespace": "podinfo", "storageNamespace": "podinfo"},
+    {"kubeConfig": {"secretRef": {"name": "remote"}}},  # helm --kubeconfig (release_flow)
+    {"install": {"crds": "CreateReplace"}, "upgrade": {"crds": "Create"}},  # helm.crds
 ])
 def test_fields_chartguard_honours_or_that_change_nothing_are_accepted(world: World,
                                                                 spec: dict[str, Any]) -> None:

@@ -10,16 +10,19 @@ from typing import Any
 import pytest
 from release_fakes import chart, release
 
+from chartguard.api.post_renderers import common_metadata_digest, post_renderers_digest
 from chartguard.api.status import HelmReleaseStatus, Snapshot
 from chartguard.helm.release import StoredRelease
 from chartguard.reconcile import release_history as h
 from chartguard.reconcile.release_state import (
     CHART_CHANGED,
     CHART_DIGEST_CHANGED,
+    COMMON_METADATA_CHANGED,
     EXISTING_RELEASE,
     MISSING_ROLLBACK_TARGET,
     NO_RELEASE,
     NOT_OBSERVED,
+    POST_RENDERERS_CHANGED,
     RETRIES_EXCEEDED,
     TEST_FAILED,
     UNINSTALLED_IN_STORAGE,
@@ -164,6 +167,29 @@ STATE_ROWS = [
 def test_determine_state_follows_helm_controller(row: StateRow) -> None:
     got = determine_state(release(row.spec), row.stored, row.status, CHART, row.values)
     assert got == row.want
+
+
+POST_RENDERERS = {"postRenderers": [{"kustomize": {"images": [{"name": "a", "newTag": "2"}]}}]}
+COMMON = {"commonMetadata": {"labels": {"team": "a"}}}
+
+
+@pytest.mark.parametrize(("spec", "want"), [
+    (POST_RENDERERS, POST_RENDERERS_CHANGED), (COMMON, COMMON_METADATA_CHANGED)])
+def test_changed_post_renderers_or_common_metadata_upgrade_at_a_new_generation(
+        spec: Mapping[str, Any], want: str) -> None:
+    """helm-controller compares the observed digests only for a new generation; the digests
+    of the last successful install or upgrade are in status."""
+    recorded = status(snap(DEPLOYED), observed_generation=1)
+    assert determine_state(release(spec, generation=1), DEPLOYED, recorded, CHART,
+                           VALUES) == ReleaseState(StateStatus.IN_SYNC)
+    got = determine_state(release(spec, generation=2), DEPLOYED, recorded, CHART, VALUES)
+    assert got == ReleaseState(StateStatus.OUT_OF_SYNC, want)
+    assert next_action(got, release(spec, generation=2), recorded) is Action.UPGRADE
+    spec_now = release(spec, generation=2).spec
+    applied = replace(recorded, observed_post_renderers_digest=post_renderers_digest(spec_now),
+                      observed_common_metadata_digest=common_metadata_digest(spec_now))
+    assert determine_state(release(spec, generation=2), DEPLOYED, applied, CHART,
+                           VALUES) == ReleaseState(StateStatus.IN_SYNC)
 
 
 # -- next_action -------------------------------------------------------------------------------

@@ -54,6 +54,12 @@ the per-namespace Roles. README "RBAC" says why each is there.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- if .Values.rbac.workloadIdentity }}
+# spec.kubeConfig.configMapRef (provider generic): ServiceAccount tokens for remote clusters
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  verbs: ["create"]
+{{- end }}
 {{- end -}}
 
 {{- define "chartguard.releasesServiceAccountName" -}}
