@@ -23,6 +23,7 @@ from operator_support import (
     secret,
     wait_for,
 )
+from test_operator_release_crds import crd, push, schema
 from test_operator_release_failures import (
     REPO,
     apply_release,
@@ -205,6 +206,41 @@ def test_server_side_apply_disabled_applies_client_side_then_enabled_server_side
     assert deploy["spec"]["replicas"] == 3
     if real:
         assert ("helm", "Apply") in helm_managers(cluster, "deployment", "web")
+
+
+def test_crd_policies_follow_the_apply_method_of_the_action(
+        cluster: Cluster, charts: Charts, registry: Registry, operator: Operator,
+        kube: OperatorTarget) -> None:
+    """helm-controller's applyCRDs applies a chart's CRDs with the action's apply method:
+    with ``install.serverSideApply: false`` (and an upgrade's ``auto`` after it) CreateReplace
+    creates and replaces them client-side (managedFields operation Update, no Apply)."""
+    ns = cluster.ns
+    group = f"{ns}.example.com"  # CRDs are cluster-wide: named for this test's namespace
+    size = {"size": {"type": "integer"}}
+    push(charts, "tools", "0.1.0", {"crds/tools.yaml": crd("tools", group, size)})
+    push(charts, "tools", "0.2.0", {"crds/tools.yaml": crd("tools", group,
+                                                           {**size, "color": {"type": "string"}})})
+    cluster.kubectl.apply(
+        secret("cosign-pub", ns, {"cosign.pub": charts.key("cosign").public_pem}),
+        repository(REPO, ns, registry.oci()),
+        helmrelease("tools", ns, "tools", REPO, KEY_BLOCK, version="0.1.0", targetNamespace=ns,
+                    install={"crds": "CreateReplace", "serverSideApply": False},
+                    upgrade={"crds": "CreateReplace"}))
+    operator.start()
+    wait_ready(cluster, operator, "tools")
+    assert schema(cluster, f"tools.{group}") == {"size"}
+    patch_spec(cluster, "tools", {"chart": {"spec": {"version": "0.2.0"}}})
+    wait_for(lambda: summary(cluster, f"{ns}-tools").get(2) == ("deployed", "0.2.0"),
+             "revision 2", timeout=90, operator=operator)
+    assert schema(cluster, f"tools.{group}") == {"size", "color"}  # replaced
+    assert records(cluster, f"{ns}-tools")[2].apply_method == "csa"
+    if kube.kind == "real":  # the emulator keeps no managedFields
+        out = cluster.kubectl("get", "crd", f"tools.{group}", "--show-managed-fields",
+                              "-o", "json").stdout
+        managers = {(e["manager"], e["operation"])
+                    for e in json.loads(out)["metadata"]["managedFields"]}
+        assert ("chartguard", "Update") in managers
+        assert not any(op == "Apply" for _, op in managers), managers
 
 
 # -- chartNameChangeStrategy -----------------------------------------------------------------
