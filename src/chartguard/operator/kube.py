@@ -201,11 +201,11 @@ class Kube:
         """Any object by apiVersion and kind (its resource found through discovery), as
         ``as_user`` when given; ``namespace`` is ignored for a cluster-scoped kind. None when
         the object, or its kind, does not exist."""
-        resource = self._resource(api_version, kind)
+        resource = self.resource(api_version, kind)
         if resource is None:
             return None
         plural, namespaced = resource
-        base, params = _api_path(api_version)
+        base, params = api_path(api_version)
         params = {**params, "plural": plural, "name": name}
         scope = ""
         if namespaced:
@@ -238,13 +238,13 @@ class Kube:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
         return response.response
 
-    def _resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:
+    def resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:
         """(plural, namespaced) of ``kind`` in ``api_version``; discovery is read again when
         the kind is not known yet (a CRD installed since)."""
         known = self._discovered.get(api_version, {})
         if kind in known:
             return known[kind]
-        path, params = _api_path(api_version)
+        path, params = api_path(api_version)
         try:
             body = self._call(f"discovery of {api_version}", self._get_path, path, params, {})
         except KubeError as err:
@@ -266,6 +266,29 @@ class Kube:
                           label_selector=label_selector)
         items = body.get("items") if isinstance(body, dict) else None
         return [item for item in items or [] if isinstance(item, dict)]
+
+    def request(self, what: str, method: str, path: str, *,
+                query: Mapping[str, str] | None = None, body: Any = None,
+                content_type: str = "application/json", as_user: str = "") -> dict[str, Any]:
+        """Any API call by path (``/api/v1/…``, ``/apis/<group>/<version>/…``) with the same
+        retries, as ``as_user`` when given (``Impersonate-User``); the answer as JSON."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        if as_user:
+            headers["Impersonate-User"] = as_user
+        params = list((query or {}).items())
+
+        def call(*, _preload_content: bool, _request_timeout: float) -> Any:
+            serialized = self.api.param_serialize(
+                method=method, resource_path=path, query_params=params, header_params=headers,
+                body=body, auth_settings=["BearerToken"])
+            response = self.api.call_api(*serialized, _request_timeout=_request_timeout)
+            response.read()  # type: ignore[no-untyped-call]
+            if not 200 <= response.status <= 299:
+                raise ApiException.from_response(http_resp=response, body=None, data=None)
+            return response
+
+        answer: dict[str, Any] = self._call(what, call)
+        return answer
 
     def get_crd(self, name: str, *, as_user: str = "") -> dict[str, Any] | None:
         """A CustomResourceDefinition (as ``as_user`` when given); None when absent."""
@@ -414,7 +437,7 @@ class Kube:
                    namespace, event)
 
 
-def _api_path(api_version: str) -> tuple[str, dict[str, str]]:
+def api_path(api_version: str) -> tuple[str, dict[str, str]]:
     """The discovery path of ``api_version`` and its parameters (quoted by the client)."""
     if "/" in api_version:
         group, _, version = api_version.partition("/")

@@ -24,9 +24,9 @@ from chartguard.helm.crds import CRDError
 from chartguard.helm.release import (
     ReleaseDecodeError,
     StoredRelease,
+    decode_release_manifest,
     decode_release_secret,
     failed_release_secret,
-    release_manifest,
 )
 from chartguard.operator.caches import Objects
 from chartguard.operator.kube import Kube, KubeError
@@ -104,6 +104,23 @@ class KubeReleaseStorage:
         return record
 
 
+def read_revision(kube: Kube, namespace: str, name: str,
+                  version: int) -> tuple[StoredRelease, str]:
+    """Revision ``version`` of helm release ``name`` and its manifest, read from its Secret;
+    :class:`ReleaseStorageError` saying why when it cannot be."""
+    secret = f"sh.helm.release.v1.{name}.v{version}"
+    try:
+        body = kube.get_secret_body(namespace, secret)
+    except KubeError as err:
+        raise ReleaseStorageError(f"{secret}: {safe(err)}") from None
+    if body is None:
+        raise ReleaseStorageError(f"revision {version} of {namespace}/{name} is not stored")
+    try:
+        return decode_release_manifest(body)
+    except ReleaseDecodeError as err:
+        raise ReleaseStorageError(f"{secret}: {safe(err)}") from None
+
+
 class KubeLiveObjects:
     """A :class:`~chartguard.helm.health.LiveObjects`: release manifests from helm's records,
     objects from the API server (the health checks of ``spec.healthCheckExprs``)."""
@@ -112,17 +129,7 @@ class KubeLiveObjects:
         self._kube = kube
 
     def manifest(self, namespace: str, name: str, version: int) -> str:
-        secret = f"sh.helm.release.v1.{name}.v{version}"
-        try:
-            body = self._kube.get_secret_body(namespace, secret)
-        except KubeError as err:
-            raise ReleaseStorageError(f"{secret}: {safe(err)}") from None
-        if body is None:
-            raise ReleaseStorageError(f"revision {version} of {namespace}/{name} is not stored")
-        try:
-            return release_manifest(body)
-        except ReleaseDecodeError as err:
-            raise ReleaseStorageError(f"{secret}: {safe(err)}") from None
+        return read_revision(self._kube, namespace, name, version)[1]
 
     def get(self, api_version: str, kind: str, namespace: str, name: str, *,
             as_user: str = "") -> Mapping[str, Any] | None:

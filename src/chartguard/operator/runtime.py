@@ -33,6 +33,7 @@ from chartguard.api.meta import HELM_GROUP, SOURCE_GROUP
 from chartguard.api.status import HelmChartStatus, HelmReleaseStatus, HelmRepositoryStatus
 from chartguard.helm.runner import Helm
 from chartguard.operator.caches import ConfigMaps, Index, Objects, Secrets, Sources
+from chartguard.operator.cluster import KubeCluster
 from chartguard.operator.clusters import KubeRemoteClusters, KubeTokens
 from chartguard.operator.config import OperatorConfig
 from chartguard.operator.kube import RETRIABLE, Kube, KubeError
@@ -162,7 +163,8 @@ class Runtime:
                 chart_writer=KubeCharts(kube, self.charts),
                 releases=Sources(self.releases, kube, RELEASES, group=HELM_GROUP, version="v2"),
                 secrets=self.secrets, configmaps=self.configmaps, store=self.store,
-                verified=self.chart_verified))
+                verified=self.chart_verified),
+            cluster=KubeCluster(kube))
         # sources and releases have queues and workers of their own: a release's helm run
         # (minutes with --wait) never holds up a chart's verification
         self.queue: WorkQueue[Key] = WorkQueue()

@@ -32,7 +32,9 @@ from chartguard.api.helmrelease import REINSTALL, HelmRelease
 from chartguard.api.status import HelmReleaseStatus, Snapshot
 from chartguard.helm.release import ReleaseStorage
 from chartguard.reconcile import release_actions as act
+from chartguard.reconcile import release_drift as drift
 from chartguard.reconcile import release_history as h
+from chartguard.reconcile.drift_rules import IgnoreRuleError, compile_rules
 from chartguard.reconcile.outcome import (
     INVALID_SPEC,
     RetryAfterIntervalError,
@@ -52,10 +54,14 @@ from chartguard.reconcile.release_state import (
     next_action,
     retries_exceeded_message,
 )
-from chartguard.reconcile.seams import Event, HelmActions, utcnow
+from chartguard.reconcile.seams import ClusterError, ClusterObjects, Event, HelmActions, utcnow
 
 STATE_ERROR = "StateError"
 RECONCILE_ERROR = "ReconcileError"
+#: helm-controller's ReconcilerTypeDriftCorrection and the action's Name()
+DRIFT_CORRECTION = "drift correction"
+DRIFT_CORRECTION_NAME = "correct cluster drift"
+NO_DRIFT_MESSAGE = "No drift detected against the cluster state"
 
 _RUN: dict[Action, Callable[[act.Scratch], str | None]] = {
     Action.INSTALL: act.install, Action.UPGRADE: act.upgrade, Action.TEST: act.test,
@@ -97,10 +103,12 @@ def action_timeout(release: HelmRelease, action: Action) -> timedelta:
 def reconcile_release(release: HelmRelease, status: HelmReleaseStatus, helm: HelmActions,
                       storage: ReleaseStorage, *, chart: ReadyChart, values: ComposedValues,
                       now: datetime, on_progress: Callable[[HelmReleaseStatus], None],
-                      force: bool = False) -> ReleaseResult:
+                      force: bool = False, cluster: ClusterObjects | None = None
+                      ) -> ReleaseResult:
     """Run the actions that bring the release to ``chart`` and ``values``. ``force``: an
     unhandled ``reconcile.fluxcd.io/forceAt`` request (one upgrade even when in sync, an
-    install or upgrade even with retries exhausted)."""
+    install or upgrade even with retries exhausted). ``cluster``: where the released objects
+    are read for ``spec.driftDetection`` (required when its mode is enabled or warn)."""
     s = act.Scratch(release=release, status=status, now=now, helm=helm, storage=storage,
                     chart=chart, values=values)
     wanted = release.spec.storage_namespace
@@ -134,6 +142,21 @@ def reconcile_release(release: HelmRelease, status: HelmReleaseStatus, helm: Hel
             return _stalled(s, err.reason, err.message)
         _bookkeep(s, state.status, action, force=force)
         force = False  # a force request is handled once (meta.ShouldHandleForceRequest)
+        if action is None and state.status is StateStatus.IN_SYNC:
+            drift = _detect_drift(s, cluster)
+            if drift is _DRIFT_UNKNOWN:
+                return _retry(s)
+            if drift is not None and release.spec.drift_detection_mode == "enabled":
+                if DRIFT_CORRECTION in ran_kinds:  # corrected once, still drifted: come back
+                    if active_retry(release, s.status) is not None:
+                        return _retry_after_interval(s)
+                    return _requeue(s)
+                s.reconciling(c.PROGRESSING, f"Running '{DRIFT_CORRECTION_NAME}' action with "
+                                             f"timeout of {format_duration(release.spec.timeout)}")
+                on_progress(s.status)
+                _correct_drift(s, cluster, drift)
+                ran_kinds.append(DRIFT_CORRECTION)
+                continue
         if action is None:
             s.delete(c.RECONCILING)
             s.summarize()
@@ -324,6 +347,66 @@ def _bookkeep(s: act.Scratch, state: StateStatus, action: Action | None, *,
 def _success_message(verb: str, cur: Snapshot) -> str:
     return c.release_action_message(verb, safe(cur.namespace), safe(cur.name), cur.version,
                                     safe(cur.chart_name), safe(cur.chart_version))
+
+
+# -- drift (state.go's Drifted state, correct_cluster_drift.go) -------------------------------
+
+#: the cluster state could not be determined: Ready False StateError is already marked
+_DRIFT_UNKNOWN = drift.DriftReport(errors=("unknown",))
+
+
+def _detect_drift(s: act.Scratch, cluster: ClusterObjects | None) -> drift.DriftReport | None:
+    """The drift of the in-sync release's objects (None: none, or detection disabled), with
+    the Drifted condition and the DriftDetected Event as helm-controller writes them."""
+    release = s.release
+    if release.spec.drift_detection_mode not in ("enabled", "warn"):
+        s.delete(c.DRIFTED)  # a condition about a check no longer made would mislead
+        return None
+    cur, stored = s.latest, s.stored[0] if s.stored else None
+    assert cur is not None
+    assert stored is not None
+    try:
+        if cluster is None:
+            raise ClusterError("the operator was started without access to released objects")
+        digest, manifest = cluster.release_manifest(stored.namespace, stored.name,
+                                                    stored.version)
+        if digest != cur.digest:
+            raise ClusterError(f"revision {stored.version} changed while it was read")
+        rules = compile_rules(release.spec.drift_detection_ignore)
+        as_user = s.helm.identity(release)
+        objects = drift.desired_objects(manifest, stored.name, stored.namespace, cluster)
+        report = drift.detect(objects, rules, cluster, as_user=as_user)
+    except (ClusterError, drift.ManifestError, IgnoreRuleError) as err:
+        report = drift.DriftReport(errors=(safe(err),))
+    if not report.drifted:
+        if report.errors:
+            s.mark(c.READY, c.FALSE, STATE_ERROR, "Could not determine release state: unable "
+                   f"to determine cluster state: {'; '.join(report.errors)}")
+            return _DRIFT_UNKNOWN
+        s.mark(c.DRIFTED, c.FALSE, c.NO_DRIFT_DETECTED, NO_DRIFT_MESSAGE)
+        return None
+    message = drift.drift_message(act.full_name(cur), report)
+    s.events.append(Event("Warning", c.DRIFT_DETECTED, message))
+    s.mark(c.DRIFTED, c.TRUE, c.DRIFT_DETECTED, message)
+    return report
+
+
+def _correct_drift(s: act.Scratch, cluster: ClusterObjects | None,
+                   report: drift.DriftReport) -> None:
+    """Put the drifted objects back (no helm revision); DriftCorrected or
+    DriftCorrectionFailed. The loop then looks again."""
+    assert cluster is not None  # detection needed it
+    cur = s.latest
+    assert cur is not None
+    s.mark(c.READY, c.UNKNOWN, c.PROGRESSING, "correcting cluster drift")
+    s.calls.append(DRIFT_CORRECTION_NAME)
+    result = drift.correct(report, cluster, as_user=s.helm.identity(s.release))
+    if result.errors:
+        s.snapshot_event("Warning", c.DRIFT_CORRECTION_FAILED,
+                         drift.correction_failed_message(act.full_name(cur), result), cur)
+    elif result.done:
+        s.snapshot_event("Normal", c.DRIFT_CORRECTED,
+                         drift.corrected_message(act.full_name(cur), result), cur)
 
 
 # -- results -----------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from chartguard.reconcile.release_prepare import (
 )
 from chartguard.reconcile.seams import (
     ChartWriteError,
+    ClusterObjects,
     Event,
     HelmActions,
     SecretUnreadableError,
@@ -67,6 +68,8 @@ class ReleaseEnv:
     storage: ReleaseStorage
     prepare: PrepareEnv
     now: Callable[[], datetime] = utcnow
+    #: the released objects, for spec.driftDetection (None: drift detection refused)
+    cluster: ClusterObjects | None = None
     #: helm and storage of the remote clusters ``spec.kubeConfig`` names; None: refused
     clusters: RemoteClusters | None = None
     kubeconfig_options: KubeConfigOptions = field(default_factory=KubeConfigOptions)
@@ -123,7 +126,8 @@ def reconcile_helmrelease(release: HelmRelease, status: HelmReleaseStatus, env: 
             values = replace(prepared.values, sensitive=prepared.values.sensitive | sensitive)
             result = reconcile_release(release, status, helm, storage, chart=prepared.chart,
                                        values=values, now=now, on_progress=on_progress,
-                                       force=force)
+                                       force=force, cluster=None if release.spec.kube_config
+                                       else env.cluster)
     except StepFailedError as err:
         return _stopped(release, status, err, now, refs)
     except RemoteStorageError as err:

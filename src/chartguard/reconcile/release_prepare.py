@@ -32,7 +32,8 @@ from chartguard.api.implied import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
 from chartguard.api.status import HelmReleaseStatus
 from chartguard.helm.args import unsupported as helm_cannot_honour
 from chartguard.helm.health import HealthChecks
-from chartguard.reconcile.outcome import StepFailedError, WaitingError, safe
+from chartguard.reconcile.drift_rules import IgnoreRuleError, compile_rules
+from chartguard.reconcile.outcome import INVALID_SPEC, StepFailedError, WaitingError, safe
 from chartguard.reconcile.release_chart import (
     chart_readiness,
     desired_helmchart_body,
@@ -59,17 +60,19 @@ READY_EXPR_VARIABLES = ("self", "dep")
 
 #: Spec fields a HelmRelease may carry (Flux's API has them) that chartguard refuses, each with
 #: why; a release using one is Stalled with a message naming it. ``serviceAccountName`` is
-#: honoured (helm impersonates it, as Flux does). ``persistentClient`` is
-#: honoured as it stands (every helm action is its own process, so it changes nothing), and
-#: ``driftDetection.ignore`` with mode ``disabled`` has no effect, as in Flux.
+#: honoured (helm impersonates it, as Flux does; drift detection acts as it too).
+#: ``persistentClient`` is honoured as it stands (every helm action is its own process, so it
+#: changes nothing), and ``driftDetection.ignore`` with mode ``disabled`` has no effect, as in
+#: Flux. ``driftDetection`` works (:mod:`.release_drift`), except into another cluster.
 REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
     ("spec.chartRef (kind OCIRepository or ExternalArtifact)",
      "OCIRepository and ExternalArtifact sources are not served by chartguard, which installs "
      "only charts it verified through a HelmChart; use spec.chart or chartRef kind HelmChart"),
-    ("spec.driftDetection.mode (enabled or warn)",
-     "chartguard does not detect or correct drift of released objects yet"),
     ("spec.storageNamespace (other than the release namespace)",
      "the helm CLI keeps a release's records in the namespace it installs into"),
+    ("spec.driftDetection.mode (enabled or warn, with spec.kubeConfig)",
+     "with spec.kubeConfig: drift is read and corrected in the cluster chartguard runs in, "
+     "not the one the kubeconfig names; remove one of them"),
     # refused when the ConfigMap names the provider (chartguard.reconcile.kubeconfig)
     ("spec.kubeConfig.configMapRef (provider aws, azure or gcp)",
      "a workload-identity kubeconfig of a cloud provider needs that cloud's identity service "
@@ -77,7 +80,7 @@ REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
      "chartguard does not call; use provider generic or a kubeconfig Secret"),
 )
 _WHY = dict(REFUSED_FIELDS)
-_CHART_REF_OCI, _DRIFT, _STORAGE, CLOUD_WORKLOAD_IDENTITY = (
+_CHART_REF_OCI, _STORAGE, _DRIFT_REMOTE, CLOUD_WORKLOAD_IDENTITY = (
     field for field, _ in REFUSED_FIELDS)
 
 
@@ -159,16 +162,22 @@ def refuse_unsupported(release: HelmRelease) -> None:
                               f"spec.chartRef: {_WHY[_CHART_REF_OCI]}", stalled=True,
                               status=c.FALSE)
     used = []
-    if spec.drift_detection_mode != "disabled":
-        used.append(_DRIFT)
     if spec.storage_namespace and spec.storage_namespace != release.release_namespace:
         used.append(_STORAGE)
+    if spec.kube_config is not None and spec.drift_detection_mode != "disabled":
+        used.append(_DRIFT_REMOTE)
     problems = [f"{field.split(' ')[0]} is not supported: {_WHY[field]}" for field in used]
     named = {field.split(" ")[0] for field in used}
     for found in helm_cannot_honour(release):
         path, _, why = found.partition(": ")
         if path not in named:
             problems.append(f"{path} is not supported: {why}")
+    if not problems and spec.drift_detection_mode != "disabled":
+        try:
+            compile_rules(spec.drift_detection_ignore)
+        except IgnoreRuleError as err:
+            raise StepFailedError(c.READY, INVALID_SPEC, str(err), stalled=True,
+                                  status=c.FALSE) from None
     if problems:
         raise StepFailedError(c.READY, UNSUPPORTED_FIELD,
                               f"{'; '.join(problems)}; remove it (see README, 'Not supported "

@@ -7,7 +7,7 @@ does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -118,6 +118,11 @@ class HelmActions(Protocol):
 
     def uninstall(self, release: HelmRelease) -> None: ...
 
+    def identity(self, release: HelmRelease) -> str:
+        """The user helm acts as for ``release`` (``system:serviceaccount:…``); "": the
+        operator's own. Drift detection reads and writes the release's objects as it."""
+        ...
+
     def unlock(self, release: HelmRelease, version: int, *, description: str) -> StoredRelease:
         """Mark revision ``version``, stuck in a pending-* status (a helm process that died),
         ``failed`` in helm's storage with ``description``, as helm-controller's unlock does (the
@@ -137,3 +142,44 @@ class Event:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class ClusterError(Exception):
+    """A call about a released object failed (the API refused it or did not answer);
+    ``status`` is the HTTP status (0: no answer). The message names the object, safe to show,
+    never what a Secret holds."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ClusterObjects(Protocol):
+    """The released objects, read and written for drift detection (helm-controller's
+    ``action.Diff`` and ``ApplyDiff``), each call acting as ``as_user`` when given (the
+    identity helm runs the release as; "": the operator's own). Raises :class:`ClusterError`."""
+
+    def namespaced(self, api_version: str, kind: str) -> bool:
+        """Whether objects of ``kind`` live in a namespace (API discovery)."""
+        ...
+
+    def get(self, obj: Mapping[str, Any], *, as_user: str) -> dict[str, Any] | None:
+        """The live object ``obj`` names (apiVersion, kind, namespace, name); None if absent."""
+        ...
+
+    def dry_run_apply(self, obj: Mapping[str, Any], *, field_manager: str,
+                      as_user: str) -> dict[str, Any]:
+        """What a server-side apply of ``obj`` (forcing conflicts) would store: ``dryRun=All``."""
+        ...
+
+    def create(self, obj: Mapping[str, Any], *, field_manager: str,
+               as_user: str) -> dict[str, Any]: ...
+
+    def json_patch(self, obj: Mapping[str, Any], ops: Sequence[Mapping[str, Any]], *,
+                   field_manager: str, as_user: str) -> dict[str, Any]:
+        """Apply the JSON patch (RFC 6902) ``ops`` to the live object ``obj`` names."""
+        ...
+
+    def release_manifest(self, namespace: str, name: str, version: int) -> tuple[str, str]:
+        """(record digest, manifest) of revision ``version`` of helm release ``name``."""
+        ...

@@ -265,8 +265,12 @@ def test_a_chart_whose_bytes_do_not_match_the_index_digest_is_refused(
         server: HelmRepoServer, operator: Operator) -> None:
     ns = cluster.ns
     # another podinfo 0.2.0 (other bytes) where the index points: its digest is the old one
-    other = build_repository(helm_env, tmp_path / "other", [("podinfo", "0.2.0")]).parent
-    (repo_dir / "podinfo-0.2.0.tgz").write_bytes((other / "podinfo-0.2.0.tgz").read_bytes())
+    # (helm packages reproducibly: the same chart made in the same second is the same bytes,
+    # so the other one differs in a file)
+    source = helm_env.create("podinfo", "0.2.0", extra_files={"templates/NOTES.txt": b"other\n"})
+    other = helm_env.package(source).read_bytes()
+    assert other != (repo_dir / "podinfo-0.2.0.tgz").read_bytes()
+    (repo_dir / "podinfo-0.2.0.tgz").write_bytes(other)
     cluster.kubectl.apply(
         *auth_repository("podinfo", ns, server),
         helmrelease("podinfo", ns, "podinfo", "podinfo", None, version="0.2.0",

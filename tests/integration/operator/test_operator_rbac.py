@@ -305,6 +305,38 @@ def test_releases_install_as_the_releases_identity_and_the_operator_needs_no_mor
     assert not DENIED.search(log), log[-6000:]
 
 
+def test_drift_is_read_and_corrected_as_the_releases_identity(
+        installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
+    """driftDetection acts as the identity helm runs the release as: the operator's own
+    ServiceAccount may not patch a Deployment, yet a scaled one is put back, with no 403."""
+    admin, ns = installed.admin, installed.namespace
+    _blog_objects(admin, charts, proxy)
+    body = _web_release(ns, {TEST_LABEL: ns})
+    body["spec"]["driftDetection"] = {"mode": "enabled"}
+    admin.kubectl.apply(body)
+    name = _release("drift")
+    docs = render(name, ns)
+    own = next(d for d in docs if d["kind"] == "ServiceAccount"
+               and not d["metadata"]["name"].endswith("-releases"))["metadata"]["name"]
+    operator = installed.start(docs, tmp_path, extra=(
+        "--release-service-account", f"{ns}/{name}-chartguard-releases"))
+    wait_for(lambda: admin.condition("helmrelease", ns, "web", "Drifted").get("reason")
+             == "NoDriftDetected", "HelmRelease web installed and compared", timeout=120,
+             operator=operator)
+    can = admin.kubectl("auth", "can-i", "patch", "deployments", "-n", ns, "--as",
+                        f"system:serviceaccount:{ns}:{own}", check=False).stdout.strip()
+    assert can == "no"
+    admin.kubectl("patch", "deployment", "-n", ns, "web-nginx", "--type", "merge",
+                  "-p", '{"spec": {"replicas": 3}}')
+    admin.request_reconcile("helmrelease", ns, "web")
+    wait_for(lambda: any(e["reason"] == "DriftCorrected" for e in admin.events(ns)),
+             "drift corrected as the releases' identity", timeout=60, operator=operator)
+    assert admin.body("deployment", ns, "web-nginx")["spec"]["replicas"] == 1
+    assert operator.stop() == 0
+    log = operator.output()
+    assert not DENIED.search(log), log[-6000:]
+
+
 def test_without_the_releases_binding_helm_is_refused_as_that_identity(
         installed: Installed, charts: Charts, proxy: CountingProxy, tmp_path: Path) -> None:
     """The operator's own ServiceAccount cannot install anything: helm acts as the releases'

@@ -220,6 +220,10 @@ class FakeHelm:
         else:
             del self.records[key]
 
+    def identity(self, release: HelmRelease) -> str:
+        name = release.spec.service_account_name
+        return f"system:serviceaccount:{release.metadata.namespace}:{name}" if name else ""
+
     def unlock(self, release: HelmRelease, version: int, *, description: str) -> StoredRelease:
         self.calls.append(("unlock", release.release_name))
         failure = self._failing("unlock")

@@ -248,8 +248,6 @@ def test_an_oci_repository_or_external_artifact_chart_ref_is_stalled(world: Worl
 
 
 @pytest.mark.parametrize(("spec", "field"), [
-    ({"driftDetection": {"mode": "enabled"}}, "spec.driftDetection.mode"),
-    ({"driftDetection": {"mode": "warn"}}, "spec.driftDetection.mode"),
     ({"storageNamespace": "elsewhere"}, "spec.storageNamespace"),
 ])
 def test_refused_fields_stall_naming_the_field(world: World, spec: dict[str, Any],
@@ -278,15 +276,18 @@ def test_what_the_helm_cli_cannot_do_is_refused_the_same_way(world: World, spec:
 
 
 def test_every_refused_field_is_named_at_once(world: World) -> None:
-    err = fails(release(storageNamespace="elsewhere", driftDetection={"mode": "warn"}), world)
+    err = fails(release(storageNamespace="elsewhere", driftDetection={"mode": "warn"},
+                        kubeConfig={"secretRef": {"name": "remote"}}), world)
     assert "spec.storageNamespace is not supported" in err.message
-    assert "spec.driftDetection.mode is not supported" in err.message
+    assert "spec.driftDetection.mode is not supported: with spec.kubeConfig" in err.message
 
 
 @pytest.mark.parametrize("spec", [
     {"persistentClient": False},
     {"serviceAccountName": "deployer"},  # honoured: helm impersonates it
     {"driftDetection": {"mode": "disabled", "ignore": [{"paths": ["/spec/replicas"]}]}},
+    {"driftDetection": {"mode": "enabled", "ignore": [{"paths": ["/spec/replicas"]}]}},
+    {"driftDetection": {"mode": "warn"}, "serviceAccountName": "deployer"},
     {"storageNamespace": NS},
     {"targetNamespace": "podinfo", "storageNamespace": "podinfo"},
     {"kubeConfig": {"secretRef": {"name": "remote"}}},  # helm --kubeconfig (release_flow)
