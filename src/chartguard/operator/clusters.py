@@ -28,6 +28,7 @@ from chartguard.api import HelmRelease
 from chartguard.helm.errors import HelmError
 from chartguard.helm.release import ReleaseStorage, StoredRelease
 from chartguard.helm.runner import Helm, write_private_file
+from chartguard.operator.cluster import KubeCluster
 from chartguard.operator.kube import FIELD_MANAGER, Kube, KubeError
 from chartguard.operator.releases import (
     KubeCRDs,
@@ -42,7 +43,7 @@ from chartguard.reconcile.kubeconfig import (
     TokenRequestError,
 )
 from chartguard.reconcile.outcome import safe
-from chartguard.reconcile.seams import HelmActions
+from chartguard.reconcile.seams import ClusterObjects, HelmActions
 from chartguard.untrusted import escape
 
 #: tries after the first for a remote API call (the release's own retry takes it from there)
@@ -99,7 +100,7 @@ class KubeRemoteClusters:
 
     @contextlib.contextmanager
     def connect(self, release: HelmRelease, config: RemoteKubeConfig
-                ) -> Iterator[tuple[HelmActions, ReleaseStorage]]:
+                ) -> Iterator[tuple[HelmActions, ReleaseStorage, ClusterObjects]]:
         try:
             work_cm = self._helm.private_dir("kubeconfig")
             work = work_cm.__enter__()
@@ -121,7 +122,7 @@ class KubeRemoteClusters:
             storage = _RemoteStorage(KubeReleaseStorage(kube))
             remote = self._helm.for_cluster(kubeconfig, storage, KubeCRDs(kube),
                                             KubeLiveObjects(kube))
-            yield remote, storage
+            yield remote, storage, KubeCluster(kube)
         finally:
             if client is not None:
                 with contextlib.suppress(Exception):

@@ -30,6 +30,7 @@ from chartguard.helm.release import ReleaseStorage
 from chartguard.reconcile._values_yaml import ValuesDocumentError, load_values
 from chartguard.reconcile.release_prepare import CLOUD_WORKLOAD_IDENTITY, REFUSED_FIELDS
 from chartguard.reconcile.seams import (
+    ClusterObjects,
     ConfigMapNotFoundError,
     ConfigMapReader,
     HelmActions,
@@ -110,8 +111,10 @@ class RemoteClusters(Protocol):
     ``--kubeconfig``, a client of that cluster)."""
 
     def connect(self, release: HelmRelease, config: RemoteKubeConfig
-                ) -> AbstractContextManager[tuple[HelmActions, ReleaseStorage]]:
-        """helm and the release storage of the cluster ``config`` names, for one reconcile;
+                ) -> AbstractContextManager[
+                    tuple[HelmActions, ReleaseStorage, ClusterObjects]]:
+        """helm, the release storage and the objects (drift detection) of the cluster
+        ``config`` names, for one reconcile;
         everything written for it (the kubeconfig file, certificates) is removed on exit.
         ``ClusterConnectError`` when no client can be made."""
         ...

@@ -122,12 +122,11 @@ def reconcile_helmrelease(release: HelmRelease, status: HelmReleaseStatus, env: 
     except StepFailedError as err:
         return _stopped(release, status, err, now, refs)
     try:
-        with _cluster(release, env) as (helm, storage, sensitive):
+        with _cluster(release, env) as (helm, storage, sensitive, objects):
             values = replace(prepared.values, sensitive=prepared.values.sensitive | sensitive)
             result = reconcile_release(release, status, helm, storage, chart=prepared.chart,
                                        values=values, now=now, on_progress=on_progress,
-                                       force=force, cluster=None if release.spec.kube_config
-                                       else env.cluster)
+                                       force=force, cluster=objects)
     except StepFailedError as err:
         return _stopped(release, status, err, now, refs)
     except RemoteStorageError as err:
@@ -147,7 +146,7 @@ def finalize_helmrelease(release: HelmRelease, status: HelmReleaseStatus,
     Secret is gone is not uninstalled (there is no client for it), as helm-controller skips it."""
     sensitive = secret_strings(release, env.prepare.secrets, env.prepare.configmaps)
     try:
-        with _cluster(release, env, deleting=True) as (helm, storage, remote_sensitive):
+        with _cluster(release, env, deleting=True) as (helm, storage, remote_sensitive, _):
             result = uninstall_release(release, status, helm, storage, now=env.now(),
                                        sensitive=sensitive | remote_sensitive)
     except RemoteStorageError as err:
@@ -193,12 +192,14 @@ class _NoKubeConfigSecretError(Exception):
 
 @contextmanager
 def _cluster(release: HelmRelease, env: ReleaseEnv, *, deleting: bool = False
-             ) -> Iterator[tuple[HelmActions, ReleaseStorage, frozenset[str]]]:
-    """helm and its storage for ``release``: the operator's cluster, or the remote one its
-    ``spec.kubeConfig`` names (with what must be kept out of helm's messages). A kubeconfig
+             ) -> Iterator[tuple[HelmActions, ReleaseStorage, frozenset[str],
+                                 ClusterObjects | None]]:
+    """helm, its storage and the released objects (drift detection; None: not served) for
+    ``release``: the operator's cluster, or the remote one its ``spec.kubeConfig`` names
+    (with what must be kept out of helm's messages). A kubeconfig
     that cannot be used is ``StepFailedError`` with helm-controller's ``RESTClientError``."""
     if release.spec.kube_config is None:
-        yield env.helm, env.storage, frozenset()
+        yield env.helm, env.storage, frozenset(), env.cluster
         return
     if env.clusters is None:
         raise StepFailedError(c.READY, "UnsupportedField", "spec.kubeConfig is not supported: "
@@ -223,12 +224,12 @@ def _cluster(release: HelmRelease, env: ReleaseEnv, *, deleting: bool = False
                               status=c.FALSE) from None
     try:
         connection = env.clusters.connect(release, config)
-        helm, storage = connection.__enter__()
+        helm, storage, objects = connection.__enter__()
     except ClusterConnectError as err:
         raise StepFailedError(c.READY, REST_CLIENT_ERROR, f"{config.source}: {err}",
                               status=c.FALSE) from None
     try:
-        yield helm, storage, config.sensitive
+        yield helm, storage, config.sensitive, objects
     except BaseException as exc:
         if not connection.__exit__(type(exc), exc, exc.__traceback__):
             raise

@@ -63,16 +63,13 @@ READY_EXPR_VARIABLES = ("self", "dep")
 #: honoured (helm impersonates it, as Flux does; drift detection acts as it too).
 #: ``persistentClient`` is honoured as it stands (every helm action is its own process, so it
 #: changes nothing), and ``driftDetection.ignore`` with mode ``disabled`` has no effect, as in
-#: Flux. ``driftDetection`` works (:mod:`.release_drift`), except into another cluster.
+#: Flux. ``driftDetection`` works (:mod:`.release_drift`), in a remote cluster too.
 REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
     ("spec.chartRef (kind OCIRepository or ExternalArtifact)",
      "OCIRepository and ExternalArtifact sources are not served by chartguard, which installs "
      "only charts it verified through a HelmChart; use spec.chart or chartRef kind HelmChart"),
     ("spec.storageNamespace (other than the release namespace)",
      "the helm CLI keeps a release's records in the namespace it installs into"),
-    ("spec.driftDetection.mode (enabled or warn, with spec.kubeConfig)",
-     "with spec.kubeConfig: drift is read and corrected in the cluster chartguard runs in, "
-     "not the one the kubeconfig names; remove one of them"),
     # refused when the ConfigMap names the provider (chartguard.reconcile.kubeconfig)
     ("spec.kubeConfig.configMapRef (provider aws, azure or gcp)",
      "a workload-identity kubeconfig of a cloud provider needs that cloud's identity service "
@@ -80,7 +77,7 @@ REFUSED_FIELDS: tuple[tuple[str, str], ...] = (
      "chartguard does not call; use provider generic or a kubeconfig Secret"),
 )
 _WHY = dict(REFUSED_FIELDS)
-_CHART_REF_OCI, _STORAGE, _DRIFT_REMOTE, CLOUD_WORKLOAD_IDENTITY = (
+_CHART_REF_OCI, _STORAGE, CLOUD_WORKLOAD_IDENTITY = (
     field for field, _ in REFUSED_FIELDS)
 
 
@@ -164,8 +161,6 @@ def refuse_unsupported(release: HelmRelease) -> None:
     used = []
     if spec.storage_namespace and spec.storage_namespace != release.release_namespace:
         used.append(_STORAGE)
-    if spec.kube_config is not None and spec.drift_detection_mode != "disabled":
-        used.append(_DRIFT_REMOTE)
     problems = [f"{field.split(' ')[0]} is not supported: {_WHY[field]}" for field in used]
     named = {field.split(" ")[0] for field in used}
     for found in helm_cannot_honour(release):

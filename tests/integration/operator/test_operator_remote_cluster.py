@@ -90,7 +90,7 @@ def test_a_release_with_a_kubeconfig_secret_installs_into_the_remote_cluster(
         secret("down-kubeconfig", ns, {"value": yaml.safe_dump(down_config).encode()}),
         repository("charts", ns, proxy.oci()),
         helmrelease("far", ns, "nginx", "charts", KEY_BLOCK, releaseName="nginx",
-                    serviceAccountName="deployer",
+                    serviceAccountName="deployer", driftDetection={"mode": "enabled"},
                     kubeConfig={"secretRef": {"name": "remote-kubeconfig"}}),
         helmrelease("exec", ns, "nginx", "charts", KEY_BLOCK, releaseName="exec",
                     kubeConfig={"secretRef": {"name": "exec-kubeconfig"}}),
@@ -126,6 +126,35 @@ def test_a_release_with_a_kubeconfig_secret_installs_into_the_remote_cluster(
     status = cluster.status("helmrelease", ns, "far")
     assert status["history"][0]["namespace"] == ns
     assert status["storageNamespace"] == ns
+
+    # drift detection reads and corrects the remote cluster's objects: scaled there, put back
+    # there (with no new helm revision), and the operator's cluster is not touched
+    wait_for(lambda: cluster.condition("helmrelease", ns, "far", "Drifted").get("reason")
+             == "NoDriftDetected", "far NoDriftDetected", operator=operator)
+    far("patch", "deployment", "-n", ns, "nginx", "--type", "merge",
+        "-p", json.dumps({"spec": {"replicas": 4}}))
+
+    def replicas() -> int:
+        body = json.loads(far("get", "deployment", "-n", ns, "nginx", "-o", "json").stdout)
+        return int(body["spec"]["replicas"])
+
+    assert replicas() == 4
+    cluster.request_reconcile("helmrelease", ns, "far")
+
+    def far_events(reason: str) -> list[str]:
+        return [e["message"] for e in cluster.events(ns)
+                if e["reason"] == reason and e["involvedObject"]["name"] == "far"]
+
+    wait_for(lambda: bool(far_events("DriftCorrected")), "far DriftCorrected",
+             operator=operator)
+    assert replicas() == 1
+    assert far_events("DriftCorrected") == [
+        f"Cluster state of release {ns}/nginx.v1 has been corrected:\n"
+        f"Deployment/{ns}/nginx configured"]
+    assert far_events("DriftDetected") == [
+        f"Cluster state of release {ns}/nginx.v1 has drifted from the desired state:\n"
+        f"Deployment/{ns}/nginx changed (0 additions, 1 changes, 0 removals): /spec/replicas"]
+    assert records(far, ns, "nginx") == {"sh.helm.release.v1.nginx.v1": "deployed"}
 
     # kubeconfigs chartguard refuses: a condition naming the Secret and what is wrong
     for name, words in (
