@@ -43,22 +43,28 @@ CRDS_POLICIES = ("Skip", "Create", "CreateReplace")
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 DEFAULT_MAX_HISTORY = 5
 MAX_RELEASE_NAME = 53
+#: ``spec.install.strategy.name`` / ``spec.upgrade.strategy.name``
+REMEDIATE_ON_FAILURE = "RemediateOnFailure"
+RETRY_ON_FAILURE = "RetryOnFailure"
+ACTION_STRATEGIES = (REMEDIATE_ON_FAILURE, RETRY_ON_FAILURE)
+#: Flux's ``GetRetryInterval`` default
+DEFAULT_RETRY_INTERVAL = timedelta(minutes=5)
+#: ``spec.upgrade.serverSideApply`` / ``spec.rollback.serverSideApply``; auto: as the release's
+#: previous apply method
+SERVER_SIDE_APPLY_MODES = ("enabled", "disabled", "auto")
+#: ``spec.upgrade.chartNameChangeStrategy``
+REINSTALL = "Reinstall"
+IN_PLACE_UPDATE = "InPlaceUpdate"
+CHART_NAME_CHANGE_STRATEGIES = (IN_PLACE_UPDATE, REINSTALL)
 #: ``spec.waitStrategy.name``: helm 4's kstatus waiter (Flux's default) or helm 3's waiting logic
 WAIT_STRATEGIES = ("poller", "legacy")
 #: spec.postRenderStrategy: how hooks reach the post-renderers (helm 4.2's strategies)
 POST_RENDER_STRATEGIES = ("nohooks", "combined", "separate")
 
 #: Spec fields of Flux's current HelmRelease CRD that chartguard accepts in its schema (so the
-#: API server keeps them) but does not implement; a document using one is rejected.
-NOT_SUPPORTED_YET = (
-    "spec.install.strategy",
-    "spec.install.serverSideApply",
-    "spec.upgrade.strategy",
-    "spec.upgrade.serverSideApply",
-    "spec.rollback.serverSideApply",
-    "spec.upgrade.chartNameChangeStrategy",
-    "spec.valuesFrom[].literal",
-)
+#: API server keeps them) but does not implement; a document using one is rejected. None left:
+#: the mechanism (``Fields.reject_present`` with ``_WHY``) stays for the next new Flux field.
+NOT_SUPPORTED_YET: tuple[str, ...] = ()
 _WHY = "not supported by chartguard yet; remove it (see README, 'Not supported yet')"
 
 _SPEC_FIELDS = (
@@ -111,9 +117,33 @@ class Remediation:
 
 
 @dataclass(frozen=True)
+class ActionStrategy:
+    """``spec.install.strategy`` / ``spec.upgrade.strategy``: RemediateOnFailure (the
+    remediation settings act on a failure) or RetryOnFailure (no remediation: the failed
+    action is tried again, as an upgrade, after ``retry_interval``)."""
+
+    name: str = REMEDIATE_ON_FAILURE
+    #: set only with RetryOnFailure; None: Flux's default, 5m
+    retry_interval: timedelta | None = None
+
+    @property
+    def retry(self) -> bool:
+        return self.name == RETRY_ON_FAILURE
+
+    @property
+    def interval(self) -> timedelta:
+        """Flux's ``GetRetryInterval``: how long after a failure the action is tried again."""
+        return self.retry_interval if self.retry_interval is not None else (
+            DEFAULT_RETRY_INTERVAL)
+
+
+@dataclass(frozen=True)
 class Install:
     timeout: timedelta | None = None
     remediation: Remediation = Remediation(strategy="uninstall")
+    strategy: ActionStrategy = ActionStrategy()
+    #: None: Flux's default, server-side apply
+    server_side_apply: bool | None = None
     create_namespace: bool = False
     crds: str = "Create"
     skip_crds: bool = False
@@ -130,6 +160,11 @@ class Install:
 class Upgrade:
     timeout: timedelta | None = None
     remediation: Remediation = Remediation()
+    strategy: ActionStrategy = ActionStrategy()
+    #: enabled | disabled | auto (as the release's previous apply method)
+    server_side_apply: str = "auto"
+    #: Reinstall (uninstall, then install) | InPlaceUpdate (upgrade) when the chart's name changes
+    chart_name_change_strategy: str = REINSTALL
     crds: str = "Skip"
     force: bool = False
     preserve_values: bool = False
@@ -165,6 +200,8 @@ class Rollback:
     recreate: bool = False
     force: bool = False
     cleanup_on_fail: bool = False
+    #: enabled | disabled | auto (as the apply method of the revision rolled back to)
+    server_side_apply: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -183,6 +220,8 @@ class ValuesReference:
     values_key: str = "values.yaml"
     target_path: str = ""
     optional: bool = False
+    #: with ``target_path``: the value is set verbatim (``helm --set-literal``), not parsed
+    literal: bool = False
 
 
 @dataclass(frozen=True)
@@ -605,6 +644,22 @@ def _remediation(section: Fields | None, *, upgrade: bool) -> Remediation:
     )
 
 
+def _strategy(section: Fields | None, *, upgrade: bool) -> ActionStrategy:
+    """Flux's InstallStrategy / UpgradeStrategy, with its CEL rule on ``retryInterval``."""
+    if section is None:
+        return ActionStrategy()
+    section.reject_unknown(("name", "retryInterval"),
+                           "spec.upgrade.strategy" if upgrade else "spec.install.strategy")
+    name = section.string("name", required=True, enum=ACTION_STRATEGIES)
+    interval = section.duration("retryInterval")
+    if section.has("retryInterval") and name == REMEDIATE_ON_FAILURE:
+        # the words of Flux's CEL rules (InstallStrategy, UpgradeStrategy)
+        section.error("retryInterval", "can only be set when .name is 'RetryOnFailure'"
+                      if upgrade else "cannot be set when .name is 'RemediateOnFailure'")
+    return ActionStrategy(name=name or REMEDIATE_ON_FAILURE,
+                          retry_interval=interval if name == RETRY_ON_FAILURE else None)
+
+
 _ACTION_FLAGS = ("disableWait", "disableWaitForJobs", "disableHooks", "disableOpenAPIValidation",
                  "disableSchemaValidation", "disableTakeOwnership")
 
@@ -612,10 +667,11 @@ _ACTION_FLAGS = ("disableWait", "disableWaitForJobs", "disableHooks", "disableOp
 def _install(s: Fields) -> Install:
     s.reject_unknown(("timeout", "remediation", "createNamespace", "crds", "skipCRDs", "replace",
                       "serverSideApply", "strategy", *_ACTION_FLAGS), "spec.install")
-    s.reject_present(("strategy", "serverSideApply"), _WHY)
     return Install(
         timeout=s.duration("timeout"),
         remediation=_remediation(s.section("remediation"), upgrade=False),
+        strategy=_strategy(s.section("strategy"), upgrade=False),
+        server_side_apply=s.optional_boolean("serverSideApply"),
         create_namespace=s.boolean("createNamespace"),
         crds=s.string("crds", default="Create", enum=CRDS_POLICIES) or "Create",
         skip_crds=s.boolean("skipCRDs"),
@@ -633,10 +689,15 @@ def _upgrade(s: Fields) -> Upgrade:
     s.reject_unknown(("timeout", "remediation", "crds", "force", "preserveValues",
                       "cleanupOnFail", "serverSideApply", "strategy", "chartNameChangeStrategy",
                       *_ACTION_FLAGS), "spec.upgrade")
-    s.reject_present(("strategy", "serverSideApply", "chartNameChangeStrategy"), _WHY)
     return Upgrade(
         timeout=s.duration("timeout"),
         remediation=_remediation(s.section("remediation"), upgrade=True),
+        strategy=_strategy(s.section("strategy"), upgrade=True),
+        server_side_apply=s.string("serverSideApply", default="auto",
+                                   enum=SERVER_SIDE_APPLY_MODES) or "auto",
+        chart_name_change_strategy=s.string(
+            "chartNameChangeStrategy", default=REINSTALL,
+            enum=CHART_NAME_CHANGE_STRATEGIES) or REINSTALL,
         crds=s.string("crds", default="Skip", enum=CRDS_POLICIES) or "Skip",
         force=s.boolean("force"),
         preserve_values=s.boolean("preserveValues"),
@@ -668,7 +729,6 @@ def _test(spec: Fields) -> Test:
 def _rollback(s: Fields) -> Rollback:
     s.reject_unknown(("timeout", "disableWait", "disableWaitForJobs", "disableHooks", "recreate",
                       "force", "cleanupOnFail", "serverSideApply"), "spec.rollback")
-    s.reject_present(("serverSideApply",), _WHY)
     return Rollback(
         timeout=s.duration("timeout"),
         disable_wait=s.boolean("disableWait"),
@@ -677,6 +737,8 @@ def _rollback(s: Fields) -> Rollback:
         recreate=s.boolean("recreate"),
         force=s.boolean("force"),
         cleanup_on_fail=s.boolean("cleanupOnFail"),
+        server_side_apply=s.string("serverSideApply", default="auto",
+                                   enum=SERVER_SIDE_APPLY_MODES) or "auto",
     )
 
 
@@ -704,7 +766,6 @@ _TARGET_PATH = re.compile(r"^([a-zA-Z0-9_\-.\\\/]|\[[0-9]{1,5}\])+$")
 def _values_reference(item: Fields) -> ValuesReference | None:
     item.reject_unknown(("kind", "name", "valuesKey", "targetPath", "optional", "literal"),
                         "a valuesFrom entry")
-    item.reject_present(("literal",), _WHY)
     kind = item.string("kind", required=True, enum=("Secret", "ConfigMap"))
     name = item.string("name", required=True, min_length=1, max_length=253)
     key = item.string("valuesKey", default="values.yaml", max_length=253, pattern=_VALUES_KEY)
@@ -712,7 +773,8 @@ def _values_reference(item: Fields) -> ValuesReference | None:
     if kind is None or name is None:
         return None
     return ValuesReference(kind=kind, name=name, values_key=key or "values.yaml",
-                           target_path=target or "", optional=item.boolean("optional"))
+                           target_path=target or "", optional=item.boolean("optional"),
+                           literal=item.boolean("literal"))
 
 
 def _values(spec: Fields) -> Frozen:

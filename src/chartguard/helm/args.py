@@ -7,11 +7,13 @@ the helm CLI's flags:
   with ``spec.waitStrategy.name: legacy``, ``--wait=legacy`` (helm 3's waiting logic), for
   every action that waits, uninstall included (helm-controller's ``getWaitStrategy``), and
   ``--wait-for-jobs``; ``disableWait`` is ``--wait=hookOnly`` (helm's own default: hooks only);
-- install applies server-side (helm 4's default, as Flux's) with ``--force-conflicts``;
-  upgrade and rollback keep the apply method of the release they start from (the runner reads
-  it from storage and passes ``server_side``), force conflicts when server-side, and honour
-  ``force`` as ``--force-replace`` only when client-side (helm 4 renamed ``--force``, and Flux
-  ignores ``force`` under server-side apply);
+- install applies server-side (helm 4's default, as Flux's) unless
+  ``spec.install.serverSideApply`` is false; upgrade and rollback follow their
+  ``serverSideApply`` (enabled | disabled | auto: the apply method of the release they start
+  from, or roll back to; the runner reads it from storage, :func:`server_side`), force
+  conflicts when server-side (Flux always does), and honour ``force`` as ``--force-replace``
+  only when client-side (helm 4 renamed ``--force``, and Flux ignores ``force`` under
+  server-side apply);
 - ``spec.serviceAccountName`` is impersonated as Flux does it:
   ``system:serviceaccount:<HelmRelease namespace>:<name>`` (``--kube-as-user``);
 - ``spec.postRenderers`` and ``spec.commonMetadata`` are applied by chartguard's own
@@ -45,6 +47,18 @@ def action_timeout(release: HelmRelease, action: str) -> timedelta:
     return own if own is not None else spec.timeout
 
 
+def server_side(mode: str, previous_method: str) -> bool:
+    """Whether an upgrade or rollback applies server-side: ``mode`` is its ``serverSideApply``
+    (enabled | disabled | auto), ``previous_method`` the apply method helm recorded on the
+    revision it starts from (upgrade) or goes back to (rollback): ``ssa``, ``csa``, or "" for
+    a revision helm 3 wrote (client-side)."""
+    if mode == "enabled":
+        return True
+    if mode == "disabled":
+        return False
+    return previous_method == "ssa"
+
+
 def install_args(release: HelmRelease, chart: Path, values: Path, *,
                  description: str = "", post_render: Path | None = None) -> list[str]:
     """``helm install``: the chart file and values file are the runner's private copies;
@@ -53,7 +67,8 @@ def install_args(release: HelmRelease, chart: Path, values: Path, *,
     install = release.spec.install
     args = ["install", *_common(release, "install"),
             *_wait(release, install.disable_wait, install.disable_wait_for_jobs),
-            "--force-conflicts", "--values", str(values)]
+            *_apply(install.server_side_apply is not False, force=False),
+            "--values", str(values)]
     if release.spec.target_namespace and install.create_namespace:
         args.append("--create-namespace")  # Flux honours it only with a targetNamespace
     if install.crds in ("Skip", "CreateReplace") or install.skip_crds:

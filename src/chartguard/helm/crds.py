@@ -3,7 +3,8 @@
 helm's CLI creates a chart's CRDs on install (never replacing one that exists) and never
 touches them on upgrade. helm-controller applies them itself (``internal/action/crds.go``)
 before it installs or upgrades: ``Create`` creates the missing ones only, ``CreateReplace``
-creates or replaces (server-side apply, conflicts forced), then it waits until they are
+creates or replaces (server-side apply, conflicts forced; client-side create and replace
+when the action applies client-side: ``serverSideApply``), then it waits until they are
 established. chartguard does the same for ``install.crds: CreateReplace`` and
 ``upgrade.crds: Create|CreateReplace``: the CRDs are those ``helm template --include-crds``
 prints from the verified chart copy with the release's values (so subcharts a condition or tag
@@ -34,10 +35,13 @@ class CRDError(Exception):
 class CRDApplier(Protocol):
     """Applies CRDs in the cluster helm acts on (the operator's Kubernetes client)."""
 
-    def apply(self, crds: Sequence[Mapping[str, Any]], *, replace: bool, as_user: str) -> int:
+    def apply(self, crds: Sequence[Mapping[str, Any]], *, replace: bool, as_user: str,
+              server_side: bool = True) -> int:
         """Create the CRDs that do not exist, and with ``replace`` also apply the others
-        (server-side, conflicts forced), acting as ``as_user`` ("" the caller's own); then wait
-        until each one written is established. The number written; ``CRDError`` on failure."""
+        (server-side, conflicts forced; with ``server_side`` False, created and replaced
+        client-side, as the release's own apply method), acting as ``as_user`` ("" the caller's
+        own); then wait until each one written is established. The number written;
+        ``CRDError`` on failure."""
         ...
 
 

@@ -163,7 +163,8 @@ class Helm:
             values_file = _write_values("install", values, work)
             install = release.spec.install
             if install.crds == "CreateReplace" and not install.skip_crds:
-                self._apply_crds("install", release, copy, values_file, replace=True)
+                self._apply_crds("install", release, copy, values_file, replace=True,
+                                 server_side=install.server_side_apply is not False)
             plan = self._post_render_plan(release, work)
             argv = helm_args.install_args(release, copy, values_file, description=description,
                                           post_render=plan)
@@ -177,15 +178,16 @@ class Helm:
         with self._workdir("upgrade") as work:
             copy = self._copy_chart("upgrade", chart, work)
             values_file = _write_values("upgrade", values, work)
+            before = self._history(release)
+            current = newest(before)
+            server_side = helm_args.server_side(release.spec.upgrade.server_side_apply,
+                                                current.apply_method if current else "")
             policy = release.spec.upgrade.crds
             if policy in ("Create", "CreateReplace"):
                 self._apply_crds("upgrade", release, copy, values_file,
-                                 replace=policy == "CreateReplace")
-            before = self._history(release)
-            current = newest(before)
+                                 replace=policy == "CreateReplace", server_side=server_side)
             argv = helm_args.upgrade_args(
-                release, copy, values_file, description=description,
-                server_side=current is not None and current.apply_method == "ssa",
+                release, copy, values_file, description=description, server_side=server_side,
                 post_render=self._post_render_plan(release, work))
             started = time.monotonic()
             with _post_render_errors("upgrade", work):
@@ -202,7 +204,9 @@ class Helm:
         current = newest(before)
         target = version or (current.version - 1 if current else 0)
         method = next((r.apply_method for r in before if r.version == target), "")
-        argv = helm_args.rollback_args(release, version, server_side=method == "ssa")
+        argv = helm_args.rollback_args(
+            release, version,
+            server_side=helm_args.server_side(release.spec.rollback.server_side_apply, method))
         started = time.monotonic()
         return self._healthy("rollback", release,
                              self._changing("rollback", release, argv, before=before), started)
@@ -349,7 +353,7 @@ class Helm:
                 (out or b"").decode("utf-8", "replace"))
 
     def _apply_crds(self, action: str, release: HelmRelease, chart: Path, values: Path, *,
-                    replace: bool) -> None:
+                    replace: bool, server_side: bool) -> None:
         """Flux's CRD policy before ``action``: the chart's crds/ (as ``helm template
         --include-crds`` prints them with these values) created, or with ``replace`` applied,
         as the identity helm acts as. Nothing of helm's storage changes here."""
@@ -368,7 +372,8 @@ class Helm:
         try:
             crds = chart_crds(rendered)
             if crds:
-                self.crds.apply(crds, replace=replace, as_user=self.identity(release))
+                self.crds.apply(crds, replace=replace, as_user=self.identity(release),
+                                server_side=server_side)
         except CRDError as err:
             raise HelmError(action, f"failed to apply CustomResourceDefinitions: {err}",
                             storage_changed=False) from None

@@ -329,6 +329,29 @@ class Kube:
             _headers=_impersonate(as_user))
         return stored
 
+    def create_crd(self, body: Mapping[str, Any], *, as_user: str = "") -> dict[str, Any]:
+        """Create a CustomResourceDefinition client-side, as chartguard (as ``as_user`` when
+        given): helm-controller's applyCRDs when server-side apply is off."""
+        name = str((body.get("metadata") or {}).get("name", ""))
+        stored: dict[str, Any] = self._call(
+            f"create CustomResourceDefinition {name}",
+            self._crds.create_custom_resource_definition, dict(body),
+            field_manager=FIELD_MANAGER, _headers=_impersonate(as_user))
+        return stored
+
+    def replace_crd(self, body: Mapping[str, Any], resource_version: str, *,
+                    as_user: str = "") -> dict[str, Any]:
+        """Replace a CustomResourceDefinition client-side (a PUT at ``resource_version``), as
+        helm-controller's applyCRDs force-replaces one when server-side apply is off."""
+        meta = dict(body.get("metadata") or {})
+        name = str(meta.get("name", ""))
+        stored: dict[str, Any] = self._call(
+            f"replace CustomResourceDefinition {name}",
+            self._crds.replace_custom_resource_definition, name,
+            {**body, "metadata": {**meta, "resourceVersion": resource_version}},
+            field_manager=FIELD_MANAGER, _headers=_impersonate(as_user))
+        return stored
+
     def patch_status(self, group: str, version: str, plural: str, namespace: str, name: str,
                      status: Mapping[str, Any], *,
                      resource_version: str | None = None) -> dict[str, Any]:

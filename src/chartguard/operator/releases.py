@@ -136,22 +136,27 @@ class KubeLiveObjects:
         return self._kube.get_live(api_version, kind, namespace, name, as_user=as_user)
 class KubeCRDs:
     """Applies a chart's CRDs as helm-controller's ``applyCRDs`` does: ``Create`` creates the
-    missing ones, ``CreateReplace`` applies all (server-side, conflicts forced); then waits (up
-    to ``wait`` seconds, as Flux's 60) until each one written is Established."""
+    missing ones, ``CreateReplace`` applies all (server-side, conflicts forced; client-side,
+    a create or a replace, when the release applies client-side); then waits (up to ``wait``
+    seconds, as Flux's 60) until each one written is Established."""
 
     def __init__(self, kube: Kube, *, wait: float = 60.0, poll: float = 0.5) -> None:
         self._kube = kube
         self._wait = wait
         self._poll = poll
 
-    def apply(self, crds: Sequence[Mapping[str, Any]], *, replace: bool, as_user: str) -> int:
+    def apply(self, crds: Sequence[Mapping[str, Any]], *, replace: bool, as_user: str,
+              server_side: bool = True) -> int:
         written: list[str] = []
         for crd in crds:
             name = str(crd["metadata"]["name"])
             try:
-                if not replace and self._kube.get_crd(name, as_user=as_user) is not None:
-                    continue  # Create: one that exists is left as it is
-                self._kube.apply_crd(crd, as_user=as_user)
+                if server_side:
+                    if not replace and self._kube.get_crd(name, as_user=as_user) is not None:
+                        continue  # Create: one that exists is left as it is
+                    self._kube.apply_crd(crd, as_user=as_user)
+                elif not self._client_side(crd, name, replace=replace, as_user=as_user):
+                    continue
             except KubeError as err:
                 raise CRDError(f"CustomResourceDefinition {escape(name)}: {safe(err)}") from None
             written.append(name)
@@ -163,6 +168,19 @@ class KubeCRDs:
                                    f"established after {self._wait:.0f}s")
                 time.sleep(self._poll)
         return len(written)
+
+    def _client_side(self, crd: Mapping[str, Any], name: str, *, replace: bool,
+                     as_user: str) -> bool:
+        """Create, or with ``replace`` replace, one CRD client-side; False: left as it is."""
+        current = self._kube.get_crd(name, as_user=as_user)
+        if current is None:
+            self._kube.create_crd(crd, as_user=as_user)
+            return True
+        if not replace:
+            return False  # Create: one that exists is left as it is
+        version = str((current.get("metadata") or {}).get("resourceVersion", ""))
+        self._kube.replace_crd(crd, version, as_user=as_user)
+        return True
 
     def _established(self, name: str, as_user: str) -> bool:
         try:

@@ -51,6 +51,7 @@ from chartguard.reconcile.http_source import HTTPSources
 from chartguard.reconcile.kubeconfig import KubeConfigOptions
 from chartguard.reconcile.outcome import (
     INVALID_SPEC,
+    RetryAfterIntervalError,
     WaitingError,
     invalid_spec_conditions,
     safe,
@@ -517,6 +518,10 @@ class Runtime:
         if result.failure is not None:
             if result.requeue_after is None:  # stalled: only a change of the spec helps
                 return None, STALLED
+            if isinstance(result.failure, RetryAfterIntervalError):
+                # RetryOnFailure: at the strategy's retryInterval, as Flux, not a backoff
+                memory.failures = 0
+                return self._jitter(result.requeue_after), FAILURE
             return self._backoff(memory, _seconds(result.requeue_after)), (
                 WAITING if isinstance(result.failure, WaitingError) else FAILURE)
         memory.failures = 0

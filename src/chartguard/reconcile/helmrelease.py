@@ -12,6 +12,8 @@ helm-controller's AtomicRelease (internal/reconcile/atomic_release.go) as a boun
 Each kind of action (release, test, remediate, unlock) runs at most once per reconcile and
 the loop stops after a remediation, so a reconcile starts at most four helm processes and an
 unchanged release none. Retries exhausted: Stalled, no requeue until something changes.
+Under ``strategy: RetryOnFailure`` nothing is remediated: a failed release is upgraded again
+after the strategy's ``retryInterval`` (ErrRetryAfterInterval), and never stalls for it.
 
 The caller gathers the inputs first (dependencies Ready, the HelmChart's verified artifact,
 the composed values), records ``lastHandled*At``, clears the counters on a ``resetAt``
@@ -26,14 +28,19 @@ from datetime import datetime, timedelta
 
 from chartguard.api import conditions as c
 from chartguard.api.durations import format_duration
-from chartguard.api.helmrelease import HelmRelease
+from chartguard.api.helmrelease import REINSTALL, HelmRelease
 from chartguard.api.status import HelmReleaseStatus, Snapshot
 from chartguard.helm.release import ReleaseStorage
 from chartguard.reconcile import release_actions as act
 from chartguard.reconcile import release_drift as drift
 from chartguard.reconcile import release_history as h
 from chartguard.reconcile.drift_rules import IgnoreRuleError, compile_rules
-from chartguard.reconcile.outcome import INVALID_SPEC, StepFailedError, safe
+from chartguard.reconcile.outcome import (
+    INVALID_SPEC,
+    RetryAfterIntervalError,
+    StepFailedError,
+    safe,
+)
 from chartguard.reconcile.release_inputs import ComposedValues, ReadyChart
 from chartguard.reconcile.release_state import (
     RETRIES_EXCEEDED,
@@ -41,6 +48,7 @@ from chartguard.reconcile.release_state import (
     ReleaseStalledError,
     StateStatus,
     active_remediation,
+    active_retry,
     determine_state,
     ignore_test_failures,
     next_action,
@@ -140,6 +148,8 @@ def reconcile_release(release: HelmRelease, status: HelmReleaseStatus, helm: Hel
                 return _retry(s)
             if drift is not None and release.spec.drift_detection_mode == "enabled":
                 if DRIFT_CORRECTION in ran_kinds:  # corrected once, still drifted: come back
+                    if active_retry(release, s.status) is not None:
+                        return _retry_after_interval(s)
                     return _requeue(s)
                 s.reconciling(c.PROGRESSING, f"Running '{DRIFT_CORRECTION_NAME}' action with "
                                              f"timeout of {format_duration(release.spec.timeout)}")
@@ -152,6 +162,8 @@ def reconcile_release(release: HelmRelease, status: HelmReleaseStatus, helm: Hel
             s.summarize()
             return _done(s)
         if action.kind in ran_kinds:
+            if active_retry(release, s.status) is not None:
+                return _retry_after_interval(s)
             remediation = active_remediation(release, s.status)
             if remediation is None or not remediation.retries_exhausted(s.status):
                 return _requeue(s)
@@ -166,10 +178,14 @@ def reconcile_release(release: HelmRelease, status: HelmReleaseStatus, helm: Hel
         on_progress(s.status)
         error = _RUN[action](s)
         if error is not None:
+            if active_retry(release, s.status) is not None:
+                return _retry_after_interval(s)
             if s.is_true(c.READY):
                 s.mark(c.READY, c.FALSE, RECONCILE_ERROR, error)
             return _retry(s)
         if action.kind == "remediate":
+            if active_retry(release, s.status) is not None:
+                return _retry_after_interval(s)
             remediation = active_remediation(release, s.status)
             if (remediation is None or not remediation.retries_exhausted(s.status)
                     or remediation.uninstall_after_upgrade):
@@ -226,7 +242,9 @@ def _unrecorded(release: HelmRelease, status: HelmReleaseStatus,
 def _moved(release: HelmRelease, status: HelmReleaseStatus,
            chart: ReadyChart) -> tuple[Snapshot, str] | None:
     """The release recorded in status is not where the spec now puts it (helm-controller's
-    ReleaseTargetChanged; a chart name change reinstalls, its default strategy)."""
+    ReleaseTargetChanged). A chart name change reinstalls under
+    ``spec.upgrade.chartNameChangeStrategy: Reinstall`` (the default); under InPlaceUpdate the
+    release is not moved: the state is out of sync (chart changed) and it is upgraded."""
     cur = h.latest(status.history)
     if not status.storage_namespace or cur is None:
         return None
@@ -236,7 +254,8 @@ def _moved(release: HelmRelease, status: HelmReleaseStatus,
         return cur, "release namespace"
     if cur.name != release.release_name:
         return cur, "release name"
-    if cur.chart_name != chart.chart_name:
+    if (cur.chart_name != chart.chart_name
+            and release.spec.upgrade.chart_name_change_strategy == REINSTALL):
         return cur, "chart name"
     return None
 
@@ -285,10 +304,14 @@ def _bookkeep(s: act.Scratch, state: StateStatus, action: Action | None, *,
               force: bool) -> None:
     """What actionForState does to the status besides choosing."""
     release = s.release
+    retry = active_retry(release, s.status) is not None
     if state is StateStatus.IN_SYNC:
-        # keep the previous good release, so a later test failure can still roll back
-        s.set_history(h.truncate(s.status.history,
-                                 ignore_tests=ignore_test_failures(release, s.status)))
+        if retry:  # nothing is ever rolled back to
+            s.set_history(h.truncate_ignoring_previous(s.status.history))
+        else:
+            # keep the previous good release, so a later test failure can still roll back
+            s.set_history(h.truncate(s.status.history,
+                                     ignore_tests=ignore_test_failures(release, s.status)))
         if action is not None:
             return
         cur = s.latest
@@ -311,6 +334,8 @@ def _bookkeep(s: act.Scratch, state: StateStatus, action: Action | None, *,
                                 _success_message("upgrade", cur))
     elif state is StateStatus.UNMANAGED:
         s.set_history(())  # it no longer describes what helm holds
+    elif state is StateStatus.FAILED and retry:
+        s.set_history(h.truncate_ignoring_previous(s.status.history))
     elif state is StateStatus.FAILED:
         remediation = active_remediation(release, s.status)
         if remediation is not None and remediation.failure_count(s.status) > 0 and not force:
@@ -408,6 +433,21 @@ def _retry(s: act.Scratch) -> ReleaseResult:
     return ReleaseResult(status=s.status, events=tuple(s.events),
                          requeue_after=s.release.spec.interval, failure=failure,
                          actions=tuple(s.calls))
+
+
+def _retry_after_interval(s: act.Scratch) -> ReleaseResult:
+    """RetryOnFailure: no remediation; the release is tried again after the strategy's
+    ``retryInterval`` (helm-controller's ErrRetryAfterInterval: Reconciling True
+    ``retrying after <interval>``, not Stalled, the generation observed)."""
+    retry = active_retry(s.release, s.status)
+    assert retry is not None
+    s.reconciling(c.PROGRESSING_WITH_RETRY, f"retrying after {format_duration(retry.interval)}")
+    ready = s.condition(c.READY) or {}
+    return ReleaseResult(
+        status=replace(s.status, observed_generation=s.generation), events=tuple(s.events),
+        requeue_after=retry.interval, actions=tuple(s.calls),
+        failure=RetryAfterIntervalError(c.READY, str(ready.get("reason") or c.FAILED),
+                                        str(ready.get("message", "")), status=c.FALSE))
 
 
 def _requeue(s: act.Scratch) -> ReleaseResult:

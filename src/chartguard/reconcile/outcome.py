@@ -62,6 +62,13 @@ class WaitingError(StepFailedError):
     requeue_after: timedelta = DEPENDENCY_REQUEUE
 
 
+@dataclass(eq=False)
+class RetryAfterIntervalError(StepFailedError):
+    """``strategy: RetryOnFailure``: the failed action is tried again after the strategy's
+    ``retryInterval`` (with the interval's jitter), not after a backoff: helm-controller's
+    ErrRetryAfterInterval, which requeues at that interval without returning an error."""
+
+
 def invalid_spec_conditions(conditions: Sequence[Mapping[str, Any]], error: object, *,
                             generation: int, now: datetime) -> tuple[str, list[dict[str, Any]]]:
     """A spec chartguard cannot use (the API server may not validate it): Stalled and Ready

@@ -254,6 +254,10 @@ def _release(s: Scratch, action: str) -> str | None:
     s.status = replace(s.status, last_applied_revision=cur.chart_version,
                        observed_post_renderers_digest=post_renderers_digest(s.release.spec),
                        observed_common_metadata_digest=common_metadata_digest(s.release.spec))
+    strategy = (s.release.spec.install if action == "install" else s.release.spec.upgrade).strategy
+    if strategy.retry:
+        # RetryOnFailure: failures count only while the release is failed (ClearFailures)
+        s.status = replace(s.status, failures=0, install_failures=0, upgrade_failures=0)
     s.snapshot_event("Normal", reason, message, cur)
     s.summarize()
     return None

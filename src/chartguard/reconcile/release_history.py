@@ -50,6 +50,12 @@ def truncate(history: Sequence[Snapshot], *, ignore_tests: bool) -> History:
     return ordered[:DEFAULT_MAX_HISTORY]
 
 
+def truncate_ignoring_previous(history: Sequence[Snapshot]) -> History:
+    """helm-controller's TruncateIgnoringPreviousSnapshots, under RetryOnFailure (no rollback
+    needs an older good revision): the newest five kept."""
+    return newest_first(history)[:DEFAULT_MAX_HISTORY]
+
+
 def has_been_tested(snap: Snapshot | None) -> bool:
     """Test results were observed: none selected, one failed (helm stops there), or all
     succeeded."""

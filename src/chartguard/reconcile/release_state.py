@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from chartguard.api.helmrelease import HelmRelease, Remediation
+from chartguard.api.helmrelease import ActionStrategy, HelmRelease, Remediation
 from chartguard.api.post_renderers import common_metadata_digest, post_renderers_digest
 from chartguard.api.status import HelmReleaseStatus
 from chartguard.helm.release import StoredRelease
@@ -147,6 +147,20 @@ def active_remediation(release: HelmRelease,
     return None
 
 
+def active_retry(release: HelmRelease, status: HelmReleaseStatus) -> ActionStrategy | None:
+    """helm-controller's GetActiveRetry: the ``strategy`` of the last release action attempted
+    when it is RetryOnFailure (then no remediation runs: a failed release is upgraded again
+    after ``retryInterval``), else None."""
+    action = status.last_attempted_release_action
+    if action == INSTALL:
+        strategy = release.spec.install.strategy
+    elif action == UPGRADE:
+        strategy = release.spec.upgrade.strategy
+    else:
+        return None
+    return strategy if strategy.retry else None
+
+
 def ignore_test_failures(release: HelmRelease, status: HelmReleaseStatus) -> bool:
     remediation = active_remediation(release, status)
     default = release.spec.test.ignore_failures
@@ -244,6 +258,9 @@ def next_action(state: ReleaseState, release: HelmRelease, status: HelmReleaseSt
 
 def _remediate(release: HelmRelease, status: HelmReleaseStatus, *, force: bool,
                stored: Sequence[StoredRelease]) -> Action:
+    if active_retry(release, status) is not None:
+        # RetryOnFailure: as `flux reconcile --force` with no remediation retries
+        return Action.UPGRADE
     remediation = active_remediation(release, status)
     # without a failure counted since the spec last changed, try the release again
     if remediation is None or remediation.failure_count(status) <= 0 or force:

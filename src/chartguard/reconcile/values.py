@@ -5,7 +5,9 @@ composes them (``chartutil.ChartValuesFromReferences`` of fluxcd/pkg).
   ``values.yaml``). Without ``targetPath`` the key holds a YAML map, merged over what came
   before (maps deeply, anything else replaced). With ``targetPath`` the key holds one value,
   set at that path with Helm's ``--set`` syntax (typed: ``true``, ``42``; a value in quotes
-  stays a string).
+  stays a string). With ``literal`` too, the value is set verbatim as a string, as
+  ``helm --set-literal`` does (commas, brackets, braces, backslashes, quotes and ``=`` are
+  kept; the path still reads ``\\.`` escapes), as fluxcd/pkg ``ReplacePathLiteralValue``.
 - Flux merges ``spec.values`` in before each ``targetPath`` and again at the end, sharing its
   nested maps and lists with the result; a ``targetPath`` that lands inside one of those
   therefore also overrides ``spec.values``. The same walk is done here, over a private copy of
@@ -147,6 +149,25 @@ def replace_path_value(values: dict[str, Any], path: str, value: str) -> None:
     parse_into(f"{path}={value}", values, value_start=len(path) + 1, as_string=quoted)
 
 
+#: fluxcd/pkg ReplacePathLiteralValue's escaper: backslash first, so no escape is re-escaped
+_LITERAL_ESCAPES = str.maketrans({"\\": "\\\\", ",": "\\,", "[": "\\[", "]": "\\]",
+                                  "{": "\\{", "}": "\\}"})
+
+
+def replace_path_literal_value(values: dict[str, Any], path: str, value: str) -> None:
+    """fluxcd/pkg ``ReplacePathLiteralValue``: ``value`` set verbatim, as a string, at the
+    ``--set`` ``path``; what the parser would read as syntax in it is escaped first."""
+    escaped = value.translate(_LITERAL_ESCAPES)
+    parse_into(f"{path}={escaped}", values, value_start=len(path) + 1, as_string=True)
+
+
+def _set_value(values: dict[str, Any], ref: ValuesReference, text: str) -> None:
+    if ref.literal:
+        replace_path_literal_value(values, ref.target_path, text)
+    else:
+        replace_path_value(values, ref.target_path, text)
+
+
 def _read(ref: ValuesReference, namespace: str, secrets: SecretReader,
           configmaps: ConfigMapReader) -> Mapping[str, Any] | None:
     try:
@@ -167,7 +188,7 @@ def _set_path(result: dict[str, Any], ref: ValuesReference, namespace: str,
         raise _failure(ref, namespace, f"failed to merge value: the value is not UTF-8 text "
                                        f"(byte {err.start})") from None
     try:
-        replace_path_value(result, ref.target_path, text)
+        _set_value(result, ref, text)
     except StrvalsError as err:
         if err.in_value and ref.kind == "Secret":
             why = ("the value does not parse with Helm's --set syntax (an unescaped ',' starts "
@@ -182,7 +203,7 @@ def _target_strings(ref: ValuesReference, raw: str | bytes) -> frozenset[str]:
     """What a Secret's ``targetPath`` value gave: the text, and the values it parses into."""
     text = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # _set_path checked it
     parsed: dict[str, Any] = {}
-    replace_path_value(parsed, ref.target_path, text)  # parsed once already: it cannot fail
+    _set_value(parsed, ref, text)  # parsed once already: it cannot fail
     return sensitive_strings(text) | sensitive_strings(parsed)
 
 

@@ -197,3 +197,33 @@ def test_unlock_of_a_revision_that_is_not_stored_is_a_helm_error(helm: Helm) -> 
         helm.unlock(helm_release(), 7, description="x")
     assert caught.value.action == "unlock"
     assert caught.value.storage_changed is False
+
+
+def test_server_side_apply_modes_choose_each_actions_apply_method(
+        helm: Helm, helm_env: HelmEnv, storage: KubectlReleaseStorage) -> None:
+    """``spec.install.serverSideApply`` (bool) and ``spec.upgrade``/``spec.rollback``
+    ``serverSideApply`` (enabled | disabled | auto) as helm-controller resolves them: auto is
+    the apply method of the revision upgraded from, or rolled back to; helm records the
+    method each action used."""
+    chart = chart_file(helm_env)
+    client_side = helm_release("{maxHistory: 0, install: {serverSideApply: false}}")
+    assert helm.install(client_side, chart, {}).apply_method == "csa"
+    assert helm.upgrade(client_side, chart, {"a": 1}).apply_method == "csa"  # v2, auto
+    enabled = helm_release("{maxHistory: 0, upgrade: {serverSideApply: enabled}}")
+    assert helm.upgrade(enabled, chart, {"a": 2}).apply_method == "ssa"  # v3
+    auto = helm_release("maxHistory: 0")
+    assert helm.upgrade(auto, chart, {"a": 3}).apply_method == "ssa"  # v4, auto
+    disabled = helm_release("{maxHistory: 0, upgrade: {serverSideApply: disabled}}")
+    assert helm.upgrade(disabled, chart, {"a": 4}).apply_method == "csa"  # v5
+    # rollback to v3 (ssa): disabled applies client-side; auto follows v3's method
+    rolled = helm.rollback(
+        helm_release("{maxHistory: 0, rollback: {serverSideApply: disabled}}"), 3)
+    assert (rolled.version, rolled.apply_method) == (6, "csa")
+    assert helm.rollback(helm_release("maxHistory: 0"), 3).apply_method == "ssa"  # v7
+    # rollback to v2 (csa): enabled applies server-side
+    forced = helm.rollback(
+        helm_release("{maxHistory: 0, rollback: {serverSideApply: enabled}}"), 2)
+    assert (forced.version, forced.apply_method) == (8, "ssa")
+    assert [r.apply_method for r in sorted(storage.history("flux-system", "demo"),
+                                           key=lambda r: r.version)] == [
+        "csa", "csa", "ssa", "ssa", "csa", "csa", "ssa", "ssa"]

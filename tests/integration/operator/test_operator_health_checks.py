@@ -112,6 +112,9 @@ def test_a_failed_health_check_on_upgrade_is_rolled_back_like_a_failed_wait(
     wait_for(lambda: summary(cluster, "flaky").get(3) == ("deployed", "0.1.0"),
              "the rollback to 0.1.0", timeout=120, operator=operator)
     assert summary(cluster, "flaky")[2] == ("failed", "0.2.0")
+    # helm's record of the rollback is written before the operator writes its status
+    wait_for(lambda: (cond(cluster, "flaky", "Remediated") or ("",))[0] == "True",
+             "Remediated", timeout=60, operator=operator)
     remediated = cond(cluster, "flaky", "Remediated")
     assert remediated is not None
     assert remediated[:2] == ("True", "RollbackSucceeded")

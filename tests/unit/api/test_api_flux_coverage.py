@@ -77,23 +77,18 @@ BASE: dict[str, Any] = {
     "metadata": {"name": "app", "namespace": "apps"},
     "spec": {"interval": "5m", "chartRef": {"kind": "HelmChart", "name": "app"}},
 }
-SAMPLE_VALUES = {
-    "spec.commonMetadata": {"labels": {"team": "a"}},
-    "spec.install.strategy": {"name": "RetryOnFailure"},
-    "spec.install.serverSideApply": True,
-    "spec.upgrade.strategy": {"name": "RetryOnFailure"},
-    "spec.upgrade.serverSideApply": "enabled",
-    "spec.rollback.serverSideApply": "auto",
-    "spec.postRenderStrategy": "combined",
-    "spec.upgrade.chartNameChangeStrategy": "Reinstall",
-    "spec.valuesFrom[].literal": True,
-}
+#: a value for each NOT_SUPPORTED_YET entry (none left now)
+SAMPLE_VALUES: dict[str, Any] = {}
 
 
-@pytest.mark.parametrize("entry", NOT_SUPPORTED_YET)
-def test_not_supported_field_is_accepted_by_schema_and_refused_by_model(
-    crds: dict[str, Any], entry: str
+def test_not_supported_fields_are_accepted_by_schema_and_refused_by_model(
+    crds: dict[str, Any]
 ) -> None:
+    for entry in NOT_SUPPORTED_YET:  # a loop: an empty parametrisation would be a skip
+        _accepted_by_schema_and_refused_by_model(crds, entry)
+
+
+def _accepted_by_schema_and_refused_by_model(crds: dict[str, Any], entry: str) -> None:
     doc = copy.deepcopy(BASE)
     parts = entry.removeprefix("spec.").split(".")
     node = doc["spec"]

@@ -107,6 +107,33 @@ def test_release_defaults_are_flux_defaults() -> None:
     assert release.metadata.generation == 3
 
 
+def test_release_strategy_apply_and_chart_name_fields_parse_with_flux_defaults() -> None:
+    spec = HelmRelease.from_object(_release()).spec
+    assert (spec.install.strategy.name, spec.install.strategy.retry) == (
+        "RemediateOnFailure", False)
+    assert spec.upgrade.strategy.interval == timedelta(minutes=5)  # GetRetryInterval
+    assert spec.install.server_side_apply is None  # Flux's default: server-side
+    assert (spec.upgrade.server_side_apply, spec.rollback.server_side_apply) == ("auto", "auto")
+    assert spec.upgrade.chart_name_change_strategy == "Reinstall"
+    spec = HelmRelease.from_object(_release(
+        install={"strategy": {"name": "RetryOnFailure", "retryInterval": "90s"},
+                 "serverSideApply": False},
+        upgrade={"strategy": {"name": "RetryOnFailure"}, "serverSideApply": "disabled",
+                 "chartNameChangeStrategy": "InPlaceUpdate"},
+        rollback={"serverSideApply": "enabled"},
+        valuesFrom=[{"kind": "ConfigMap", "name": "v", "targetPath": "a.b",
+                     "literal": True}])).spec
+    assert (spec.install.strategy.retry, spec.install.strategy.interval) == (
+        True, timedelta(seconds=90))
+    assert (spec.upgrade.strategy.retry, spec.upgrade.strategy.interval) == (
+        True, timedelta(minutes=5))
+    assert spec.install.server_side_apply is False
+    assert (spec.upgrade.server_side_apply, spec.rollback.server_side_apply) == (
+        "disabled", "enabled")
+    assert spec.upgrade.chart_name_change_strategy == "InPlaceUpdate"
+    assert spec.values_from[0].literal
+
+
 def test_release_name_composition_and_shortening_follow_flux() -> None:
     release = HelmRelease.from_object(_release(targetNamespace="monitoring"))
     assert release.release_name == "monitoring-podinfo"

@@ -15,6 +15,7 @@ from chartguard.helm.args import (
     action_timeout,
     install_args,
     rollback_args,
+    server_side,
     uninstall_args,
     unsupported,
     upgrade_args,
@@ -46,7 +47,7 @@ def release(spec_yaml: str = "", **meta: Any) -> HelmRelease:
 def test_install_defaults_wait_like_flux_and_apply_server_side() -> None:
     assert install_args(release(), CHART, VALUES) == [
         "install", "--namespace", "flux-system", "--timeout", "5m0s",
-        "--wait=watcher", "--wait-for-jobs", "--force-conflicts",
+        "--wait=watcher", "--wait-for-jobs", "--server-side=true", "--force-conflicts",
         "--values", "/tmp/values.json", "--take-ownership",
         "--", "podinfo", "/store/chart.tgz"]
 
@@ -68,9 +69,10 @@ def test_install_every_flag() -> None:
     """), CHART, VALUES, description="chart podinfo@6.5.0")
     assert argv == [
         "install", "--namespace", "apps", "--timeout", "1m30s",
-        "--wait=watcher", "--force-conflicts", "--values", "/tmp/values.json",
-        "--create-namespace", "--skip-crds", "--no-hooks", "--disable-openapi-validation",
-        "--skip-schema-validation", "--replace", "--description", "chart podinfo@6.5.0",
+        "--wait=watcher", "--server-side=true", "--force-conflicts",
+        "--values", "/tmp/values.json", "--create-namespace", "--skip-crds", "--no-hooks",
+        "--disable-openapi-validation", "--skip-schema-validation", "--replace",
+        "--description", "chart podinfo@6.5.0",
         "--", "apps-podinfo", "/store/chart.tgz"]
 
 
@@ -87,6 +89,27 @@ def test_install_flag_table(install: str, present: list[str], absent: list[str])
     argv = install_args(release(f"install: {install}"), CHART, VALUES)
     assert all(flag in argv for flag in present), argv
     assert not any(flag in argv for flag in absent), argv
+
+
+def test_install_server_side_apply_false_applies_client_side_without_forcing() -> None:
+    """Flux's ``spec.install.serverSideApply: false``: helm 4's ``--server-side=false``;
+    conflicts are forced only server-side, and install has no ``force``."""
+    argv = install_args(release("install: {serverSideApply: false}"), CHART, VALUES)
+    assert "--server-side=false" in argv
+    assert not {"--server-side=true", "--force-conflicts", "--force-replace"} & set(argv)
+    explicit = install_args(release("install: {serverSideApply: true}"), CHART, VALUES)
+    assert explicit == install_args(release(), CHART, VALUES)
+
+
+@pytest.mark.parametrize(("mode", "previous", "expected"), [
+    ("enabled", "csa", True), ("enabled", "", True),
+    ("disabled", "ssa", False), ("disabled", "", False),
+    ("auto", "ssa", True), ("auto", "csa", False),
+    ("auto", "", False),  # a revision helm 3 wrote: client-side, as helm's own auto
+])
+def test_server_side_follows_the_mode_or_the_previous_apply_method(
+        mode: str, previous: str, expected: bool) -> None:
+    assert server_side(mode, previous) is expected
 
 
 def test_upgrade_keeps_server_side_apply_and_resets_values() -> None:

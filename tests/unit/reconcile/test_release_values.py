@@ -23,6 +23,7 @@ from chartguard.reconcile.seams import (
 from chartguard.reconcile.values import (
     VALUES_ERROR,
     compose_values,
+    replace_path_literal_value,
     replace_path_value,
     secret_strings,
 )
@@ -333,6 +334,51 @@ def test_a_comma_in_a_configmap_target_value_names_the_stray_key() -> None:
     err = failure([{"kind": "ConfigMap", "name": "v", "valuesKey": "k", "targetPath": "a"}],
                   configmaps={"v": {"k": "one,two"}})
     assert "key 'two' has no value" in err.message
+
+
+@pytest.mark.parametrize("value", [
+    "one,two", "a.b=c", "{x,y}", "[0]", "C:\\dir\\file", '"quoted"', "'single'", "true",
+    "42", "null", "", "trailing\\", "line 1\nline 2, still [it] {all}\n",
+    '{"json": [1, 2], "k": "v,w"}',
+])
+def test_literal_sets_the_value_verbatim_as_a_string(value: str) -> None:
+    """fluxcd/pkg ReplacePathLiteralValue (helm --set-literal): no comma, bracket, brace,
+    quote, escape or type parsing of the value."""
+    composed = compose([{"kind": "ConfigMap", "name": "v", "valuesKey": "k",
+                         "targetPath": "config.file\\.conf", "literal": True}],
+                       configmaps={"v": {"k": value}})
+    assert composed == {"config": {"file.conf": value}}  # the path still reads \. escapes
+
+
+def test_literal_path_syntax_and_merge_into_spec_values() -> None:
+    composed = compose([{"kind": "Secret", "name": "s", "valuesKey": "k",
+                         "targetPath": "list[1].raw", "literal": True},
+                        {"kind": "Secret", "name": "s", "valuesKey": "k",
+                         "targetPath": "map.raw", "literal": True}],
+                       {"map": {"keep": 1}, "other": 2},
+                       secrets={"s": {"k": b"x,y=z"}})
+    assert composed == {"list": [None, {"raw": "x,y=z"}], "map": {"keep": 1, "raw": "x,y=z"},
+                        "other": 2}
+    parsed: dict[str, Any] = {}
+    replace_path_literal_value(parsed, "a", "1,b=2")
+    assert parsed == {"a": "1,b=2"}
+    replace_path_value(parsed, "a", "1,b=2")  # without literal: --set syntax, typed
+    assert parsed == {"a": 1, "b": 2}
+
+
+def test_literal_without_target_path_merges_the_yaml_as_flux_does() -> None:
+    """Flux: literal has no effect without targetPath."""
+    assert compose([{"kind": "ConfigMap", "name": "v", "literal": True}],
+                   configmaps={"v": {"values.yaml": "a: {b: 1}"}}) == {"a": {"b": 1}}
+
+
+def test_a_literal_secret_value_is_sensitive_whole() -> None:
+    refs = [{"kind": "Secret", "name": "creds", "valuesKey": "k", "targetPath": "auth.token",
+             "literal": True}]
+    composed = compose_values(release(refs), Secrets({"creds": {"k": b"tok,en=s3cr3t"}}),
+                              ConfigMaps())
+    assert composed.values == {"auth": {"token": "tok,en=s3cr3t"}}
+    assert "tok,en=s3cr3t" in composed.sensitive
 
 
 def test_digest_follows_the_referenced_secret_and_objects_read_are_recorded() -> None:
