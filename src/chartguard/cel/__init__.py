@@ -105,8 +105,10 @@ def evaluate_boolean(expression: str, data: Mapping[str, Any], *,
          "variables": list(variables) if variables is not None else None}, expression,
         data=payload)
     if not answer.get("ok"):
-        words = _runtime_words(answer.get("message"))
-        if answer.get("stage") == "compile":
+        compiling = answer.get("stage") == "compile"
+        words = _runtime_words(answer.get("message"),
+                               expression=None if compiling else expression)
+        if compiling:
             raise CompileError(f"failed to parse the CEL expression '{quote(expression)}': "
                                f"{words}")
         raise EvaluationError(f"failed to evaluate the CEL expression '{quote(expression)}': "
@@ -126,7 +128,11 @@ def _bounded(expression: str) -> str:
     return expression
 
 
-def _runtime_words(message: object) -> str:
+#: a quoted value in the runtime's words ("Key not found in map : \"hunter2\"")
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+
+
+def _runtime_words(message: object, *, expression: str | None = None) -> str:
     """The runtime's error without its status code (``INVALID_ARGUMENT: ...
     [INVALID_ARGUMENT]``), escaped: the caret diagram's newlines become ``\\x0a``."""
     text = str(message or "unknown error").strip()
@@ -135,6 +141,13 @@ def _runtime_words(message: object) -> str:
         text = rest.removesuffix(f"[{code}]").rstrip()
     if text == "std::bad_alloc":
         text = f"out of memory (the sandbox allows {MEMORY_LIMIT // (1024 * 1024)} MiB)"
+    if expression is not None:
+        # an evaluation error may quote data the expression read (a map key looked up, a
+        # string it compared): that can be another namespace's object, and the message goes
+        # to this release's status and Events, so a quoted value the expression itself does
+        # not spell out (a field name it wrote stays, as help) is left out
+        text = _QUOTED.sub(
+            lambda m: m.group(0) if m.group(0)[1:-1] in expression else '"..."', text)
     return escape(text, _QUOTE)
 
 

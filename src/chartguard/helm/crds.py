@@ -45,6 +45,17 @@ class CRDApplier(Protocol):
         ...
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """The safe loader without aliases: a few hundred bytes of nested aliases expand into
+    gigabytes when the CRD is serialised for the API (helm never needs them in a CRD)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("a YAML alias (not accepted in a chart's CRDs: a few of them "
+                                 "can expand a small file into gigabytes)")
+        return super().compose_node(parent, index)
+
+
 def chart_crds(rendered: str) -> list[dict[str, Any]]:
     """The CustomResourceDefinitions of the ``crds/`` files in ``helm template
     --include-crds`` output, in order. A document that is not valid YAML is ``CRDError``."""
@@ -59,11 +70,12 @@ def chart_crds(rendered: str) -> list[dict[str, Any]]:
         if "/crds/" not in f"/{source}":
             continue
         try:
-            docs = list(yaml.safe_load_all(chunk))
+            docs = list(yaml.load_all(chunk, Loader=_NoAliasLoader))  # a SafeLoader
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise CRDError(f"{escape(source)} is not valid YAML{where}") from None
+            problem = " (a YAML alias: not accepted in CRDs)" if "alias" in str(err) else ""
+            raise CRDError(f"{escape(source)} is not valid YAML{where}{problem}") from None
         for doc in docs:
             if (isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
                     and str(doc.get("apiVersion", "")).startswith("apiextensions.k8s.io/")

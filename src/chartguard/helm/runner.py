@@ -55,7 +55,7 @@ from chartguard import cel, metrics
 from chartguard.api.helmrelease import HelmRelease
 from chartguard.helm import args as helm_args
 from chartguard.helm import health
-from chartguard.helm.crds import CRDApplier, CRDError, chart_crds
+from chartguard.helm.crds import MAX_CRD_OUTPUT, CRDApplier, CRDError, chart_crds
 from chartguard.helm.errors import ChartDigestMismatchError, HelmError, redact, summarize
 from chartguard.helm.postrender import install_plugin, plan_for
 from chartguard.helm.release import ReleaseStorage, StoredRelease, newest
@@ -66,6 +66,9 @@ from chartguard.untrusted import escape
 DEFAULT_GRACE = timedelta(seconds=30)
 _STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 _MAX_STDERR = 256 * 1024
+#: the most of helm's stdout read (only ``helm template --include-crds`` is read: a chart's
+#: CRDs)
+MAX_OUTPUT = MAX_CRD_OUTPUT
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
 _HOMES = {"HELM_CACHE_HOME": "cache", "HELM_CONFIG_HOME": "config", "HELM_DATA_HOME": "data",
           "HELM_PLUGINS": "plugins"}
@@ -329,28 +332,47 @@ class Helm:
 
     def _process_output(self, action: str, argv: list[str], seconds: float, *,
                         stdout: bool) -> tuple[int, str, bool, str]:
-        """(exit code, stderr's tail, stopped at its timeout, stdout if asked for)."""
-        try:
-            proc = subprocess.Popen(
-                [self.binary, *argv], env=self.env, cwd=self.home / "tmp",
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if stdout else subprocess.DEVNULL, stderr=subprocess.PIPE)
-        except OSError as exc:
-            raise HelmError(action, f"the helm binary {escape(self.binary)} cannot be run "
-                                    f"({escape(exc.strerror or exc)}); install helm 4 or "
-                                    "point the operator at it", storage_changed=False) from exc
-        with self._count:
-            self._root.processes += 1
-        try:
-            out, err = proc.communicate(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            return -1, "", True, ""
-        except BaseException:
-            _stop(proc)
-            raise
-        return (proc.returncode, err[-_MAX_STDERR:].decode("utf-8", "replace"), False,
-                (out or b"").decode("utf-8", "replace"))
+        """(exit code, stderr's tail, stopped at its timeout, stdout if asked for).
+
+        stdout goes to an unnamed file, read back only when it is at most
+        :data:`MAX_OUTPUT` bytes (a chart's templates can print without end): a longer one
+        is ``HelmError``. stderr likewise, of which the tail is kept."""
+        with tempfile.TemporaryFile(dir=self.home / "tmp") as out_file, \
+                tempfile.TemporaryFile(dir=self.home / "tmp") as err_file:
+            try:
+                proc = subprocess.Popen(
+                    [self.binary, *argv], env=self.env, cwd=self.home / "tmp",
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_file if stdout else subprocess.DEVNULL, stderr=err_file)
+            except OSError as exc:
+                raise HelmError(action, f"the helm binary {escape(self.binary)} cannot be run "
+                                        f"({escape(exc.strerror or exc)}); install helm 4 or "
+                                        "point the operator at it",
+                                storage_changed=False) from exc
+            with self._count:
+                self._root.processes += 1
+            try:
+                proc.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                _stop(proc)
+                return -1, "", True, ""
+            except BaseException:
+                _stop(proc)
+                raise
+            err_size = err_file.seek(0, os.SEEK_END)
+            err_file.seek(max(0, err_size - _MAX_STDERR))
+            err = err_file.read(_MAX_STDERR)
+            out = b""
+            if stdout:
+                size = out_file.seek(0, os.SEEK_END)
+                if size > MAX_OUTPUT:
+                    raise HelmError(action, f"helm printed {size} bytes, more than "
+                                            f"{MAX_OUTPUT} (the chart's templates)",
+                                    storage_changed=False)
+                out_file.seek(0)
+                out = out_file.read()
+        return (proc.returncode, err.decode("utf-8", "replace"), False,
+                out.decode("utf-8", "replace"))
 
     def _apply_crds(self, action: str, release: HelmRelease, chart: Path, values: Path, *,
                     replace: bool, server_side: bool) -> None:

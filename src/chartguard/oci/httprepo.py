@@ -33,6 +33,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
+
 from chartguard.oci._metered import MeteredTransport
 from chartguard.oci._requests_transport import (
     RequestsTransport,
@@ -161,9 +164,34 @@ def origin(url: str) -> str:
     host = (parts.hostname or "").lower()
     if ":" in host:
         host = f"[{host}]"
-    port = parts.port
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
     default = {"http": 80, "https": 443}.get(parts.scheme.lower())
     return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def unambiguous(url: str) -> bool:
+    """Whether the HTTP client connects to the origin :func:`origin` reads from ``url``.
+
+    Python's ``urlsplit`` and urllib3 (which connects) disagree on some URLs: with a
+    backslash, ``https://evil.example\\@repo.example/c.tgz`` is ``repo.example`` to the
+    one and ``evil.example`` to the other, so credentials meant for the repository would
+    reach another host. Such a URL (or one with whitespace or control characters) is
+    refused rather than guessed at."""
+    if any(ch == "\\" or ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return False
+    try:
+        connected = parse_url(url)
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except (LocationParseError, ValueError):
+        return False
+    host = (parts.hostname or "").lower()
+    theirs = (connected.host or "").lower().strip("[]")
+    return ((connected.scheme or "").lower() == parts.scheme.lower() and theirs == host
+            and connected.port == port)
 
 
 def index_url(repository_url: str) -> str:
@@ -182,8 +210,11 @@ def chart_url(repository_url: str, ref: str) -> str:
     directory = urllib.parse.urlunsplit(
         (base.scheme, base.netloc, base.path.rstrip("/") + "/", "", ""))
     resolved = urllib.parse.urlsplit(urllib.parse.urljoin(directory, ref))
+    # the query may carry a token (a SAS, a private_token): it goes with the URL only to the
+    # repository's own origin, never to the host a scheme-relative ``//other/c.tgz`` names
+    query = base.query if origin(resolved.geturl()) == origin(repository_url) else ""
     return urllib.parse.urlunsplit((resolved.scheme, resolved.netloc, resolved.path,
-                                    base.query, ""))
+                                    query, ""))
 
 
 def shown(url: str) -> str:
@@ -270,6 +301,11 @@ class HelmRepositoryClient:
         if not entry.urls:
             raise ChartContentError(f"chart '{escape(entry.name)}' has no downloadable URLs")
         url = chart_url(self.url, entry.urls[0])
+        if not unambiguous(url):
+            raise ChartContentError(
+                f"chart '{escape(entry.name)}' version {escape(entry.version)} has URL "
+                f"{shown(url)}, which HTTP clients read in different ways (a backslash, "
+                "whitespace or a malformed host): it is not downloaded; fix the index")
         if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
             raise ChartContentError(
                 f"chart '{escape(entry.name)}' version {escape(entry.version)} has URL "
@@ -372,6 +408,11 @@ class HelmRepositoryClient:
                 return response
             response.close()
             url = urllib.parse.urljoin(url, location)
+            if not unambiguous(url):
+                raise RegistryResponseError(
+                    f"the Helm repository redirected to {shown(url)}, which HTTP clients "
+                    "read in different ways (a backslash, whitespace or a malformed host): "
+                    "not followed")
             if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
                 raise RegistryResponseError(
                     f"the Helm repository redirected to {shown(origin(url))}, which is not "

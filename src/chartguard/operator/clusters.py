@@ -48,8 +48,6 @@ from chartguard.untrusted import escape
 
 #: tries after the first for a remote API call (the release's own retry takes it from there)
 REMOTE_RETRIES = 2
-#: where a pod's ServiceAccount token is mounted (fluxcd/pkg generic provider reads it too)
-POD_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 class KubeTokens:
@@ -57,9 +55,8 @@ class KubeTokens:
     client (RBAC: ``create`` of ``serviceaccounts/token``, the deploy chart's
     ``rbac.workloadIdentity``)."""
 
-    def __init__(self, kube: Kube, *, pod_token: Path = POD_TOKEN) -> None:
+    def __init__(self, kube: Kube) -> None:
         self._kube = kube
-        self._pod_token = pod_token
 
     def token(self, namespace: str, name: str, audiences: Sequence[str]) -> str:
         try:
@@ -69,26 +66,6 @@ class KubeTokens:
                                     f"'{escape(namespace)}/{escape(name)}': {safe(err)}"
                                     ) from None
 
-    def own_account(self) -> tuple[str, str]:
-        try:
-            jwt = self._pod_token.read_text().strip()
-            payload = jwt.split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-            parts = str(claims["sub"]).split(":")
-        except OSError as err:
-            raise TokenRequestError(
-                "failed to create provider access token for the controller: failed to read "
-                f"service account token file {self._pod_token}: "
-                f"{escape(err.strerror or type(err).__name__)}") from None
-        except (IndexError, KeyError, TypeError, ValueError):
-            raise TokenRequestError("failed to create provider access token for the "
-                                    "controller: the pod's service account token is no "
-                                    "Kubernetes token") from None
-        if len(parts) != 4:
-            raise TokenRequestError("failed to create provider access token for the "
-                                    "controller: invalid subject format in service account "
-                                    "token")
-        return parts[2], parts[3]
 
 
 class KubeRemoteClusters:

@@ -100,11 +100,6 @@ class ServiceAccountTokens(Protocol):
         ``TokenRequestError`` when the API refuses it."""
         ...
 
-    def own_account(self) -> tuple[str, str]:
-        """(namespace, name) of the operator's own ServiceAccount (in a pod, from its mounted
-        token); ``TokenRequestError`` when it runs as none."""
-        ...
-
 
 class RemoteClusters(Protocol):
     """Where helm and helm's storage act on a remote cluster (the operator's ``Helm`` with
@@ -243,10 +238,11 @@ def workload_identity_kubeconfig(release: HelmRelease, configmaps: ConfigMapRead
                                  tokens: ServiceAccountTokens) -> RemoteKubeConfig:
     """fluxcd/pkg ``auth/utils.GetRESTConfig`` for ``spec.kubeConfig.configMapRef``, provider
     ``generic``: the cluster at ``address`` (https; port 443 unless given) with ``ca.crt``,
-    reached with a token of ``serviceAccountName`` (in the HelmRelease's namespace; without
-    one, the operator's own ServiceAccount) for ``audiences`` (one a line; default the
-    address), from the operator cluster's TokenRequest API. The cloud providers are refused
-    (they need their cloud's identity service). ``KubeConfigError`` in Flux's words."""
+    reached with a token of ``serviceAccountName`` (in the HelmRelease's namespace;
+    required: unlike Flux, never the operator's own ServiceAccount) for ``audiences`` (one a
+    line; default the address), from the operator cluster's TokenRequest API. The cloud
+    providers are refused (they need their cloud's identity service). ``KubeConfigError``
+    in Flux's words."""
     ref = release.spec.kube_config
     assert ref is not None
     namespace = release.metadata.namespace
@@ -268,12 +264,17 @@ def workload_identity_kubeconfig(release: HelmRelease, configmaps: ConfigMapRead
     host = parse_cluster_address(address)
     audiences = [a.strip() for a in data.get(AUDIENCES, "").split("\n") if a.strip()]
     account = data.get(SERVICE_ACCOUNT, "")
+    if not account:
+        # Flux falls back to the controller's own ServiceAccount; chartguard does not: its
+        # token, for audiences the ConfigMap chooses, would go to the address the ConfigMap
+        # names, which any tenant who may write a HelmRelease and a ConfigMap controls
+        raise KubeConfigError(
+            f"ConfigMap {escape(name)} names no serviceAccountName: chartguard requests tokens "
+            "only for a ServiceAccount of the HelmRelease's namespace, never for its own "
+            "(that token would be sent to the address the ConfigMap names); add "
+            "serviceAccountName")
     try:
-        if account:
-            token = tokens.token(namespace, account, audiences or [host])
-        else:
-            own = tokens.own_account()
-            token = tokens.token(own[0], own[1], audiences or [host])
+        token = tokens.token(namespace, account, audiences or [host])
     except TokenRequestError as err:
         raise KubeConfigError(f"failed to get access token for cluster: {err}") from None
     return RemoteKubeConfig(server=host, ca_data=data.get(CA_CERT, "").encode(), token=token,

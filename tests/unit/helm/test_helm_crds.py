@@ -57,6 +57,16 @@ def test_a_broken_crd_file_is_an_error_naming_it() -> None:
         chart_crds("---\n# Source: app/crds/a.yaml\nkind: [\n")
 
 
+def test_a_crd_with_yaml_aliases_is_refused_before_it_expands() -> None:
+    """550 bytes of nested aliases serialise to tens of megabytes (two levels more: GBs)."""
+    bomb = ["---", "# Source: app/crds/bomb.yaml", "apiVersion: apiextensions.k8s.io/v1",
+            "kind: CustomResourceDefinition", "metadata: {name: bombs.example.com}",
+            "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]
+    with pytest.raises(CRDError, match=r"app/crds/bomb.yaml is not valid YAML .*alias"):
+        chart_crds("\n".join(bomb) + "\n")
+
+
 def test_template_command_line() -> None:
     release = HelmRelease.from_object({
         "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",

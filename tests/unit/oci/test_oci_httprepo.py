@@ -56,6 +56,9 @@ def entry(url: str, data: bytes, *, digest: str | None = None, name: str = "demo
     ("https://h/charts?sig=1", "demo.tgz", "https://h/charts/demo.tgz?sig=1"),
     ("https://h/charts", "https://cdn.example.com/demo.tgz", "https://cdn.example.com/demo.tgz"),
     ("https://h", "demo.tgz", "https://h/demo.tgz"),
+    # a scheme-relative reference to another host does not take the repository's query (a
+    # token there stays with the repository)
+    ("https://h/charts?token=s3cret", "//evil.example/c.tgz", "https://evil.example/c.tgz"),
 ])
 def test_chart_urls_resolve_as_helm_resolves_them(base: str, ref: str, expected: str) -> None:
     assert chart_url(base, ref) == expected
@@ -228,3 +231,32 @@ def test_a_connection_broken_while_reading_is_tried_again() -> None:
     repo, transport = client(lambda _r: next(answers))
     assert repo.fetch_chart(entry("demo-1.0.0.tgz", ARCHIVE)).data == ARCHIVE
     assert len(transport.requests) == 2
+
+
+@pytest.mark.parametrize("url", [
+    "https://attacker.example\\@charts.example.com/stable/c.tgz",  # urllib3: attacker.example
+    "https://charts.example.com\\.attacker.example/c.tgz",
+    "https://charts.example.com/sta ble/c.tgz",
+    "https://charts.example.com/c.tgz\r\nX-Injected: 1",
+])
+def test_a_chart_url_http_clients_read_in_different_ways_is_not_requested(url: str) -> None:
+    """Python's urlsplit reads ``charts.example.com`` in the first URL, urllib3 (which
+    connects) ``attacker.example``: credentials for the repository would reach the attacker.
+    No request is made, with or without passCredentials."""
+    for pass_credentials in (False, True):
+        repo, transport = client(lambda _r: MockResponse(200, ARCHIVE),
+                                 pass_credentials=pass_credentials)
+        with pytest.raises(ChartContentError, match="read in different ways"):
+            repo.fetch_chart(entry(url, ARCHIVE))
+        assert not transport.requests
+
+
+def test_a_redirect_to_an_ambiguous_url_is_not_followed() -> None:
+    def handler(request: Request) -> MockResponse:
+        return MockResponse(302, headers={
+            "Location": "https://attacker.example\\@charts.example.com/stable/c.tgz"})
+
+    repo, transport = client(handler)
+    with pytest.raises(RegistryResponseError, match="read in different ways"):
+        repo.fetch_chart(entry("demo-1.0.0.tgz", ARCHIVE))
+    assert len(transport.requests) == 1  # the first, to the repository; nothing after

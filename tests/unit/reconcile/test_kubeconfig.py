@@ -189,9 +189,6 @@ class Tokens:
         self.asked.append((namespace, name, tuple(audiences)))
         return f"token-of-{namespace}-{name}"
 
-    def own_account(self) -> tuple[str, str]:
-        return "chartguard-system", "chartguard"
-
 
 def wi_release() -> HelmRelease:
     return HelmRelease.from_object({
@@ -214,12 +211,24 @@ def test_generic_provider_takes_a_token_of_the_named_service_account() -> None:
     assert "token-of-apps-deployer" in config.sensitive
 
 
-def test_generic_provider_defaults_the_audience_and_the_account() -> None:
+def test_generic_provider_defaults_the_audience_to_the_address() -> None:
     tokens = Tokens()
     config = workload_identity_kubeconfig(wi_release(), ConfigMaps({
-        "provider": "generic", "address": "https://10.0.0.1:6443"}), tokens)
+        "provider": "generic", "address": "https://10.0.0.1:6443",
+        "serviceAccountName": "deployer"}), tokens)
     assert config.server == "https://10.0.0.1:6443"
-    assert tokens.asked == [("chartguard-system", "chartguard", ("https://10.0.0.1:6443",))]
+    assert tokens.asked == [("apps", "deployer", ("https://10.0.0.1:6443",))]
+
+
+def test_without_a_service_account_the_operators_own_token_is_never_requested() -> None:
+    """Flux would use its controller's account; a tenant naming an address it controls (and
+    the local API server's audience) would receive the operator's token."""
+    tokens = Tokens()
+    with pytest.raises(KubeConfigError, match="names no serviceAccountName"):
+        workload_identity_kubeconfig(wi_release(), ConfigMaps({
+            "provider": "generic", "address": "https://attacker.example",
+            "audiences": "https://kubernetes.default.svc"}), tokens)
+    assert tokens.asked == []
 
 
 @pytest.mark.parametrize(("data", "words"), [
