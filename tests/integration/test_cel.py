@@ -4,6 +4,8 @@ of chartguard.helm.health on top of it."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -272,3 +274,53 @@ def test_an_object_as_large_as_etcd_takes_is_evaluated_within_the_memory_cap() -
     assert cel.evaluate_boolean("self.data.all(k, self.data[k].size() == 100)",
                                 {"self": {"data": dict(list(big["data"].items())[:9000])},
                                  "dep": big}, variables=SELF_DEP)
+
+
+def test_the_deadline_is_checked_between_objects_not_only_between_polls() -> None:
+    """Each object's read and evaluation takes time (a slow expression: up to the sandbox's
+    deadline): once the action's deadline passed, the objects left are not read."""
+    any_kind = HealthCheckExpressions("example.com/v1", "", current="status.phase == 'Ready'")
+
+    class SlowLive(Live):
+        def get(self, api_version: str, kind: str, namespace: str, name: str, *,
+                as_user: str = "") -> Mapping[str, Any] | None:
+            clock.now += 20  # this read (and its evaluation) took 20 s
+            return super().get(api_version, kind, namespace, name, as_user=as_user)
+
+    clock = Clock()
+    live = SlowLive({})
+    with pytest.raises(health.HealthCheckError) as caught:
+        health.wait_healthy(health.HealthChecks([any_kind]),
+                            health.manifest_objects(MANIFEST, "apps"), live, as_user="",
+                            deadline=10, interval=5, clock=clock, sleep=clock.sleep)
+    assert live.reads == 1  # the Cache was not read after the deadline
+    assert "Cache/apps/cache: not read yet" in str(caught.value)
+
+
+def test_a_request_waits_a_bounded_time_for_a_sandbox_another_release_holds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One sandbox serves all releases: a slow expression (here: stopped at the deadline)
+    must not hold another release's evaluation beyond ``BUSY_WAIT``."""
+    monkeypatch.setattr(cel, "BUSY_WAIT", 0.5)
+    slow = ("[" + ",".join(["0"] * 99) + "].all(x, [" + ",".join(["0"] * 99) + "].all(y, "
+            "!dep.pad.matches(dep.pad.substring(0, 8000) + 'z')))")
+    data = {"self": {}, "dep": {"pad": "x" * 100_000}}
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            cel.evaluate_boolean(slow, data, variables=("self", "dep"))
+        except cel.CelError as err:
+            errors.append(err)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        time.sleep(0.5)  # the holder has the sandbox (its request runs up to the deadline)
+        with pytest.raises(cel.EvaluationError, match="sandbox was busy with other"):
+            cel.evaluate_boolean("true", {"self": {}, "dep": {}}, variables=("self", "dep"))
+    finally:
+        holder.join()
+    (held,) = errors
+    assert "did not finish within" in str(held)
+    assert cel.evaluate_boolean("true", {"self": {}, "dep": {}}, variables=("self", "dep"))

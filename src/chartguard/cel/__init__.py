@@ -46,6 +46,8 @@ MAX_INPUT = 4 * 1024 * 1024
 MEMORY_LIMIT = 256 * 1024 * 1024
 #: wall-clock time one request may take in the sandbox
 DEADLINE = 5.0
+#: how long a request waits for the sandbox another release is using (two deadlines)
+BUSY_WAIT = 2 * DEADLINE
 #: how much of an expression or runtime message a condition quotes
 _QUOTE = 300
 _STATUS_CODE = re.compile("[A-Z_]+")
@@ -165,7 +167,13 @@ class _Sandbox:
         line = json.dumps(request, separators=(",", ":"))
         if data:
             line = line[:-1] + ',"data":' + data + "}"
-        with self._lock:
+        # one process serves every release: a release whose expressions keep it busy (each
+        # just under the deadline) must not hold the others' reconciles for long
+        if not self._lock.acquire(timeout=BUSY_WAIT):
+            raise EvaluationError(f"the CEL sandbox was busy with other expressions for "
+                                  f"{BUSY_WAIT:g}s; '{quote(expression)}' is evaluated again "
+                                  "at the next reconcile")
+        try:
             proc = self._running()
             assert proc.stdin is not None
             assert proc.stdout is not None
@@ -182,6 +190,8 @@ class _Sandbox:
                          f"({MEMORY_LIMIT // (1024 * 1024)} MiB)" if died else
                          f"did not finish within {DEADLINE:g}s")
                 raise EvaluationError(f"the CEL expression '{quote(expression)}' {limit}")
+        finally:
+            self._lock.release()
         try:
             parsed = json.loads(answer)
         except ValueError:

@@ -180,6 +180,8 @@ def wait_healthy(checks: HealthChecks, objects: Sequence[ObjectRef], live: LiveO
     pending = dict.fromkeys(range(len(watched)), "not read yet")
     while True:
         for i in list(pending):
+            if clock() > deadline:
+                break  # the objects not read stay pending: the timeout below names them
             ref, evaluator = watched[i]
             try:
                 obj = live.get(ref.api_version, ref.kind, ref.namespace, ref.name,
