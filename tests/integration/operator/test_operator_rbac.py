@@ -39,7 +39,9 @@ from chartguard_testing.controlplane import ApiError, ControlPlane, Namespaced, 
 from chartguard_testing.proxy import CountingProxy
 
 CHART = Path(tools.REPO_ROOT) / "deploy" / "chart" / "chartguard"
-DENIED = re.compile(r"\b403\b|Forbidden|Not enough permissions|cannot (list|watch|get|patch)")
+#: a refusal in the operator's log (a log line's milliseconds, ``04:02:46,403``, are not one)
+DENIED = re.compile(r"(?<![,.:])\b403\b|Forbidden|Not enough permissions|"
+                    r"cannot (list|watch|get|patch)")
 KEY = {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}
 
 # the real control plane is one per pytest process: share the worker its other tests use
