@@ -168,19 +168,24 @@ def test_perl_only_syntax_go_refuses_is_refused_naming_the_field(
 def test_a_depends_on_cycle_is_named_and_runs_no_helm(
         cluster: Cluster, charts: Charts, operator: Operator, tmp_path: Path,
         chaos_row: Callable[..., None]) -> None:
-    """``app`` and ``db`` both installed, then each made to depend on the other: both wait,
-    naming the cycle, and helm is not run; nothing hangs (the operator keeps answering)."""
+    """``web`` and ``db`` created together, each depending on the other: both wait, naming the
+    cycle, and helm is not run for them; nothing hangs (the operator keeps answering), and the
+    installed ``app`` is untouched.
+
+    (A pair that was already Ready and is then made to depend on each other is not a
+    deterministic case, in Flux or here: a reconcile may read the other release from its cache
+    before its new generation arrives, see it Ready, and go on, after which the other sees it
+    Ready too. Neither hangs; the cycle only blocks releases that were not both Ready.)"""
     ns = cluster.ns
-    db = helmrelease("db", ns, "app", "charts", KEY, version=">=1.0.0")
-    installed = install_good(cluster, charts, operator, tmp_path, extra=(db,))
+    installed = install_good(cluster, charts, operator, tmp_path)
     started = time.perf_counter()
     cluster.kubectl.apply(
-        helmrelease(RELEASE, ns, "app", "charts", KEY, version=">=1.0.0",
+        helmrelease("web", ns, "app", "charts", KEY, version=">=1.0.0",
                     dependsOn=[{"name": "db"}]),
         helmrelease("db", ns, "app", "charts", KEY, version=">=1.0.0",
-                    dependsOn=[{"name": RELEASE}]))
-    cycle = {RELEASE: f"{ns}/{RELEASE} -> {ns}/db -> {ns}/{RELEASE}",
-             "db": f"{ns}/db -> {ns}/{RELEASE} -> {ns}/db"}
+                    dependsOn=[{"name": "web"}]))
+    cycle = {"web": f"{ns}/web -> {ns}/db -> {ns}/web",
+             "db": f"{ns}/db -> {ns}/web -> {ns}/db"}
     for name, words in cycle.items():
         cond = installed.release_condition("DependencyNotReady", f"cycle ({words})", name=name)
         assert cond["status"] == "False"
@@ -193,8 +198,8 @@ def test_a_depends_on_cycle_is_named_and_runs_no_helm(
             f"{name} handles requestedAt", timeout=30, operator=operator)
     installed.no_helm_run()
     records = installed.records()
-    assert sorted((r["name"], r["version"]) for r in records) == [("app", 1), ("db", 1)]
-    chaos_row("spec", "dependsOn cycle app -> db -> app",
+    assert sorted((r["name"], r["version"]) for r in records) == [("app", 1)]
+    chaos_row("spec", "dependsOn cycle web -> db -> web",
               f"DependencyNotReady naming the cycle in {took:.1f} s; no helm run",
               unverified=unverified_installs(records, installed.signed_archives),
               lost=installed.lost())
