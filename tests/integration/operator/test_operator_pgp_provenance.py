@@ -209,5 +209,24 @@ def test_http_repository_chart_with_its_prov_file_installs_and_another_key_is_re
         wait_for(missing, "1.2.0 refused", operator=operator)
         assert cluster.revision(ns, chart) == "1.1.0"
         assert installed_version(cluster, "podinfo") == "1.1.0"
+
+        # a 1.3.0 archive changed after signing (a byte of its gzip header: it still unpacks)
+        # and indexed again, so the index's digest matches it: only the signed sha256 tells
+        signed = package_signed(helm_env, helm_env.create("podinfo", "1.3.0"), key, root)
+        data = bytearray(signed.read_bytes())
+        data[4] ^= 0x01
+        signed.write_bytes(bytes(data))
+        helm_env.run("repo", "index", str(root))
+        cluster.request_reconcile("helmrepository", ns, "charts")
+
+        def tampered() -> bool:
+            return "version '1.3.0'" in cluster.condition(
+                "helmchart", ns, chart, "SourceVerified").get("message", "")
+        wait_for(tampered, "1.3.0 refused", operator=operator)
+        message = cluster.condition("helmchart", ns, chart, "SourceVerified")["message"]
+        assert "the archive podinfo-1.3.0.tgz has sha256" in message
+        assert "but the signed provenance says sha256:" in message
+        assert cluster.revision(ns, chart) == "1.1.0"
+        assert installed_version(cluster, "podinfo") == "1.1.0"
         assert operator.stop() == 0
     shutil.rmtree(root, ignore_errors=True)
