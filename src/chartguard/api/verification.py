@@ -32,7 +32,8 @@ OIDCIdentityMatch = IdentityMatcher
 
 @dataclass(frozen=True)
 class Verification:
-    """Signature policy. No ``secret_ref`` means keyless (Fulcio certificate + Rekor)."""
+    """Signature policy. No ``secret_ref`` means keyless (Fulcio certificate + Rekor);
+    ``provider`` ``pgp``: Helm provenance with the OpenPGP keys of ``secret_ref``."""
 
     provider: str = COSIGN
     secret_ref: LocalObjectReference | None = None
@@ -96,7 +97,8 @@ def verify_policy_digest(verification: Verification | None) -> str:
 
 
 def parse_verification(parent: Fields, key: str = "verify") -> Verification | None:
-    """Read ``verify`` under ``parent``; ``notation`` is refused (chartguard verifies cosign)."""
+    """Read ``verify`` under ``parent``; ``notation`` is refused (chartguard verifies cosign);
+    ``pgp`` (Helm provenance) needs ``secretRef`` and refuses the keyless fields."""
     section = parent.section(key)
     if section is None:
         return None
