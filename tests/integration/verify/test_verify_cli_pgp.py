@@ -16,6 +16,7 @@ from chartguard.cli import main
 from chartguard_testing.charts import HelmEnv
 from chartguard_testing.pgp_signer import PGPKey, make_pgp_key, package_signed
 from chartguard_testing.registry import Registry
+from chartguard_testing.tools import find_tool
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -147,3 +148,18 @@ def test_as_a_process_with_its_exit_code(archive: Path, keyrings: tuple[Path, Pa
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["chart"]["name"] == "podinfo"
+
+
+def test_an_oci_layout_oras_copied_with_the_provenance_layer(
+        capsys: pytest.CaptureFixture[str], registry: Registry, helm_env: HelmEnv,
+        archive: Path, key: PGPKey, keyrings: tuple[Path, Path], tmp_path: Path) -> None:
+    digest = helm_env.push(archive, registry)
+    layout = tmp_path / "layout"
+    subprocess.run([find_tool("oras"), "copy", "--from-plain-http",
+                    f"{registry.host}/charts/podinfo:1.2.3", "--to-oci-layout",
+                    f"{layout}:1.2.3"], check=True, capture_output=True, timeout=120)
+    code, out, err = _run(capsys, "--local-image", f"{layout}:1.2.3", "--pgp-keyring",
+                          str(keyrings[0]), "--output", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert (doc["digest"], doc["key"]) == (digest, key.fingerprint)
