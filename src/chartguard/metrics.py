@@ -62,9 +62,10 @@ RESULTS: tuple[str, ...] = ("success", "failure", "stalled", "waiting", "suspend
 #: unsigned: there was no signature to try
 OUTCOMES: tuple[str, ...] = ("verified", "failed", "unsigned")
 #: what verified ("none" when nothing did): cosign's legacy ``.sig`` manifest or a Sigstore
-#: bundle (OCI referrer), signed with a key or keyless (a Fulcio certificate)
+#: bundle (OCI referrer), signed with a key or keyless (a Fulcio certificate); ``pgp``: Helm's
+#: provenance (.prov) with an OpenPGP key
 FORMATS: tuple[str, ...] = ("legacy_key", "legacy_keyless", "bundle_key", "bundle_keyless",
-                            "none")
+                            "pgp", "none")
 #: answered: an HTTP answer came (its class is in ``code``); unreachable: refused, reset or
 #: timed out; tls_error: the TLS handshake failed
 REGISTRY_OUTCOMES: tuple[str, ...] = ("answered", "unreachable", "tls_error")

@@ -170,6 +170,9 @@ def test_the_image_gets_the_products_wheel_and_locked_dependencies_only() -> Non
     (check,) = final.all("RUN")
     assert '! python -c "import chartguard_testing"' in check
     assert "chartguard --help" in check
+    # provider pgp: GnuPG's gpgv from Debian, checked to run
+    assert "apt-get install -y --no-install-recommends gpgv" in check
+    assert "gpgv --version" in check
 
 
 def test_the_build_context_excludes_everything_but_the_product() -> None:

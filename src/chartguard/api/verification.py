@@ -20,8 +20,10 @@ from chartguard.identity import IdentityExpressionError, IdentityMatcher, identi
 
 COSIGN = "cosign"
 NOTATION = "notation"
-#: the enum of Flux's CRD (both accepted by the schema)
-PROVIDERS = (COSIGN, NOTATION)
+#: chartguard extension: Helm's own provenance (``helm package --sign``, a ``.prov`` file)
+PGP = "pgp"
+#: the enum of Flux's CRD (both accepted by the schema), and chartguard's pgp
+PROVIDERS = (COSIGN, NOTATION, PGP)
 
 #: One keyless identity matcher (issuer and subject expressions; both must match). The name
 #: of the api model; the class is the verifier's too.
@@ -30,7 +32,8 @@ OIDCIdentityMatch = IdentityMatcher
 
 @dataclass(frozen=True)
 class Verification:
-    """Signature policy. No ``secret_ref`` means keyless (Fulcio certificate + Rekor)."""
+    """Signature policy. No ``secret_ref`` means keyless (Fulcio certificate + Rekor);
+    ``provider`` ``pgp``: Helm provenance with the OpenPGP keys of ``secret_ref``."""
 
     provider: str = COSIGN
     secret_ref: LocalObjectReference | None = None
@@ -40,7 +43,7 @@ class Verification:
 
     @property
     def keyless(self) -> bool:
-        return self.secret_ref is None
+        return self.secret_ref is None and self.provider == COSIGN
 
     def to_spec(self) -> dict[str, object]:
         """The ``verify`` object as it is written in a spec."""
@@ -94,7 +97,8 @@ def verify_policy_digest(verification: Verification | None) -> str:
 
 
 def parse_verification(parent: Fields, key: str = "verify") -> Verification | None:
-    """Read ``verify`` under ``parent``; ``notation`` is refused (chartguard verifies cosign)."""
+    """Read ``verify`` under ``parent``; ``notation`` is refused (chartguard verifies cosign);
+    ``pgp`` (Helm provenance) needs ``secretRef`` and refuses the keyless fields."""
     section = parent.section(key)
     if section is None:
         return None
@@ -105,13 +109,27 @@ def parse_verification(parent: Fields, key: str = "verify") -> Verification | No
     if provider == NOTATION:
         section.error("provider", "notation signatures are not supported by chartguard yet; "
                                   "sign the chart with cosign and use provider: cosign")
+    if provider == PGP:
+        _pgp_fields(section)
     matchers = section.each("matchOIDCIdentity", _identity)
     return Verification(
-        provider=COSIGN,
+        provider=PGP if provider == PGP else COSIGN,
         secret_ref=local_reference(section, "secretRef"),
         match_oidc_identity=matchers,
         trusted_root_secret_ref=local_reference(section, "trustedRootSecretRef"),
     )
+
+
+def _pgp_fields(section: Fields) -> None:
+    """provider pgp: keys from secretRef only; the cosign-only fields are refused by name."""
+    if not section.has("secretRef"):
+        section.error("secretRef", "provider pgp needs secretRef: a Secret whose *.gpg "
+                                   "(gpg --export) or *.asc (gpg --armor --export) keys hold "
+                                   "the OpenPGP public keys that signed the chart's .prov")
+    for key in ("matchOIDCIdentity", "trustedRootSecretRef"):
+        if section.has(key):
+            section.error(key, "is for cosign keyless signatures; provider pgp verifies Helm "
+                               "provenance with the keys of secretRef: remove it")
 
 
 def _identity(item: Fields) -> IdentityMatcher | None:

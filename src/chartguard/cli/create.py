@@ -103,7 +103,8 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     verify = hr.add_argument_group(
         "verification (spec.chart.spec.verify, where the blog's yq edit puts it)")
     verify.add_argument("--verify-provider", default="", metavar="PROVIDER",
-                        help="cosign (implied by the other --verify-* flags)")
+                        help="cosign (implied by the other --verify-* flags), or pgp: Helm "
+                             "provenance, with --verify-secret-ref naming OpenPGP keys")
     verify.add_argument("--verify-secret-ref", default="", metavar="SECRET",
                         help="Secret with the cosign public keys (key-signed charts)")
     verify.add_argument("--verify-oidc-issuer", action="append", default=[], metavar="REGEX",

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from chartguard.cli._outcome import Reporter, UsageError, hinted, line
+from chartguard.cli._provenance import add_flag as add_pgp_flag
+from chartguard.cli._provenance import run_pgp
 from chartguard.cli._registry import (
     chart_reference,
     password_credentials,
@@ -64,7 +66,8 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
                     "and check the chart's bytes against the signed manifest. "
                     "Exit 0 verified, 1 not verified, 2 usage error.")
     p.add_argument("chart", nargs="?", metavar="oci://HOST/PATH/CHART",
-                   help="the chart in a registry (needs --version)")
+                   help="the chart in a registry (needs --version); with --pgp-keyring also "
+                        "a local chart .tgz (its .prov beside it)")
     p.add_argument("--version", dest="chart_version", metavar="V",
                    help="chart version or semver range (as helm's --version)")
     p.add_argument("--local-image", metavar="DIR[@sha256:DIGEST|:TAG]",
@@ -85,6 +88,7 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     pol.add_argument("--bundle-predicate-type", action="append", default=[], metavar="URI",
                      help="also accept bundles whose in-toto predicate type is URI (default: "
                           "only cosign's signature type; attestations are not signatures)")
+    add_pgp_flag(pol)  # Helm provenance: chartguard.cli._provenance
     reg = p.add_argument_group("registry")
     reg.add_argument("--plain-http", action="store_true", help="use HTTP, not HTTPS")
     reg.add_argument("--ca-file", type=Path, metavar="F", help="CA bundle for the registry")
@@ -202,6 +206,8 @@ def _result_json(subject: _Subject, result: VerificationResult,
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.pgp_keyring:
+        return run_pgp(args)
     out = Reporter(args.parser, json_output=args.output == "json")
     try:
         _check_target(args)

@@ -97,6 +97,34 @@ def chart_descriptors(media_type: str, data: Mapping[str, Any], where: str,
     return config, charts[0]
 
 
+#: a Helm provenance file (``.prov``) is a few hundred bytes; a layer over this is refused
+MAX_PROVENANCE_BYTES = 1024 * 1024
+
+
+def read_provenance(data: Mapping[str, Any], where: str, get_blob: BlobGetter) -> bytes | None:
+    """The provenance layer (``helm push`` of a chart with its ``.prov``) of a chart manifest
+    whose descriptors :func:`chart_descriptors` accepted, fetched and checked against its
+    descriptor; None when there is none. More than one is refused (which would be verified?)."""
+    layers = [item for item in data.get("layers") or ()
+              if isinstance(item, dict) and item.get("mediaType") == mt.HELM_PROVENANCE_LAYER]
+    if not layers:
+        return None
+    if len(layers) > 1:
+        raise UnsupportedMediaTypeError(
+            f"{where} has {len(layers)} provenance layers; `helm push` writes at most one")
+    desc = _descriptor(layers[0], f"{where}: the provenance layer")
+    if desc["size"] > MAX_PROVENANCE_BYTES:
+        raise SizeLimitExceededError(
+            f"{where}: the provenance layer {desc['digest']} is {desc['size']} bytes, over the "
+            f"limit of {MAX_PROVENANCE_BYTES} bytes: it is not a .prov of `helm package --sign`")
+    try:
+        return get_blob(desc["digest"], desc["size"], MAX_PROVENANCE_BYTES)
+    except DigestMismatchError as err:
+        raise DigestMismatchError(
+            f"{where}: the provenance layer {desc['digest']} does not match its digest: {err}",
+        ) from None
+
+
 def chart_metadata(config: bytes, where: str) -> tuple[str, str]:
     """The chart name and version from its Helm config."""
     try:

@@ -33,7 +33,7 @@ from chartguard.oci._requests_transport import (
 )
 from chartguard.oci._retry import Backoff
 from chartguard.oci._transport import HostSession, read_limited, status_error
-from chartguard.oci.chart import read_chart
+from chartguard.oci.chart import read_chart, read_provenance
 from chartguard.oci.credentials import RegistryCredentials, TLSConfig
 from chartguard.oci.errors import (
     BlobNotFoundError,
@@ -92,6 +92,13 @@ class ChartArtifact:
     manifest: bytes
     config: bytes
     layer: bytes
+    #: the provenance layer (a ``.prov``), when it was asked for and the manifest has one
+    provenance: bytes | None = None
+
+    @property
+    def file_name(self) -> str:
+        """The archive's name as ``helm package`` writes it (and a ``.prov`` names it)."""
+        return f"{self.name}-{self.version}.tgz"
 
     @property
     def layer_digest(self) -> str:
@@ -456,13 +463,16 @@ class RegistryClient:
 
     # -- charts ----------------------------------------------------------------------------
 
-    def fetch_chart(self, ref: ChartReference, digest: str) -> ChartArtifact:
-        """The chart at ``digest``: manifest, config and chart layer, all checked."""
+    def fetch_chart(self, ref: ChartReference, digest: str, *,
+                    provenance: bool = False) -> ChartArtifact:
+        """The chart at ``digest``: manifest, config and chart layer, all checked; with
+        ``provenance``, its provenance layer too (None when the manifest has none)."""
         _check_digest(digest, "chart digest")
         with self._operation():
-            return self._fetch_chart(ref, digest)
+            return self._fetch_chart(ref, digest, provenance)
 
-    def _fetch_chart(self, ref: ChartReference, digest: str) -> ChartArtifact:
+    def _fetch_chart(self, ref: ChartReference, digest: str,
+                     provenance: bool = False) -> ChartArtifact:
         manifest = self.get_manifest(ref.repository, digest, ref=ref)
         def get_blob(blob: str, size: int, limit: int) -> bytes:
             return self.get_blob(ref.repository, blob, size, limit, ref=ref)
@@ -476,8 +486,10 @@ class RegistryClient:
                 f"{where} is the chart {escape(parts.name)!r}, not {ref.name!r}: the "
                 f"repository {ref.name} holds another chart; push {ref.name} there with "
                 "`helm push`")
+        prov = read_provenance(manifest.data, where, get_blob) if provenance else None
         return ChartArtifact(name=parts.name, version=parts.version, digest=digest,
-                             manifest=manifest.raw, config=parts.config, layer=parts.layer)
+                             manifest=manifest.raw, config=parts.config, layer=parts.layer,
+                             provenance=prov)
 
     # -- signatures ------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from chartguard.oci._requests_transport import (
 )
 from chartguard.oci._retry import Backoff
 from chartguard.oci._transport import deadline_error, read_limited
-from chartguard.oci.chart import archive_metadata
+from chartguard.oci.chart import MAX_PROVENANCE_BYTES, archive_metadata
 from chartguard.oci.credentials import RegistryCredentials, TLSConfig, tls_from_secret
 from chartguard.oci.errors import (
     AuthenticationError,
@@ -97,6 +97,10 @@ class ChartDownload:
     name: str
     version: str
     url: str  # where it came from (credentials stripped)
+    #: the archive's file name: the last part of its URL's path, as helm names the download
+    file_name: str = ""
+    #: ``<chart url>.prov`` when it was asked for; None when the repository has none (404)
+    provenance: bytes | None = None
 
     @property
     def digest(self) -> str:
@@ -295,9 +299,10 @@ class HelmRepositoryClient:
 
     # -- charts --------------------------------------------------------------------------
 
-    def fetch_chart(self, entry: IndexEntry) -> ChartDownload:
+    def fetch_chart(self, entry: IndexEntry, *, provenance: bool = False) -> ChartDownload:
         """The archive of ``entry``, checked (digest, size, archive entries, name and
-        version); the first of its ``urls``, as Helm takes."""
+        version); the first of its ``urls``, as Helm takes. With ``provenance``, also the
+        ``.prov`` beside it (helm's ``<chart url>.prov``; None when it answers 404)."""
         if not entry.urls:
             raise ChartContentError(f"chart '{escape(entry.name)}' has no downloadable URLs")
         url = chart_url(self.url, entry.urls[0])
@@ -330,8 +335,19 @@ class HelmRepositoryClient:
                 f"{where} is chart {escape(name)} {escape(version)}, but the index names it "
                 f"{escape(entry.name)} {escape(entry.version)}: regenerate the index with "
                 "`helm repo index`")
+        parts = urllib.parse.urlsplit(url)
+        file_name = parts.path.rsplit("/", 1)[-1]
+        prov: bytes | None = None
+        if provenance:
+            prov_url = urllib.parse.urlunsplit(parts._replace(path=parts.path + ".prov"))
+            status, _, prov = self._download(
+                prov_url, {}, MAX_PROVENANCE_BYTES, f"provenance {shown(prov_url)}",
+                send_credentials=self.sends_credentials_to(prov_url), missing_ok=True)
+            if status == 404:
+                prov = None
         return ChartDownload(data=data, name=name, version=version,
-                             url=without_credentials(url))
+                             url=without_credentials(url),
+                             file_name=urllib.parse.unquote(file_name), provenance=prov)
 
     def sends_credentials_to(self, url: str) -> bool:
         """Helm's rule: the repository's own origin, or any with ``pass_credentials``."""
@@ -340,16 +356,18 @@ class HelmRepositoryClient:
     # -- exchanges -----------------------------------------------------------------------
 
     def _download(self, url: str, headers: dict[str, str], limit: int, what: str, *,
-                  send_credentials: bool) -> tuple[int, Mapping[str, str], bytes]:
-        """A GET's status (200 or 304), headers and body (capped); a connection that breaks
-        while the body is read is tried again within the retries and the deadline."""
+                  send_credentials: bool,
+                  missing_ok: bool = False) -> tuple[int, Mapping[str, str], bytes]:
+        """A GET's status (200 or 304; 404 with ``missing_ok``), headers and body (capped); a
+        connection that breaks while the body is read is tried again within the retries and
+        the deadline."""
         deadline = Deadline(self.timeout, self._clock)
         attempt = 0
         while True:
             response = self._request(url, headers, deadline,
-                                     send_credentials=send_credentials)
+                                     send_credentials=send_credentials, missing_ok=missing_ok)
             status, answer = response.status_code, response.headers
-            if status == 304:
+            if status in (304, 404):
                 response.close()
                 return status, answer, b""
             try:
@@ -360,7 +378,7 @@ class HelmRepositoryClient:
             attempt += 1
 
     def _request(self, url: str, headers: dict[str, str], deadline: Deadline, *,
-                 send_credentials: bool) -> Response:
+                 send_credentials: bool, missing_ok: bool = False) -> Response:
         """GET ``url`` (following redirects, retrying what may heal) until an answer that is
         200 or 304; any other answer raises."""
         for attempt in range(self._retries + 1):
@@ -371,7 +389,8 @@ class HelmRepositoryClient:
                 if last or not self._pause(attempt, deadline):
                     raise
                 continue
-            if response.status_code in (200, 304):
+            if response.status_code in (200, 304) or (missing_ok
+                                                       and response.status_code == 404):
                 return response
             if response.status_code in _RETRY_STATUSES and not last and self._pause(
                     attempt, deadline):

@@ -34,7 +34,7 @@ from typing import Any
 
 from chartguard.digest import is_digest
 from chartguard.oci import mediatypes as mt
-from chartguard.oci.chart import read_chart
+from chartguard.oci.chart import read_chart, read_provenance
 from chartguard.oci.client import ChartArtifact
 from chartguard.oci.errors import (
     DigestMismatchError,
@@ -350,8 +350,9 @@ class OCILayout:
 
     # -- the chart and its signatures -----------------------------------------------------------
 
-    def fetch_chart(self, digest: str) -> ChartArtifact:
-        """The chart at ``digest``: manifest, config and chart layer, checked as a registry's."""
+    def fetch_chart(self, digest: str, *, provenance: bool = False) -> ChartArtifact:
+        """The chart at ``digest``: manifest, config and chart layer, checked as a registry's;
+        with ``provenance``, its provenance layer too (None when there is none)."""
         path = self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
         if not path.is_file():
             raise ManifestNotFoundError(
@@ -366,9 +367,11 @@ class OCILayout:
 
         parts = read_chart(media_type, doc, f"{self.root}: manifest {digest}", self.limits,
                            get_blob)
+        prov = (read_provenance(doc, f"{self.root}: manifest {digest}", get_blob)
+                if provenance else None)
         return ChartArtifact(name=parts.name, version=parts.version, digest=digest,
                              manifest=self._raw[digest], config=parts.config,
-                             layer=parts.layer)
+                             layer=parts.layer, provenance=prov)
 
     def signatures(self, digest: str, artifact_types: tuple[str, ...] = (
             mt.BUNDLE_ARTIFACT_TYPE,)) -> SignatureArtifacts:

@@ -19,9 +19,16 @@ verified chart stays what the cluster uses. Nothing here imports kopf or the Kub
 
 A chart of an HTTP repository (``type: default``, :mod:`chartguard.reconcile.http_source`)
 takes the same steps with other sources: the repository's stored index resolves the version
-(revision: the version, as Flux writes it), ``verify`` is refused (there are no signatures to
-verify), and the archive the index entry names is downloaded and checked; it is not downloaded
-again while the version, the entry's digest and the generation stay the same.
+(revision: the version, as Flux writes it), ``verify`` with cosign is refused (there are no
+signatures to verify), and the archive the index entry names is downloaded and checked; it is
+not downloaded again while the version, the entry's digest, the generation and the keyring stay
+the same.
+
+``verify.provider: pgp`` (a chartguard extension) verifies Helm's own provenance instead: the
+``.prov`` layer of the chart's manifest (OCI) or the ``<chart url>.prov`` beside the archive
+(HTTP), with the OpenPGP keys of ``secretRef`` (:mod:`chartguard.verify.pgp`). The archive is
+fetched with its provenance before anything is stored, and what is stored is exactly the archive
+whose sha256 the signed provenance names.
 """
 
 from __future__ import annotations
@@ -35,8 +42,10 @@ from chartguard import metrics
 from chartguard.api import HelmChart, HelmRepository, InvalidSpecError
 from chartguard.api import conditions as c
 from chartguard.api.status import Artifact, HelmChartStatus, HelmRepositoryStatus
+from chartguard.api.verification import PGP
 from chartguard.oci import (
     AuthenticationError,
+    ChartArtifact,
     ChartReference,
     IndexEntry,
     OCIError,
@@ -79,6 +88,7 @@ from chartguard.verify import (
     Verifier,
     public_keys_from_secret,
 )
+from chartguard.verify.pgp import PGPKeyring, keyring_from_secret, verify_provenance
 
 SOURCE_UNAVAILABLE = "SourceUnavailable"
 UNSUPPORTED_SOURCE_KIND = "UnsupportedSourceKind"
@@ -173,11 +183,23 @@ class _Scratch:
     index: Artifact | None = None
     entry: IndexEntry | None = None
     source_revision: str = ""
+    #: provider pgp: the keyring of secretRef, and the OCI chart fetched with its provenance
+    keyring: PGPKeyring | None = None
+    fetched: ChartArtifact | None = None
 
     @property
     def provider(self) -> str:
         verify = self.chart.spec.verify
+        if verify is not None and verify.provider == PGP:
+            return PGP
         return "cosign keyless" if verify is not None and verify.keyless else "cosign"
+
+    @property
+    def fingerprint(self) -> str:
+        """What names the loaded verification policy ("" without verify)."""
+        if self.keyring is not None:
+            return self.keyring.fingerprint
+        return self.policy.fingerprint if self.policy is not None else ""
 
 
 def reconcile_helmchart(chart: HelmChart, status: HelmChartStatus, env: ChartEnv, *,
@@ -266,7 +288,7 @@ def _policy(s: _Scratch) -> None:
     verify = s.chart.spec.verify
     if verify is None:
         return
-    if s.http is not None:
+    if s.http is not None and verify.provider != PGP:
         # source-controller's ChartRepository.VerifyChart: "not implemented"; the spec must
         # change (nothing unverified is stored or installed meanwhile)
         raise StepFailedError(
@@ -274,7 +296,8 @@ def _policy(s: _Scratch) -> None:
             f"{VERIFY_NOT_IMPLEMENTED}: spec.verify needs a HelmRepository of type 'oci' "
             f"(cosign signatures live in OCI registries); HelmRepository "
             f"'{s.chart.metadata.namespace}/{s.chart.spec.source_ref.name}' is of type "
-            "'default': remove verify or serve the chart from an OCI repository",
+            "'default': remove verify, serve the chart from an OCI repository, or sign it "
+            "with `helm package --sign` and use provider: pgp",
             status=c.FALSE, stalled=True,
             extra=((c.BUILD_FAILED, c.TRUE, CHART_VERIFICATION_ERROR),))
     ns = s.chart.metadata.namespace
@@ -293,6 +316,14 @@ def _policy(s: _Scratch) -> None:
         except SecretUnreadableError as err:
             raise refuse(f"secret '{ns}/{safe(name)}' could not be read: {safe(err)}") from None
 
+    if verify.provider == PGP:
+        assert verify.secret_ref is not None  # the api model requires it
+        name = verify.secret_ref.name
+        try:
+            s.keyring = keyring_from_secret(secret(name), f"secret '{ns}/{safe(name)}'")
+        except VerificationError as err:
+            raise refuse(safe(err)) from None
+        return
     try:
         keys = (public_keys_from_secret(secret(verify.secret_ref.name))
                 if verify.secret_ref is not None else ())
@@ -377,12 +408,14 @@ def _verify(s: _Scratch) -> None:
     assert s.resolved is not None
     assert s.client is not None
     assert s.ref is not None
-    fingerprint = s.policy.fingerprint if s.policy is not None else ""
-    s.verified = Verified(s.resolved.digest, fingerprint)
+    s.verified = Verified(s.resolved.digest, s.fingerprint)
     if s.verified == s.verified_before and _in_store(s):
         s.actions.append("unchanged")
-        if s.policy is not None:  # verified by this object before: not done again
+        if s.fingerprint:  # verified by this object before: not done again
             metrics.verification_cache(hit=True)
+        return
+    if s.keyring is not None:
+        _verify_oci_provenance(s, s.keyring)
         return
     if s.policy is None or s.verifier is None:
         return
@@ -419,6 +452,53 @@ def _verify(s: _Scratch) -> None:
             "pin the signer"))
 
 
+def _verification_failure(s: _Scratch, digest: str, reasons: str) -> StepFailedError:
+    """SourceVerified False (and BuildFailed), Flux's words; the stored artifact stays."""
+    assert s.resolved is not None
+    s.verified = None
+    message = (f"chart verification error: failed to verify the signature of "
+               f"'{s.chart.spec.chart}' version '{s.resolved.version}' ({digest}) using "
+               f"provider '{s.provider}': {safe(reasons)}")
+    _outdated(s)
+    return StepFailedError(c.SOURCE_VERIFIED, c.VERIFICATION_ERROR, message, status=c.FALSE,
+                           extra=((c.BUILD_FAILED, c.TRUE, CHART_VERIFICATION_ERROR),))
+
+
+def _check_provenance(s: _Scratch, keyring: PGPKeyring, provenance: bytes | None,
+                      chart: bytes, file_name: str, digest: str, where: str) -> None:
+    """Helm provenance of one archive, or the SourceVerified failure saying why not."""
+    if provenance is None:
+        metrics.verification("unsigned", "none")
+        raise _verification_failure(
+            s, digest, f"no provenance (.prov) for {file_name} ({where}): sign the chart "
+            "with `helm package --sign` and publish the .prov with it (`helm push` stores it "
+            "in the chart's manifest)")
+    try:
+        verify_provenance(keyring, provenance, chart, file_name)
+    except VerificationFailedError as err:
+        metrics.verification("failed", "none")
+        raise _verification_failure(s, digest, "; ".join(err.failures) or str(err)) from None
+    metrics.verification("verified", "pgp")
+    s.actions.append("verified")
+
+
+def _verify_oci_provenance(s: _Scratch, keyring: PGPKeyring) -> None:
+    """Fetch the chart with its provenance layer by the resolved digest and verify it; the
+    fetched chart is the one :func:`_fetch` stores."""
+    assert s.resolved is not None
+    assert s.client is not None
+    assert s.ref is not None
+    digest = s.resolved.digest
+    try:
+        chart = s.client.fetch_chart(s.ref, digest, provenance=True)
+    except OCIError as err:
+        _outdated(s)
+        raise _pull_failure(err, f"failed to pull {digest}") from None
+    _check_provenance(s, keyring, chart.provenance, chart.layer, chart.file_name, digest,
+                      f"no provenance layer in manifest {digest}")
+    s.fetched = chart
+
+
 def _http_fetch(s: _Scratch) -> None:
     """Download the entry's archive unless this process stored it for this version, entry
     digest and generation already (source-controller skips a cached chart of the same name
@@ -429,16 +509,20 @@ def _http_fetch(s: _Scratch) -> None:
     assert s.resolved is not None
     art, entry = s.status.artifact, s.entry
     bound = s.verified_before.artifact if s.verified_before is not None else ""
+    policy = s.verified_before.policy if s.verified_before is not None else ""
     if (art is not None and art.revision == entry.version and art.digest == bound
+            and policy == s.fingerprint
             and s.status.observed_chart_name == entry.name
             and s.status.observed_generation == s.chart.metadata.generation
             and (not entry.digest or entry.digest == art.digest) and _in_store(s)):
         s.actions.append("unchanged")
-        s.verified = Verified(art.digest, "", art.digest)
+        s.verified = Verified(art.digest, s.fingerprint, art.digest)
+        if s.keyring is not None:
+            metrics.verification_cache(hit=True)
         return
     client = s.env.http.client(s.http)
     try:
-        chart = client.fetch_chart(entry)
+        chart = client.fetch_chart(entry, provenance=s.keyring is not None)
     except OCIError as err:
         _outdated(s)
         what = "chart pull error: failed to download chart for remote reference"
@@ -449,8 +533,11 @@ def _http_fetch(s: _Scratch) -> None:
             failure = replace(failure, message="failed to authenticate with the Helm "
                               f"repository: {failure.message}")
         raise failure from None
+    if s.keyring is not None:
+        _check_provenance(s, s.keyring, chart.provenance, chart.data, chart.file_name,
+                          chart.digest, f"{chart.url}.prov answered 404")
     digest = _store(s, chart.data)
-    s.verified = Verified(digest, "", digest)
+    s.verified = Verified(digest, s.fingerprint, digest)
     s.chart_name = safe(chart.name)
     if art is not None and art.digest == digest and art.revision == entry.version:
         return  # the same bytes again: status stays as it was
@@ -494,7 +581,8 @@ def _fetch(s: _Scratch) -> None:
     # layer is fetched and hashed again, so status.artifact.digest (which anyone who may write
     # the status could have changed) never decides alone which file stands for the digest
     try:
-        chart = s.client.fetch_chart(s.ref, s.resolved.digest)
+        # provider pgp fetched (and verified) the chart with its provenance already
+        chart = s.fetched or s.client.fetch_chart(s.ref, s.resolved.digest)
     except OCIError as err:
         _outdated(s)
         raise _pull_failure(err, f"failed to pull {s.resolved.digest}") from None

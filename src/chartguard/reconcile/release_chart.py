@@ -20,6 +20,7 @@ from typing import Any
 from chartguard.api import HelmChart, HelmRelease, InvalidSpecError, implied_helmchart
 from chartguard.api import conditions as c
 from chartguard.api.status import HelmChartStatus
+from chartguard.api.verification import PGP
 from chartguard.digest import is_digest
 from chartguard.helm.runner import ChartFile
 from chartguard.reconcile.outcome import StepFailedError, WaitingError, safe
@@ -125,9 +126,15 @@ def chart_readiness(release: HelmRelease, chart_body: Mapping[str, Any] | None,
     # the release's own template asking for verification counts too: a HelmChart whose
     # verify was taken away (by hand, before the template is applied again) is not trusted
     template = release.spec.chart.spec if release.spec.chart is not None else None
-    if (isinstance(spec, Mapping) and spec.get("verify") is not None) or (
-            template is not None and template.verify is not None):
-        _check_verified(subject, artifact.revision, oci_digest, verified_digest)
+    verify = spec.get("verify") if isinstance(spec, Mapping) else None
+    if verify is not None or (template is not None and template.verify is not None):
+        # provider pgp on an HTTP repository's chart (revision: the version): what was
+        # verified is the archive itself, whose sha256 the signed provenance names
+        pgp = (isinstance(verify, Mapping) and verify.get("provider") == PGP) or (
+            verify is None and template is not None and template.verify is not None
+            and template.verify.provider == PGP)
+        bound = artifact.digest if pgp and not oci_digest else oci_digest
+        _check_verified(subject, artifact.revision, bound, verified_digest)
     try:
         stored = store.has(artifact.digest)
     except StoreError as err:

@@ -260,3 +260,55 @@ def test_a_redirect_to_an_ambiguous_url_is_not_followed() -> None:
     with pytest.raises(RegistryResponseError, match="read in different ways"):
         repo.fetch_chart(entry("demo-1.0.0.tgz", ARCHIVE))
     assert len(transport.requests) == 1  # the first, to the repository; nothing after
+
+
+def test_the_provenance_is_fetched_beside_the_archive_as_helm_pull_verify_does() -> None:
+    prov = b"-----BEGIN PGP SIGNED MESSAGE-----\n..."
+
+    def handler(request: Request) -> MockResponse:
+        if request.url.endswith(".tgz.prov"):
+            return MockResponse(200, prov)
+        return MockResponse(200, ARCHIVE)
+
+    repo, transport = client(handler)
+    got = repo.fetch_chart(entry("sub/demo-1.0.0.tgz", ARCHIVE), provenance=True)
+    assert (got.provenance, got.file_name) == (prov, "demo-1.0.0.tgz")
+    assert [r.url for r in transport.requests] == [
+        f"{REPO}/sub/demo-1.0.0.tgz", f"{REPO}/sub/demo-1.0.0.tgz.prov"]
+    # the same credential rule as the archive: the repository's origin gets them
+    assert all(r.headers.get("Authorization") == BASIC for r in transport.requests)
+    # not asked for: not requested
+    repo, transport = client(handler)
+    assert repo.fetch_chart(entry("demo-1.0.0.tgz", ARCHIVE)).provenance is None
+    assert len(transport.requests) == 1
+
+
+def test_a_missing_provenance_is_none_and_other_answers_are_errors() -> None:
+    def handler_for(status: int) -> Callable[[Request], MockResponse]:
+        def handler(request: Request) -> MockResponse:
+            if request.url.endswith(".prov"):
+                return MockResponse(status, b"nope")
+            return MockResponse(200, ARCHIVE)
+        return handler
+
+    repo, _ = client(handler_for(404))
+    assert repo.fetch_chart(entry("demo-1.0.0.tgz", ARCHIVE), provenance=True).provenance \
+        is None
+    repo, _ = client(handler_for(403))
+    with pytest.raises(AuthenticationError):
+        repo.fetch_chart(entry("demo-1.0.0.tgz", ARCHIVE), provenance=True)
+    # an archive that answers 404 is still an error (only the .prov may be missing)
+    repo, _ = client(lambda _r: MockResponse(404, b""))
+    with pytest.raises(RegistryResponseError):
+        repo.fetch_chart(entry("demo-1.0.0.tgz", ARCHIVE), provenance=True)
+
+
+def test_a_provenance_over_its_cap_is_refused() -> None:
+    def handler(request: Request) -> MockResponse:
+        if request.url.endswith(".prov"):
+            return MockResponse(200, b"x" * (1024 * 1024 + 1))
+        return MockResponse(200, ARCHIVE)
+
+    repo, _ = client(handler)
+    with pytest.raises(SizeLimitExceededError):
+        repo.fetch_chart(entry("demo-1.0.0.tgz", ARCHIVE), provenance=True)

@@ -300,6 +300,28 @@ def test_a_chart_from_an_http_repository_installs_only_without_verify(
     assert "has not been verified by this chartguard process yet" in err.message
 
 
+PGP = {"provider": "pgp", "secretRef": {"name": "pgp-keys"}}
+
+
+def test_an_http_repositorys_chart_verified_with_pgp_is_matched_by_its_archive_digest(
+        store: ArtifactStore) -> None:
+    # provider pgp verified the archive itself: its digest is what this process verified
+    body = chart(verify=PGP, revision="6.5.4")
+    ready = chart_readiness(release(PGP), body, store, CHART_DIGEST)
+    assert (ready.file.digest, ready.version, ready.oci_digest) == (CHART_DIGEST, "6.5.4", "")
+    # nothing verified yet, or another archive: not handed to helm
+    with pytest.raises(StepFailedError) as info:
+        chart_readiness(release(PGP), body, store, None)
+    assert "has not been verified by this chartguard process yet" in info.value.message
+    with pytest.raises(StepFailedError) as info:
+        chart_readiness(release(PGP), body, store, "sha256:" + "ee" * 32)
+    assert info.value.reason == c.VERIFICATION_ERROR
+    # cosign on the same chart still needs a manifest digest
+    with pytest.raises(StepFailedError) as info:
+        chart_readiness(release(), chart(revision="6.5.4"), store, CHART_DIGEST)
+    assert "names no manifest digest" in info.value.message
+
+
 def test_an_artifact_missing_from_the_store_is_waited_for(store: ArtifactStore) -> None:
     absent = "sha256:" + "ee" * 32
     err = waiting(chart(digest=absent), store)
