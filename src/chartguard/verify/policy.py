@@ -111,6 +111,13 @@ class VerificationPolicy:
     def __post_init__(self) -> None:
         if any(not a.predicate_type for a in self.attestations):
             raise InvalidPolicyError("an attestation requirement needs a predicate type")
+        both = sorted({a.predicate_type for a in self.attestations}
+                      & set(self.bundle_predicate_types))
+        if both:
+            raise InvalidPolicyError(
+                f"{escape(both[0])} is both accepted as a signature type and required as an "
+                "attestation: one attestation would stand for both; require it as an "
+                "attestation only")
         if self.keys and self.identities:
             raise InvalidPolicyError(
                 "give either public keys or identities (matchOIDCIdentity), not both"

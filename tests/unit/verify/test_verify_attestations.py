@@ -23,6 +23,7 @@ from chartguard.verify import (
     DSSE_MEDIA_TYPE,
     AttestationRequirement,
     BundleCandidate,
+    InvalidPolicyError,
     LegacySignature,
     OIDCIdentity,
     PublicKey,
@@ -192,3 +193,11 @@ def test_fingerprint_changes_only_when_attestations_are_given(release_key: cs.Ke
         "keys": [key.fingerprint], "identities": [], "trust_root": "default",
         "require_identity": False, "bundle_predicate_types": [COSIGN_SIGN_PREDICATE]}
     assert plain.fingerprint == policy_digest(expected)
+
+
+def test_a_type_cannot_be_both_a_signature_and_a_required_attestation(
+        release_key: cs.KeyPair) -> None:
+    with pytest.raises(InvalidPolicyError, match="one attestation would stand for both"):
+        VerificationPolicy(keys=(key_of(release_key),),
+                           bundle_predicate_types=(COSIGN_SIGN_PREDICATE, SLSA),
+                           attestations=(AttestationRequirement(SLSA),))
