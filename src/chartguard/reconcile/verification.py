@@ -249,6 +249,9 @@ def verify_attestations(verifier: Verifier, artifacts: SignatureArtifacts,
                         f"{'s' if len(reasons) != 1 else ''} of that type, none meets it:")
         failures.extend(_summarised(f"attestation {name}", tuple(reasons)))
     if failures:
+        # what could not be read may have hidden the one that meets it: said too
+        failures.extend(found.failures.get("", ()))
+        failures.extend(artifacts.failures)
         raise AttestationNotMetError(artifacts.digest, tuple(failures))
     return tuple(met)
 

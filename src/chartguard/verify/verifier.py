@@ -108,7 +108,8 @@ class Verifier:
         ``legacy``: the layers of the ``.att`` manifest (DSSE envelopes); ``bundles``: every
         bundle referrer (signatures among them are passed over: their predicate type is not
         asked for). A candidate is routed by the type it claims before verification, then
-        verified for that type only; the reasons of those that failed are kept per type.
+        verified for that type only; the reasons of those that failed are kept per type (an
+        ``.att`` layer whose type cannot be read, under ``""``).
         """
         if not DIGEST_RE.fullmatch(digest):
             raise VerificationError(f"{digest!r} is not a sha256 manifest digest (sha256:<hex>)")
@@ -127,6 +128,9 @@ class Verifier:
 
         for layer in legacy:
             kind = _attest.peek_predicate_type(layer.payload)
+            if kind is None:  # an .att layer holds attestations only: say it was unreadable
+                failures.setdefault("", []).append(
+                    f"{escape(layer.source)}: not a DSSE envelope of an in-toto statement")
             if kind in wanted:
                 assert kind is not None
                 attempt(layer.source, kind, partial(self._legacy_attestation, layer, digest,

@@ -201,3 +201,18 @@ def test_a_type_cannot_be_both_a_signature_and_a_required_attestation(
         VerificationPolicy(keys=(key_of(release_key),),
                            bundle_predicate_types=(COSIGN_SIGN_PREDICATE, SLSA),
                            attestations=(AttestationRequirement(SLSA),))
+
+
+def test_unreadable_att_layers_and_unfetched_candidates_are_said(
+        release_key: cs.KeyPair) -> None:
+    verifier = keyed(release_key, AttestationRequirement(SLSA))
+    broken = LegacySignature(payload=b"{not json", annotations={}, source="tag x.att layer 0")
+    found = artifacts(att=(broken,))
+    found = SignatureArtifacts(digest=found.digest, attestations=found.attestations,
+                               failures=("tag x.att layer 1: blob not found",))
+    with pytest.raises(AttestationNotMetError) as caught:
+        verify_attestations(verifier, found)
+    assert caught.value.failures == (
+        f"attestation {SLSA} not met: no attestation of that type for {DIGEST}",
+        "tag x.att layer 0: not a DSSE envelope of an in-toto statement",
+        "tag x.att layer 1: blob not found")
