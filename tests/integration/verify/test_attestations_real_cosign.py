@@ -22,7 +22,7 @@ from chartguard.cli import main
 from chartguard_testing.charts import HelmEnv, PushedChart
 from chartguard_testing.cosign_cli import COSIGN_V2_TOOL, COSIGN_V3_TOOL, CosignCLI, CosignKeys
 from chartguard_testing.registry import Registry
-from chartguard_testing.registry_signer import RegistryWriter, repository_path
+from chartguard_testing.registry_signer import RegistryWriter, copy_to_layout, repository_path
 
 SLSA = "https://slsa.dev/provenance/v1"
 BUILDER = "https://github.com/org/charts/.github/workflows/release.yml@refs/heads/main"
@@ -272,3 +272,19 @@ def test_local_image_layout_from_cosign_save(att: Attested) -> None:
                                 target=("--local-image", str(layout)))
     assert code == 1, out + err
     assert f"attestation {SLSA} not met" in err
+
+
+def test_local_image_layout_with_bundle_attestations(att: Attested) -> None:
+    """``oras copy -r --to-oci-layout`` style: the bundle referrers listed in the layout."""
+    keys = att.v2.generate_key_pair("release")
+    att.v2.sign(att.image(), keys, bundle=False)
+    att.attest("v3-bundle", keys)
+    layout = copy_to_layout(att.registry, att.chart.repository, att.chart.digest,
+                            att.tmp / "copied", tag=att.chart.version)
+
+    code, out, err = att.verify(keys.public, "--attestation", f"{SLSA}={POLICY}",
+                                output="json", target=("--local-image", str(layout)))
+    assert code == 0, out + err
+    [met] = json.loads(out)["attestations"]
+    assert met["metBy"][0]["format"] == "bundle"
+    assert "referrer" in met["metBy"][0]["source"]
