@@ -584,8 +584,10 @@ def _summarize(s: _Scratch, failure: StepFailedError | None, requested_at: str) 
         conds = c.set_condition(conds, c.ARTIFACT_IN_STORAGE, c.TRUE, c.CHART_PULL_SUCCEEDED,
                                 pulled, observed_generation=gen, now=now)
         if s.chart.spec.verify is not None:
+            kinds = tuple(dict.fromkeys(safe(a.predicate_type)
+                                        for a in s.chart.spec.verify.attestations))
             conds = c.set_condition(conds, c.SOURCE_VERIFIED, c.TRUE, c.SUCCEEDED,
-                                    c.verified_signature_message(s.resolved.version),
+                                    c.verified_signature_message(s.resolved.version, kinds),
                                     observed_generation=gen, now=now)
         else:
             conds = c.remove_condition(conds, c.SOURCE_VERIFIED)

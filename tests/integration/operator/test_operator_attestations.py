@@ -82,7 +82,7 @@ def test_release_installs_only_charts_whose_provenance_meets_the_policy(
     implied = f"{ns}-app"
     verified = condition(cluster, "helmchart", implied, "SourceVerified")
     assert (verified["status"], verified["message"]) == (
-        "True", "verified signature of version 0.1.0")
+        "True", f"verified signature of version 0.1.0 and attestations {SLSA}")
     # the implied HelmChart carries the requirement as the release wrote it (the real API
     # server keeps it: the CRDs declare it)
     spec = cluster.body("helmchart", ns, implied)["spec"]
