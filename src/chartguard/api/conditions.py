@@ -109,9 +109,11 @@ RELEASE_RECONCILIATION_SUCCEEDED_MESSAGE = "Release reconciliation succeeded"
 RECONCILIATION_IN_PROGRESS_MESSAGE = "reconciliation in progress"
 
 
-def verified_signature_message(version: str) -> str:
-    """SourceVerified True message: ``verified signature of version 15.18.0``."""
-    return f"verified signature of version {version}"
+def verified_signature_message(version: str, attestations: tuple[str, ...] = ()) -> str:
+    """SourceVerified True message: ``verified signature of version 15.18.0`` (with
+    ``verify.attestations``, a chartguard extension: ``... and attestations <types>``)."""
+    met = f" and attestations {', '.join(attestations)}" if attestations else ""
+    return f"verified signature of version {version}{met}"
 
 
 def pulled_chart_message(chart: str, version: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chartguard.api._fields import Fields
@@ -30,6 +31,35 @@ PROVIDERS = (COSIGN, NOTATION, PGP)
 OIDCIdentityMatch = IdentityMatcher
 
 
+#: the variables an attestation's CEL policy reads (the in-toto statement's fields)
+ATTESTATION_VARIABLES = ("predicate", "predicateType", "subject")
+#: longest predicateType accepted (a URI)
+MAX_PREDICATE_TYPE = 1024
+#: attestation requirements per verify block
+MAX_ATTESTATIONS = 16
+
+
+@dataclass(frozen=True)
+class AttestationPolicy:
+    """One ``verify.attestations`` entry (a chartguard extension): an attestation of
+    ``predicate_type`` the chart must carry, signed as the signature is, for which the CEL
+    expression ``policy`` is true (empty: its presence is enough).
+
+    The expression is compiled by the reconcilers before anything is fetched (the api layer
+    does not run the CEL sandbox): a bad one is refused naming ``field_path``."""
+
+    predicate_type: str
+    policy: str = ""
+    #: where it was written (``spec.verify.attestations[0]``), for messages
+    field_path: str = ""
+
+    def to_spec(self) -> dict[str, object]:
+        out: dict[str, object] = {"predicateType": self.predicate_type}
+        if self.policy:
+            out["policy"] = self.policy
+        return out
+
+
 @dataclass(frozen=True)
 class Verification:
     """Signature policy. No ``secret_ref`` means keyless (Fulcio certificate + Rekor);
@@ -40,6 +70,8 @@ class Verification:
     match_oidc_identity: tuple[OIDCIdentityMatch, ...] = ()
     #: Secret holding ``trusted_root.json`` for a private Sigstore (None: public-good Sigstore)
     trusted_root_secret_ref: LocalObjectReference | None = None
+    #: attestations the chart must also carry (chartguard extension; cosign only)
+    attestations: tuple[AttestationPolicy, ...] = ()
 
     @property
     def keyless(self) -> bool:
@@ -56,6 +88,8 @@ class Verification:
             ]
         if self.trusted_root_secret_ref:
             out["trustedRootSecretRef"] = {"name": self.trusted_root_secret_ref.name}
+        if self.attestations:
+            out["attestations"] = [a.to_spec() for a in self.attestations]
         return out
 
 
@@ -67,6 +101,13 @@ def policy_digest(document: object) -> str:
     """
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def attestation_set(requirements: Iterable[tuple[str, str]]) -> list[list[str]]:
+    """(predicateType, policy) pairs as a policy digest lists them: order and repetition do
+    not count (each must be met). Shared by :func:`verify_policy_digest` and the loaded
+    policy's fingerprint."""
+    return [list(pair) for pair in sorted(set(requirements))]
 
 
 def verify_policy_digest(verification: Verification | None) -> str:
@@ -93,6 +134,9 @@ def verify_policy_digest(verification: Verification | None) -> str:
             "trustedRootSecretRef": (verification.trusted_root_secret_ref.name
                                      if verification.trusted_root_secret_ref else None),
         }
+        if verification.attestations:  # only then: specs without keep their digest
+            policy["attestations"] = attestation_set(
+                (a.predicate_type, a.policy) for a in verification.attestations)
     return policy_digest({"v": 1, "verify": policy})
 
 
@@ -103,7 +147,8 @@ def parse_verification(parent: Fields, key: str = "verify") -> Verification | No
     if section is None:
         return None
     section.reject_unknown(
-        ("provider", "secretRef", "matchOIDCIdentity", "trustedRootSecretRef"), "verify"
+        ("provider", "secretRef", "matchOIDCIdentity", "trustedRootSecretRef", "attestations"),
+        "verify"
     )
     provider = section.string("provider", default=COSIGN, enum=PROVIDERS)
     if provider == NOTATION:
@@ -117,6 +162,7 @@ def parse_verification(parent: Fields, key: str = "verify") -> Verification | No
         secret_ref=local_reference(section, "secretRef"),
         match_oidc_identity=matchers,
         trusted_root_secret_ref=local_reference(section, "trustedRootSecretRef"),
+        attestations=_attestations(section, provider),
     )
 
 
@@ -130,6 +176,35 @@ def _pgp_fields(section: Fields) -> None:
         if section.has(key):
             section.error(key, "is for cosign keyless signatures; provider pgp verifies Helm "
                                "provenance with the keys of secretRef: remove it")
+def _attestations(section: Fields, provider: str | None) -> tuple[AttestationPolicy, ...]:
+    """``verify.attestations``: cosign attestations only (a provider without them, e.g. a
+    future ``pgp``, is refused here naming the field)."""
+    if not section.has("attestations"):
+        return ()
+    if provider != COSIGN:
+        section.error("attestations", f"attestations are cosign attestations: not supported "
+                                      f"with provider {provider}; remove attestations")
+        return ()
+    entries = section.sections("attestations")
+    if len(entries) > MAX_ATTESTATIONS:
+        section.error("attestations", f"at most {MAX_ATTESTATIONS} entries, "
+                                      f"{len(entries)} given")
+        return ()
+    parsed = []
+    for item in entries:
+        item.reject_unknown(("predicateType", "policy"), "an attestations entry")
+        predicate_type = item.string("predicateType", required=True)
+        policy = item.string("policy") or ""
+        if predicate_type is not None and not predicate_type.strip():
+            item.error("predicateType", "must not be empty (the in-toto predicate type URI, "
+                                        "e.g. https://slsa.dev/provenance/v1)")
+            continue
+        if predicate_type is not None and len(predicate_type) > MAX_PREDICATE_TYPE:
+            item.error("predicateType", f"at most {MAX_PREDICATE_TYPE} characters")
+            continue
+        if predicate_type is not None:
+            parsed.append(AttestationPolicy(predicate_type, policy, item.path))
+    return tuple(parsed)
 
 
 def _identity(item: Fields) -> IdentityMatcher | None:

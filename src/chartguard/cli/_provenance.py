@@ -41,7 +41,8 @@ _COSIGN_FLAGS = (("--key", "key"), ("--certificate-identity-regexp",
                  ("--certificate-identity", "certificate_identity"),
                  ("--certificate-oidc-issuer", "certificate_oidc_issuer"),
                  ("--trusted-root", "trusted_root"), ("--require-identity", "require_identity"),
-                 ("--bundle-predicate-type", "bundle_predicate_type"))
+                 ("--bundle-predicate-type", "bundle_predicate_type"),
+                 ("--attestation", "attestation"))
 
 
 def add_flag(group: Any) -> None:

@@ -9,6 +9,9 @@ policy: ``--key FILE`` (repeatable: any key may match), or keyless with
 ``--certificate-identity-regexp R --certificate-oidc-issuer-regexp R`` (or the exact
 ``--certificate-identity`` / ``--certificate-oidc-issuer``), ``--trusted-root FILE`` for a private
 Sigstore, ``--require-identity`` to refuse keyless without an identity.
+``--attestation TYPE[=CEL]`` (repeatable; a chartguard extension) also requires an attestation
+of in-toto predicate type TYPE, signed under the same policy, for the chart's digest, for
+which the CEL expression (``predicate``, ``predicateType``, ``subject``) is true.
 
 The chart itself is checked too, as the operator checks it before storing it: the manifest,
 its config and its chart layer are downloaded (or read from the layout) and must match their
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chartguard import cel
 from chartguard.cli._outcome import Reporter, UsageError, hinted, line
 from chartguard.cli._provenance import add_flag as add_pgp_flag
 from chartguard.cli._provenance import run_pgp
@@ -46,8 +50,17 @@ from chartguard.oci import (
     TLSConfig,
 )
 from chartguard.oci.layout import LayoutError, LayoutNotFoundError, LocalImage, OCILayout
-from chartguard.reconcile.verification import build_policy, verify_artifacts
+from chartguard.reconcile.verification import (
+    AttestationNotMetError,
+    MetRequirement,
+    build_policy,
+    check_attestation_policy,
+    verify_artifacts,
+    verify_attestations,
+)
+from chartguard.untrusted import escape
 from chartguard.verify import (
+    AttestationRequirement,
     NoSignatureError,
     VerificationError,
     VerificationFailedError,
@@ -89,6 +102,12 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
                      help="also accept bundles whose in-toto predicate type is URI (default: "
                           "only cosign's signature type; attestations are not signatures)")
     add_pgp_flag(pol)  # Helm provenance: chartguard.cli._provenance
+    pol.add_argument("--attestation", action="append", default=[], metavar="TYPE[=CEL]",
+                     help="also require an attestation of in-toto predicate type TYPE (the "
+                          "text before the first '='), signed under the same policy, for "
+                          "the chart's digest, for which the CEL expression is true "
+                          "(variables predicate, predicateType, subject; none: its presence "
+                          "is enough); repeat for several, each must be met")
     reg = p.add_argument_group("registry")
     reg.add_argument("--plain-http", action="store_true", help="use HTTP, not HTTPS")
     reg.add_argument("--ca-file", type=Path, metavar="F", help="CA bundle for the registry")
@@ -150,13 +169,36 @@ def _check_target(args: argparse.Namespace) -> None:
         raise UsageError("--plain-http and --ca-file do not go together")
 
 
+def _attestations(values: list[str]) -> tuple[AttestationRequirement, ...]:
+    """``--attestation TYPE[=CEL]`` values, each CEL expression compiled (a usage error
+    naming the flag when it is not valid)."""
+    out = []
+    for value in values:
+        kind, sep, policy = value.partition("=")
+        if not kind.strip():
+            raise UsageError(f"--attestation {value!r}: give the predicate type, e.g. "
+                             "--attestation https://slsa.dev/provenance/v1='<CEL>'")
+        if sep and not policy.strip():
+            raise UsageError(f"--attestation {kind}=: the CEL expression after '=' is "
+                             "empty; give one or leave out the '='")
+        if policy:
+            try:
+                check_attestation_policy(policy)
+            except cel.CelError as err:
+                raise UsageError(f"--attestation {kind}: {err}") from None
+        out.append(AttestationRequirement(kind, policy))
+    return tuple(out)
+
+
 def _policy(args: argparse.Namespace) -> VerificationPolicy:
     identities = _identities(args)
+    attestations = _attestations(args.attestation)
     try:
         return build_policy(key_files=args.key, identities=identities,
                             trusted_root=args.trusted_root,
                             require_identity=args.require_identity,
-                            bundle_predicate_types=args.bundle_predicate_type)
+                            bundle_predicate_types=args.bundle_predicate_type,
+                            attestations=attestations)
     except VerificationError as err:
         raise UsageError(str(err)) from None
 
@@ -169,7 +211,7 @@ class _Subject:
     digest: str | None = None
 
 
-def _from_registry(args: argparse.Namespace, subject: _Subject,
+def _from_registry(args: argparse.Namespace, subject: _Subject, *, attestations: bool,
                    ) -> tuple[ChartArtifact, SignatureArtifacts]:
     ref = args.chart_ref
     ca = read_flag_file(args.ca_file, "--ca-file")
@@ -181,20 +223,34 @@ def _from_registry(args: argparse.Namespace, subject: _Subject,
         subject.digest = resolved.digest
         # the chart's bytes first: the operator stores only what fetch_chart checked
         chart = client.fetch_chart(ref, resolved.digest)
-        return chart, client.find_signatures(ref, resolved.digest)
+        return chart, client.find_signatures(ref, resolved.digest,
+                                             attestations=attestations)
 
 
-def _from_layout(local: LocalImage, subject: _Subject,
+def _from_layout(local: LocalImage, subject: _Subject, *, attestations: bool,
                  ) -> tuple[ChartArtifact, SignatureArtifacts]:
     layout = OCILayout(local.path)
     digest = layout.select(local)
     subject.target = f"{local.path}@{digest}"
     subject.digest = digest
-    return layout.fetch_chart(digest), layout.signatures(digest)
+    return layout.fetch_chart(digest), layout.signatures(digest, attestations=attestations)
 
 
-def _result_json(subject: _Subject, result: VerificationResult,
-                 chart: ChartArtifact) -> dict[str, Any]:
+def _signer_json(result: VerificationResult) -> dict[str, Any]:
+    return {"format": result.format, "key": result.key,
+            "identity": ({"issuer": result.identity[0], "subject": result.identity[1]}
+                         if result.identity else None),
+            "rekorLogIndex": result.rekor_log_index, "source": result.source}
+
+
+def _attestations_json(met: tuple[MetRequirement, ...]) -> list[dict[str, Any]]:
+    return [{"predicateType": m.requirement.predicate_type,
+             "policy": m.requirement.policy or None,
+             "metBy": [_signer_json(a.result) for a in m.attestations]} for m in met]
+
+
+def _result_json(subject: _Subject, result: VerificationResult, chart: ChartArtifact,
+                 met: tuple[MetRequirement, ...]) -> dict[str, Any]:
     return {"verified": True, "target": subject.target, "digest": result.digest,
             "format": result.format, "key": result.key,
             "identity": ({"issuer": result.identity[0], "subject": result.identity[1]}
@@ -202,7 +258,8 @@ def _result_json(subject: _Subject, result: VerificationResult,
             "rekorLogIndex": result.rekor_log_index,
             "identityUnchecked": result.identity_unchecked, "source": result.source,
             "chart": {"name": chart.name, "version": chart.version,
-                      "layerDigest": chart.layer_digest, "layerSize": len(chart.layer)}}
+                      "layerDigest": chart.layer_digest, "layerSize": len(chart.layer)},
+            "attestations": _attestations_json(met)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -219,9 +276,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         # build the verifier before any I/O: a bad policy should not wait for the registry
         verifier = Verifier(policy)
-        chart, artifacts = (_from_layout(local, subject) if local
-                            else _from_registry(args, subject))
+        attest = bool(policy.attestations)
+        chart, artifacts = (_from_layout(local, subject, attestations=attest) if local
+                            else _from_registry(args, subject, attestations=attest))
         result = verify_artifacts(verifier, artifacts)
+        met = verify_attestations(verifier, artifacts)
     except (UsageError, LayoutNotFoundError) as err:
         where = "--local-image " if isinstance(err, LayoutError) else ""
         return out.usage(f"{where}{err}")
@@ -231,6 +290,9 @@ def run(args: argparse.Namespace) -> int:
                                   "failures": [line(f) for f in failures]}
         if isinstance(err, NoSignatureError):
             return out.failure(f"{subject.target}: {err}", **fields)
+        if isinstance(err, AttestationNotMetError):
+            return out.failure(f"{subject.target}: signature verified, but attestations "
+                               "not met:", details=failures, **fields)
         return out.failure(f"{subject.target}: not verified; each signature tried:",
                            details=failures, **fields)
     except (OCIError, VerificationError) as err:
@@ -244,7 +306,18 @@ def run(args: argparse.Namespace) -> int:
         out.warning(f"{result.digest} was signed keyless and ANY Fulcio identity was "
                     "accepted; pin one with --certificate-identity-regexp and "
                     "--certificate-oidc-issuer-regexp")
-    return out.result(_result_json(subject, result, chart), [
-        f"{subject.target}: {result.summary()}",
-        f"chart {chart.name} {chart.version}: manifest, config and chart layer "
-        f"{chart.layer_digest} ({len(chart.layer)} bytes) match the verified digest"])
+    lines = [f"{subject.target}: {result.summary()}"]
+    for m in met:
+        by = ", ".join(f"{a.result.source} ({_signed_by(a.result)})" for a in m.attestations)
+        lines.append(f"attestation {escape(m.requirement.describe())}: met by {by}")
+    lines.append(f"chart {chart.name} {chart.version}: manifest, config and chart layer "
+                 f"{chart.layer_digest} ({len(chart.layer)} bytes) match the verified digest")
+    return out.result(_result_json(subject, result, chart, met), lines)
+
+
+def _signed_by(result: VerificationResult) -> str:
+    if result.key is not None:
+        return f"key {escape(result.key)}"
+    if result.identity is not None:
+        return f"identity {escape(result.identity[1])} (issuer {escape(result.identity[0])})"
+    return "unknown signer"  # pragma: no cover - every result has a key or an identity

@@ -494,16 +494,18 @@ class RegistryClient:
     # -- signatures ------------------------------------------------------------------------
 
     def find_signatures(self, ref: ChartReference, digest: str,
-                        artifact_types: Sequence[str] = (mt.BUNDLE_ARTIFACT_TYPE,),
-                        ) -> SignatureArtifacts:
-        """Signature artifacts of ``digest``: the legacy ``.sig`` tag and OCI 1.1 referrers.
+                        artifact_types: Sequence[str] = (mt.BUNDLE_ARTIFACT_TYPE,), *,
+                        attestations: bool = False) -> SignatureArtifacts:
+        """Signature artifacts of ``digest``: the legacy ``.sig`` tag and OCI 1.1 referrers
+        (and with ``attestations`` the legacy ``.att`` tag).
 
         A candidate that cannot be read is listed in the answer's ``failures``; the others
         are still returned.
         """
         _check_digest(digest, "signed digest")
         with self._operation():
-            return discover_signatures(self, ref, digest, tuple(artifact_types))
+            return discover_signatures(self, ref, digest, tuple(artifact_types),
+                                       attestations=attestations)
 
     def referrers_api(self, ref: ChartReference, digest: str) -> Manifest | None:
         """The referrers API's index for ``digest``, or None when the registry has no API.

@@ -44,7 +44,7 @@ from chartguard.oci.errors import (
 )
 from chartguard.oci.limits import Limits
 from chartguard.oci.signatures import Referrer, SignatureArtifacts, SignatureLayer
-from chartguard.oci.tags import is_attached_tag, signature_tag
+from chartguard.oci.tags import attestation_tag, is_attached_tag, signature_tag
 from chartguard.untrusted import UntrustedInputError, escape, loads_json
 
 __all__ = ["LayoutError", "LayoutNotFoundError", "LocalImage", "OCILayout",
@@ -58,6 +58,7 @@ _COSIGN_KIND = "kind"  # `cosign save` annotates each manifest of its layout wit
 _COSIGN_IMAGE_KINDS = frozenset({"dev.cosignproject.cosign/image",
                                  "dev.cosignproject.cosign/imageIndex"})
 _COSIGN_SIGS = "dev.cosignproject.cosign/sigs"
+_COSIGN_ATTS = "dev.cosignproject.cosign/atts"
 # What signatures and attestations are made of (cosign legacy and DSSE, Sigstore bundles)
 _SIGNATURE_TYPES = frozenset({
     mt.COSIGN_SIGNATURE_LAYER, mt.BUNDLE_ARTIFACT_TYPE,
@@ -374,22 +375,29 @@ class OCILayout:
                              layer=parts.layer, provenance=prov)
 
     def signatures(self, digest: str, artifact_types: tuple[str, ...] = (
-            mt.BUNDLE_ARTIFACT_TYPE,)) -> SignatureArtifacts:
-        """The legacy signature layers and bundle referrers of ``digest`` in the layout."""
+            mt.BUNDLE_ARTIFACT_TYPE,), *, attestations: bool = False) -> SignatureArtifacts:
+        """The legacy signature layers and bundle referrers of ``digest`` in the layout (and
+        with ``attestations`` the legacy attestation layers)."""
         entries = self.entries()
         sig_tag = signature_tag(digest)
+        att_tag = attestation_tag(digest)
         cosign_images = {e.digest for e in entries if e.kind in _COSIGN_IMAGE_KINDS}
         legacy: list[SignatureLayer] = []
+        attested: list[SignatureLayer] = []
         referrers: list[Referrer] = []
         for entry in entries:
             # `cosign save` writes one image per layout: its sigs belong to that image only
-            cosign_sigs = entry.kind == _COSIGN_SIGS and (not cosign_images
-                                                          or digest in cosign_images)
+            ours = not cosign_images or digest in cosign_images
+            cosign_sigs = entry.kind == _COSIGN_SIGS and ours
+            name = (f"manifest {sorted(entry.names)[0]}" if entry.names
+                    else f"manifest {entry.digest}")
             if entry.tagged(sig_tag) or cosign_sigs:
-                name = (f"manifest {sorted(entry.names)[0]}" if entry.names
-                        else f"manifest {entry.digest}")
                 legacy.extend(self._layers(entry.digest, entry.doc, f"{self.root}: "
                                            f"{escape(name)}"))
+            elif entry.tagged(att_tag) or (entry.kind == _COSIGN_ATTS and ours):
+                if attestations:
+                    attested.extend(self._layers(entry.digest, entry.doc, f"{self.root}: "
+                                                 f"{escape(name)}"))
             elif entry.subject == digest and entry.artifact_type in artifact_types:
                 referrers.append(self._referrer(entry.digest, entry.doc, entry.artifact_type))
         listed = {e.digest for e in entries}
@@ -398,10 +406,11 @@ class OCILayout:
             if unlisted.subject == digest and unlisted.artifact_type in artifact_types:
                 referrers.append(self._referrer(blob_digest, doc, unlisted.artifact_type))
         looked_at = (f"manifest named {sig_tag} in {self.root}",
+                     *((f"manifest named {att_tag} in {self.root}",) if attestations else ()),
                      f"manifests with subject {digest} in {self.root}")
         return SignatureArtifacts(digest=digest, legacy=tuple(legacy),
                                   referrers=tuple(referrers[:self.limits.max_referrers]),
-                                  looked_at=looked_at)
+                                  looked_at=looked_at, attestations=tuple(attested))
 
     def _referrer(self, digest: str, doc: dict[str, Any], artifact_type: str) -> Referrer:
         source = f"{self.root}: referrer {digest}"

@@ -2,6 +2,8 @@
 
 - legacy: the manifest at tag ``sha256-<hex>.sig``; each layer is one signature
   (simplesigning payload, signature and certificate in annotations);
+- attestations (only when asked for): the manifest at tag ``sha256-<hex>.att`` that
+  ``cosign attest`` writes; each layer is one DSSE envelope (annotations as ``.sig``'s);
 - referrers: the referrers API ``/v2/<name>/referrers/<digest>``; when the registry has none
   (404/400/405/406, or an answer that is not an image index) the ``sha256-<hex>`` tag index
   that OCI 1.1 clients maintain instead. Referrers are kept when their artifactType (or,
@@ -38,7 +40,7 @@ from chartguard.oci.mediatypes import (
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
 )
-from chartguard.oci.tags import referrers_tag, signature_tag
+from chartguard.oci.tags import attestation_tag, referrers_tag, signature_tag
 from chartguard.untrusted import escape
 
 if TYPE_CHECKING:
@@ -89,6 +91,8 @@ class SignatureArtifacts:
     referrers: tuple[Referrer, ...] = ()
     looked_at: tuple[str, ...] = ()
     failures: tuple[str, ...] = ()
+    #: layers of the legacy ``.att`` manifest (looked for only when attestations are asked)
+    attestations: tuple[SignatureLayer, ...] = ()
 
 
 class SignatureSource(Protocol):
@@ -171,6 +175,11 @@ class _Discovery:
 
     def legacy(self) -> tuple[SignatureLayer, ...]:
         tag = signature_tag(self.digest)
+        manifest = self.tagged(tag, f"tag {tag}")
+        return () if manifest is None else self.layers(manifest, f"tag {tag}")
+
+    def attestations(self) -> tuple[SignatureLayer, ...]:
+        tag = attestation_tag(self.digest)
         manifest = self.tagged(tag, f"tag {tag}")
         return () if manifest is None else self.layers(manifest, f"tag {tag}")
 
@@ -262,11 +271,16 @@ def _index_entries(index: Manifest) -> list[dict[str, Any]]:
 
 
 def discover_signatures(client: SignatureSource, ref: ChartReference, digest: str,
-                        artifact_types: tuple[str, ...]) -> SignatureArtifacts:
-    """Look in every place a cosign signature of ``digest`` may be; return what is there."""
+                        artifact_types: tuple[str, ...], *,
+                        attestations: bool = False) -> SignatureArtifacts:
+    """Look in every place a cosign signature of ``digest`` may be; return what is there.
+
+    ``attestations``: also read cosign's legacy ``.att`` manifest (attestation bundles are
+    referrers of the bundle artifact type, among the signatures)."""
     discovery = _Discovery(client, ref, digest, artifact_types)
     legacy = discovery.legacy()
+    attested = discovery.attestations() if attestations else ()
     referrers = discovery.referrers()
     return SignatureArtifacts(digest=digest, legacy=legacy, referrers=referrers,
                               looked_at=tuple(discovery.looked_at),
-                              failures=tuple(discovery.failures))
+                              failures=tuple(discovery.failures), attestations=attested)

@@ -1,6 +1,7 @@
 """The tags cosign and OCI 1.1 clients derive from a digest: one rule, used by every reader.
 
 - ``sha256-<hex>.sig``: cosign's legacy signature manifest of that digest;
+- ``sha256-<hex>.att``: cosign's legacy attestation manifest (``cosign attest``);
 - ``sha256-<hex>``: the referrers tag schema (OCI distribution 1.1) listing its referrers, for
   registries without the referrers API.
 """
@@ -12,7 +13,8 @@ import re
 from chartguard.digest import is_digest
 from chartguard.oci.errors import InvalidReferenceError
 
-__all__ = ["ATTACHED_TAG", "is_attached_tag", "referrers_tag", "signature_tag"]
+__all__ = ["ATTACHED_TAG", "attestation_tag", "is_attached_tag", "referrers_tag",
+           "signature_tag"]
 
 #: cosign's attached-artifact tags (``.sig``, ``.att``, ``.sbom``) and the referrers tag
 ATTACHED_TAG = re.compile(r"sha256-[0-9a-f]{64}(?:\.[a-z]+)?")
@@ -29,6 +31,11 @@ def referrers_tag(digest: str) -> str:
 def signature_tag(digest: str) -> str:
     """``sha256-<hex>.sig``: the tag of cosign's legacy signature manifest of ``digest``."""
     return referrers_tag(digest) + ".sig"
+
+
+def attestation_tag(digest: str) -> str:
+    """``sha256-<hex>.att``: the tag of cosign's legacy attestation manifest of ``digest``."""
+    return referrers_tag(digest) + ".att"
 
 
 def is_attached_tag(tag: str) -> bool:

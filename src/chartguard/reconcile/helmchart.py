@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from chartguard import metrics
+from chartguard import cel, metrics
 from chartguard.api import HelmChart, HelmRepository, InvalidSpecError
 from chartguard.api import conditions as c
 from chartguard.api.status import Artifact, HelmChartStatus, HelmRepositoryStatus
@@ -75,9 +75,14 @@ from chartguard.reconcile.seams import (
     VerifierFactory,
     utcnow,
 )
-from chartguard.reconcile.verification import verify_artifacts
+from chartguard.reconcile.verification import (
+    check_attestation_policy,
+    verify_artifacts,
+    verify_attestations,
+)
 from chartguard.store import ArtifactStore, StoreError
 from chartguard.verify import (
+    AttestationRequirement,
     OIDCIdentity,
     TrustRoot,
     VerificationError,
@@ -301,6 +306,7 @@ def _policy(s: _Scratch) -> None:
             status=c.FALSE, stalled=True,
             extra=((c.BUILD_FAILED, c.TRUE, CHART_VERIFICATION_ERROR),))
     ns = s.chart.metadata.namespace
+    _check_attestation_policies(s)
 
     def refuse(why: str, *, stalled: bool = False) -> StepFailedError:
         return StepFailedError(c.SOURCE_VERIFIED, c.VERIFICATION_ERROR,
@@ -338,11 +344,33 @@ def _policy(s: _Scratch) -> None:
                            for m in verify.match_oidc_identity)
         s.policy = VerificationPolicy(
             keys=keys, identities=() if keys else identities, trust_root=root,
-            require_identity=s.env.require_keyless_identity and not keys)
+            require_identity=s.env.require_keyless_identity and not keys,
+            attestations=tuple(AttestationRequirement(a.predicate_type, a.policy)
+                               for a in verify.attestations))
         s.verifier = s.env.verifiers.verifier(s.policy)
     except VerificationError as err:
         # a key, trusted root or identity the spec or Secret gives that cannot be used
         raise refuse(safe(err)) from None
+
+
+def _check_attestation_policies(s: _Scratch) -> None:
+    """Compile each ``verify.attestations[].policy`` before anything is fetched: one that is
+    not valid CEL (or not boolean) stalls the chart naming its field (the spec must change)."""
+    verify = s.chart.spec.verify
+    for attestation in verify.attestations if verify is not None else ():
+        if not attestation.policy:
+            continue
+        where = f"{attestation.field_path}.policy" if attestation.field_path else "policy"
+        try:
+            check_attestation_policy(attestation.policy)
+        except cel.CompileError as err:
+            raise StepFailedError(c.SOURCE_VERIFIED, c.INVALID_CEL_EXPRESSION,
+                                  f"invalid spec: {where}: {err}", status=c.FALSE,
+                                  stalled=True) from None
+        except cel.EvaluationError as err:  # the sandbox could not answer: tried again
+            raise StepFailedError(c.SOURCE_VERIFIED, c.VERIFICATION_ERROR,
+                                  f"{where} could not be compiled: {err}",
+                                  status=c.FALSE) from None
 
 
 def _resolve(s: _Scratch) -> None:
@@ -426,15 +454,20 @@ def _verify(s: _Scratch) -> None:
         s.result = cached
         return
     try:
-        artifacts = s.client.find_signatures(s.ref, digest)
+        artifacts = s.client.find_signatures(s.ref, digest,
+                                             attestations=bool(s.policy.attestations))
     except OCIError as err:
         raise _pull_failure(err, f"failed to read the signatures of {digest}") from None
+    what = "signature"
     try:
         s.result = verify_artifacts(s.verifier, artifacts)
+        # the signature first: an attestation never stands for it; then each requirement
+        what = "attestations"
+        verify_attestations(s.verifier, artifacts)
     except VerificationFailedError as err:
         s.verified = None
         reasons = "; ".join(err.failures) if err.failures else str(err)
-        message = (f"chart verification error: failed to verify the signature of "
+        message = (f"chart verification error: failed to verify the {what} of "
                    f"'{s.chart.spec.chart}' version '{s.resolved.version}' ({digest}) using "
                    f"provider '{s.provider}': {safe(reasons)}")
         _outdated(s)
@@ -639,8 +672,10 @@ def _summarize(s: _Scratch, failure: StepFailedError | None, requested_at: str) 
         conds = c.set_condition(conds, c.ARTIFACT_IN_STORAGE, c.TRUE, c.CHART_PULL_SUCCEEDED,
                                 pulled, observed_generation=gen, now=now)
         if s.chart.spec.verify is not None:
+            kinds = tuple(dict.fromkeys(safe(a.predicate_type)
+                                        for a in s.chart.spec.verify.attestations))
             conds = c.set_condition(conds, c.SOURCE_VERIFIED, c.TRUE, c.SUCCEEDED,
-                                    c.verified_signature_message(s.resolved.version),
+                                    c.verified_signature_message(s.resolved.version, kinds),
                                     observed_generation=gen, now=now)
         else:
             conds = c.remove_condition(conds, c.SOURCE_VERIFIED)

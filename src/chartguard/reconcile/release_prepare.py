@@ -49,6 +49,7 @@ from chartguard.reconcile.seams import (
     SecretReader,
 )
 from chartguard.reconcile.values import compose_values
+from chartguard.reconcile.verification import check_attestation_policy
 from chartguard.store import ArtifactStore
 
 UNSUPPORTED_FIELD = "UnsupportedField"
@@ -187,6 +188,7 @@ def check_expressions(release: HelmRelease) -> None:
     both are compiled here, before anything is written for the release."""
     try:
         HealthChecks(release.spec.health_check_exprs)
+        _check_attestation_policies(release)
         for dep in release.spec.depends_on:
             if dep.ready_expr:
                 try:
@@ -202,6 +204,19 @@ def check_expressions(release: HelmRelease) -> None:
         raise StepFailedError(c.READY, c.INVALID_CEL_EXPRESSION,
                               f"CEL expressions could not be compiled: {err}",
                               status=c.FALSE) from None
+
+
+def _check_attestation_policies(release: HelmRelease) -> None:
+    """``spec.chart.spec.verify.attestations[].policy`` (a chartguard extension): compiled
+    here too, so the release says which field to fix before its HelmChart is written."""
+    chart = release.spec.chart
+    verify = chart.spec.verify if chart is not None else None
+    for attestation in verify.attestations if verify is not None else ():
+        if attestation.policy:
+            try:
+                check_attestation_policy(attestation.policy)
+            except cel.CompileError as err:
+                raise cel.CompileError(f"{attestation.field_path}.policy: {err}") from None
 
 
 def sync_release_chart(release: HelmRelease, status: HelmReleaseStatus,

@@ -87,7 +87,8 @@ class Registry(Protocol):
     def fetch_chart(self, ref: ChartReference, digest: str, *,
                     provenance: bool = False) -> ChartArtifact: ...
 
-    def find_signatures(self, ref: ChartReference, digest: str) -> SignatureArtifacts: ...
+    def find_signatures(self, ref: ChartReference, digest: str, *,
+                        attestations: bool = False) -> SignatureArtifacts: ...
 
 
 class RegistryFactory(Protocol):

@@ -15,10 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chartguard import metrics
+from chartguard import cel, metrics
+from chartguard.api.verification import ATTESTATION_VARIABLES
 from chartguard.oci import SignatureArtifacts
+from chartguard.untrusted import escape
 from chartguard.verify import (
     COSIGN_SIGN_PREDICATE,
+    AttestationRequirement,
     BundleCandidate,
     InvalidPolicyError,
     LegacySignature,
@@ -29,17 +32,23 @@ from chartguard.verify import (
     VerificationFailedError,
     VerificationPolicy,
     VerificationResult,
+    VerifiedAttestation,
     Verifier,
     public_keys_from_pem,
 )
 
 __all__ = [
     "FAILURES_SHOWN",
+    "AttestationNotMetError",
+    "MetRequirement",
     "NoSignatureFoundError",
+    "attestation_inputs",
     "build_policy",
+    "check_attestation_policy",
     "signature_format",
     "signature_inputs",
     "verify_artifacts",
+    "verify_attestations",
 ]
 
 
@@ -141,6 +150,112 @@ def verify_artifacts(verifier: Verifier, artifacts: SignatureArtifacts) -> Verif
     raise VerificationFailedError(artifacts.digest, tuple(failures))
 
 
+# -- attestations (a chartguard extension of verify) -------------------------------------------
+
+class AttestationNotMetError(VerificationFailedError):
+    """An attestation requirement was not met; ``failures``: one line per requirement not
+    met, then why each attestation of its type failed."""
+
+
+@dataclass(frozen=True)
+class MetRequirement:
+    """A requirement and the attestations that met it (at least one)."""
+
+    requirement: AttestationRequirement
+    attestations: tuple[VerifiedAttestation, ...]
+
+
+def attestation_inputs(
+    artifacts: SignatureArtifacts,
+) -> tuple[tuple[LegacySignature, ...], tuple[BundleCandidate, ...]]:
+    """The legacy ``.att`` layers and every bundle referrer, as the verifier takes them."""
+    legacy = tuple(LegacySignature(payload=layer.data, annotations=dict(layer.annotations),
+                                   source=layer.source) for layer in artifacts.attestations)
+    return legacy, signature_inputs(artifacts)[1]
+
+
+def check_attestation_policy(policy: str) -> None:
+    """Compile an attestation's CEL policy (boolean, its variables declared):
+    ``cel.CompileError`` when it is not valid, ``cel.EvaluationError`` when the sandbox could
+    not answer."""
+    cel.check(policy, variables=ATTESTATION_VARIABLES, boolean=True)
+
+
+def _statement_variables(found: VerifiedAttestation) -> dict[str, object]:
+    return {"predicate": found.statement.get("predicate"),
+            "predicateType": found.statement.get("predicateType"),
+            "subject": found.statement.get("subject")}
+
+
+def _policy_outcome(requirement: AttestationRequirement,
+                    found: VerifiedAttestation) -> str | None:
+    """None when the policy holds for ``found``; else why not (one line, escaped)."""
+    if not requirement.policy:
+        return None
+    try:
+        if cel.evaluate_boolean(requirement.policy, _statement_variables(found),
+                                variables=ATTESTATION_VARIABLES):
+            return None
+        reason = f"policy '{cel.quote(requirement.policy)}' is false"
+    except cel.CelError as err:  # escaped by chartguard.cel; a compile error, a limit, ...
+        reason = str(err)
+    return f"{found.result.source}: {_signer(found.result)}: {reason}"
+
+
+def _signer(result: VerificationResult) -> str:
+    if result.key is not None:
+        return f"signed by key {escape(result.key)}"
+    if result.identity is not None:
+        return f"signed by {escape(result.identity[1])} (issuer {escape(result.identity[0])})"
+    return "signed"  # pragma: no cover - every result has a key or an identity
+
+
+def verify_attestations(verifier: Verifier, artifacts: SignatureArtifacts,
+                        requirements: Sequence[AttestationRequirement] | None = None,
+                        ) -> tuple[MetRequirement, ...]:
+    """Check every attestation requirement of the verifier's policy (or ``requirements``)
+    against ``artifacts`` (found with ``attestations=True``); each must be met by at least one
+    attestation. ``AttestationNotMetError`` names each requirement not met and why each
+    attestation of its type failed (signer, subject, policy false or CEL error); fails
+    closed. Call it after the signature verified: an attestation never stands for one."""
+    wanted = tuple(requirements if requirements is not None
+                   else verifier.policy.attestations)
+    if not wanted:
+        return ()
+    legacy, bundles = attestation_inputs(artifacts)
+    found = verifier.attestations(artifacts.digest, legacy, bundles,
+                                  tuple(dict.fromkeys(r.predicate_type for r in wanted)))
+    met: list[MetRequirement] = []
+    failures: list[str] = []
+    for requirement in wanted:
+        of_type = [a for a in found.verified if a.predicate_type == requirement.predicate_type]
+        reasons = list(found.failures.get(requirement.predicate_type, ()))
+        meeting = []
+        for attestation in of_type:
+            why = _policy_outcome(requirement, attestation)
+            if why is None:
+                meeting.append(attestation)
+            else:
+                reasons.append(why)
+        if meeting:
+            met.append(MetRequirement(requirement, tuple(meeting)))
+            continue
+        name = escape(requirement.predicate_type)
+        if not reasons:
+            failures.append(f"attestation {name} not met: no attestation of that type for "
+                            f"{artifacts.digest}")
+            continue
+        failures.append(f"attestation {name} not met: {len(reasons)} attestation"
+                        f"{'s' if len(reasons) != 1 else ''} of that type, none meets it:")
+        failures.extend(_summarised(f"attestation {name}", tuple(reasons)))
+    if failures:
+        # what could not be read may have hidden the one that meets it: said too
+        failures.extend(found.failures.get("", ()))
+        failures.extend(artifacts.failures)
+        raise AttestationNotMetError(artifacts.digest, tuple(failures))
+    return tuple(met)
+
+
 def signature_format(result: VerificationResult) -> str:
     """``legacy_key``, ``legacy_keyless``, ``bundle_key`` or ``bundle_keyless``: what verified."""
     return f"{result.format}_{'key' if result.key is not None else 'keyless'}"
@@ -162,7 +277,8 @@ def build_policy(*, key_files: Sequence[Path] = (),
                  identities: Sequence[tuple[str, str]] = (),
                  trusted_root: Path | None = None,
                  require_identity: bool = False,
-                 bundle_predicate_types: Sequence[str] = ()) -> VerificationPolicy:
+                 bundle_predicate_types: Sequence[str] = (),
+                 attestations: Sequence[AttestationRequirement] = ()) -> VerificationPolicy:
     """A policy from command-line style inputs: key files, (issuer, subject) regexps, a root.
 
     Keys are named by their file name, as failures and results show them.
@@ -178,4 +294,5 @@ def build_policy(*, key_files: Sequence[Path] = (),
                   *(t for t in bundle_predicate_types if t != COSIGN_SIGN_PREDICATE))
     return VerificationPolicy(keys=keys, identities=ids, trust_root=root,
                               require_identity=require_identity,
-                              bundle_predicate_types=predicates)
+                              bundle_predicate_types=predicates,
+                              attestations=tuple(attestations))

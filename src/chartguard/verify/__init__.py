@@ -23,10 +23,14 @@ from chartguard.verify.keys import PublicKey, public_keys_from_pem, public_keys_
 from chartguard.verify.model import (
     BUNDLE_MEDIA_TYPE,
     COSIGN_SIGN_PREDICATE,
+    DSSE_MEDIA_TYPE,
     SIMPLE_SIGNING_MEDIA_TYPE,
+    AttestationCandidates,
+    AttestationRequirement,
     BundleCandidate,
     LegacySignature,
     VerificationResult,
+    VerifiedAttestation,
 )
 from chartguard.verify.policy import OIDCIdentity, VerificationPolicy
 from chartguard.verify.trust import TrustRoot
@@ -35,7 +39,10 @@ from chartguard.verify.verifier import Verifier
 __all__ = [
     "BUNDLE_MEDIA_TYPE",
     "COSIGN_SIGN_PREDICATE",
+    "DSSE_MEDIA_TYPE",
     "SIMPLE_SIGNING_MEDIA_TYPE",
+    "AttestationCandidates",
+    "AttestationRequirement",
     "BundleCandidate",
     "IdentityMatcher",
     "InvalidKeyError",
@@ -50,6 +57,7 @@ __all__ = [
     "VerificationFailedError",
     "VerificationPolicy",
     "VerificationResult",
+    "VerifiedAttestation",
     "VerifiedCache",
     "Verifier",
     "public_keys_from_pem",

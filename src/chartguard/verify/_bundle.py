@@ -121,6 +121,21 @@ def verify_keyless(
     trust_root: TrustRoot,
     predicate_types: tuple[str, ...],
 ) -> VerificationResult:
+    return keyless_statement(candidate, digest, identities, verifier, fulcio, trust_root,
+                             predicate_types)[0]
+
+
+def keyless_statement(
+    candidate: BundleCandidate,
+    digest: str,
+    identities: tuple[IdentityMatcher, ...],
+    verifier: SigstoreVerifier,
+    fulcio: FulcioChecker,
+    trust_root: TrustRoot,
+    predicate_types: tuple[str, ...],
+    what: str = "bundle",
+) -> tuple[VerificationResult, dict[str, Any]]:
+    """:func:`verify_keyless`, also returning the verified in-toto statement."""
     try:
         # ours first: depth guard and duplicate keys, which sigstore's parser lets through
         document = json_object(candidate.data, "bundle")
@@ -141,7 +156,8 @@ def verify_keyless(
             raise Rejected(f"bundle does not verify: {escape(exc)}") from None
         _check_windows(entry, bundle, trust_root, fulcio)
         # the certificate is proven: only now are the payload's and its claims read
-        check_in_toto_subject(payload_type, payload, digest, predicate_types)
+        statement = check_in_toto_subject(payload_type, payload, digest, predicate_types,
+                                          what=what)
         issuer, subjects = certificate_identity(bundle.signing_certificate)
         matched = match_identity(identities, issuer, subjects)
         if matched.identity is None:
@@ -156,7 +172,7 @@ def verify_keyless(
         rekor_log_index=log_index,
         identity_unchecked=not identities,
         source=escape(candidate.source),
-    )
+    ), statement
 
 
 def verify_with_keys(
@@ -166,6 +182,18 @@ def verify_with_keys(
     trust_root: TrustRoot,
     predicate_types: tuple[str, ...],
 ) -> VerificationResult:
+    return key_statement(candidate, digest, keys, trust_root, predicate_types)[0]
+
+
+def key_statement(
+    candidate: BundleCandidate,
+    digest: str,
+    keys: tuple[PublicKey, ...],
+    trust_root: TrustRoot,
+    predicate_types: tuple[str, ...],
+    what: str = "bundle",
+) -> tuple[VerificationResult, dict[str, Any]]:
+    """:func:`verify_with_keys`, also returning the verified in-toto statement."""
     try:
         document = json_object(candidate.data, "bundle")
         material = _material(document)
@@ -191,7 +219,8 @@ def verify_with_keys(
         if key is None:
             raise Rejected(*(f"key {k.name}: signature does not match" for k in keys))
         try:
-            check_in_toto_subject(payload_type, payload, digest, predicate_types)
+            statement = check_in_toto_subject(payload_type, payload, digest,
+                                              predicate_types, what=what)
             log_index = _check_optional_tlog(material, payload, sigs, trust_root)
         except Rejected as exc:
             raise Rejected(f"key {key.name}: {exc}") from None
@@ -203,7 +232,7 @@ def verify_with_keys(
         key=key.label,
         rekor_log_index=log_index,
         source=escape(candidate.source),
-    )
+    ), statement
 
 
 def _check_optional_tlog(

@@ -115,10 +115,14 @@ def _no_keys_equal_but_for_case(*objects: object) -> None:
 
 
 def check_in_toto_subject(
-    payload_type: str, payload: bytes, digest: str, predicate_types: tuple[str, ...]
-) -> None:
+    payload_type: str, payload: bytes, digest: str, predicate_types: tuple[str, ...],
+    *, what: str = "bundle",
+) -> dict[str, Any]:
     """A DSSE payload must be an in-toto statement of an accepted predicate type with
-    `digest` among its subjects (any of them, as sigstore-go's artifact digest check)."""
+    `digest` among its subjects (any of them, as sigstore-go's artifact digest check).
+
+    Returns the statement (for an attestation's policy: read only once its signer is proven).
+    `what` names the envelope in reasons ("bundle", "attestation")."""
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise Rejected(f"DSSE payload type is {shown(payload_type)}, not {IN_TOTO_PAYLOAD_TYPE!r}")
     statement = json_object(payload, "in-toto statement")
@@ -127,7 +131,7 @@ def check_in_toto_subject(
     predicate_type = statement.get("predicateType")
     if predicate_type not in predicate_types:
         raise Rejected(
-            f"bundle predicate type is {shown(predicate_type)}, not "
+            f"{what} predicate type is {shown(predicate_type)}, not "
             f"{' or '.join(map(shown, predicate_types))} (an attestation, not a signature; "
             "accept its type in the policy if it is meant to approve the artifact)"
         )
@@ -142,9 +146,10 @@ def check_in_toto_subject(
         # at most a few subjects named: a statement may list thousands
         names = ", ".join(escape(f) for f in found[:3]) + (", …" if len(found) > 3 else "")
         raise Rejected(
-            f"bundle subject is {names or '(no sha256 subject)'}, not {digest} "
-            "(bundle made for another artifact)"
+            f"{what} subject is {names or '(no sha256 subject)'}, not {digest} "
+            f"({what} made for another artifact)"
         )
+    return statement
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:

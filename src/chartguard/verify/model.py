@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from chartguard.untrusted import escape
 
@@ -71,3 +71,45 @@ class VerificationResult:
         if self.identity_unchecked:
             parts.append("WARNING: no identity policy, any Fulcio identity accepted")
         return "; ".join(parts)
+
+
+#: the media type of a legacy ``.att`` layer (a DSSE envelope)
+DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
+
+
+@dataclass(frozen=True)
+class AttestationRequirement:
+    """An attestation the chart must carry (a chartguard extension of ``verify``).
+
+    Met by at least one attestation whose in-toto subject is the chart's digest, signed under
+    the same signer policy as the signature, of ``predicate_type``, for which the CEL
+    expression ``policy`` is true (``predicate``, ``predicateType`` and ``subject`` bound);
+    an empty policy: such an attestation existing is enough. The expression is evaluated by
+    the caller (``chartguard.reconcile.verification``), not by this package.
+    """
+
+    predicate_type: str
+    policy: str = ""
+
+    def describe(self) -> str:
+        return self.predicate_type + (f" with policy '{escape(self.policy, 300)}'"
+                                      if self.policy else "")
+
+
+@dataclass(frozen=True)
+class VerifiedAttestation:
+    """An attestation whose signer, subject and type were verified, with its statement
+    (outside data: escape what is shown)."""
+
+    predicate_type: str
+    result: VerificationResult
+    statement: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AttestationCandidates:
+    """What :meth:`chartguard.verify.Verifier.attestations` found for each wanted type:
+    the attestations that verified and, one line each, why the others did not."""
+
+    verified: tuple[VerifiedAttestation, ...] = ()
+    failures: Mapping[str, tuple[str, ...]] = field(default_factory=dict)

@@ -15,12 +15,12 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
-from chartguard.api.verification import policy_digest
+from chartguard.api.verification import attestation_set, policy_digest
 from chartguard.identity import IdentityExpressionError, IdentityMatcher, identity_set
 from chartguard.untrusted import escape
 from chartguard.verify.errors import InvalidPolicyError
 from chartguard.verify.keys import PublicKey
-from chartguard.verify.model import COSIGN_SIGN_PREDICATE
+from chartguard.verify.model import COSIGN_SIGN_PREDICATE, AttestationRequirement
 from chartguard.verify.trust import TrustRoot
 
 
@@ -97,6 +97,8 @@ class VerificationPolicy:
     predicate types a bundle may carry to count as a signature: by default only cosign's
     signature predicate, so that an SBOM or provenance attestation made by the same key or
     identity (possibly for builds nobody approved) does not pass as a signature.
+    `attestations` must each be met as well (signed under this same signer policy); they
+    never make an attestation count as a signature.
     """
 
     keys: tuple[PublicKey, ...] = ()
@@ -104,8 +106,18 @@ class VerificationPolicy:
     trust_root: TrustRoot | None = None
     require_identity: bool = False
     bundle_predicate_types: tuple[str, ...] = (COSIGN_SIGN_PREDICATE,)
+    attestations: tuple[AttestationRequirement, ...] = ()
 
     def __post_init__(self) -> None:
+        if any(not a.predicate_type for a in self.attestations):
+            raise InvalidPolicyError("an attestation requirement needs a predicate type")
+        both = sorted({a.predicate_type for a in self.attestations}
+                      & set(self.bundle_predicate_types))
+        if both:
+            raise InvalidPolicyError(
+                f"{escape(both[0])} is both accepted as a signature type and required as an "
+                "attestation: one attestation would stand for both; require it as an "
+                "attestation only")
         if self.keys and self.identities:
             raise InvalidPolicyError(
                 "give either public keys or identities (matchOIDCIdentity), not both"
@@ -137,10 +149,15 @@ class VerificationPolicy:
         the spec's ``verify_policy_digest`` it covers what the referenced Secrets held.
         """
         root = self.trust_root.raw if self.trust_root is not None else None
-        return policy_digest({
+        document: dict[str, object] = {
             "keys": sorted({key.fingerprint for key in self.keys}),
             "identities": identity_set(self.identities),
             "trust_root": hashlib.sha256(root).hexdigest() if root is not None else "default",
             "require_identity": self.require_identity,
             "bundle_predicate_types": sorted(set(self.bundle_predicate_types)),
-        })
+        }
+        if self.attestations:  # only then: policies without any keep their fingerprint
+            document["attestations"] = attestation_set(
+                (a.predicate_type, a.policy) for a in self.attestations)
+        return policy_digest(document)
+

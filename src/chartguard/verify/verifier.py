@@ -7,13 +7,14 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from sigstore.errors import Error as SigstoreError
 from sigstore.verify import Verifier as SigstoreVerifier
 
 from chartguard.digest import DIGEST as DIGEST_RE
 from chartguard.untrusted import escape
-from chartguard.verify import _bundle, _legacy
+from chartguard.verify import _attest, _bundle, _legacy
 from chartguard.verify._common import Rejected
 from chartguard.verify._fulcio import FulcioChecker
 from chartguard.verify.errors import (
@@ -22,7 +23,13 @@ from chartguard.verify.errors import (
     VerificationError,
     VerificationFailedError,
 )
-from chartguard.verify.model import BundleCandidate, LegacySignature, VerificationResult
+from chartguard.verify.model import (
+    AttestationCandidates,
+    BundleCandidate,
+    LegacySignature,
+    VerificationResult,
+    VerifiedAttestation,
+)
 from chartguard.verify.policy import VerificationPolicy
 from chartguard.verify.trust import TrustRoot
 
@@ -88,6 +95,73 @@ class Verifier:
             failures.extend(outcome)
         raise VerificationFailedError(digest, tuple(failures))
 
+    def attestations(
+        self,
+        digest: str,
+        legacy: Sequence[LegacySignature],
+        bundles: Sequence[BundleCandidate],
+        predicate_types: Sequence[str],
+    ) -> AttestationCandidates:
+        """Every attestation of one of ``predicate_types`` for ``digest``, verified as a
+        signature is (same keys, identities and trust root; subject ``digest``).
+
+        ``legacy``: the layers of the ``.att`` manifest (DSSE envelopes); ``bundles``: every
+        bundle referrer (signatures among them are passed over: their predicate type is not
+        asked for). A candidate is routed by the type it claims before verification, then
+        verified for that type only; the reasons of those that failed are kept per type (an
+        ``.att`` layer whose type cannot be read, under ``""``).
+        """
+        if not DIGEST_RE.fullmatch(digest):
+            raise VerificationError(f"{digest!r} is not a sha256 manifest digest (sha256:<hex>)")
+        wanted = frozenset(predicate_types)
+        verified: list[VerifiedAttestation] = []
+        failures: dict[str, list[str]] = {}
+
+        def attempt(source: str, kind: str,
+                    check: Callable[[], tuple[VerificationResult, dict[str, Any]]]) -> None:
+            found: list[tuple[VerificationResult, dict[str, Any]]] = []
+            outcome = self._attempt(source, lambda: _keep(found, check()))
+            if isinstance(outcome, VerificationResult) and found:
+                verified.append(VerifiedAttestation(kind, found[0][0], found[0][1]))
+            elif not isinstance(outcome, VerificationResult):
+                failures.setdefault(kind, []).extend(outcome)
+
+        for layer in legacy:
+            kind = _attest.peek_predicate_type(layer.payload)
+            if kind is None:  # an .att layer holds attestations only: say it was unreadable
+                failures.setdefault("", []).append(
+                    f"{escape(layer.source)}: not a DSSE envelope of an in-toto statement")
+            if kind in wanted:
+                assert kind is not None
+                attempt(layer.source, kind, partial(self._legacy_attestation, layer, digest,
+                                                    (kind,)))
+        for candidate in bundles:
+            kind = _attest.peek_predicate_type(candidate.data, bundle=True)
+            if kind in wanted:
+                assert kind is not None
+                attempt(candidate.source, kind, partial(self._bundle_attestation, candidate,
+                                                        digest, (kind,)))
+        return AttestationCandidates(
+            verified=tuple(verified),
+            failures={kind: tuple(lines) for kind, lines in failures.items()})
+
+    def _legacy_attestation(self, layer: LegacySignature, digest: str,
+                            kinds: tuple[str, ...]) -> tuple[VerificationResult, dict[str, Any]]:
+        if self._keyless is None:
+            return _attest.verify_with_keys(layer, digest, self.policy.keys, self._trust_root,
+                                            kinds)
+        return _attest.verify_keyless(layer, digest, self.policy.identities, self._trust_root,
+                                      self._keyless.fulcio, kinds)
+
+    def _bundle_attestation(self, candidate: BundleCandidate, digest: str,
+                            kinds: tuple[str, ...]) -> tuple[VerificationResult, dict[str, Any]]:
+        if self._keyless is None:
+            return _bundle.key_statement(candidate, digest, self.policy.keys,
+                                         self._trust_root, kinds, what="attestation")
+        return _bundle.keyless_statement(candidate, digest, self.policy.identities,
+                                         self._keyless.sigstore, self._keyless.fulcio,
+                                         self._trust_root, kinds, what="attestation")
+
     @staticmethod
     def _attempt(
         source: str, check: Callable[[], VerificationResult]
@@ -131,6 +205,12 @@ class Verifier:
             self._trust_root,
             self.policy.bundle_predicate_types,
         )
+
+
+def _keep(found: list[tuple[VerificationResult, dict[str, Any]]],
+          outcome: tuple[VerificationResult, dict[str, Any]]) -> VerificationResult:
+    found.append(outcome)
+    return outcome[0]
 
 
 @dataclass(frozen=True)

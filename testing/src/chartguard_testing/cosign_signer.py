@@ -249,11 +249,13 @@ def sign_legacy_keyless(
 
 
 def in_toto_statement(
-    digest: str, repository: str = "chart", *, predicate_type: str = COSIGN_SIGN_PREDICATE
+    digest: str, repository: str = "chart", *, predicate_type: str = COSIGN_SIGN_PREDICATE,
+    predicate: Any = None,
 ) -> bytes:
     """What cosign v3 signs for an image: a statement whose subject is the manifest digest.
 
-    Another `predicate_type` makes an attestation (`cosign attest`) instead of a signature.
+    Another `predicate_type` makes an attestation (`cosign attest`) instead of a signature;
+    `predicate` is its content (default `{}`).
     """
     algorithm, _, hexdigest = digest.partition(":")
     return json.dumps(
@@ -261,7 +263,7 @@ def in_toto_statement(
             "_type": "https://in-toto.io/Statement/v1",
             "subject": [{"name": repository, "digest": {algorithm: hexdigest}}],
             "predicateType": predicate_type,
-            "predicate": {},
+            "predicate": {} if predicate is None else predicate,
         },
         separators=(",", ":"),
     ).encode()
@@ -291,6 +293,7 @@ def sign_bundle_keyless(
     not_after: datetime | None = None,
     foreign: bool = False,
     predicate_type: str = COSIGN_SIGN_PREDICATE,
+    predicate: Any = None,
 ) -> bytes:
     """A v0.3 bundle: DSSE in-toto statement (subject `subject_digest or digest`), logged."""
     return _sign_bundle_keyless(
@@ -302,6 +305,7 @@ def sign_bundle_keyless(
         not_after,
         foreign,
         predicate_type,
+        predicate,
     )
 
 
@@ -314,11 +318,12 @@ def _sign_bundle_keyless(
     not_after: datetime | None,
     foreign: bool,
     predicate_type: str,
+    predicate: Any = None,
 ) -> bytes:
     private_key, cert = sigstore.issue_certificate(
         identity, issuer, not_before=not_before, not_after=not_after, foreign=foreign
     )
-    payload = in_toto_statement(subject, predicate_type=predicate_type)
+    payload = in_toto_statement(subject, predicate_type=predicate_type, predicate=predicate)
     signature = private_key.sign(_pae(_IN_TOTO, payload), ec.ECDSA(hashes.SHA256()))
     envelope = _envelope(payload, signature)
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
@@ -367,9 +372,11 @@ def sign_bundle_with_key(
     subject_digest: str | None = None,
     rekor: LocalSigstore | None = None,
     predicate_type: str = COSIGN_SIGN_PREDICATE,
+    predicate: Any = None,
 ) -> bytes:
     """A key-signed v0.3 bundle (`verificationMaterial.publicKey`); with `rekor`, logged."""
-    payload = in_toto_statement(subject_digest or digest, predicate_type=predicate_type)
+    payload = in_toto_statement(subject_digest or digest, predicate_type=predicate_type,
+                                predicate=predicate)
     signature = key.sign(_pae(_IN_TOTO, payload))
     der = key.private_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -388,3 +395,68 @@ def sign_bundle_with_key(
         "dsseEnvelope": envelope,
     }
     return json.dumps(bundle).encode()
+
+
+# -- legacy .att layers (`cosign attest` without --new-bundle-format) ------------------------------
+
+
+def _intoto_body(envelope: dict[str, Any], payload: bytes, signature: bytes,
+                 verifier_pem: bytes) -> dict[str, Any]:
+    """The Rekor intoto/0.0.2 entry cosign logs with ``--rekor-entry-type intoto`` (each
+    signature base64-encoded twice: the envelope's text, encoded again)."""
+    sig_text = base64.b64encode(signature)
+    return {
+        "apiVersion": "0.0.2",
+        "kind": "intoto",
+        "spec": {"content": {
+            "envelope": {"payloadType": _IN_TOTO, "signatures": [
+                {"sig": base64.b64encode(sig_text).decode(),
+                 "publicKey": base64.b64encode(verifier_pem).decode()}]},
+            "hash": {"algorithm": "sha256",
+                     "value": hashlib.sha256(json.dumps(envelope).encode()).hexdigest()},
+            "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
+        }},
+    }
+
+
+def attestation_layer_keyless(
+    sigstore: LocalSigstore,
+    digest: str,
+    predicate_type: str,
+    predicate: Any = None,
+    identity: str = "signer@example.com",
+    issuer: str = "https://accounts.example.com",
+    *,
+    rekor_kind: str = "dsse",
+    source: str = "test attester",
+) -> LegacySignature:
+    """A keyless ``.att`` layer as ``cosign attest`` writes it: the DSSE envelope as the
+    layer, certificate, chain and Rekor SET (``rekor_kind`` dsse or intoto) as annotations."""
+    private_key, cert = sigstore.issue_certificate(identity, issuer)
+    payload = in_toto_statement(digest, predicate_type=predicate_type, predicate=predicate)
+    signature = private_key.sign(_pae(_IN_TOTO, payload), ec.ECDSA(hashes.SHA256()))
+    envelope = _envelope(payload, signature)
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    body = (_dsse_body(envelope, payload, signature, cert_pem) if rekor_kind == "dsse"
+            else _intoto_body(envelope, payload, signature, cert_pem))
+    entry = sigstore.log(body)
+    return LegacySignature(
+        payload=json.dumps(envelope).encode(),
+        annotations={SIGNATURE_ANNOTATION: "", CERTIFICATE_ANNOTATION: cert_pem.decode(),
+                     CHAIN_ANNOTATION: sigstore.chain_pem(),
+                     BUNDLE_ANNOTATION: entry.cosign_bundle_annotation(),
+                     "predicateType": predicate_type},
+        source=source)
+
+
+def attestation_layer_with_key(
+    key: KeyPair, digest: str, predicate_type: str, predicate: Any = None, *,
+    source: str = "test attester",
+) -> LegacySignature:
+    """A key-signed ``.att`` layer (``--tlog-upload=false``: no SET)."""
+    payload = in_toto_statement(digest, predicate_type=predicate_type, predicate=predicate)
+    envelope = _envelope(payload, key.sign(_pae(_IN_TOTO, payload)))
+    return LegacySignature(payload=json.dumps(envelope).encode(),
+                           annotations={SIGNATURE_ANNOTATION: "",
+                                        "predicateType": predicate_type},
+                           source=source)

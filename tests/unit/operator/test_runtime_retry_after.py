@@ -66,7 +66,8 @@ class _Failing:
     def fetch_chart(self, ref: ChartReference, digest: str) -> ChartArtifact:
         raise self.error
 
-    def find_signatures(self, ref: ChartReference, digest: str) -> SignatureArtifacts:
+    def find_signatures(self, ref: ChartReference, digest: str, *,
+                        attestations: bool = False) -> SignatureArtifacts:
         raise self.error
 
 

@@ -89,7 +89,8 @@ class FakeRegistry:
         self._up()
         return next(a for a in self.charts.values() if a.digest == digest)
 
-    def find_signatures(self, ref: ChartReference, digest: str) -> SignatureArtifacts:
+    def find_signatures(self, ref: ChartReference, digest: str, *,
+                        attestations: bool = False) -> SignatureArtifacts:
         self.calls.append("signatures")
         self._up()
         return SignatureArtifacts(digest=digest, legacy=self.signatures.get(digest, ()),
