@@ -17,6 +17,7 @@ from chartguard_testing.apiserver import KubeAPI, run_apiserver
 from chartguard_testing.chaos import NONE, ChaosRow, format_table
 from chartguard_testing.charts import HelmEnv
 from chartguard_testing.controlplane import ControlPlane, Namespaced, namespaced, run_controlplane
+from chartguard_testing.pgp_signer import PGPKey, make_pgp_key
 from chartguard_testing.registry import Registry, run_registry
 
 
@@ -56,6 +57,22 @@ def kube_api(tmp_path: Path) -> Iterator[KubeAPI]:
     """
     with run_apiserver(tmp_path / "kube-api") as api:
         yield api
+
+
+@pytest.fixture
+def pgp_keys(tmp_path: Path) -> Iterator[Callable[..., PGPKey]]:
+    """Make OpenPGP keys with the real gpg (``pgp_keys(name=..., email=...)``); their agents
+    and short home links are removed after the test."""
+    made: list[PGPKey] = []
+
+    def make(name: str = "Chart Signer", email: str = "charts@example.com") -> PGPKey:
+        key = make_pgp_key(tmp_path, name=name, email=email)
+        made.append(key)
+        return key
+
+    yield make
+    for key in made:
+        key.remove()
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,24 @@
 """OpenPGP keys made by the real ``gpg`` and charts signed by the real ``helm package --sign``.
 
 Each key lives in a GNUPGHOME of its own under the test's directory (never the user's
-``~/.gnupg``); the gpg-agent that key generation starts is stopped before :func:`make_pgp_key`
-returns. Helm reads only legacy keyrings, so the secret key is exported to ``secring.gpg`` for
-``helm package --sign --keyring``; the public key is exported binary (``gpg --export``, what a
-``*.gpg`` Secret key holds) and armored (``gpg --armor --export``, ``*.asc``).
+``~/.gnupg``), reached through a short link in the temporary directory: gpg-agent puts its
+Unix sockets in the home when ``/run/user/<uid>`` does not exist (as on CI), and a pytest
+directory under an xdist worker makes their path longer than the 108 bytes a socket path may
+have (the agent then fails to start). The gpg-agent that key generation starts is stopped
+before :func:`make_pgp_key` returns; :meth:`PGPKey.remove` removes the link (the ``pgp_keys``
+fixture calls it). Helm reads only legacy keyrings, so the secret key is exported to
+``secring.gpg`` for ``helm package --sign --keyring``; the public key is exported binary
+(``gpg --export``, what a ``*.gpg`` Secret key holds) and armored (``gpg --armor --export``,
+``*.asc``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +35,12 @@ class PGPKey:
     public: bytes  # binary (gpg --export)
     armored: bytes  # gpg --armor --export
     secring: Path  # legacy secret keyring for helm
+    link_dir: Path  # the short directory holding the link ``home``
+
+    def remove(self) -> None:
+        """Stop the key's gpg-agent (if one runs) and remove the short link to its home."""
+        stop_agent(self.home)
+        shutil.rmtree(self.link_dir, ignore_errors=True)
 
 
 def gpg(home: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -69,9 +82,13 @@ def add_uid(key: PGPKey, uid: str) -> bytes:
 
 def make_pgp_key(workdir: Path, name: str = "Chart Signer",
                  email: str = "charts@example.com") -> PGPKey:
-    """A new RSA-2048 signing key in ``workdir/gnupg-<name>``."""
-    home = workdir / ("gnupg-" + re.sub(r"[^A-Za-z0-9]+", "-", name).lower())
-    home.mkdir(mode=0o700, parents=True)
+    """A new RSA-2048 signing key in ``workdir/gnupg-<name>``, used through a short link in
+    ``/tmp`` (call :meth:`PGPKey.remove` when done)."""
+    real = workdir / ("gnupg-" + re.sub(r"[^A-Za-z0-9]+", "-", name).lower())
+    real.mkdir(mode=0o700, parents=True)
+    link_dir = Path(tempfile.mkdtemp(prefix="cg-gpg-"))  # $TMPDIR, /tmp on our machines
+    home = link_dir / "h"
+    home.symlink_to(real)
     uid = f"{name} <{email}>"
     try:
         gpg(home, "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key", uid,
@@ -84,10 +101,13 @@ def make_pgp_key(workdir: Path, name: str = "Chart Signer",
         secring = home / "secring.gpg"
         secring.write_bytes(gpg(home, "--pinentry-mode", "loopback", "--passphrase", "",
                                 "--export-secret-keys", fingerprint))
-    finally:
+    except BaseException:
         stop_agent(home)
+        shutil.rmtree(link_dir, ignore_errors=True)
+        raise
+    stop_agent(home)
     return PGPKey(home=home, uid=uid, fingerprint=fingerprint, public=public,
-                  armored=armored, secring=secring)
+                  armored=armored, secring=secring, link_dir=link_dir)
 
 
 def package_signed(helm: HelmEnv, chart_dir: Path, key: PGPKey, out: Path) -> Path:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from operator_support import (
 from chartguard_testing.apiserver.kubectl import KubectlError
 from chartguard_testing.charts import HelmEnv
 from chartguard_testing.helmrepo_server import run_helm_repository
-from chartguard_testing.pgp_signer import make_pgp_key, package_signed
+from chartguard_testing.pgp_signer import PGPKey, package_signed
 from chartguard_testing.registry import Registry
 
 PGP_KEYS = {"provider": "pgp", "secretRef": {"name": "pgp-keys"}}
@@ -84,9 +85,9 @@ def installed_version(cluster: Cluster, release: str) -> str:
 @EMULATOR_ONLY
 def test_oci_chart_with_its_provenance_layer_installs_and_a_tampered_one_keeps_the_release(
         cluster: Cluster, registry: Registry, helm_env: HelmEnv, operator: Operator,
-        tmp_path: Path) -> None:
+        tmp_path: Path, pgp_keys: Callable[..., PGPKey]) -> None:
     ns = cluster.ns
-    key = make_pgp_key(tmp_path)
+    key = pgp_keys()
     archive = package_signed(helm_env, helm_env.create("podinfo", "1.0.0"), key,
                              tmp_path / "v1")
     digest = helm_env.push(archive, registry)
@@ -147,10 +148,11 @@ def test_oci_chart_with_its_provenance_layer_installs_and_a_tampered_one_keeps_t
 
 @EMULATOR_ONLY
 def test_http_repository_chart_with_its_prov_file_installs_and_another_key_is_refused(
-        cluster: Cluster, helm_env: HelmEnv, operator: Operator, tmp_path: Path) -> None:
+        cluster: Cluster, helm_env: HelmEnv, operator: Operator, tmp_path: Path,
+        pgp_keys: Callable[..., PGPKey]) -> None:
     ns = cluster.ns
-    key = make_pgp_key(tmp_path)
-    stranger = make_pgp_key(tmp_path, name="Someone Else")
+    key = pgp_keys()
+    stranger = pgp_keys(name="Someone Else")
     root = tmp_path / "repo"
     archive = package_signed(helm_env, helm_env.create("podinfo", "1.0.0"), key, root)
     helm_env.run("repo", "index", str(root))

@@ -5,6 +5,7 @@ the real ``gpgv``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,14 +22,13 @@ from chartguard_testing.pgp_signer import (
     PGPKey,
     add_uid,
     clearsign,
-    make_pgp_key,
     package_signed,
 )
 
 
 @pytest.fixture
-def key(tmp_path: Path) -> PGPKey:
-    return make_pgp_key(tmp_path)
+def key(pgp_keys: Callable[..., PGPKey]) -> PGPKey:
+    return pgp_keys()
 
 
 @pytest.fixture
@@ -90,9 +90,10 @@ def test_a_flipped_byte_in_the_archive_or_the_provenance_is_refused(
 
 
 def test_another_key_is_refused_naming_the_signing_key(
-        tmp_path: Path, key: PGPKey, signed: tuple[bytes, bytes]) -> None:
+        tmp_path: Path, key: PGPKey, signed: tuple[bytes, bytes],
+        pgp_keys: Callable[..., PGPKey]) -> None:
     chart, prov = signed
-    other = make_pgp_key(tmp_path, name="Someone Else")
+    other = pgp_keys(name="Someone Else")
     line = _refused(keyring_from_secret({"other.asc": other.armored}), prov, chart)
     assert "which is not in the keyring" in line
     assert key.fingerprint[-16:] in line
@@ -158,8 +159,9 @@ def test_keyrings_that_cannot_be_used_are_refused_by_name(key: PGPKey, tmp_path:
         keyring_from_files([tmp_path / "missing.gpg"])
 
 
-def test_the_policy_fingerprint_follows_the_keys(tmp_path: Path, key: PGPKey) -> None:
-    other = make_pgp_key(tmp_path, name="Second Signer")
+def test_the_policy_fingerprint_follows_the_keys(tmp_path: Path, key: PGPKey,
+                                                 pgp_keys: Callable[..., PGPKey]) -> None:
+    other = pgp_keys(name="Second Signer")
     one = keyring_from_secret({"a.gpg": key.public})
     two = keyring_from_secret({"a.gpg": key.public, "b.gpg": other.public})
     assert one.fingerprint != two.fingerprint

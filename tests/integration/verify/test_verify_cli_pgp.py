@@ -8,13 +8,14 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from chartguard.cli import main
 from chartguard_testing.charts import HelmEnv
-from chartguard_testing.pgp_signer import PGPKey, make_pgp_key, package_signed
+from chartguard_testing.pgp_signer import PGPKey, package_signed
 from chartguard_testing.registry import Registry
 from chartguard_testing.tools import find_tool
 
@@ -26,8 +27,8 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 @pytest.fixture
-def key(tmp_path: Path) -> PGPKey:
-    return make_pgp_key(tmp_path)
+def key(pgp_keys: Callable[..., PGPKey]) -> PGPKey:
+    return pgp_keys()
 
 
 @pytest.fixture
@@ -65,9 +66,9 @@ def test_a_pushed_chart_with_its_provenance_verifies_with_either_keyring(
 
 def test_a_chart_pushed_without_provenance_or_signed_by_another_key_is_not_verified(
         capsys: pytest.CaptureFixture[str], registry: Registry, helm_env: HelmEnv,
-        archive: Path, tmp_path: Path) -> None:
+        archive: Path, tmp_path: Path, pgp_keys: Callable[..., PGPKey]) -> None:
     helm_env.push(archive, registry)
-    other = make_pgp_key(tmp_path, name="Someone Else")
+    other = pgp_keys(name="Someone Else")
     ring = tmp_path / "other.asc"
     ring.write_bytes(other.armored)
     code, _, err = _run(capsys, f"{registry.oci('charts')}/podinfo", "--version", "1.2.3",
