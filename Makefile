@@ -75,6 +75,7 @@ chaos: install tools
 # and the side-by-side with Flux's source-controller and helm-controller
 bench: install tools
 	$(BIN)/python bench/bench_verify.py
+	$(BIN)/python bench/bench_attestations.py
 	$(BIN)/python bench/bench_operator.py
 	$(BIN)/python bench/bench_releases.py $(RELEASES_BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-flux
