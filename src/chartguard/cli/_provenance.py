@@ -141,7 +141,8 @@ def run_pgp(args: argparse.Namespace) -> int:
                 resolved = client.resolve(ref, args.chart_version)
                 target.name = f"{ref}:{resolved.tag}@{resolved.digest}"
                 target.digest = resolved.digest
-                art = client.fetch_chart(ref, resolved.digest, provenance=True)
+                art = client.fetch_chart(ref, resolved.digest, provenance=True,
+                                         version=resolved.version)
             chart, prov, file_name = art.layer, art.provenance, art.file_name
             name, version = art.name, art.version
             where = f"the manifest {resolved.digest} has no provenance layer"

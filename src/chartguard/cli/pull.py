@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         with RegistryClient(plain_http=args.plain_http, tls=tls,
                             credentials=credentials) as client:
             resolved = client.resolve(ref, args.chart_version)
-            chart = client.fetch_chart(ref, resolved.digest)
+            chart = client.fetch_chart(ref, resolved.digest, version=resolved.version)
     except OCIError as err:
         return out.failure(hinted(err, _HINTS))
     try:

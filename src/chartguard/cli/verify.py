@@ -222,7 +222,7 @@ def _from_registry(args: argparse.Namespace, subject: _Subject, *, attestations:
         subject.target = f"{ref}:{resolved.tag}@{resolved.digest}"
         subject.digest = resolved.digest
         # the chart's bytes first: the operator stores only what fetch_chart checked
-        chart = client.fetch_chart(ref, resolved.digest)
+        chart = client.fetch_chart(ref, resolved.digest, version=resolved.version)
         return chart, client.find_signatures(ref, resolved.digest,
                                              attestations=attestations)
 

@@ -463,16 +463,21 @@ class RegistryClient:
 
     # -- charts ----------------------------------------------------------------------------
 
-    def fetch_chart(self, ref: ChartReference, digest: str, *,
-                    provenance: bool = False) -> ChartArtifact:
+    def fetch_chart(self, ref: ChartReference, digest: str, *, provenance: bool = False,
+                    version: str | None = None) -> ChartArtifact:
         """The chart at ``digest``: manifest, config and chart layer, all checked; with
-        ``provenance``, its provenance layer too (None when the manifest has none)."""
+        ``provenance``, its provenance layer too (None when the manifest has none).
+
+        ``version``: the version the digest was resolved for (its tag's): the chart must say
+        it is that version. A tag moved to another version's manifest (an old signed chart
+        tagged as a new version by anyone who may push) is refused: a signature or a
+        provenance covers the chart, not the tag pointing at it."""
         _check_digest(digest, "chart digest")
         with self._operation():
-            return self._fetch_chart(ref, digest, provenance)
+            return self._fetch_chart(ref, digest, provenance, version)
 
-    def _fetch_chart(self, ref: ChartReference, digest: str,
-                     provenance: bool = False) -> ChartArtifact:
+    def _fetch_chart(self, ref: ChartReference, digest: str, provenance: bool = False,
+                     version: str | None = None) -> ChartArtifact:
         manifest = self.get_manifest(ref.repository, digest, ref=ref)
         def get_blob(blob: str, size: int, limit: int) -> bytes:
             return self.get_blob(ref.repository, blob, size, limit, ref=ref)
@@ -486,6 +491,11 @@ class RegistryClient:
                 f"{where} is the chart {escape(parts.name)!r}, not {ref.name!r}: the "
                 f"repository {ref.name} holds another chart; push {ref.name} there with "
                 "`helm push`")
+        if version is not None and parts.version != version:
+            raise ChartContentError(
+                f"{where} is version {escape(parts.version)!r} of {ref.name}, not "
+                f"{escape(version)!r}: the tag of version {escape(version)} points at another "
+                f"version's chart; push version {escape(version)} with `helm push`")
         prov = read_provenance(manifest.data, where, get_blob) if provenance else None
         return ChartArtifact(name=parts.name, version=parts.version, digest=digest,
                              manifest=manifest.raw, config=parts.config, layer=parts.layer,

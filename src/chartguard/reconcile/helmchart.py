@@ -523,7 +523,8 @@ def _verify_oci_provenance(s: _Scratch, keyring: PGPKeyring) -> None:
     assert s.ref is not None
     digest = s.resolved.digest
     try:
-        chart = s.client.fetch_chart(s.ref, digest, provenance=True)
+        chart = s.client.fetch_chart(s.ref, digest, provenance=True,
+                                     version=s.resolved.version)
     except OCIError as err:
         _outdated(s)
         raise _pull_failure(err, f"failed to pull {digest}") from None
@@ -615,7 +616,8 @@ def _fetch(s: _Scratch) -> None:
     # the status could have changed) never decides alone which file stands for the digest
     try:
         # provider pgp fetched (and verified) the chart with its provenance already
-        chart = s.fetched or s.client.fetch_chart(s.ref, s.resolved.digest)
+        chart = s.fetched or s.client.fetch_chart(s.ref, s.resolved.digest,
+                                                   version=s.resolved.version)
     except OCIError as err:
         _outdated(s)
         raise _pull_failure(err, f"failed to pull {s.resolved.digest}") from None

@@ -105,10 +105,11 @@ def _dearmor(text: bytes, source: str) -> bytes:
     checked when present)."""
     out = bytearray()
     blocks = list(_ARMOR_BEGIN.finditer(text))
+    if b"PRIVATE KEY BLOCK" in text:
+        # beside public blocks too: the secret key must leave the Secret, not be passed over
+        raise InvalidKeyError(f"{source}: holds an OpenPGP private key; give only public "
+                              "keys (gpg --armor --export KEYID)")
     if not blocks:
-        if b"PRIVATE KEY BLOCK" in text:
-            raise InvalidKeyError(f"{source}: holds an OpenPGP private key; give only public "
-                                  "keys (gpg --armor --export KEYID)")
         raise InvalidKeyError(f"{source}: no '-----BEGIN PGP PUBLIC KEY BLOCK-----' in it: "
                               "export the key with gpg --armor --export KEYID")
     for block in blocks:
@@ -295,6 +296,18 @@ def gpgv_path() -> str:
 def _run_gpgv(keyring: PGPKeyring, provenance: bytes, digest: str,
               gpgv: str | None, timeout: float) -> tuple[bytes, dict[str, list[str]]]:
     """The signed text and gpgv's status lines by keyword."""
+    try:
+        return _gpgv_in(keyring, provenance, digest, gpgv, timeout)
+    except VerificationFailedError:
+        raise
+    except OSError as err:  # not executable, another architecture, no space for the files
+        raise _failed(digest, f"gpgv could not be run: {escape(err.strerror or str(err))}: "
+                      "check the gpgv binary (CHARTGUARD_GPGV or PATH) and the temporary "
+                      "directory") from None
+
+
+def _gpgv_in(keyring: PGPKeyring, provenance: bytes, digest: str,
+             gpgv: str | None, timeout: float) -> tuple[bytes, dict[str, list[str]]]:
     with tempfile.TemporaryDirectory(prefix="chartguard-gpgv-") as tmp:
         home = Path(tmp, "home")
         home.mkdir(mode=0o700)
@@ -303,7 +316,9 @@ def _run_gpgv(keyring: PGPKeyring, provenance: bytes, digest: str,
         prov = Path(tmp, "chart.prov")
         prov.write_bytes(provenance)
         out = Path(tmp, "signed.txt")
+        # SHA-1 signatures are refused (helm signs with SHA-512; SHA-1 collisions are real)
         argv = [gpgv or gpgv_path(), "--homedir", str(home), "--keyring", str(ring),
+                "--weak-digest", "SHA1",
                 "--status-fd", "1", "--output", str(out), str(prov)]
         try:
             done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False,
@@ -334,13 +349,25 @@ def _gpgv_failure(status: Mapping[str, list[str]], code: int) -> str:
         return ("the provenance's signature does not verify (BAD signature): the .prov was "
                 "altered or signed by another key")
     if "EXPKEYSIG" in status or "REVKEYSIG" in status or "EXPSIG" in status:
-        which = ("revoked" if "REVKEYSIG" in status else "expired")
-        return f"the provenance is signed by an {which} key (or the signature expired)"
+        if "REVKEYSIG" in status:
+            return ("the provenance is signed by a revoked key: sign the chart again with a "
+                    "valid key")
+        return ("the provenance is signed by an expired key, or its signature expired: sign "
+                "the chart again with a valid key")
     if "NODATA" in status or "NOTHING" in status or not status:
         return ("the provenance holds no OpenPGP signature gpgv can read: it is not a .prov "
                 "written by `helm package --sign`")
     if "ERRSIG" in status:
-        return "the provenance's signature cannot be checked (gpgv: ERRSIG)"
+        fields = status["ERRSIG"][0].split(" ")
+        rc = fields[5] if len(fields) > 5 else ""
+        if rc in ("4", "5"):  # GPG_ERR_PUBKEY_ALGO, GPG_ERR_DIGEST_ALGO (SHA-1 is refused)
+            return ("the provenance's signature uses an algorithm that is not accepted (e.g. "
+                    "a SHA-1 digest): sign the chart again (helm signs with SHA-512)")
+        if rc == "125":  # GPG_ERR_WRONG_KEY_USAGE
+            return ("the provenance is signed by a key that may not sign (no signing "
+                    "capability): sign with a signing key or subkey")
+        return (f"the provenance's signature cannot be checked (gpgv: ERRSIG, code "
+                f"{escape(rc, 8) or 'none'})")
     return f"gpgv refused the provenance (exit status {code})"
 
 

@@ -12,6 +12,7 @@ and the release stayed as 1.0.0 left them.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ from chartguard_testing.hostile import (
 )
 from chartguard_testing.memory_registry import chart_archive
 from chartguard_testing.registry import Registry
+from chartguard_testing.tools import find_tool
 
 LIMITS = Limits()
 BOMB = 256 * 1024 * 1024  # 8 times the cap; built in well under a second
@@ -43,6 +45,15 @@ def _sign(charts: Charts, installed: Installed, digest: str) -> None:
     payload = cs.simple_signing_payload(installed.good.repository, digest)
     sig = cs.sign_legacy_with_key(charts.key("good"), payload)
     rs.push_legacy_signature(charts.registry, installed.good.repository, digest, [sig])
+
+
+def _retagged(registry: Registry, repo: str) -> str:
+    """An older chart (0.9.0), signed by the publisher in its day, tagged 1.0.1 by someone who
+    may push but not sign: the tag is not what the signature covers."""
+    digest = push_chart(registry, repo, "0.9.0", chart_archive("app", "0.9.0"))
+    subprocess.run([find_tool("crane"), "tag", "--insecure", f"{repo}@{digest}", "1.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return digest
 
 
 def _entry(case: str) -> Callable[[Registry, str], str]:
@@ -79,6 +90,8 @@ CHART_CASES: dict[str, tuple[str, Callable[[Registry, str], str], str]] = {
                                                   chart_archive("evil", "1.0.1"),
                                                   config_name="evil"),
                 "is the chart 'evil', not 'app'"),
+    "retagged": ("tag 1.0.1 moved to a signed 0.9.0 chart", _retagged,
+                 "is version '0.9.0' of app, not '1.0.1'"),
     "media-type": ("chart layer typed image.layer.v1.tar+gzip",
                    lambda registry, repo: push_chart(
                        registry, repo, "1.0.1", chart_archive("app", "1.0.1"),

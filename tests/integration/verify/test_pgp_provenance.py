@@ -22,7 +22,9 @@ from chartguard_testing.pgp_signer import (
     PGPKey,
     add_uid,
     clearsign,
+    gpg,
     package_signed,
+    stop_agent,
 )
 
 
@@ -170,3 +172,42 @@ def test_the_policy_fingerprint_follows_the_keys(tmp_path: Path, key: PGPKey,
     after = keyring_from_secret({"a.gpg": add_uid(key, "Renamed <renamed@example.com>")})
     assert after.keys == one.keys
     assert after.fingerprint != one.fingerprint
+
+
+def test_a_sha1_signature_is_refused(key: PGPKey, signed: tuple[bytes, bytes]) -> None:
+    """Helm signs with SHA-512; a .prov re-signed with a SHA-1 digest (collisions are
+    practical) is refused by gpgv's --weak-digest, with a message saying so."""
+    chart, prov = signed
+    keyring = keyring_from_secret({"signer.gpg": key.public})
+    body = prov.split(b"\n\n", 1)[1].split(b"\n-----BEGIN PGP SIGNATURE-----", 1)[0]
+    try:
+        sha1 = gpg(key.home, "--pinentry-mode", "loopback", "--passphrase", "", "--local-user",
+                   key.fingerprint, "--digest-algo", "SHA1", "--clearsign", stdin=body + b"\n")
+    finally:
+        stop_agent(key.home)
+    assert b"Hash: SHA1" in sha1
+    assert "an algorithm that is not accepted (e.g. a SHA-1 digest)" in _refused(
+        keyring, sha1, chart)
+    # the same text signed with SHA-512 verifies: the digest algorithm is what was refused
+    assert verify_provenance(keyring, clearsign(key, body + b"\n"), chart,
+                             "podinfo-1.2.3.tgz").key == key.fingerprint
+
+
+def test_a_gpgv_that_cannot_run_is_a_failure_not_a_crash(
+        key: PGPKey, signed: tuple[bytes, bytes], tmp_path: Path) -> None:
+    chart, prov = signed
+    keyring = keyring_from_secret({"signer.gpg": key.public})
+    not_a_program = tmp_path / "gpgv"
+    not_a_program.write_text("not an executable")  # no x bit: PermissionError
+    with pytest.raises(VerificationFailedError) as caught:
+        verify_provenance(keyring, prov, chart, "podinfo-1.2.3.tgz", gpgv=str(not_a_program))
+    (line,) = caught.value.failures
+    assert "gpgv could not be run: Permission denied" in line
+
+
+def test_a_secret_key_beside_a_public_key_is_refused(key: PGPKey) -> None:
+    secret = gpg(key.home, "--pinentry-mode", "loopback", "--passphrase", "", "--armor",
+                 "--export-secret-keys", key.fingerprint)
+    stop_agent(key.home)
+    with pytest.raises(InvalidKeyError, match="holds an OpenPGP private key"):
+        keyring_from_secret({"signer.asc": key.armored + b"\n" + secret})

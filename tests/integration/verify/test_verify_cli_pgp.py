@@ -164,3 +164,29 @@ def test_an_oci_layout_oras_copied_with_the_provenance_layer(
     assert code == 0, err
     doc = json.loads(out)
     assert (doc["digest"], doc["key"]) == (digest, key.fingerprint)
+
+
+def test_a_tag_moved_to_an_older_signed_chart_is_refused(
+        capsys: pytest.CaptureFixture[str], registry: Registry, helm_env: HelmEnv,
+        archive: Path, key: PGPKey, keyrings: tuple[Path, Path], tmp_path: Path) -> None:
+    """Anyone who may push (not sign) points tag 2.0.0 at the signed 1.2.3 manifest: its
+    provenance is valid, for podinfo-1.2.3.tgz. Asked for 2.0.0, the chart is refused (as
+    ``helm pull --verify`` does), and so is the same move under ``chartguard pull``."""
+    old = helm_env.push(archive, registry)
+    newer = package_signed(helm_env, helm_env.create("podinfo", "2.0.0"), key, tmp_path / "new")
+    helm_env.push(newer, registry)
+    repo = f"{registry.host}/charts/podinfo"
+    subprocess.run([find_tool("crane"), "tag", "--insecure", f"{repo}@{old}", "2.0.0"],
+                   check=True, capture_output=True, timeout=60)
+    code, _, err = _run(capsys, f"{registry.oci('charts')}/podinfo", "--version", "2.0.0",
+                        "--plain-http", "--pgp-keyring", str(keyrings[0]))
+    assert code == 1, err
+    assert "is version '1.2.3' of podinfo, not '2.0.0'" in err
+    assert "verified" not in err.replace("not verified", "")
+    (tmp_path / "pulled").mkdir()
+    code = main(["pull", f"{registry.oci('charts')}/podinfo", "--version", "2.0.0",
+                 "--plain-http", "-d", str(tmp_path / "pulled")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "is version '1.2.3' of podinfo, not '2.0.0'" in err
+    assert list((tmp_path / "pulled").iterdir()) == []

@@ -63,7 +63,8 @@ class _Failing:
         self.calls += 1
         raise self.error
 
-    def fetch_chart(self, ref: ChartReference, digest: str) -> ChartArtifact:
+    def fetch_chart(self, ref: ChartReference, digest: str, *,
+                    version: str | None = None) -> ChartArtifact:
         raise self.error
 
     def find_signatures(self, ref: ChartReference, digest: str, *,

@@ -84,8 +84,8 @@ class FakeRegistry:
         newest = max(self.charts, key=lambda v: tuple(int(p) for p in v.split(".")))
         return ResolvedChart(version=newest, tag=newest, digest=self.charts[newest].digest)
 
-    def fetch_chart(self, ref: ChartReference, digest: str, *,
-                    provenance: bool = False) -> ChartArtifact:
+    def fetch_chart(self, ref: ChartReference, digest: str, *, provenance: bool = False,
+                    version: str | None = None) -> ChartArtifact:
         self.calls.append("fetch+prov" if provenance else "fetch")
         art = next(a for a in self.charts.values() if a.digest == digest)
         return art if provenance else ChartArtifact(

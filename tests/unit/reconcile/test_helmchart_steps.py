@@ -84,7 +84,8 @@ class FakeRegistry:
         art = self.charts[newest]
         return ResolvedChart(version=newest, tag=newest, digest=art.digest)
 
-    def fetch_chart(self, ref: ChartReference, digest: str) -> ChartArtifact:
+    def fetch_chart(self, ref: ChartReference, digest: str, *,
+                    version: str | None = None) -> ChartArtifact:
         self.calls.append("fetch")
         self._up()
         return next(a for a in self.charts.values() if a.digest == digest)

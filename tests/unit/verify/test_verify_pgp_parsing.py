@@ -122,11 +122,14 @@ def test_other_secret_keys_are_ignored_and_the_key_name_is_escaped() -> None:
      "signed by key 1BE5D84C33BC3E8A, which is not in the keyring"),
     ({"BADSIG": ["1BE5D84C33BC3E8A Someone"]}, "BAD signature"),
     ({"EXPKEYSIG": ["1BE5 Someone"]}, "signed by an expired key"),
-    ({"REVKEYSIG": ["1BE5 Someone"]}, "signed by an revoked key"),
+    ({"REVKEYSIG": ["1BE5 Someone"]}, "signed by a revoked key"),
     ({"NODATA": ["1"]}, "holds no OpenPGP signature"),
     ({"ERRSIG": ["x"]}, "cannot be checked"),
+    ({"ERRSIG": ["1BE5 1 2 01 1700000000 5 -"]}, "algorithm that is not accepted (e.g. a SHA-1"),
+    ({"ERRSIG": ["1BE5 1 10 01 1700000000 125 -"]}, "a key that may not sign"),
     ({"NEWSIG": [""]}, "gpgv refused the provenance (exit status 1)"),
-], ids=["no-pubkey", "bad", "expired", "revoked", "nodata", "errsig", "other"])
+], ids=["no-pubkey", "bad", "expired", "revoked", "nodata", "errsig", "errsig-sha1",
+        "errsig-not-signing", "other"])
 def test_gpgv_status_lines_become_one_reason(status: dict[str, list[str]], words: str) -> None:
     assert words in _gpgv_failure(status, 1)
 
