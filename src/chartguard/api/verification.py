@@ -31,6 +31,9 @@ PROVIDERS = (COSIGN, NOTATION, PGP)
 OIDCIdentityMatch = IdentityMatcher
 
 
+#: the in-toto predicate type of a cosign *signature* bundle (``cosign sign``): never an
+#: attestation requirement (``chartguard.verify`` names it ``COSIGN_SIGN_PREDICATE``)
+SIGNATURE_PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1"
 #: the variables an attestation's CEL policy reads (the in-toto statement's fields)
 ATTESTATION_VARIABLES = ("predicate", "predicateType", "subject")
 #: longest predicateType accepted (a URI)
@@ -185,6 +188,14 @@ def _attestations(section: Fields, provider: str | None) -> tuple[AttestationPol
         section.error("attestations", f"attestations are cosign attestations: not supported "
                                       f"with provider {provider}; remove attestations")
         return ()
+    if not section.has("secretRef") and not section.has("matchOIDCIdentity"):
+        # keyless with any identity: whoever writes the attestation writes the predicate the
+        # policy reads, and without an identity anyone with a Sigstore certificate may
+        section.error("attestations", "need secretRef (keys) or matchOIDCIdentity: keyless "
+                                      "without an identity accepts an attestation by anyone "
+                                      "with a Sigstore certificate, who also writes the "
+                                      "predicate the policy reads; add matchOIDCIdentity")
+        return ()
     entries = section.sections("attestations")
     if len(entries) > MAX_ATTESTATIONS:
         section.error("attestations", f"at most {MAX_ATTESTATIONS} entries, "
@@ -201,6 +212,12 @@ def _attestations(section: Fields, provider: str | None) -> tuple[AttestationPol
             continue
         if predicate_type is not None and len(predicate_type) > MAX_PREDICATE_TYPE:
             item.error("predicateType", f"at most {MAX_PREDICATE_TYPE} characters")
+            continue
+        if predicate_type == SIGNATURE_PREDICATE_TYPE:
+            item.error("predicateType", f"{SIGNATURE_PREDICATE_TYPE} is cosign's signature "
+                                        "type, checked as the signature already; require an "
+                                        "attestation's type (e.g. "
+                                        "https://slsa.dev/provenance/v1)")
             continue
         if predicate_type is not None:
             parsed.append(AttestationPolicy(predicate_type, policy, item.path))

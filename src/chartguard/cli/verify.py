@@ -104,8 +104,9 @@ def register(sub: Any) -> None:  # sub: argparse._SubParsersAction
     add_pgp_flag(pol)  # Helm provenance: chartguard.cli._provenance
     pol.add_argument("--attestation", action="append", default=[], metavar="TYPE[=CEL]",
                      help="also require an attestation of in-toto predicate type TYPE (the "
-                          "text before the first '='), signed under the same policy, for "
-                          "the chart's digest, for which the CEL expression is true "
+                          "text before the first '=', so it cannot hold one), signed under "
+                          "the same policy, for the chart's digest, for which the CEL "
+                          "expression is true "
                           "(variables predicate, predicateType, subject; none: its presence "
                           "is enough); repeat for several, each must be met")
     reg = p.add_argument_group("registry")
@@ -193,6 +194,11 @@ def _attestations(values: list[str]) -> tuple[AttestationRequirement, ...]:
 def _policy(args: argparse.Namespace) -> VerificationPolicy:
     identities = _identities(args)
     attestations = _attestations(args.attestation)
+    if attestations and not args.key and not identities:
+        raise UsageError("--attestation needs --key or an identity (--certificate-identity"
+                         "[-regexp] and --certificate-oidc-issuer[-regexp]): keyless without "
+                         "one accepts an attestation by anyone with a Sigstore certificate, "
+                         "who also writes the predicate the policy reads")
     try:
         return build_policy(key_files=args.key, identities=identities,
                             trusted_root=args.trusted_root,

@@ -81,6 +81,28 @@ def load_config(pool_size: int) -> kubernetes.client.ApiClient:
     return client
 
 
+def _invalid_because(err: ApiException) -> str:
+    """For a 400 or 422 (the object was refused as invalid: an unknown field under strict
+    validation, a schema rule), the API server's reason, which names the field; escaped and
+    capped. Other answers are named by their status only."""
+    if err.status not in (400, 422) or not err.body:
+        return ""
+    try:
+        doc = json.loads(err.body)
+    except ValueError:
+        return ""
+    message = doc.get("message") if isinstance(doc, dict) else None
+    if not isinstance(message, str) or not message:
+        return ""
+    # a refused patch quotes the whole patched object before the reason: only the reason
+    _, strict, reason = message.rpartition("strict decoding error: ")
+    return f": {escape(reason if strict else message, 400)}"
+
+
+#: the ``fieldValidation`` of chartguard's object writes: unknown fields are an error, not pruned
+STRICT = "Strict"
+
+
 class Kube:
     """Plain-JSON access to the objects chartguard writes and reads."""
 
@@ -105,7 +127,8 @@ class Kube:
                 status = err.status or 0
                 fault = f"{status} {err.reason or ''}".rstrip()
                 if status not in RETRIABLE or attempt == self._retries:
-                    raise KubeError(f"{what}: {fault}", status) from None
+                    raise KubeError(f"{what}: {fault}{_invalid_because(err)}",
+                                    status) from None
                 delay = backoff(attempt, retry_after(err.headers))
             except Exception as err:  # urllib3 errors too (MaxRetryError is no OSError)
                 # no answer: named by the error's class only (its text may carry the URL)
@@ -377,10 +400,13 @@ class Kube:
 
     def create_custom(self, group: str, version: str, plural: str, namespace: str,
                       body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a namespaced custom object. Strict field validation: a field the served CRD
+        does not declare (e.g. a chartguard extension under Flux's CRDs) is refused (400)
+        instead of being pruned in silence, so a requirement can never be dropped on the way."""
         created: dict[str, Any] = self._call(
             f"create {plural} {namespace}/{body.get('metadata', {}).get('name')}",
             self._custom.create_namespaced_custom_object, group, version, namespace, plural,
-            dict(body))
+            dict(body), field_validation=STRICT)
         return created
 
     def create_object(self, group: str, version: str, plural: str, namespace: str,
@@ -390,15 +416,18 @@ class Kube:
             return self.create_custom(group, version, plural, namespace, body)
         created: dict[str, Any] = self._call(
             f"create {plural} {body.get('metadata', {}).get('name')}",
-            self._custom.create_cluster_custom_object, group, version, plural, dict(body))
+            self._custom.create_cluster_custom_object, group, version, plural, dict(body),
+            field_validation=STRICT)
         return created
 
     def merge_patch(self, group: str, version: str, plural: str, namespace: str, name: str,
                     patch: Mapping[str, Any]) -> dict[str, Any]:
-        """A JSON merge patch of the object (not its status)."""
+        """A JSON merge patch of the object (not its status), strictly validated as
+        :meth:`create_custom` is."""
         body: dict[str, Any] = self._call(
             f"patch {plural} {namespace}/{name}", self._custom.patch_namespaced_custom_object,
-            group, version, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH)
+            group, version, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH,
+            field_validation=STRICT)
         return body
 
     def delete_custom(self, group: str, version: str, plural: str, namespace: str,

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from chartguard.api.verification import SIGNATURE_PREDICATE_TYPE
 from chartguard.untrusted import escape
 
 # Annotation names cosign writes on a `.sig` manifest's layers.
@@ -20,7 +21,7 @@ BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 # The in-toto predicate type of an image *signature* in a bundle (`cosign sign`, cosign v3).
 # Anything else (SBOM, provenance, vulnerability scan, `cosign attest --type custom`) is an
 # attestation about the image, not an approval of it, and is refused unless the policy lists it.
-COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+COSIGN_SIGN_PREDICATE = SIGNATURE_PREDICATE_TYPE
 
 
 @dataclass(frozen=True)

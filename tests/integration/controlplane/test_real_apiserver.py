@@ -20,6 +20,7 @@ import yaml
 
 from chartguard.api import HelmRepository
 from chartguard.api.errors import InvalidSpecError
+from chartguard.operator.kube import Kube, KubeError, load_config
 from chartguard_testing import tools
 from chartguard_testing.apiserver import KubeAPI
 from chartguard_testing.apiserver.kubectl import Kubectl, KubectlError
@@ -235,6 +236,32 @@ def test_unknown_fields_are_pruned_and_strict_kubectl_refuses_them(
                  "/status", {"status": {"kopf": {"progress": {}}, "observedGeneration": 1}},
         content_type="application/merge-patch+json")
     assert patched["status"] == {"observedGeneration": 1}
+
+
+def test_chartguards_own_writes_refuse_unknown_fields_instead_of_pruning_them(
+    real_kube: Namespaced, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The operator writes HelmCharts (a release's implied chart) with strict field validation:
+    under a CRD that lacks a field it writes (Flux's HelmChart has no ``attestations``), the
+    write is refused naming the field, never stored without it, so a requirement cannot be
+    dropped on the way. Shown with a field no CRD has."""
+    monkeypatch.setenv("KUBECONFIG", str(real_kube.kubeconfig))
+    kube = Kube(load_config(2))
+    ns = real_kube.namespace
+    doc = _repository("strict", ns)
+    doc["spec"]["verifyExtra"] = {"attestations": []}
+    with pytest.raises(KubeError) as caught:
+        kube.create_custom("source.toolkit.fluxcd.io", "v1", "helmrepositories", ns, doc)
+    assert caught.value.status == 400
+    assert 'unknown field "spec.verifyExtra"' in str(caught.value)
+    del doc["spec"]["verifyExtra"]
+    kube.create_custom("source.toolkit.fluxcd.io", "v1", "helmrepositories", ns, doc)
+    with pytest.raises(KubeError) as caught:
+        kube.merge_patch("source.toolkit.fluxcd.io", "v1", "helmrepositories", ns, "strict",
+                         {"spec": {"verifyExtra": {"x": 1}}})
+    assert 'unknown field "spec.verifyExtra"' in str(caught.value)
+    stored = kube.get_custom("source.toolkit.fluxcd.io", "v1", "helmrepositories", ns, "strict")
+    assert "verifyExtra" not in stored["spec"]
 
 
 @pytest.mark.parametrize("both", [

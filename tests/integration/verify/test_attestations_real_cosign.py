@@ -236,6 +236,16 @@ def test_invalid_cel_is_a_usage_error_naming_the_flag(att: Attested) -> None:
     assert "expected bool" in err
 
 
+def test_keyless_without_an_identity_cannot_require_attestations(att: Attested) -> None:
+    """Anyone with a Sigstore certificate could write that attestation: a usage error, before
+    anything is fetched, as the operator refuses the spec."""
+    code = main(["verify", f"{att.chart.url}/{att.chart.name}", "--version",
+                 att.chart.version, "--plain-http", "--attestation", SLSA])
+    err = att.capsys.readouterr().err
+    assert code == 2
+    assert "--attestation needs --key or an identity" in err
+
+
 def test_expensive_policy_fails_clearly_in_bounded_time(att: Attested) -> None:
     keys = att.v2.generate_key_pair("release")
     att.v2.sign(att.image(), keys, bundle=False)

@@ -122,3 +122,30 @@ def test_the_crds_accept_them_and_refuse_what_the_model_refuses(
         body = copy.deepcopy(good)
         body["spec"]["verify"]["attestations"] = bad
         assert validate(crds, body)[1] != [], bad
+
+
+def test_cosigns_signature_type_is_not_an_attestation_requirement() -> None:
+    for body, path in ((chart(attestations=[{"predicateType": SLSA},
+                                            {"predicateType": "https://sigstore.dev/cosign/sign/v1"}]),
+                        "spec.verify.attestations[1].predicateType"),
+                       (release(attestations=[{"predicateType":
+                                               "https://sigstore.dev/cosign/sign/v1"}]),
+                        "spec.chart.spec.verify.attestations[0].predicateType")):
+        text = refusal(body)
+        assert path in text
+        assert "is cosign's signature type, checked as the signature already" in text
+
+
+def test_keyless_without_an_identity_cannot_require_attestations() -> None:
+    """Anyone with a Sigstore certificate could write the attestation (and its predicate)."""
+    for make, path in ((chart, "spec.verify.attestations"),
+                       (release, "spec.chart.spec.verify.attestations")):
+        body = make(attestations=[{"predicateType": SLSA, "policy": POLICY}])
+        verify = (body["spec"]["verify"] if make is chart
+                  else body["spec"]["chart"]["spec"]["verify"])
+        del verify["secretRef"]
+        text = refusal(body)
+        assert f"{path}: need secretRef (keys) or matchOIDCIdentity" in text
+        verify["matchOIDCIdentity"] = [{"issuer": "^https://token.actions.githubusercontent"
+                                                  r"\.com$", "subject": "^https://github.com/org/"}]
+        (HelmChart if make is chart else HelmRelease).from_object(body)  # accepted
