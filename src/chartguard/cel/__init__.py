@@ -190,14 +190,18 @@ class _Sandbox:
                          f"({MEMORY_LIMIT // (1024 * 1024)} MiB)" if died else
                          f"did not finish within {DEADLINE:g}s")
                 raise EvaluationError(f"the CEL expression '{quote(expression)}' {limit}")
+            try:
+                parsed = json.loads(answer)
+            except ValueError:
+                raise EvaluationError(f"the CEL sandbox gave no answer for "
+                                      f"'{quote(expression)}'") from None
+            if not isinstance(parsed, dict):
+                return {"ok": False, "stage": "eval"}
+            if parsed.get("restart"):  # the worker ended an evaluation by exiting
+                self._stop()
+            return parsed
         finally:
             self._lock.release()
-        try:
-            parsed = json.loads(answer)
-        except ValueError:
-            raise EvaluationError(f"the CEL sandbox gave no answer for "
-                                  f"'{quote(expression)}'") from None
-        return parsed if isinstance(parsed, dict) else {"ok": False, "stage": "eval"}
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._proc is not None and self._proc.poll() is None:

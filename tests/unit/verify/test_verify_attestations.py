@@ -6,6 +6,8 @@ CEL policies run in the sandbox process: tests/integration/verify/test_attestati
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -213,6 +215,72 @@ def test_unreadable_att_layers_and_unfetched_candidates_are_said(
     with pytest.raises(AttestationNotMetError) as caught:
         verify_attestations(verifier, found)
     assert caught.value.failures == (
-        f"attestation {SLSA} not met: no attestation of that type for {DIGEST}",
-        "tag x.att layer 0: not a DSSE envelope of an in-toto statement",
+        f"attestation {SLSA} not met: no attestation of that type for {DIGEST} "
+        "(1 could not be read, below)",
+        "tag x.att layer 0: not read as an in-toto attestation: DSSE envelope is not "
+        "valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+        "(char 1))",
         "tag x.att layer 1: blob not found")
+
+
+# -- ambiguous statements -------------------------------------------------------------------
+
+def _signed_statement(pair: cs.KeyPair, statement: str, source: str) -> LegacySignature:
+    """A key-signed .att layer over exactly ``statement`` (JSON text, as written)."""
+    payload = statement.encode()
+    kind = "application/vnd.in-toto+json"
+    signed = b"DSSEv1 %d %b %d %b" % (len(kind), kind.encode(), len(payload), payload)
+    envelope = {"payloadType": kind, "payload": base64.b64encode(payload).decode(),
+                "signatures": [{"keyid": "", "sig": base64.b64encode(pair.sign(signed)).decode()}]}
+    return LegacySignature(payload=json.dumps(envelope).encode(), annotations={},
+                           source=source)
+
+
+_SUBJECT = f'[{{"name": "chart", "digest": {{"sha256": "{DIGEST.split(":")[1]}"}}}}]'
+_OTHER = f'{{"sha256": "{OTHER_DIGEST.split(":")[1]}"}}'
+
+
+@pytest.mark.parametrize(("extra", "keys"), [
+    (f', "PredicateType": "{SLSA}"', "'predicateType' and 'PredicateType'"),
+    (', "Predicate": {"ok": false}', "'predicate' and 'Predicate'"),
+    (f', "predicate_type": "{SLSA}"', "'predicateType' and 'predicate_type'"),
+    (', "type": "https://in-toto.io/Statement/v0.1"', "'_type' and 'type'"),
+])
+def test_keys_one_field_to_go_or_protojson_are_refused(release_key: cs.KeyPair, extra: str,
+                                                       keys: str) -> None:
+    """Go's encoding/json matches field names case-insensitively, protojson takes the proto
+    name too: such a statement reads as two statements; refused, saying which keys."""
+    statement = (f'{{"_type": "https://in-toto.io/Statement/v1", "subject": {_SUBJECT}, '
+                 f'"predicateType": "{SLSA}", "predicate": {{"ok": true}}{extra}}}')
+    verifier = keyed(release_key, AttestationRequirement(SLSA))
+    with pytest.raises(AttestationNotMetError) as caught:
+        verify_attestations(verifier, artifacts(att=(_signed_statement(
+            release_key, statement, "ambiguous"),)))
+    assert (f"ambiguous: key release.pub: in-toto statement has the keys {keys}, one field to "
+            "Go's and protobuf's JSON readers") in caught.value.failures
+
+
+def test_a_subject_with_digest_twice_but_for_case_is_refused(release_key: cs.KeyPair) -> None:
+    subject = (f'[{{"name": "chart", "digest": {{"sha256": "{DIGEST.split(":")[1]}"}}, '
+               f'"Digest": {_OTHER}}}]')
+    statement = (f'{{"_type": "https://in-toto.io/Statement/v1", "subject": {subject}, '
+                 f'"predicateType": "{SLSA}", "predicate": {{}}}}')
+    verifier = keyed(release_key, AttestationRequirement(SLSA))
+    with pytest.raises(AttestationNotMetError) as caught:
+        verify_attestations(verifier, artifacts(att=(_signed_statement(
+            release_key, statement, "ambiguous"),)))
+    assert "in-toto statement has the keys 'digest' and 'Digest'" in caught.value.failures[1]
+
+
+def test_a_key_given_twice_is_the_reason_said(release_key: cs.KeyPair) -> None:
+    statement = (f'{{"_type": "https://in-toto.io/Statement/v1", "subject": {_SUBJECT}, '
+                 f'"predicateType": "{SLSA}", "predicate": {{}}, "predicateType": "{SLSA}"}}')
+    verifier = keyed(release_key, AttestationRequirement(SLSA))
+    with pytest.raises(AttestationNotMetError) as caught:
+        verify_attestations(verifier, artifacts(att=(_signed_statement(
+            release_key, statement, "twice"),)))
+    assert caught.value.failures == (
+        f"attestation {SLSA} not met: no attestation of that type for {DIGEST} (1 could not "
+        "be read, below)",
+        "twice: not read as an in-toto attestation: in-toto statement has the key "
+        "'predicateType' more than once")
