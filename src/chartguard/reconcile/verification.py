@@ -205,20 +205,29 @@ def _statement_variables(found: VerifiedAttestation) -> dict[str, object]:
             "subject": found.statement.get("subject")}
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """Why a policy does not hold for a statement ("" when it does; escaped, without the
+    attestation's source: a statement evaluated once may stand for several); ``limit``: the
+    sandbox ended the evaluation at one of its limits."""
+
+    why: str = ""
+    limit: bool = False
+
+
 def _policy_outcome(requirement: AttestationRequirement,
-                    found: VerifiedAttestation) -> str | None:
-    """None when the policy holds for ``found``; else why not (escaped, without the
-    attestation's source: a statement evaluated once may stand for several)."""
+                    found: VerifiedAttestation) -> _Outcome:
     if not requirement.policy:
-        return None
+        return _Outcome()
     try:
         if cel.evaluate_boolean(requirement.policy, _statement_variables(found),
                                 variables=ATTESTATION_VARIABLES):
-            return None
-        reason = f"policy '{cel.quote(requirement.policy)}' is false"
-    except cel.CelError as err:  # escaped by chartguard.cel; a compile error, a limit, ...
-        reason = str(err)
-    return reason
+            return _Outcome()
+        return _Outcome(f"policy '{cel.quote(requirement.policy)}' is false")
+    except cel.LimitError as err:  # escaped by chartguard.cel
+        return _Outcome(str(err), limit=True)
+    except cel.CelError as err:  # a compile error, a missing field, ...
+        return _Outcome(str(err))
 
 
 def _signer(result: VerificationResult) -> str:
@@ -252,15 +261,19 @@ def verify_attestations(verifier: Verifier, artifacts: SignatureArtifacts,
                                   tuple(dict.fromkeys(r.predicate_type for r in wanted)))
     met: list[MetRequirement] = []
     failures: list[str] = []
-    outcomes: dict[tuple[str, str], str | None] = {}  # (policy, statement) -> why not met
+    outcomes: dict[tuple[str, str], _Outcome] = {}  # (policy, statement) -> outcome
     budget = MAX_POLICY_EVALUATIONS_TOTAL
     for requirement in wanted:
         of_type = [a for a in found.verified if a.predicate_type == requirement.predicate_type]
         reasons = list(found.failures.get(requirement.predicate_type, ()))
         meeting: list[VerifiedAttestation] = []
         evaluated = unevaluated = 0
+        limited = False
         for index, attestation in enumerate(of_type):
             if meeting and (not every or len(meeting) >= MAX_POLICY_EVALUATIONS):
+                break
+            if limited:  # the policy reached a sandbox limit: not evaluated again
+                unevaluated = len(of_type) - index
                 break
             key = (requirement.policy, attestation.payload_sha256)
             if key not in outcomes:
@@ -271,12 +284,13 @@ def verify_attestations(verifier: Verifier, artifacts: SignatureArtifacts,
                     evaluated += 1
                     budget -= 1
                 outcomes[key] = _policy_outcome(requirement, attestation)
-            why = outcomes[key]
-            if why is None:
+            outcome = outcomes[key]
+            limited = outcome.limit
+            if not outcome.why:
                 meeting.append(attestation)
             else:
                 reasons.append(f"{attestation.result.source}: "
-                               f"{_signer(attestation.result)}: {why}")
+                               f"{_signer(attestation.result)}: {outcome.why}")
         if meeting:
             met.append(MetRequirement(requirement, tuple(meeting)))
             continue
@@ -287,9 +301,11 @@ def verify_attestations(verifier: Verifier, artifacts: SignatureArtifacts,
                             f"{artifacts.digest}" + (
                                 f" ({unread} could not be read, below)" if unread else ""))
             continue
-        limit = (f"; {unevaluated} more of that type not evaluated (at most "
-                 f"{MAX_POLICY_EVALUATIONS} policy evaluations per requirement, "
-                 f"{MAX_POLICY_EVALUATIONS_TOTAL} per verification)" if unevaluated else "")
+        limit = "" if not unevaluated else (
+            f"; {unevaluated} more of that type not evaluated (" + (
+                "the policy reached a limit of the CEL sandbox)" if limited else
+                f"at most {MAX_POLICY_EVALUATIONS} policy evaluations per requirement, "
+                f"{MAX_POLICY_EVALUATIONS_TOTAL} per verification)"))
         failures.append(f"attestation {name} not met: {len(reasons)} attestation"
                         f"{'s' if len(reasons) != 1 else ''} of that type, none meets it"
                         f"{limit}:")

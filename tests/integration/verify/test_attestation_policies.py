@@ -242,14 +242,22 @@ def test_sets_functions_cannot_use_the_whole_deadline(release_key: cs.KeyPair,
                                                       policy: str) -> None:
     """sets.* run in Python, outside the runtime's iteration budget: they count their own
     work and end the evaluation past their budget, well within the deadline."""
-    predicate = {"a": list(range(5000)), "b": list(range(5000, 10000))}
-    layer = cs.attestation_layer_with_key(release_key, DIGEST, SLSA, predicate)
+    layers = tuple(cs.attestation_layer_with_key(
+        release_key, DIGEST, SLSA, {"a": list(range(5000)), "b": list(range(5000, 10000)),
+                                    "run": n}, source=f"tag att layer {n}") for n in range(3))
     verifier = keyed(release_key, AttestationRequirement(SLSA, policy))
+    started = cel.sandbox_processes_started()
     start = time.monotonic()
     with pytest.raises(AttestationNotMetError) as caught:
-        verify_attestations(verifier, artifacts(att=(layer,)))
+        verify_attestations(verifier, artifacts(att=layers))
     assert time.monotonic() - start < cel.DEADLINE / 2
+    # past its budget the evaluation ends and the sandbox restarts; a policy that reached a
+    # limit is not evaluated for the other attestations
+    assert caught.value.failures[0] == (
+        f"attestation {SLSA} not met: 1 attestation of that type, none meets it; 2 more of "
+        "that type not evaluated (the policy reached a limit of the CEL sandbox):")
     assert (f"the sets functions exceeded their budget of {SETS_BUDGET:,} values and "
             "comparisons per evaluation") in caught.value.failures[1]
+    assert cel.sandbox_processes_started() - started <= 2
     # the sandbox answers the next request (a fresh process)
     assert cel.evaluate_boolean("sets.contains([1, 2], [2])", {}, variables=())
