@@ -284,3 +284,39 @@ def test_a_key_given_twice_is_the_reason_said(release_key: cs.KeyPair) -> None:
         "be read, below)",
         "twice: not read as an in-toto attestation: in-toto statement has the key "
         "'predicateType' more than once")
+
+
+# -- key-signed bundle attestations logged in Rekor --------------------------------------------
+
+@pytest.mark.parametrize("kind", ["dsse", "intoto"])
+def test_key_signed_bundle_attestation_with_its_rekor_entry(
+        release_key: cs.KeyPair, local_root: TrustRoot, local_sigstore: LocalSigstore,
+        kind: str) -> None:
+    """cosign v2's ``attest --new-bundle-format --rekor-entry-type intoto`` logs an
+    intoto/0.0.2 entry (as for .att layers); checked, for this key, when the log is known."""
+    verifier = Verifier(VerificationPolicy(keys=(key_of(release_key),), trust_root=local_root,
+                                           attestations=(AttestationRequirement(SLSA),)))
+    bundle = cs.sign_bundle_with_key(release_key, DIGEST, rekor=local_sigstore,
+                                     predicate_type=SLSA, predicate=PREDICATE, rekor_kind=kind)
+    (met,) = verify_attestations(verifier, artifacts(bundles=(bundle,)))
+    assert met.attestations[0].result.rekor_log_index is not None
+
+
+def test_key_signed_bundle_attestation_logged_for_another_key_is_refused(
+        release_key: cs.KeyPair, local_root: TrustRoot, local_sigstore: LocalSigstore) -> None:
+    other = cs.generate_key_pair()
+    verifier = Verifier(VerificationPolicy(keys=(key_of(release_key),), trust_root=local_root,
+                                           attestations=(AttestationRequirement(SLSA),)))
+    bundle = json.loads(cs.sign_bundle_with_key(release_key, DIGEST, predicate_type=SLSA,
+                                                predicate=PREDICATE))
+    # the same envelope, logged (intoto/0.0.2) as signed by another key
+    envelope = bundle["dsseEnvelope"]
+    payload = base64.b64decode(envelope["payload"])
+    signature = base64.b64decode(envelope["signatures"][0]["sig"])
+    body = cs._intoto_body(envelope, payload, signature, other.public_pem)
+    bundle["verificationMaterial"]["tlogEntries"] = [
+        local_sigstore.log(body).tlog_entry("intoto", "0.0.2")]
+    with pytest.raises(AttestationNotMetError) as caught:
+        verify_attestations(verifier, artifacts(bundles=(json.dumps(bundle).encode(),)))
+    assert "referrer 0 layer 0: key release.pub: Rekor entry is for another public key" in (
+        caught.value.failures)
