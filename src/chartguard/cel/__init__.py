@@ -66,6 +66,12 @@ class EvaluationError(CelError):
     budget, memory or time limit)."""
 
 
+class LimitError(EvaluationError):
+    """The sandbox ended or refused the request at one of its limits (deadline, memory, the
+    ``sets.*`` budget, busy with other expressions): the same expression is likely to reach it
+    again, so a caller evaluating it over many inputs stops."""
+
+
 def quote(expression: str) -> str:
     """The expression as messages quote it: escaped, shortened."""
     return escape(expression, _QUOTE)
@@ -113,8 +119,8 @@ def evaluate_boolean(expression: str, data: Mapping[str, Any], *,
         if compiling:
             raise CompileError(f"failed to parse the CEL expression '{quote(expression)}': "
                                f"{words}")
-        raise EvaluationError(f"failed to evaluate the CEL expression '{quote(expression)}': "
-                              f"{words}")
+        error = LimitError if answer.get("restart") else EvaluationError
+        raise error(f"failed to evaluate the CEL expression '{quote(expression)}': {words}")
     value = answer.get("value")
     if not isinstance(value, bool):
         raise EvaluationError(f"failed to evaluate CEL expression as boolean: "
@@ -170,7 +176,7 @@ class _Sandbox:
         # one process serves every release: a release whose expressions keep it busy (each
         # just under the deadline) must not hold the others' reconciles for long
         if not self._lock.acquire(timeout=BUSY_WAIT):
-            raise EvaluationError(f"the CEL sandbox was busy with other expressions for "
+            raise LimitError(f"the CEL sandbox was busy with other expressions for "
                                   f"{BUSY_WAIT:g}s; '{quote(expression)}' is evaluated again "
                                   "at the next reconcile")
         try:
@@ -189,15 +195,19 @@ class _Sandbox:
                 limit = ("used more memory than the sandbox allows "
                          f"({MEMORY_LIMIT // (1024 * 1024)} MiB)" if died else
                          f"did not finish within {DEADLINE:g}s")
-                raise EvaluationError(f"the CEL expression '{quote(expression)}' {limit}")
+                raise LimitError(f"the CEL expression '{quote(expression)}' {limit}")
+            try:
+                parsed = json.loads(answer)
+            except ValueError:
+                raise EvaluationError(f"the CEL sandbox gave no answer for "
+                                      f"'{quote(expression)}'") from None
+            if not isinstance(parsed, dict):
+                return {"ok": False, "stage": "eval"}
+            if parsed.get("restart"):  # the worker ended an evaluation by exiting
+                self._stop()
+            return parsed
         finally:
             self._lock.release()
-        try:
-            parsed = json.loads(answer)
-        except ValueError:
-            raise EvaluationError(f"the CEL sandbox gave no answer for "
-                                  f"'{quote(expression)}'") from None
-        return parsed if isinstance(parsed, dict) else {"ok": False, "stage": "eval"}
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._proc is not None and self._proc.poll() is None:

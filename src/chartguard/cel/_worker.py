@@ -15,11 +15,19 @@ environment is Flux's (fluxcd/pkg runtime/cel): the standard library with cross-
 comparisons, optional types, and the strings, encoders and sets extensions (cel-go's
 ``ext.Sets``, which the C++ runtime lacks, is declared here: ``sets.contains``,
 ``sets.equivalent``, ``sets.intersects`` over two lists, with CEL's equality).
+
+The runtime's iteration budget does not count the work of those Python functions, so they count
+it themselves: every value they are handed (each element, nested ones included: the runtime
+copied them all) and every comparison spends :data:`SETS_BUDGET` units per evaluation. Past
+it the evaluation is over: the answer says so, and the process exits (the runtime would go on
+calling, an error inside ``all()`` does not stop it, and each call copies its lists again);
+the parent starts a fresh one for the next request (``"restart": true``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 from collections import OrderedDict
@@ -33,10 +41,50 @@ from cel_expr_python.ext import (
 )
 
 _CACHE_SIZE = 256
+#: values handed to and comparisons made by the sets.* functions in one evaluation (about
+#: a quarter of a second of this process's time)
+SETS_BUDGET = 50_000
+
+
+class _Budget:
+    left = SETS_BUDGET
+
+    @classmethod
+    def spend(cls, units: int) -> None:
+        cls.left -= units
+        if cls.left < 0:
+            _over_budget()
+
+
+def _over_budget() -> None:
+    """End this evaluation: answer, then exit (the parent restarts the sandbox)."""
+    sys.stdout.write(json.dumps({
+        "ok": False, "stage": "eval", "restart": True,
+        "message": f"the sets functions exceeded their budget of {SETS_BUDGET:,} values and "
+                   "comparisons per evaluation"}) + "\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def _size(value: Any) -> int:
+    """How many values ``value`` holds (itself included), counted against the budget."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        if count > 4096:  # spend as it goes: a huge list stops early
+            _Budget.spend(count)
+            count = 0
+    return count
 
 
 def _equal(a: Any, b: Any) -> bool:
     """CEL's equality on plain values: numbers across types, never a bool with a number."""
+    _Budget.spend(1)
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, list) and isinstance(b, list):
@@ -52,6 +100,13 @@ def _contains(a: list[Any], b: list[Any]) -> bool:
     return all(any(_equal(x, y) for x in a) for y in b)
 
 
+def _counted(impl: Any) -> Any:
+    def counted(a: list[Any], b: list[Any]) -> bool:
+        _Budget.spend(_size(a) + _size(b))
+        return bool(impl(a, b))
+    return counted
+
+
 def _sets() -> list[Any]:
     """cel-go's ext.Sets: ``sets.contains(a, b)`` (every element of b is in a),
     ``sets.equivalent(a, b)``, ``sets.intersects(a, b)``."""
@@ -62,7 +117,8 @@ def _sets() -> list[Any]:
         "intersects": lambda a, b: any(_equal(x, y) for x in a for y in b),
     }
     return [cel.FunctionDecl(f"sets.{name}", [cel.Overload(
-        f"list_sets_{name}_list", return_type=cel.Type.BOOL, parameters=lists, impl=impl)])
+        f"list_sets_{name}_list", return_type=cel.Type.BOOL, parameters=lists,
+        impl=_counted(impl))])
         for name, impl in impls.items()]
 
 
@@ -110,6 +166,7 @@ def _answer(compiler: _Compiler, request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "stage": "compile", "message": str(exc)}
     if request.get("op") == "check":
         return {"ok": True, "type": compiled.return_type().name(), "value": None}
+    _Budget.left = SETS_BUDGET
     try:
         result = compiled.eval(data=request.get("data") or {})
         kind = result.type().name()

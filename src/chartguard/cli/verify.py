@@ -286,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
         chart, artifacts = (_from_layout(local, subject, attestations=attest) if local
                             else _from_registry(args, subject, attestations=attest))
         result = verify_artifacts(verifier, artifacts)
-        met = verify_attestations(verifier, artifacts)
+        met = verify_attestations(verifier, artifacts, every=args.output == "json")
     except (UsageError, LayoutNotFoundError) as err:
         where = "--local-image " if isinstance(err, LayoutError) else ""
         return out.usage(f"{where}{err}")

@@ -191,6 +191,9 @@ class _Scratch:
     #: provider pgp: the keyring of secretRef, and the OCI chart fetched with its provenance
     keyring: PGPKeyring | None = None
     fetched: ChartArtifact | None = None
+    #: an attestation policy the CEL sandbox could not compile now (busy, restarted): raised
+    #: only if the chart must be verified again (an unchanged verified chart stays verified)
+    policy_unchecked: StepFailedError | None = None
 
     @property
     def provider(self) -> str:
@@ -355,7 +358,10 @@ def _policy(s: _Scratch) -> None:
 
 def _check_attestation_policies(s: _Scratch) -> None:
     """Compile each ``verify.attestations[].policy`` before anything is fetched: one that is
-    not valid CEL (or not boolean) stalls the chart naming its field (the spec must change)."""
+    not valid CEL (or not boolean) stalls the chart naming its field (the spec must change).
+    One the sandbox could not answer for (busy, restarted, past its deadline) is noted: a
+    transient sandbox problem must not change the verdict of an unchanged verified chart, so
+    :func:`_verify` fails with it only when the chart has to be verified again."""
     verify = s.chart.spec.verify
     for attestation in verify.attestations if verify is not None else ():
         if not attestation.policy:
@@ -368,9 +374,10 @@ def _check_attestation_policies(s: _Scratch) -> None:
                                   f"invalid spec: {where}: {err}", status=c.FALSE,
                                   stalled=True) from None
         except cel.EvaluationError as err:  # the sandbox could not answer: tried again
-            raise StepFailedError(c.SOURCE_VERIFIED, c.VERIFICATION_ERROR,
-                                  f"{where} could not be compiled: {err}",
-                                  status=c.FALSE) from None
+            if s.policy_unchecked is None:
+                s.policy_unchecked = StepFailedError(
+                    c.SOURCE_VERIFIED, c.VERIFICATION_ERROR,
+                    f"{where} could not be compiled: {err}", status=c.FALSE)
 
 
 def _resolve(s: _Scratch) -> None:
@@ -453,6 +460,10 @@ def _verify(s: _Scratch) -> None:
     if cached is not None:
         s.result = cached
         return
+    if s.policy_unchecked is not None:  # a policy this process could not compile now
+        s.verified = None
+        _outdated(s)
+        raise s.policy_unchecked
     try:
         artifacts = s.client.find_signatures(s.ref, digest,
                                              attestations=bool(s.policy.attestations))

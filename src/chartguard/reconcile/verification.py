@@ -39,6 +39,8 @@ from chartguard.verify import (
 
 __all__ = [
     "FAILURES_SHOWN",
+    "MAX_POLICY_EVALUATIONS",
+    "MAX_POLICY_EVALUATIONS_TOTAL",
     "AttestationNotMetError",
     "MetRequirement",
     "NoSignatureFoundError",
@@ -54,6 +56,11 @@ __all__ = [
 
 #: failure lines shown per signature manifest; the rest are counted
 FAILURES_SHOWN = 5
+#: CEL evaluations of one attestation requirement's policy per verification (one per distinct
+#: verified statement of its type); the statements beyond are not evaluated
+MAX_POLICY_EVALUATIONS = 32
+#: CEL evaluations of all the requirements of one verification together
+MAX_POLICY_EVALUATIONS_TOTAL = 128
 
 
 class NoSignatureFoundError(NoSignatureError):
@@ -113,12 +120,12 @@ def _groups(artifacts: SignatureArtifacts) -> list[_Group]:
     return groups
 
 
-def _summarised(group: str, failures: tuple[str, ...]) -> list[str]:
+def _summarised(group: str, failures: tuple[str, ...], noun: str = "signatures") -> list[str]:
     if len(failures) <= FAILURES_SHOWN:
         return list(failures)
     more = len(failures) - FAILURES_SHOWN
     return [*failures[:FAILURES_SHOWN],
-            f"{group}: {len(failures):,} signatures failed; the first {FAILURES_SHOWN} are "
+            f"{group}: {len(failures):,} {noun} failed; the first {FAILURES_SHOWN} are "
             f"shown, {more:,} more"]
 
 
@@ -174,11 +181,22 @@ def attestation_inputs(
     return legacy, signature_inputs(artifacts)[1]
 
 
+#: policy texts that compiled in this process (a text that compiled compiles again: the
+#: sandbox is not asked twice), at most this many remembered
+_COMPILED_KEPT = 1024
+_compiled: dict[str, None] = {}
+
+
 def check_attestation_policy(policy: str) -> None:
     """Compile an attestation's CEL policy (boolean, its variables declared):
     ``cel.CompileError`` when it is not valid, ``cel.EvaluationError`` when the sandbox could
-    not answer."""
+    not answer. A text that compiled before in this process is not compiled again."""
+    if policy in _compiled:
+        return
     cel.check(policy, variables=ATTESTATION_VARIABLES, boolean=True)
+    _compiled[policy] = None
+    while len(_compiled) > _COMPILED_KEPT:
+        del _compiled[next(iter(_compiled))]
 
 
 def _statement_variables(found: VerifiedAttestation) -> dict[str, object]:
@@ -187,19 +205,29 @@ def _statement_variables(found: VerifiedAttestation) -> dict[str, object]:
             "subject": found.statement.get("subject")}
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """Why a policy does not hold for a statement ("" when it does; escaped, without the
+    attestation's source: a statement evaluated once may stand for several); ``limit``: the
+    sandbox ended the evaluation at one of its limits."""
+
+    why: str = ""
+    limit: bool = False
+
+
 def _policy_outcome(requirement: AttestationRequirement,
-                    found: VerifiedAttestation) -> str | None:
-    """None when the policy holds for ``found``; else why not (one line, escaped)."""
+                    found: VerifiedAttestation) -> _Outcome:
     if not requirement.policy:
-        return None
+        return _Outcome()
     try:
         if cel.evaluate_boolean(requirement.policy, _statement_variables(found),
                                 variables=ATTESTATION_VARIABLES):
-            return None
-        reason = f"policy '{cel.quote(requirement.policy)}' is false"
-    except cel.CelError as err:  # escaped by chartguard.cel; a compile error, a limit, ...
-        reason = str(err)
-    return f"{found.result.source}: {_signer(found.result)}: {reason}"
+            return _Outcome()
+        return _Outcome(f"policy '{cel.quote(requirement.policy)}' is false")
+    except cel.LimitError as err:  # escaped by chartguard.cel
+        return _Outcome(str(err), limit=True)
+    except cel.CelError as err:  # a compile error, a missing field, ...
+        return _Outcome(str(err))
 
 
 def _signer(result: VerificationResult) -> str:
@@ -212,12 +240,18 @@ def _signer(result: VerificationResult) -> str:
 
 def verify_attestations(verifier: Verifier, artifacts: SignatureArtifacts,
                         requirements: Sequence[AttestationRequirement] | None = None,
-                        ) -> tuple[MetRequirement, ...]:
+                        *, every: bool = False) -> tuple[MetRequirement, ...]:
     """Check every attestation requirement of the verifier's policy (or ``requirements``)
     against ``artifacts`` (found with ``attestations=True``); each must be met by at least one
     attestation. ``AttestationNotMetError`` names each requirement not met and why each
     attestation of its type failed (signer, subject, policy false or CEL error); fails
-    closed. Call it after the signature verified: an attestation never stands for one."""
+    closed. Call it after the signature verified: an attestation never stands for one.
+
+    Each distinct statement is verified and evaluated once (copies are passed over). A
+    requirement's policy is evaluated until one attestation meets it (``every``: the CLI's
+    listing, on through the distinct ones), for at most :data:`MAX_POLICY_EVALUATIONS`
+    attestations per requirement and :data:`MAX_POLICY_EVALUATIONS_TOTAL` per call; a
+    requirement not met within them is not met, saying how many were not evaluated."""
     wanted = tuple(requirements if requirements is not None
                    else verifier.policy.attestations)
     if not wanted:
@@ -227,27 +261,55 @@ def verify_attestations(verifier: Verifier, artifacts: SignatureArtifacts,
                                   tuple(dict.fromkeys(r.predicate_type for r in wanted)))
     met: list[MetRequirement] = []
     failures: list[str] = []
+    outcomes: dict[tuple[str, str], _Outcome] = {}  # (policy, statement) -> outcome
+    budget = MAX_POLICY_EVALUATIONS_TOTAL
     for requirement in wanted:
         of_type = [a for a in found.verified if a.predicate_type == requirement.predicate_type]
         reasons = list(found.failures.get(requirement.predicate_type, ()))
-        meeting = []
-        for attestation in of_type:
-            why = _policy_outcome(requirement, attestation)
-            if why is None:
+        meeting: list[VerifiedAttestation] = []
+        evaluated = unevaluated = 0
+        limited = False
+        for index, attestation in enumerate(of_type):
+            if meeting and (not every or len(meeting) >= MAX_POLICY_EVALUATIONS):
+                break
+            if limited:  # the policy reached a sandbox limit: not evaluated again
+                unevaluated = len(of_type) - index
+                break
+            key = (requirement.policy, attestation.payload_sha256)
+            if key not in outcomes:
+                if requirement.policy:
+                    if evaluated >= MAX_POLICY_EVALUATIONS or budget <= 0:
+                        unevaluated = len(of_type) - index
+                        break
+                    evaluated += 1
+                    budget -= 1
+                outcomes[key] = _policy_outcome(requirement, attestation)
+            outcome = outcomes[key]
+            limited = outcome.limit
+            if not outcome.why:
                 meeting.append(attestation)
             else:
-                reasons.append(why)
+                reasons.append(f"{attestation.result.source}: "
+                               f"{_signer(attestation.result)}: {outcome.why}")
         if meeting:
             met.append(MetRequirement(requirement, tuple(meeting)))
             continue
         name = escape(requirement.predicate_type)
-        if not reasons:
+        if not reasons and not unevaluated:
+            unread = len(found.failures.get("", ()))
             failures.append(f"attestation {name} not met: no attestation of that type for "
-                            f"{artifacts.digest}")
+                            f"{artifacts.digest}" + (
+                                f" ({unread} could not be read, below)" if unread else ""))
             continue
+        limit = "" if not unevaluated else (
+            f"; {unevaluated} more of that type not evaluated (" + (
+                "the policy reached a limit of the CEL sandbox)" if limited else
+                f"at most {MAX_POLICY_EVALUATIONS} policy evaluations per requirement, "
+                f"{MAX_POLICY_EVALUATIONS_TOTAL} per verification)"))
         failures.append(f"attestation {name} not met: {len(reasons)} attestation"
-                        f"{'s' if len(reasons) != 1 else ''} of that type, none meets it:")
-        failures.extend(_summarised(f"attestation {name}", tuple(reasons)))
+                        f"{'s' if len(reasons) != 1 else ''} of that type, none meets it"
+                        f"{limit}:")
+        failures.extend(_summarised(f"attestation {name}", tuple(reasons), "attestations"))
     if failures:
         # what could not be read may have hidden the one that meets it: said too
         failures.extend(found.failures.get("", ()))

@@ -13,6 +13,7 @@ certificate by Fulcio at Rekor's integrated time) and only then is the statement
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -61,22 +62,37 @@ def _envelope(layer: LegacySignature) -> tuple[str, bytes, list[bytes]]:
     return payload_type, payload, sigs
 
 
-def peek_predicate_type(data: bytes, *, bundle: bool = False) -> str | None:
-    """The predicate type a DSSE envelope (``bundle``: a Sigstore bundle's) *claims*, before
-    anything is verified; None when it cannot be read. Only compared with the policy's types
-    to route the candidate, never quoted."""
+@dataclass(frozen=True)
+class Peeked:
+    """What a DSSE envelope *claims* before anything is verified: the statement's predicate
+    type (None when it cannot be read, ``problem`` saying why), and the sha256 of its payload
+    (None when there is no payload), which names the statement for de-duplication. Only
+    compared with the policy's types and with other candidates, never quoted."""
+
+    kind: str | None
+    payload_sha256: str | None
+    problem: str = ""
+
+
+def peek(data: bytes, *, bundle: bool = False) -> Peeked:
+    """The predicate type and payload hash of a DSSE envelope (``bundle``: a Sigstore
+    bundle's)."""
+    digest = None
     try:
         envelope: object = json_object(data, "DSSE envelope")
         if bundle and isinstance(envelope, dict):
             envelope = envelope.get("dsseEnvelope")
         if not isinstance(envelope, dict):
-            return None
-        statement = json_object(b64decode(envelope.get("payload"), "DSSE payload"),
-                                "in-toto statement")
-    except Rejected:
-        return None
+            return Peeked(None, None, "not a DSSE envelope")
+        payload = b64decode(envelope.get("payload"), "DSSE payload")
+        digest = hashlib.sha256(payload).hexdigest()
+        statement = json_object(payload, "in-toto statement")
+    except Rejected as exc:
+        return Peeked(None, digest, "; ".join(exc.lines))
     kind = statement.get("predicateType")
-    return kind if isinstance(kind, str) else None
+    if not isinstance(kind, str):
+        return Peeked(None, digest, "in-toto statement has no predicateType")
+    return Peeked(kind, digest)
 
 
 def check_logged_body(entry: RekorEntry, *, payload: bytes, signatures: list[bytes],

@@ -24,6 +24,7 @@ from sigstore.verify import Verifier as SigstoreVerifier
 from chartguard.identity import IdentityMatcher
 from chartguard.untrusted import escape
 from chartguard.verify import _sigstore_compat as compat
+from chartguard.verify._attest import check_logged_body
 from chartguard.verify._common import (
     Rejected,
     b64decode,
@@ -221,7 +222,9 @@ def key_statement(
         try:
             statement = check_in_toto_subject(payload_type, payload, digest,
                                               predicate_types, what=what)
-            log_index = _check_optional_tlog(material, payload, sigs, trust_root)
+            log_index = _check_optional_tlog(
+                material, payload, sigs, trust_root,
+                key_fingerprint=key.fingerprint if what == "attestation" else None)
         except Rejected as exc:
             raise Rejected(f"key {key.name}: {exc}") from None
     except Rejected as exc:
@@ -236,12 +239,16 @@ def key_statement(
 
 
 def _check_optional_tlog(
-    material: dict[str, Any], payload: bytes, signatures: list[bytes], trust_root: TrustRoot
+    material: dict[str, Any], payload: bytes, signatures: list[bytes], trust_root: TrustRoot,
+    *, key_fingerprint: str | None = None,
 ) -> int | None:
     """A key-signed bundle's log entry, like a legacy layer's SET: checked when its log is known.
 
     The key signature alone decides validity; a SET from a log of the trust root must then
     verify and be about this payload and signature, and only then is its index reported.
+    ``key_fingerprint`` (an attestation): the entry may also be intoto/0.0.2 (cosign v2's
+    ``attest --new-bundle-format --rekor-entry-type intoto``), checked as an ``.att`` layer's
+    is, for this key too.
     """
     entries = material.get("tlogEntries") or []
     if not isinstance(entries, list):
@@ -254,6 +261,10 @@ def _check_optional_tlog(
         if log is None:
             continue
         verify_set(entry, log, trust_root)
-        check_dsse_body(entry, payload=payload, signatures=signatures)
+        if key_fingerprint is None:
+            check_dsse_body(entry, payload=payload, signatures=signatures)
+        else:
+            check_logged_body(entry, payload=payload, signatures=signatures,
+                              key_fingerprint=key_fingerprint)
         return entry.log_index
     return None

@@ -114,6 +114,25 @@ def _no_keys_equal_but_for_case(*objects: object) -> None:
             seen.add(key.lower())
 
 
+def _no_keys_alike(what: str, *objects: object) -> None:
+    """An in-toto statement (and each subject) is read by cosign into Go structs, whose field
+    names encoding/json matches case-insensitively, and by sigstore-go with protojson, which
+    takes a field's proto name besides its JSON name (``predicate_type`` for
+    ``predicateType``, ``type`` for ``_type``): two keys that are one field to either would
+    make two readers see two statements in the same signed bytes. Refused. (``digest`` is a
+    map, its keys are not fields: not checked.)"""
+    for obj in objects:
+        if not isinstance(obj, dict):
+            continue
+        seen: dict[str, str] = {}
+        for key in obj:
+            folded = key.lower().replace("_", "")
+            if folded in seen:
+                raise Rejected(f"{what} has the keys {shown(seen[folded])} and {shown(key)}, "
+                               "one field to Go's and protobuf's JSON readers")
+            seen[folded] = key
+
+
 def check_in_toto_subject(
     payload_type: str, payload: bytes, digest: str, predicate_types: tuple[str, ...],
     *, what: str = "bundle",
@@ -126,6 +145,9 @@ def check_in_toto_subject(
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise Rejected(f"DSSE payload type is {shown(payload_type)}, not {IN_TOTO_PAYLOAD_TYPE!r}")
     statement = json_object(payload, "in-toto statement")
+    subjects = statement.get("subject")
+    _no_keys_alike("in-toto statement", statement,
+                   *(subjects if isinstance(subjects, list) else ()))
     if statement.get("_type") not in _IN_TOTO_STATEMENT_TYPES:
         raise Rejected(f"in-toto statement type {shown(statement.get('_type'))} is not known")
     predicate_type = statement.get("predicateType")
@@ -136,7 +158,6 @@ def check_in_toto_subject(
             "accept its type in the policy if it is meant to approve the artifact)"
         )
     algorithm, _, hexdigest = digest.partition(":")
-    subjects = statement.get("subject")
     found: list[str] = []
     for subject in subjects if isinstance(subjects, list) else ():
         digests = subject.get("digest") if isinstance(subject, dict) else None

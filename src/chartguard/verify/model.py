@@ -105,6 +105,9 @@ class VerifiedAttestation:
     predicate_type: str
     result: VerificationResult
     statement: Mapping[str, Any] = field(repr=False)
+    #: sha256 (hex) of the statement's bytes: the same statement replayed in another layer or
+    #: referrer is the same attestation
+    payload_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,3 +117,6 @@ class AttestationCandidates:
 
     verified: tuple[VerifiedAttestation, ...] = ()
     failures: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: candidates passed over as copies of one already tried (the same bytes) or verified
+    #: (the same statement)
+    duplicates: int = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import traceback
 from collections.abc import Callable, Sequence
@@ -103,47 +105,78 @@ class Verifier:
         predicate_types: Sequence[str],
     ) -> AttestationCandidates:
         """Every attestation of one of ``predicate_types`` for ``digest``, verified as a
-        signature is (same keys, identities and trust root; subject ``digest``).
+        signature is (same keys, identities and trust root; subject ``digest``), each
+        statement once.
 
         ``legacy``: the layers of the ``.att`` manifest (DSSE envelopes); ``bundles``: every
         bundle referrer (signatures among them are passed over: their predicate type is not
         asked for). A candidate is routed by the type it claims before verification, then
         verified for that type only; the reasons of those that failed are kept per type (an
-        ``.att`` layer whose type cannot be read, under ``""``).
+        ``.att`` layer whose type cannot be read, under ``""``). Copies are not verified again:
+        a candidate whose bytes were tried already, or whose statement (payload sha256)
+        verified already, is only counted (``duplicates``) -- anyone who may push can replay
+        one signed attestation into every layer and referrer. A copy of a statement that did
+        not verify is still tried (its signature may be the one that holds).
         """
         if not DIGEST_RE.fullmatch(digest):
             raise VerificationError(f"{digest!r} is not a sha256 manifest digest (sha256:<hex>)")
         wanted = frozenset(predicate_types)
         verified: list[VerifiedAttestation] = []
         failures: dict[str, list[str]] = {}
+        tried: set[bytes] = set()
+        statements: set[str] = set()
+        duplicates = 0
 
-        def attempt(source: str, kind: str,
-                    check: Callable[[], tuple[VerificationResult, dict[str, Any]]]) -> None:
+        def copy(candidate: bytes) -> bool:
+            """These exact bytes were seen already (counted, not tried again)."""
+            nonlocal duplicates
+            identity = hashlib.sha256(candidate).digest()
+            if identity in tried:
+                duplicates += 1
+                return True
+            tried.add(identity)
+            return False
+
+        def attempt(source: str, peeked: _attest.Peeked,
+                    check: Callable[[tuple[str, ...]],
+                                    tuple[VerificationResult, dict[str, Any]]]) -> None:
+            nonlocal duplicates
+            kind = peeked.kind
+            if kind is None or kind not in wanted:
+                return
+            if peeked.payload_sha256 in statements:
+                duplicates += 1
+                return
             found: list[tuple[VerificationResult, dict[str, Any]]] = []
-            outcome = self._attempt(source, lambda: _keep(found, check()))
+            outcome = self._attempt(source, lambda: _keep(found, check((kind,))))
             if isinstance(outcome, VerificationResult) and found:
-                verified.append(VerifiedAttestation(kind, found[0][0], found[0][1]))
+                assert peeked.payload_sha256 is not None  # a statement was read
+                statements.add(peeked.payload_sha256)
+                verified.append(VerifiedAttestation(kind, found[0][0], found[0][1],
+                                                    peeked.payload_sha256))
             elif not isinstance(outcome, VerificationResult):
                 failures.setdefault(kind, []).extend(outcome)
 
         for layer in legacy:
-            kind = _attest.peek_predicate_type(layer.payload)
-            if kind is None:  # an .att layer holds attestations only: say it was unreadable
+            # the same bytes with other annotations (a Rekor bundle) are another candidate
+            annotations = json.dumps(sorted(layer.annotations.items())).encode()
+            if copy(layer.payload + b"\0" + annotations):
+                continue
+            peeked = _attest.peek(layer.payload)
+            if peeked.kind is None:  # an .att layer holds attestations only: say why unread
                 failures.setdefault("", []).append(
-                    f"{escape(layer.source)}: not a DSSE envelope of an in-toto statement")
-            if kind in wanted:
-                assert kind is not None
-                attempt(layer.source, kind, partial(self._legacy_attestation, layer, digest,
-                                                    (kind,)))
+                    f"{escape(layer.source)}: not read as an in-toto attestation: "
+                    f"{escape(peeked.problem, limit=_MAX_REASON)}")
+                continue
+            attempt(layer.source, peeked, partial(self._legacy_attestation, layer, digest))
         for candidate in bundles:
-            kind = _attest.peek_predicate_type(candidate.data, bundle=True)
-            if kind in wanted:
-                assert kind is not None
-                attempt(candidate.source, kind, partial(self._bundle_attestation, candidate,
-                                                        digest, (kind,)))
+            if not copy(candidate.data):
+                attempt(candidate.source, _attest.peek(candidate.data, bundle=True),
+                        partial(self._bundle_attestation, candidate, digest))
         return AttestationCandidates(
             verified=tuple(verified),
-            failures={kind: tuple(lines) for kind, lines in failures.items()})
+            failures={kind: tuple(lines) for kind, lines in failures.items()},
+            duplicates=duplicates)
 
     def _legacy_attestation(self, layer: LegacySignature, digest: str,
                             kinds: tuple[str, ...]) -> tuple[VerificationResult, dict[str, Any]]:

@@ -373,8 +373,11 @@ def sign_bundle_with_key(
     rekor: LocalSigstore | None = None,
     predicate_type: str = COSIGN_SIGN_PREDICATE,
     predicate: Any = None,
+    rekor_kind: str = "dsse",
 ) -> bytes:
-    """A key-signed v0.3 bundle (`verificationMaterial.publicKey`); with `rekor`, logged."""
+    """A key-signed v0.3 bundle (`verificationMaterial.publicKey`); with `rekor`, logged (as
+    ``rekor_kind`` dsse/0.0.1 or intoto/0.0.2: cosign v2's ``attest --new-bundle-format
+    --rekor-entry-type intoto``)."""
     payload = in_toto_statement(subject_digest or digest, predicate_type=predicate_type,
                                 predicate=predicate)
     signature = key.sign(_pae(_IN_TOTO, payload))
@@ -384,8 +387,12 @@ def sign_bundle_with_key(
     envelope = _envelope(payload, signature)
     entries = []
     if rekor is not None:
-        entry = rekor.log(_dsse_body(envelope, payload, signature, key.public_pem))
-        entries.append(entry.tlog_entry("dsse"))
+        if rekor_kind == "dsse":
+            entry = rekor.log(_dsse_body(envelope, payload, signature, key.public_pem))
+            entries.append(entry.tlog_entry("dsse"))
+        else:
+            entry = rekor.log(_intoto_body(envelope, payload, signature, key.public_pem))
+            entries.append(entry.tlog_entry("intoto", "0.0.2"))
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPE,
         "verificationMaterial": {

@@ -196,12 +196,12 @@ class LogEntry:
             }
         )
 
-    def tlog_entry(self, kind: str) -> dict[str, Any]:
+    def tlog_entry(self, kind: str, version: str = "0.0.1") -> dict[str, Any]:
         """The `tlogEntries[]` element of a Sigstore bundle."""
         return {
             "logIndex": str(self.log_index),
             "logId": {"keyId": _b64(self.log_id)},
-            "kindVersion": {"kind": kind, "version": "0.0.1"},
+            "kindVersion": {"kind": kind, "version": version},
             "integratedTime": str(self.integrated_time),
             "inclusionPromise": {"signedEntryTimestamp": _b64(self.signed_entry_timestamp)},
             "inclusionProof": {

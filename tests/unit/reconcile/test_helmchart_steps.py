@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chartguard import metrics
+from chartguard import cel, metrics
 from chartguard.api import HelmChart
 from chartguard.api import conditions as c
 from chartguard.api.status import HelmChartStatus
@@ -25,6 +25,7 @@ from chartguard.oci import (
     SignatureLayer,
     TLSConfig,
 )
+from chartguard.reconcile import helmchart
 from chartguard.reconcile.helmchart import ChartEnv, ChartResult, Verified, reconcile_helmchart
 from chartguard.reconcile.seams import SecretNotFoundError, SecretUnreadableError
 from chartguard.reconcile.shared import Verifiers
@@ -58,6 +59,8 @@ class FakeRegistry:
     signatures: dict[str, tuple[SignatureLayer, ...]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     down: bool = False
+    #: digest -> the layers of its ``.att`` manifest
+    attestations: dict[str, tuple[SignatureLayer, ...]] = field(default_factory=dict)
 
     def push(self, version: str, key: cs.KeyPair | None) -> ChartArtifact:
         layer = f"chart demo {version}".encode()
@@ -95,7 +98,9 @@ class FakeRegistry:
         self.calls.append("signatures")
         self._up()
         return SignatureArtifacts(digest=digest, legacy=self.signatures.get(digest, ()),
-                                  looked_at=("tag sha256-….sig",))
+                                  looked_at=("tag sha256-….sig",),
+                                  attestations=self.attestations.get(digest, ())
+                                  if attestations else ())
 
 
 @dataclass
@@ -429,3 +434,71 @@ def test_values_files_are_refused_naming_the_field_before_any_registry_call(
     assert stalled["message"].startswith("spec.valuesFiles (and valuesFile) are not supported")
     assert result.status.artifact is None
     assert result.requeue_after is None
+
+
+# -- attestation requirements ----------------------------------------------------------------
+
+SLSA = "https://slsa.dev/provenance/v1"
+
+
+def _attested(world: World) -> tuple[cs.KeyPair, dict[str, Any]]:
+    """A signed chart with SLSA provenance; the HelmChart requires it with a CEL policy."""
+    key = cs.generate_key_pair()
+    world.secrets[(NS, "cosign-pub")] = {"cosign.pub": key.public_pem}
+    art = world.registry.push("1.0.0", key)
+    _attest(world, key, art.digest)
+    return key, chart_object(verify={
+        "provider": "cosign", "secretRef": {"name": "cosign-pub"},
+        "attestations": [{"predicateType": SLSA, "policy": "predicate.builder == 'main'"}]})
+
+
+def _attest(world: World, key: cs.KeyPair, digest: str) -> None:
+    layer = cs.attestation_layer_with_key(key, digest, SLSA, {"builder": "main"},
+                                          source="tag att layer 0")
+    world.registry.attestations[digest] = (SignatureLayer(
+        layer.payload, "application/vnd.dsse.envelope.v1+json", dict(layer.annotations),
+        layer.source),)
+
+
+def test_a_busy_cel_sandbox_keeps_an_unchanged_verified_chart_verified(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy compile fails for a sandbox reason (busy, restarted, deadline): the verdict of
+    an unchanged, verified chart stays; a chart that must be verified again fails, transient."""
+    key, obj = _attested(world)
+    # a unit test starts no sandbox: the policy compiles and holds (the real sandbox:
+    # tests/integration/verify/test_attestation_policies.py)
+    monkeypatch.setattr(helmchart, "check_attestation_policy", lambda policy: None)
+    monkeypatch.setattr(cel, "evaluate_boolean", lambda *args, **kwargs: True)
+    first = run(world, HelmChartStatus(), obj=obj)
+    assert first.failure is None, first.failure
+    assert first.verified is not None
+
+    def busy(policy: str) -> None:
+        raise cel.EvaluationError("the CEL sandbox was busy with other expressions for 10s")
+
+    monkeypatch.setattr(helmchart, "check_attestation_policy", busy)
+    second = run(world, first.status, before=first.verified, obj=obj)
+    assert second.failure is None, second.failure
+    assert second.verified == first.verified
+    assert second.actions == ("unchanged",)
+    verified, ready = cond(second, "SourceVerified"), cond(second, "Ready")
+    assert verified is not None
+    assert verified["status"] == "True"
+    assert ready is not None
+    assert ready["status"] == "True"
+
+    # a new version must be verified: not without its policy (transient, the old one stays)
+    newer = world.registry.push("1.1.0", key)
+    _attest(world, key, newer.digest)
+    third = run(world, second.status, before=second.verified, obj=obj)
+    assert third.failure is not None
+    assert not third.failure.stalled
+    verified = cond(third, "SourceVerified")
+    assert verified is not None
+    assert verified["status"] == "False"
+    assert verified["reason"] == "VerificationError"
+    assert "spec.verify.attestations[0].policy could not be compiled" in verified["message"]
+    assert "the CEL sandbox was busy" in verified["message"]
+    assert third.status.artifact == first.status.artifact
+    assert third.verified is None
+    assert "signatures" not in world.registry.calls[-2:]

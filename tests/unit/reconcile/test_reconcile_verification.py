@@ -130,3 +130,26 @@ def test_each_verdict_is_counted_once_for_metrics() -> None:
     assert moved.total(name, outcome="failed", format="none") == 1
     assert moved.total(name, outcome="unsigned", format="none") == 1
     assert moved.total(name) == 3
+
+
+def test_an_attestation_policy_that_compiled_is_not_compiled_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy text that compiled in this process is not sent to the sandbox again (a busy
+    sandbox cannot then fail it); one that did not compile is asked again."""
+    from chartguard import cel
+    from chartguard.reconcile.verification import check_attestation_policy
+    asked: list[str] = []
+
+    def check(expression: str, **kwargs: object) -> None:
+        asked.append(expression)
+        if "bad" in expression:
+            raise cel.CompileError("not valid")
+
+    monkeypatch.setattr(cel, "check", check)
+    good = f"predicate.id == '{id(asked)}'"
+    check_attestation_policy(good)
+    check_attestation_policy(good)
+    for _ in range(2):
+        with pytest.raises(cel.CompileError):
+            check_attestation_policy(f"bad {id(asked)}")
+    assert asked == [good, f"bad {id(asked)}", f"bad {id(asked)}"]

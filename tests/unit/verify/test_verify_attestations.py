@@ -6,6 +6,8 @@ CEL policies run in the sandbox process: tests/integration/verify/test_attestati
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -213,6 +215,108 @@ def test_unreadable_att_layers_and_unfetched_candidates_are_said(
     with pytest.raises(AttestationNotMetError) as caught:
         verify_attestations(verifier, found)
     assert caught.value.failures == (
-        f"attestation {SLSA} not met: no attestation of that type for {DIGEST}",
-        "tag x.att layer 0: not a DSSE envelope of an in-toto statement",
+        f"attestation {SLSA} not met: no attestation of that type for {DIGEST} "
+        "(1 could not be read, below)",
+        "tag x.att layer 0: not read as an in-toto attestation: DSSE envelope is not "
+        "valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+        "(char 1))",
         "tag x.att layer 1: blob not found")
+
+
+# -- ambiguous statements -------------------------------------------------------------------
+
+def _signed_statement(pair: cs.KeyPair, statement: str, source: str) -> LegacySignature:
+    """A key-signed .att layer over exactly ``statement`` (JSON text, as written)."""
+    payload = statement.encode()
+    kind = "application/vnd.in-toto+json"
+    signed = b"DSSEv1 %d %b %d %b" % (len(kind), kind.encode(), len(payload), payload)
+    envelope = {"payloadType": kind, "payload": base64.b64encode(payload).decode(),
+                "signatures": [{"keyid": "", "sig": base64.b64encode(pair.sign(signed)).decode()}]}
+    return LegacySignature(payload=json.dumps(envelope).encode(), annotations={},
+                           source=source)
+
+
+_SUBJECT = f'[{{"name": "chart", "digest": {{"sha256": "{DIGEST.split(":")[1]}"}}}}]'
+_OTHER = f'{{"sha256": "{OTHER_DIGEST.split(":")[1]}"}}'
+
+
+@pytest.mark.parametrize(("extra", "keys"), [
+    (f', "PredicateType": "{SLSA}"', "'predicateType' and 'PredicateType'"),
+    (', "Predicate": {"ok": false}', "'predicate' and 'Predicate'"),
+    (f', "predicate_type": "{SLSA}"', "'predicateType' and 'predicate_type'"),
+    (', "type": "https://in-toto.io/Statement/v0.1"', "'_type' and 'type'"),
+])
+def test_keys_one_field_to_go_or_protojson_are_refused(release_key: cs.KeyPair, extra: str,
+                                                       keys: str) -> None:
+    """Go's encoding/json matches field names case-insensitively, protojson takes the proto
+    name too: such a statement reads as two statements; refused, saying which keys."""
+    statement = (f'{{"_type": "https://in-toto.io/Statement/v1", "subject": {_SUBJECT}, '
+                 f'"predicateType": "{SLSA}", "predicate": {{"ok": true}}{extra}}}')
+    verifier = keyed(release_key, AttestationRequirement(SLSA))
+    with pytest.raises(AttestationNotMetError) as caught:
+        verify_attestations(verifier, artifacts(att=(_signed_statement(
+            release_key, statement, "ambiguous"),)))
+    assert (f"ambiguous: key release.pub: in-toto statement has the keys {keys}, one field to "
+            "Go's and protobuf's JSON readers") in caught.value.failures
+
+
+def test_a_subject_with_digest_twice_but_for_case_is_refused(release_key: cs.KeyPair) -> None:
+    subject = (f'[{{"name": "chart", "digest": {{"sha256": "{DIGEST.split(":")[1]}"}}, '
+               f'"Digest": {_OTHER}}}]')
+    statement = (f'{{"_type": "https://in-toto.io/Statement/v1", "subject": {subject}, '
+                 f'"predicateType": "{SLSA}", "predicate": {{}}}}')
+    verifier = keyed(release_key, AttestationRequirement(SLSA))
+    with pytest.raises(AttestationNotMetError) as caught:
+        verify_attestations(verifier, artifacts(att=(_signed_statement(
+            release_key, statement, "ambiguous"),)))
+    assert "in-toto statement has the keys 'digest' and 'Digest'" in caught.value.failures[1]
+
+
+def test_a_key_given_twice_is_the_reason_said(release_key: cs.KeyPair) -> None:
+    statement = (f'{{"_type": "https://in-toto.io/Statement/v1", "subject": {_SUBJECT}, '
+                 f'"predicateType": "{SLSA}", "predicate": {{}}, "predicateType": "{SLSA}"}}')
+    verifier = keyed(release_key, AttestationRequirement(SLSA))
+    with pytest.raises(AttestationNotMetError) as caught:
+        verify_attestations(verifier, artifacts(att=(_signed_statement(
+            release_key, statement, "twice"),)))
+    assert caught.value.failures == (
+        f"attestation {SLSA} not met: no attestation of that type for {DIGEST} (1 could not "
+        "be read, below)",
+        "twice: not read as an in-toto attestation: in-toto statement has the key "
+        "'predicateType' more than once")
+
+
+# -- key-signed bundle attestations logged in Rekor --------------------------------------------
+
+@pytest.mark.parametrize("kind", ["dsse", "intoto"])
+def test_key_signed_bundle_attestation_with_its_rekor_entry(
+        release_key: cs.KeyPair, local_root: TrustRoot, local_sigstore: LocalSigstore,
+        kind: str) -> None:
+    """cosign v2's ``attest --new-bundle-format --rekor-entry-type intoto`` logs an
+    intoto/0.0.2 entry (as for .att layers); checked, for this key, when the log is known."""
+    verifier = Verifier(VerificationPolicy(keys=(key_of(release_key),), trust_root=local_root,
+                                           attestations=(AttestationRequirement(SLSA),)))
+    bundle = cs.sign_bundle_with_key(release_key, DIGEST, rekor=local_sigstore,
+                                     predicate_type=SLSA, predicate=PREDICATE, rekor_kind=kind)
+    (met,) = verify_attestations(verifier, artifacts(bundles=(bundle,)))
+    assert met.attestations[0].result.rekor_log_index is not None
+
+
+def test_key_signed_bundle_attestation_logged_for_another_key_is_refused(
+        release_key: cs.KeyPair, local_root: TrustRoot, local_sigstore: LocalSigstore) -> None:
+    other = cs.generate_key_pair()
+    verifier = Verifier(VerificationPolicy(keys=(key_of(release_key),), trust_root=local_root,
+                                           attestations=(AttestationRequirement(SLSA),)))
+    bundle = json.loads(cs.sign_bundle_with_key(release_key, DIGEST, predicate_type=SLSA,
+                                                predicate=PREDICATE))
+    # the same envelope, logged (intoto/0.0.2) as signed by another key
+    envelope = bundle["dsseEnvelope"]
+    payload = base64.b64decode(envelope["payload"])
+    signature = base64.b64decode(envelope["signatures"][0]["sig"])
+    body = cs._intoto_body(envelope, payload, signature, other.public_pem)
+    bundle["verificationMaterial"]["tlogEntries"] = [
+        local_sigstore.log(body).tlog_entry("intoto", "0.0.2")]
+    with pytest.raises(AttestationNotMetError) as caught:
+        verify_attestations(verifier, artifacts(bundles=(json.dumps(bundle).encode(),)))
+    assert "referrer 0 layer 0: key release.pub: Rekor entry is for another public key" in (
+        caught.value.failures)
