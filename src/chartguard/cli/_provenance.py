@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from chartguard.cli._outcome import Reporter, UsageError, hinted
-from chartguard.cli._registry import (
-    chart_reference,
-    password_credentials,
-    read_flag_file,
-    registry_hints,
-)
-from chartguard.oci import Limits, OCIError, RegistryClient, TLSConfig
+from chartguard.cli._registry import registry_hints, verify_client
+from chartguard.oci import Limits, OCIError
 from chartguard.oci.chart import MAX_PROVENANCE_BYTES, archive_metadata
-from chartguard.oci.layout import LayoutError, LocalImage, OCILayout
+from chartguard.oci.layout import LocalImage, OCILayout
 from chartguard.verify import VerificationError, VerificationFailedError
 from chartguard.verify.pgp import PGPKeyring, keyring_from_files, verify_provenance
 
@@ -84,8 +80,11 @@ def _local(path: Path, target: _Target) -> tuple[bytes, bytes | None, str, str, 
     return chart, prov, path.name, name, version
 
 
-def _check(args: argparse.Namespace) -> bool:
-    """Usage checks; True when the target is a local archive."""
+def _check(args: argparse.Namespace, check_target: Callable[[argparse.Namespace], None],
+           ) -> bool:
+    """Usage checks; True when the target is a local archive. A registry chart or an OCI
+    layout is checked by ``check_target`` (``chartguard verify``'s own checks, which parse
+    ``args.chart_ref`` and ``args.local_image``)."""
     given = [flag for flag, attr in _COSIGN_FLAGS if getattr(args, attr, None)]
     if given:
         raise UsageError(f"--pgp-keyring verifies Helm provenance; {', '.join(given)} "
@@ -99,14 +98,17 @@ def _check(args: argparse.Namespace) -> bool:
         if flags:
             raise UsageError(f"{', '.join(flags)} do not apply to a local chart archive "
                              f"({args.chart})")
+    else:
+        check_target(args)
     return local_file
 
 
-def run_pgp(args: argparse.Namespace) -> int:
+def run_pgp(args: argparse.Namespace,
+            check_target: Callable[[argparse.Namespace], None]) -> int:
     out = Reporter(args.parser, json_output=args.output == "json")
     target = _Target(str(args.chart or args.local_image or ""))
     try:
-        local_file = _check(args)
+        local_file = _check(args, check_target)
         keyring: PGPKeyring = keyring_from_files(args.pgp_keyring)
     except UsageError as err:
         return out.usage(str(err))
@@ -117,10 +119,7 @@ def run_pgp(args: argparse.Namespace) -> int:
             chart, prov, file_name, name, version = _local(Path(args.chart), target)
             where = f"{args.chart}.prov"
         elif args.local_image:
-            try:
-                local = LocalImage.parse(args.local_image)
-            except LayoutError as err:
-                raise UsageError(f"--local-image {args.local_image}: {err}") from None
+            local: LocalImage = args.local_image  # parsed by check_target
             layout = OCILayout(local.path)
             digest = layout.select(local)
             target.name, target.digest = f"{local.path}@{digest}", digest
@@ -129,15 +128,8 @@ def run_pgp(args: argparse.Namespace) -> int:
             name, version = art.name, art.version
             where = f"the manifest {digest} has no provenance layer"
         else:
-            if not args.chart_version:
-                raise UsageError(f"{args.chart}: --version is required")
-            if args.password_stdin and not args.username:
-                raise UsageError("--password-stdin needs --username")
-            ref = chart_reference(args.chart, args.chart_version)
-            ca = read_flag_file(args.ca_file, "--ca-file")
-            credentials = password_credentials(args.username, "chartguard verify")
-            with RegistryClient(plain_http=args.plain_http, credentials=credentials,
-                                tls=TLSConfig(ca_pem=ca) if ca else None) as client:
+            ref = args.chart_ref  # parsed by check_target
+            with verify_client(args) as client:
                 resolved = client.resolve(ref, args.chart_version)
                 target.name = f"{ref}:{resolved.tag}@{resolved.digest}"
                 target.digest = resolved.digest

@@ -5,6 +5,7 @@ the flag hints for registry errors.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +15,9 @@ from chartguard.oci import (
     ChartReference,
     InvalidConstraintError,
     InvalidReferenceError,
+    RegistryClient,
     RegistryCredentials,
+    TLSConfig,
 )
 from chartguard.oci.errors import Hint
 from chartguard.oci.versions import is_exact_version, parse_constraint
@@ -64,3 +67,12 @@ def read_flag_file(path: Path | None, flag: str) -> bytes | None:
         return path.read_bytes()
     except OSError as err:
         raise UsageError(f"{flag} {path}: cannot be read ({err.strerror})") from None
+
+
+def verify_client(args: argparse.Namespace) -> RegistryClient:
+    """The registry client ``chartguard verify`` flags ask for (``--plain-http``, ``--ca-file``,
+    ``--username`` with ``--password-stdin``), for cosign signatures and Helm provenance alike."""
+    ca = read_flag_file(args.ca_file, "--ca-file")
+    credentials = password_credentials(args.username, "chartguard verify")
+    return RegistryClient(plain_http=args.plain_http, credentials=credentials,
+                          tls=TLSConfig(ca_pem=ca) if ca else None)

@@ -36,18 +36,11 @@ from chartguard import cel
 from chartguard.cli._outcome import Reporter, UsageError, hinted, line
 from chartguard.cli._provenance import add_flag as add_pgp_flag
 from chartguard.cli._provenance import run_pgp
-from chartguard.cli._registry import (
-    chart_reference,
-    password_credentials,
-    read_flag_file,
-    registry_hints,
-)
+from chartguard.cli._registry import chart_reference, registry_hints, verify_client
 from chartguard.oci import (
     ChartArtifact,
     OCIError,
-    RegistryClient,
     SignatureArtifacts,
-    TLSConfig,
 )
 from chartguard.oci.layout import LayoutError, LayoutNotFoundError, LocalImage, OCILayout
 from chartguard.reconcile.verification import (
@@ -220,10 +213,7 @@ class _Subject:
 def _from_registry(args: argparse.Namespace, subject: _Subject, *, attestations: bool,
                    ) -> tuple[ChartArtifact, SignatureArtifacts]:
     ref = args.chart_ref
-    ca = read_flag_file(args.ca_file, "--ca-file")
-    credentials = password_credentials(args.username, "chartguard verify")
-    with RegistryClient(plain_http=args.plain_http, credentials=credentials,
-                        tls=TLSConfig(ca_pem=ca) if ca else None) as client:
+    with verify_client(args) as client:
         resolved = client.resolve(ref, args.chart_version)
         subject.target = f"{ref}:{resolved.tag}@{resolved.digest}"
         subject.digest = resolved.digest
@@ -258,11 +248,7 @@ def _attestations_json(met: tuple[MetRequirement, ...]) -> list[dict[str, Any]]:
 def _result_json(subject: _Subject, result: VerificationResult, chart: ChartArtifact,
                  met: tuple[MetRequirement, ...]) -> dict[str, Any]:
     return {"verified": True, "target": subject.target, "digest": result.digest,
-            "format": result.format, "key": result.key,
-            "identity": ({"issuer": result.identity[0], "subject": result.identity[1]}
-                         if result.identity else None),
-            "rekorLogIndex": result.rekor_log_index,
-            "identityUnchecked": result.identity_unchecked, "source": result.source,
+            **_signer_json(result), "identityUnchecked": result.identity_unchecked,
             "chart": {"name": chart.name, "version": chart.version,
                       "layerDigest": chart.layer_digest, "layerSize": len(chart.layer)},
             "attestations": _attestations_json(met)}
@@ -270,7 +256,7 @@ def _result_json(subject: _Subject, result: VerificationResult, chart: ChartArti
 
 def run(args: argparse.Namespace) -> int:
     if args.pgp_keyring:
-        return run_pgp(args)
+        return run_pgp(args, check_target=_check_target)
     out = Reporter(args.parser, json_output=args.output == "json")
     try:
         _check_target(args)
