@@ -476,14 +476,8 @@ def _verify(s: _Scratch) -> None:
         what = "attestations"
         verify_attestations(s.verifier, artifacts)
     except VerificationFailedError as err:
-        s.verified = None
-        reasons = "; ".join(err.failures) if err.failures else str(err)
-        message = (f"chart verification error: failed to verify the {what} of "
-                   f"'{s.chart.spec.chart}' version '{s.resolved.version}' ({digest}) using "
-                   f"provider '{s.provider}': {safe(reasons)}")
-        _outdated(s)
-        raise StepFailedError(c.SOURCE_VERIFIED, c.VERIFICATION_ERROR, message, status=c.FALSE,
-                      extra=((c.BUILD_FAILED, c.TRUE, CHART_VERIFICATION_ERROR),)) from None
+        raise _verification_failure(s, digest, "; ".join(err.failures) or str(err),
+                                    what) from None
     s.env.verified.put(s.policy, s.result)
     s.actions.append("verified")
     if s.result.identity_unchecked and s.result.identity is not None:
@@ -496,11 +490,12 @@ def _verify(s: _Scratch) -> None:
             "pin the signer"))
 
 
-def _verification_failure(s: _Scratch, digest: str, reasons: str) -> StepFailedError:
+def _verification_failure(s: _Scratch, digest: str, reasons: str,
+                          what: str = "signature") -> StepFailedError:
     """SourceVerified False (and BuildFailed), Flux's words; the stored artifact stays."""
     assert s.resolved is not None
     s.verified = None
-    message = (f"chart verification error: failed to verify the signature of "
+    message = (f"chart verification error: failed to verify the {what} of "
                f"'{s.chart.spec.chart}' version '{s.resolved.version}' ({digest}) using "
                f"provider '{s.provider}': {safe(reasons)}")
     _outdated(s)
