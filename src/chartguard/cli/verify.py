@@ -300,16 +300,8 @@ def run(args: argparse.Namespace) -> int:
                     "--certificate-oidc-issuer-regexp")
     lines = [f"{subject.target}: {result.summary()}"]
     for m in met:
-        by = ", ".join(f"{a.result.source} ({_signed_by(a.result)})" for a in m.attestations)
+        by = ", ".join(f"{a.result.source} ({a.result.signer})" for a in m.attestations)
         lines.append(f"attestation {escape(m.requirement.describe())}: met by {by}")
     lines.append(f"chart {chart.name} {chart.version}: manifest, config and chart layer "
                  f"{chart.layer_digest} ({len(chart.layer)} bytes) match the verified digest")
     return out.result(_result_json(subject, result, chart, met), lines)
-
-
-def _signed_by(result: VerificationResult) -> str:
-    if result.key is not None:
-        return f"key {escape(result.key)}"
-    if result.identity is not None:
-        return f"identity {escape(result.identity[1])} (issuer {escape(result.identity[0])})"
-    return "unknown signer"  # pragma: no cover - every result has a key or an identity

@@ -230,14 +230,6 @@ def _policy_outcome(requirement: AttestationRequirement,
         return _Outcome(str(err))
 
 
-def _signer(result: VerificationResult) -> str:
-    if result.key is not None:
-        return f"signed by key {escape(result.key)}"
-    if result.identity is not None:
-        return f"signed by {escape(result.identity[1])} (issuer {escape(result.identity[0])})"
-    return "signed"  # pragma: no cover - every result has a key or an identity
-
-
 def verify_attestations(verifier: Verifier, artifacts: SignatureArtifacts,
                         requirements: Sequence[AttestationRequirement] | None = None,
                         *, every: bool = False) -> tuple[MetRequirement, ...]:
@@ -290,7 +282,7 @@ def verify_attestations(verifier: Verifier, artifacts: SignatureArtifacts,
                 meeting.append(attestation)
             else:
                 reasons.append(f"{attestation.result.source}: "
-                               f"{_signer(attestation.result)}: {outcome.why}")
+                               f"signed by {attestation.result.signer}: {outcome.why}")
         if meeting:
             met.append(MetRequirement(requirement, tuple(meeting)))
             continue

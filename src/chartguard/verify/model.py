@@ -56,15 +56,18 @@ class VerificationResult:
     identity_unchecked: bool = False
     source: str = ""
 
+    @property
+    def signer(self) -> str:
+        """``key <name>`` or ``identity <subject> (issuer <issuer>)``, escaped."""
+        if self.key is not None:
+            return f"key {escape(self.key)}"
+        if self.identity is not None:
+            return f"identity {escape(self.identity[1])} (issuer {escape(self.identity[0])})"
+        return "unknown signer"  # pragma: no cover - every result has a key or an identity
+
     def summary(self) -> str:
         """One line for logs, conditions and the CLI (what came from outside, escaped)."""
-        if self.key is not None:
-            signer = f"key {escape(self.key)}"
-        elif self.identity is not None:
-            signer = f"identity {escape(self.identity[1])} (issuer {escape(self.identity[0])})"
-        else:  # pragma: no cover - every result has a key or an identity
-            signer = "unknown signer"
-        parts = [f"verified {self.digest}: {self.format} signature by {signer}"]
+        parts = [f"verified {self.digest}: {self.format} signature by {self.signer}"]
         if self.source:
             parts.append(f"from {escape(self.source)}")
         if self.rekor_log_index is not None:
