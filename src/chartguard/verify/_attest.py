@@ -25,6 +25,7 @@ from chartguard.verify._common import (
     Rejected,
     b64decode,
     check_in_toto_subject,
+    dsse_parts,
     json_object,
     pae,
 )
@@ -51,15 +52,7 @@ _WHAT = "attestation"
 
 
 def _envelope(layer: LegacySignature) -> tuple[str, bytes, list[bytes]]:
-    envelope = json_object(layer.payload, "DSSE envelope")
-    payload_type = envelope.get("payloadType")
-    payload = b64decode(envelope.get("payload"), "DSSE payload")
-    signatures = envelope.get("signatures")
-    if not isinstance(payload_type, str) or not isinstance(signatures, list) or not signatures:
-        raise Rejected("DSSE envelope lacks payloadType or signatures")
-    sigs = [b64decode(s.get("sig") if isinstance(s, dict) else None, "DSSE signature")
-            for s in signatures]
-    return payload_type, payload, sigs
+    return dsse_parts(json_object(layer.payload, "DSSE envelope"))
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from chartguard.verify import _sigstore_compat as compat
 from chartguard.verify._attest import check_logged_body
 from chartguard.verify._common import (
     Rejected,
-    b64decode,
     check_in_toto_subject,
+    dsse_parts,
     json_object,
     pae,
     shown,
@@ -206,16 +206,8 @@ def key_statement(
         envelope = document.get("dsseEnvelope")
         if not isinstance(envelope, dict):
             raise Rejected("bundle holds no DSSE envelope (message signatures are not images)")
-        payload_type = envelope.get("payloadType")
-        payload = b64decode(envelope.get("payload"), "DSSE payload")
-        signatures = envelope.get("signatures")
-        if not isinstance(payload_type, str) or not isinstance(signatures, list) or not signatures:
-            raise Rejected("DSSE envelope lacks payloadType or signatures")
+        payload_type, payload, sigs = dsse_parts(envelope)
         signed = pae(payload_type, payload)
-        sigs = [
-            b64decode(s.get("sig") if isinstance(s, dict) else None, "DSSE signature")
-            for s in signatures
-        ]
         key = next((k for k in keys if any(k.matches(s, signed) for s in sigs)), None)
         if key is None:
             raise Rejected(*(f"key {k.name}: signature does not match" for k in keys))

@@ -177,3 +177,15 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     """DSSE's pre-authentication encoding: what a DSSE signature is made over."""
     kind = payload_type.encode()
     return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
+
+
+def dsse_parts(envelope: dict[str, Any]) -> tuple[str, bytes, list[bytes]]:
+    """A DSSE envelope's payload type, payload and signatures, decoded (not verified)."""
+    payload_type = envelope.get("payloadType")
+    payload = b64decode(envelope.get("payload"), "DSSE payload")
+    signatures = envelope.get("signatures")
+    if not isinstance(payload_type, str) or not isinstance(signatures, list) or not signatures:
+        raise Rejected("DSSE envelope lacks payloadType or signatures")
+    return payload_type, payload, [
+        b64decode(s.get("sig") if isinstance(s, dict) else None, "DSSE signature")
+        for s in signatures]
